@@ -1,0 +1,201 @@
+"""Typed run configuration: the single source of truth for every option.
+
+YAML files, ``--set`` overrides, the JSON Schema (``lgrpo-bench config schema``) and the MLflow params of
+a run all derive from these models. Unknown keys are errors. Every field states its meaning, its unit and,
+where it matters, where its default comes from.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def _unit(unit: str) -> dict:
+    return {"unit": unit}
+
+
+class ModelConfig(_Strict):
+    """Which policy model to train."""
+
+    name: str = Field(
+        "tiny-s",
+        description="A tiny preset (tiny-s, tiny-m, tiny-l: built and warm-started locally), a Qwen preset "
+        "(qwen2.5-1.5b, qwen2.5-3b, qwen2.5-7b, qwen2.5-math-1.5b, qwen2.5-math-7b), a local folder or a hub id",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights and compute dtype: auto = bfloat16 on CUDA, float32 on CPU"
+    )
+    warm_start_steps: int | None = Field(
+        None, ge=0, description="Tiny presets only: SFT warm-start steps (None = the preset's default)",
+        json_schema_extra=_unit("optimizer steps"),
+    )
+    warm_start_seed: int = Field(0, description="Tiny presets only: seed of the warm start (shared by all RL seeds)")
+
+
+class TaskConfig(_Strict):
+    """Training data, prompt template and reward."""
+
+    name: Literal["arith", "math"] = Field(
+        "arith", description="arith: synthetic a+b with worked or direct answers; math: MATH training problems"
+    )
+    data: str | None = Field(
+        None,
+        description="math: a JSONL file or a folder holding math_train.jsonl ({id, problem, answer}); "
+        "None = the hub (EleutherAI/hendrycks_math)",
+    )
+    levels: list[int] | None = Field(None, description="math: MATH difficulty levels to keep (1-5); None = all")
+    digits: list[int] = Field([2, 3], description="arith: operand digit counts, drawn uniformly")
+    num_train_problems: int = Field(4000, ge=1, description="arith: training problems generated",
+                                    json_schema_extra=_unit("problems"))
+    num_heldout_problems: int = Field(500, ge=1, description="arith: held-out test problems, disjoint from training",
+                                      json_schema_extra=_unit("problems"))
+    data_seed: int = Field(1234, description="arith: seed of problem generation (fixed across runs, unlike train.seed)")
+    template: str | None = Field(None, description="Prompt template (arith, qwen_math, r1); None = the task's default")
+    reward_timeout_s: float = Field(5.0, gt=0, description="Upper bound on one reward call", json_schema_extra=_unit("s"))
+    format_reward_weight: float = Field(0.0, ge=0, description="Weight of a format reward (answer boxed); 0 = off")
+
+    @field_validator("digits")
+    @classmethod
+    def _digits_range(cls, value: list[int]) -> list[int]:
+        if not value or any(d < 1 or d > 9 for d in value):
+            raise ValueError("digits must be a non-empty list of integers between 1 and 9")
+        return value
+
+    @field_validator("levels")
+    @classmethod
+    def _levels_range(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or any(lv < 1 or lv > 5 for lv in value)):
+            raise ValueError("levels must be a non-empty list of MATH levels between 1 and 5")
+        return value
+
+
+class AlgorithmConfig(_Strict):
+    """Which GRPO-family loss (see lgrpo_bench.algorithms) and its options."""
+
+    name: str = Field("lambda_grpo", description="grpo, dapo, dr_grpo, lambda_grpo or dapo_full")
+    r: float = Field(1 / 9, gt=0, description="λ-GRPO: scale of the length z-score in h = 1 + r·z (paper: 1/9)")
+    lam_init: float = Field(0.0, description="λ-GRPO: initial λ (0 = DAPO's token mean; not stated in the paper)")
+    lambda_lr: float = Field(1e-2, gt=0, description="λ-GRPO: Adam learning rate of λ (no weight decay)")
+    lambda_learnable: bool = Field(True, description="λ-GRPO: learn λ; false freezes it at lam_init (ablations)")
+    epsilon_low: float | None = Field(None, gt=0, lt=1, description="Lower clip ε_low; None = the algorithm's default (0.2)")
+    epsilon_high: float | None = Field(None, gt=0, description="Upper clip ε_high; None = the algorithm's default (0.2; dapo_full 0.28)")
+    overlong_buffer_tokens: int | None = Field(
+        None, ge=1, description="dapo_full: soft overlong punishment buffer; None = 20 % of max_completion_length "
+        "(DAPO: 4,096 of 20,480)", json_schema_extra=_unit("tokens"),
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from lgrpo_bench.algorithms import ALGORITHMS
+
+        if value not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {value!r}: choose one of {', '.join(ALGORITHMS)}")
+        return value
+
+
+class TrainConfig(_Strict):
+    """RL trainer options. Every TRL default that assumes a GPU is set explicitly from here."""
+
+    seed: int = Field(0, description="Seed of RL sampling and initialisation of trainer state")
+    max_steps: int = Field(40, ge=1, description="Optimizer steps", json_schema_extra=_unit("steps"))
+    num_generations: int = Field(8, ge=2, description="G: completions sampled per prompt")
+    prompts_per_step: int = Field(8, ge=1, description="Prompts per optimizer step (batch = prompts_per_step·G completions)",
+                                  json_schema_extra=_unit("prompts"))
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step (the loss is invariant to it)")
+    max_completion_length: int = Field(40, ge=1, description="L_max: generation cap", json_schema_extra=_unit("tokens"))
+    learning_rate: float = Field(1e-4, gt=0, description="Policy learning rate (TINY_RL: 1e-4 for tiny presets; DAPO: 1e-6 for 7B)")
+    lr_scheduler: Literal["constant", "constant_with_warmup", "cosine", "linear"] = Field("constant", description="LR schedule (λ follows it too)")
+    warmup_steps: int = Field(0, ge=0, description="LR warm-up steps", json_schema_extra=_unit("steps"))
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay of the policy")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping of the policy (λ is not clipped); 0 = off")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of rollouts")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of rollouts")
+    top_k: int = Field(0, ge=0, description="Top-k sampling of rollouts (0 = off)")
+    beta: float = Field(0.0, ge=0, description="KL coefficient β (DAPO, Dr. GRPO and TRL use 0)")
+    num_iterations: int = Field(1, ge=1, description="μ: optimisation passes over each generation batch")
+    use_vllm: bool = Field(False, description="vLLM rollouts (GPU, needs the vllm extra)")
+    bf16: bool | None = Field(None, description="bf16 mixed precision; None = on with CUDA, off on CPU")
+    gradient_checkpointing: bool = Field(False, description="Activation checkpointing (large models on GPU)")
+    heldout_every: int = Field(10, ge=0, description="Greedy held-out accuracy every K steps (0 = off)", json_schema_extra=_unit("steps"))
+    heldout_size: int = Field(200, ge=1, description="Held-out problems scored each time", json_schema_extra=_unit("problems"))
+    save_every: int = Field(20, ge=0, description="Checkpoint every K steps (0 = only at the end)", json_schema_extra=_unit("steps"))
+    samples_every: int = Field(20, ge=0, description="Log a table of sample completions every N steps (0 = off)", json_schema_extra=_unit("steps"))
+    num_threads: int | None = Field(None, ge=1, description="CPU threads for torch; None = torch's default")
+
+
+class TrackingConfig(_Strict):
+    """Where results go. Not part of a run's identity."""
+
+    uri: str | None = Field(None, description="MLflow tracking URI; None = $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db")
+    experiment: str = Field("lgrpo-bench", description="MLflow experiment name")
+    runs_dir: str = Field("runs", description="Folder of run directories (checkpoints, logs): <runs_dir>/<run_id>/")
+    cache_dir: str | None = Field(None, description="Cache of built tiny models; None = $LGRPO_CACHE_DIR or ~/.cache/lgrpo-bench")
+    grid: str | None = Field(None, description="Name of the grid this run belongs to (tag lgrpo.grid)")
+
+
+class EvalConfig(_Strict):
+    """Evaluation after training."""
+
+    benchmarks: list[str] = Field([], description="Benchmarks evaluated after training (e.g. arith, math500)")
+    data_dir: str | None = Field(None, description="Offline benchmark folder (<benchmark>.jsonl); None = $LGRPO_DATA_DIR or the hub")
+
+
+class RunConfig(_Strict):
+    """One training run: model × task × algorithm × trainer options."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "RunConfig":
+        from lgrpo_bench.algorithms import get_algorithm, max_safe_r
+
+        spec = get_algorithm(self.algorithm.name)
+        group_size = self.train.num_generations
+        if spec.uses_lambda and self.algorithm.r >= max_safe_r(group_size):
+            raise ValueError(
+                f"algorithm.r={self.algorithm.r:g} is too large for train.num_generations={group_size}: "
+                f"1 + r·z reaches 1 - r·sqrt(G-1) = {1 - self.algorithm.r * math.sqrt(group_size - 1):.3f} ≤ 0; "
+                f"use r < {max_safe_r(group_size):.4f}"
+            )
+        if self.train.prompts_per_step % self.train.gradient_accumulation_steps:
+            raise ValueError(
+                f"train.prompts_per_step={self.train.prompts_per_step} must be a multiple of "
+                f"train.gradient_accumulation_steps={self.train.gradient_accumulation_steps}"
+            )
+        if self.task.name == "math" and self.task.template == "arith":
+            raise ValueError("task.template=arith only fits task.name=arith")
+        return self
+
+    @property
+    def resolved_template(self) -> str:
+        return self.task.template or ("arith" if self.task.name == "arith" else "qwen_math")
+
+    @property
+    def epsilon_low(self) -> float:
+        from lgrpo_bench.algorithms import get_algorithm
+
+        return self.algorithm.epsilon_low or get_algorithm(self.algorithm.name).epsilon_low
+
+    @property
+    def epsilon_high(self) -> float:
+        from lgrpo_bench.algorithms import get_algorithm
+
+        return self.algorithm.epsilon_high or get_algorithm(self.algorithm.name).epsilon_high
+
+
+#: Sections and fields that do not change results, left out of the run identity.
+IDENTITY_EXCLUDED = {"tracking": None, "train": {"samples_every", "num_threads"}}
