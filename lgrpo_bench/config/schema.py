@@ -121,6 +121,10 @@ class TrainConfig(_Strict):
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of rollouts")
     top_k: int = Field(0, ge=0, description="Top-k sampling of rollouts (0 = off)")
     beta: float = Field(0.0, ge=0, description="KL coefficient β (DAPO, Dr. GRPO and TRL use 0)")
+    kl_importance_correction: bool = Field(
+        False, description="Multiply the KL term by the ratio ρ (DeepSeek-V3.2; TRL 1.16's default is on); "
+        "off = the k3 estimator of GRPO as published. Matters only when beta > 0",
+    )
     num_iterations: int = Field(1, ge=1, description="μ: optimisation passes over each generation batch")
     use_vllm: bool = Field(False, description="vLLM rollouts (GPU, needs the vllm extra)")
     bf16: bool | None = Field(None, description="bf16 mixed precision; None = on with CUDA, off on CPU")

@@ -36,7 +36,44 @@ from trl import GRPOTrainer
 from lgrpo_bench.algorithms import AlgorithmSpec, WeightInputs, relative_token_weight
 
 LAMBDA_STATE_FILE = "lambda_state.json"
-_ROW_KEYS = ("lgrpo_group_lengths", "lgrpo_index_in_group", "lgrpo_lengths", "lgrpo_keep")
+
+
+def row_group_statistics(
+    all_lengths: torch.Tensor,
+    group_size: int,
+    *,
+    start: int = 0,
+    n_rows: int | None = None,
+    all_advantages: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    """What rows ``start .. start+n_rows`` of a generation batch carry to the loss.
+
+    Args:
+        all_lengths: (N,) lengths of every completion of the generation batch (all processes, in the
+            order TRL gathers rewards: groups of ``group_size`` consecutive rows).
+        all_advantages: (N,) advantages; when given, groups whose advantages are all 0 (rewards all equal)
+            get keep = 0 (dynamic sampling) and ``frac_groups_dropped`` is returned too.
+    Returns:
+        ``lgrpo_lengths`` (R,), ``lgrpo_group_lengths`` (R, G), ``lgrpo_index_in_group`` (R,), ``lgrpo_keep``
+        (R,) and the 0-d tensors ``lgrpo_num_completions`` (N kept) and ``lgrpo_num_tokens`` (Σ kept |o|).
+    """
+    n_rows = all_lengths.numel() - start if n_rows is None else n_rows
+    keep = torch.ones_like(all_lengths)
+    statistics: dict[str, Any] = {}
+    if all_advantages is not None:
+        zero = torch.isclose(all_advantages.view(-1, group_size), torch.zeros_like(all_advantages[:1]), atol=1e-6)
+        keep = (~zero.all(dim=1)).repeat_interleave(group_size).to(all_lengths.dtype)
+        statistics["frac_groups_dropped"] = 1.0 - keep.mean().item()
+    rows = torch.arange(start, start + n_rows, device=all_lengths.device)
+    statistics.update(
+        lgrpo_lengths=all_lengths[rows],
+        lgrpo_group_lengths=all_lengths.view(-1, group_size)[rows // group_size],
+        lgrpo_index_in_group=rows % group_size,
+        lgrpo_keep=keep[rows],
+        lgrpo_num_completions=keep.sum(),
+        lgrpo_num_tokens=(all_lengths * keep).sum(),
+    )
+    return statistics
 
 
 class UnifiedLossGRPOTrainer(GRPOTrainer):
@@ -114,34 +151,27 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
         output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
-        device = output["completion_ids"].device
 
         loss_mask = output["completion_mask"]
         if "tool_mask" in output:
             loss_mask = loss_mask * output["tool_mask"]
         local_lengths = loss_mask.sum(dim=1).to(torch.float32)
         all_lengths = self.accelerator.gather(local_lengths)
-        keep = torch.ones_like(all_lengths)
+        all_advantages = None
         if self.algorithm.drop_uniform_reward_groups:
             all_advantages = self.accelerator.gather(output["advantages"].to(torch.float32))
-            uniform = torch.isclose(all_advantages.view(-1, group_size), torch.zeros(1, device=device), atol=1e-6)
-            keep = (~uniform.all(dim=1)).repeat_interleave(group_size).to(torch.float32)
-            self._metrics[mode]["frac_groups_dropped"].append(1.0 - keep.mean().item())
-
-        n_local = local_lengths.numel()
-        start = self.accelerator.process_index * n_local
-        rows = torch.arange(start, start + n_local, device=device)
-        output["lgrpo_lengths"] = local_lengths
-        output["lgrpo_group_lengths"] = all_lengths.view(-1, group_size)[rows // group_size]
-        output["lgrpo_index_in_group"] = rows % group_size
-        output["lgrpo_keep"] = keep[rows]
-        output["lgrpo_num_completions"] = keep.sum()
-        output["lgrpo_num_tokens"] = (all_lengths * keep).sum()
+        statistics = row_group_statistics(
+            all_lengths, group_size, start=self.accelerator.process_index * local_lengths.numel(),
+            n_rows=local_lengths.numel(), all_advantages=all_advantages,
+        )
+        if all_advantages is not None:
+            self._metrics[mode]["frac_groups_dropped"].append(statistics.pop("frac_groups_dropped"))
+        output.update(statistics)
         return output
 
     # -- loss -------------------------------------------------------------------------------------
-    def completion_weights_for(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """w_i for the rows of ``inputs`` (differentiable in λ)."""
+    def completion_weights_for(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, WeightInputs]:
+        """w_i for the rows of ``inputs`` (differentiable in λ), and the inputs they were computed from."""
         weight_inputs = WeightInputs(
             lengths=inputs["lgrpo_lengths"],
             group_lengths=inputs["lgrpo_group_lengths"],
@@ -181,9 +211,8 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
 
         ratio = torch.exp(per_token_logps - old_per_token_logps)
         clipped_ratio = torch.clamp(ratio, 1 - self.epsilon_low, 1 + self.epsilon_high)
-        if self.args.delta is not None:
-            ratio = torch.clamp(ratio, max=self.args.delta)
-        per_token_loss = -torch.min(ratio * advantages, clipped_ratio * advantages)
+        policy_ratio = ratio if self.args.delta is None else torch.clamp(ratio, max=self.args.delta)
+        per_token_loss = -torch.min(policy_ratio * advantages, clipped_ratio * advantages)
         if self.use_vllm and self.vllm_importance_sampling_correction:
             per_token_loss = per_token_loss * inputs["importance_sampling_ratio"]
         if self.beta != 0.0:
@@ -217,6 +246,8 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
         metrics["clip_ratio/high_mean"].append(global_masked_mean(high.float()))
         metrics["clip_ratio/region_mean"].append(global_masked_mean((low | high).float()))
 
+        if self.algorithm.uses_lambda and not self.lambda_learnable:
+            metrics["lambda"].append(float(self.lam.detach()))
         kept = inputs["lgrpo_keep"] > 0
         relative = relative_token_weight(weights.detach(), weight_inputs)[kept]
         if relative.numel():
