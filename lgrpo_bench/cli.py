@@ -1,0 +1,119 @@
+"""The ``lgrpo-bench`` command line: parse, call the library, print. No logic of its own.
+
+Exit codes: 0 success, 1 a run failed, 2 bad input (nothing launched, nothing written).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    name="lgrpo-bench",
+    help="Fair comparisons of GRPO-family RL algorithms (GRPO, DAPO, Dr. GRPO, λ-GRPO) for LLMs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect the typed configuration. Example: lgrpo-bench config schema > run.schema.json",
+                         no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+def _offline_defaults() -> None:
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _fail_input(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def train(
+    config_file: Path = typer.Argument(..., help="Run YAML (see `lgrpo-bench config schema`)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key: --set train.learning_rate=2e-6"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print the final line"),
+) -> None:
+    """Train one run (resumes an interrupted one, skips a finished one). Example: lgrpo-bench train experiments/tiny_lambda.yaml"""
+    from lgrpo_bench.config import ConfigError, load_run_config
+
+    _offline_defaults()
+    try:
+        config = load_run_config(config_file, set_ or [])
+    except ConfigError as error:
+        _fail_input(str(error))
+    from lgrpo_bench.tracking import TrackingUnavailable
+    from lgrpo_bench.training.run import train as train_run
+
+    try:
+        result = train_run(config, emit=None if quiet else typer.echo)
+    except TrackingUnavailable as error:
+        _fail_input(str(error))
+    state = "skipped (already done)" if result.skipped else f"done in {result.seconds:.1f} s"
+    typer.echo(f"run {result.run_id}: {state}; MLflow run {result.mlflow_run_id}")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of a run config (for editors). Example: lgrpo-bench config schema > run.schema.json"""
+    from lgrpo_bench.config import RunConfig
+
+    typer.echo(json.dumps(RunConfig.model_json_schema(), indent=2, ensure_ascii=False))
+
+
+@config_app.command("show")
+def config_show(
+    config_file: Path = typer.Argument(..., help="Run YAML"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key: --set algorithm.lam_init=0.5"),
+) -> None:
+    """Validate a run config and print it resolved, with its run id. Example: lgrpo-bench config show run.yaml"""
+    from lgrpo_bench.config import ConfigError, dump_yaml, load_run_config, run_id
+
+    try:
+        config = load_run_config(config_file, set_ or [])
+    except ConfigError as error:
+        _fail_input(str(error))
+    typer.echo(f"# run id: {run_id(config)}")
+    typer.echo(dump_yaml(config))
+
+
+@app.command()
+def algorithms() -> None:
+    """List the registered algorithms and what distinguishes them. Example: lgrpo-bench algorithms"""
+    from lgrpo_bench.algorithms import ALGORITHMS
+
+    for name, spec in ALGORITHMS.items():
+        typer.echo(f"{name:12s} {spec.summary}\n{'':12s} ref: {spec.reference}")
+
+
+@app.command()
+def ui(
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Store (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)"),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; 127.0.0.1 keeps the UI private to this machine"),
+    port: int = typer.Option(5000, help="Port"),
+) -> None:
+    """Start the MLflow UI on the configured store. Example: lgrpo-bench ui --port 5001"""
+    from lgrpo_bench.tracking import resolve_tracking_uri, start_ui
+
+    uri = resolve_tracking_uri(tracking_uri)
+    process = start_ui(uri, host=host, port=port)
+    typer.echo(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C stops it)")
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
