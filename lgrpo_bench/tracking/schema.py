@@ -1,0 +1,524 @@
+"""The MLflow schema of lgrpo-bench: every tag key, tag value, metric name and param rule, in one place.
+
+This module is a public contract. Reports, notebooks and sweeps read runs back through these names, so a
+name here changes only together with its readers. It imports nothing heavier than the standard library.
+
+Runs and their tags
+-------------------
+Every run carries these tags (all values are strings, as MLflow stores them):
+
+==========================  =====================================================================================
+``lgrpo.algorithm``         algorithm name as registered in :mod:`lgrpo_bench.algorithms` (``grpo``, ``dapo``, ...)
+``lgrpo.model``             model id or path as configured
+``lgrpo.model_size``        parameter count class of the model (free text from the config, e.g. ``0.5B``)
+``lgrpo.seed``              the run seed, as a decimal string
+``lgrpo.task``              training task name (``arith``, ``math``, ...)
+``lgrpo.run_id``            content hash of the resolved config (the run's identity; *not* MLflow's run id)
+``lgrpo.grid``              name of the grid the run belongs to (absent for runs outside a grid)
+``lgrpo.kind``              one of :data:`KINDS`: ``train``, ``warm_start``, ``eval``, ``grid``, ``study``
+``lgrpo.state``             one of :data:`STATES`: ``running``, ``done``, ``failed``
+``lgrpo.git_commit``        commit of the lgrpo-bench source that ran (:data:`GIT_COMMIT_UNKNOWN` outside a git checkout)
+``lgrpo.versions``          JSON object of package versions, see :func:`versions_tag_value`
+``mlflow.parentRunId``      MLflow's own parent link: eval runs point at their train run, grid/study members at
+                            the grid/study run (:data:`TAG_PARENT_RUN_ID`)
+==========================  =====================================================================================
+
+``lgrpo.state`` is ours, separate from MLflow's run status: a run is ``done`` only when all its outputs
+(metrics, checkpoints, evaluation) are written, which MLflow's ``FINISHED`` does not promise.
+
+Metrics
+-------
+* Training metrics live under ``train/`` and are logged at the optimizer step (``state.global_step``).
+  The names we compute or map to are the ``TRAIN_*`` constants below (collected in :data:`TRAIN_METRICS`).
+* Evaluation metrics are ``eval/<benchmark>/<metric>``, built with :func:`eval_metric` and split back with
+  :func:`parse_eval_metric`. The benchmark part never contains ``/``; the metric part may.
+* Metrics that TRL's ``GRPOTrainer`` logs are renamed through :data:`TRL_TO_SCHEMA` by
+  :func:`map_trl_key`. A key the table does not know becomes ``train/<key>`` with characters MLflow would
+  reject replaced by ``_`` (see :func:`strict_metric_name`): nothing is dropped silently. Keys that already
+  start with ``train/`` or ``eval/`` pass through. Keys of the trainer's in-loop evaluation (``eval_<key>``)
+  become ``eval/trainer_eval/<mapped key without train/>``.
+
+Params
+------
+The resolved config is logged as params with :func:`flatten_params`: nested keys joined with ``.``, values
+stringified (strings as-is, scalars with ``str``, lists as JSON), values longer than MLflow's limit
+(:data:`MAX_PARAM_VALUE_LENGTH`) truncated with :data:`PARAM_TRUNCATION_MARKER` and a note of the full
+length. :func:`unflatten_params` rebuilds the nesting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import posixpath
+import re
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from typing import Any
+
+__all__ = [
+    "KINDS",
+    "KIND_EVAL",
+    "KIND_GRID",
+    "KIND_STUDY",
+    "KIND_TRAIN",
+    "KIND_WARM_START",
+    "MAX_METRIC_NAME_LENGTH",
+    "MAX_PARAM_KEY_LENGTH",
+    "MAX_PARAM_VALUE_LENGTH",
+    "MAX_TAG_VALUE_LENGTH",
+    "PARAM_TRUNCATION_MARKER",
+    "STATES",
+    "STATE_DONE",
+    "STATE_FAILED",
+    "STATE_RUNNING",
+    "TAG_ALGORITHM",
+    "TAG_GIT_COMMIT",
+    "TAG_GRID",
+    "TAG_KIND",
+    "TAG_MODEL",
+    "TAG_MODEL_SIZE",
+    "TAG_PARENT_RUN_ID",
+    "TAG_RUN_ID",
+    "TAG_SEED",
+    "TAG_STATE",
+    "TAG_TASK",
+    "TAG_VERSIONS",
+    "TRAINER_EVAL_BENCHMARK",
+    "TRAIN_METRICS",
+    "TRL_TO_SCHEMA",
+    "VERSIONED_PACKAGES",
+    "GIT_COMMIT_UNKNOWN",
+    "eval_metric",
+    "flatten_params",
+    "is_valid_metric_name",
+    "map_trl_key",
+    "map_trl_logs",
+    "package_versions",
+    "parse_eval_metric",
+    "sanitize_metric_name",
+    "strict_metric_name",
+    "train_metric",
+    "unflatten_params",
+    "versions_tag_value",
+]
+
+_logger = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------------------------
+# Tags
+# ---------------------------------------------------------------------------------------------------------
+TAG_ALGORITHM = "lgrpo.algorithm"
+TAG_MODEL = "lgrpo.model"
+TAG_MODEL_SIZE = "lgrpo.model_size"
+TAG_SEED = "lgrpo.seed"
+TAG_TASK = "lgrpo.task"
+TAG_RUN_ID = "lgrpo.run_id"
+"""Content hash of the resolved config: equal configs give equal ids, whatever MLflow's run id."""
+TAG_GRID = "lgrpo.grid"
+TAG_KIND = "lgrpo.kind"
+TAG_STATE = "lgrpo.state"
+TAG_GIT_COMMIT = "lgrpo.git_commit"
+GIT_COMMIT_UNKNOWN = "unknown"
+"""Value of ``lgrpo.git_commit`` when the source is not a git checkout."""
+TAG_VERSIONS = "lgrpo.versions"
+TAG_PARENT_RUN_ID = "mlflow.parentRunId"
+"""MLflow's own parent link (``mlflow.utils.mlflow_tags.MLFLOW_PARENT_RUN_ID``); the UI nests runs by it."""
+
+KIND_TRAIN = "train"
+KIND_WARM_START = "warm_start"
+KIND_EVAL = "eval"
+KIND_GRID = "grid"
+KIND_STUDY = "study"
+KINDS: tuple[str, ...] = (KIND_TRAIN, KIND_WARM_START, KIND_EVAL, KIND_GRID, KIND_STUDY)
+"""Every value ``lgrpo.kind`` may take."""
+
+STATE_RUNNING = "running"
+STATE_DONE = "done"
+STATE_FAILED = "failed"
+STATES: tuple[str, ...] = (STATE_RUNNING, STATE_DONE, STATE_FAILED)
+"""Every value ``lgrpo.state`` may take."""
+
+VERSIONED_PACKAGES: tuple[str, ...] = (
+    "lgrpo-bench",
+    "torch",
+    "transformers",
+    "trl",
+    "mlflow",
+    "lm-eval",
+    "math-verify",
+)
+"""Distributions whose versions go into ``lgrpo.versions``, in this order."""
+
+NOT_INSTALLED = "not-installed"
+
+
+def package_versions(packages: Iterable[str] = VERSIONED_PACKAGES) -> dict[str, str]:
+    """Installed version of each distribution in ``packages``; ``"not-installed"`` when it is missing."""
+    versions = {}
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = NOT_INSTALLED
+    return versions
+
+
+def versions_tag_value(packages: Iterable[str] = VERSIONED_PACKAGES) -> str:
+    """The value of ``lgrpo.versions``: compact JSON ``{"torch": "2.13.0", ...}`` in :data:`VERSIONED_PACKAGES` order."""
+    return json.dumps(package_versions(packages), separators=(",", ":"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# MLflow limits (mirrors of mlflow.utils.validation, kept here so the schema needs no MLflow import)
+# ---------------------------------------------------------------------------------------------------------
+MAX_METRIC_NAME_LENGTH = 250
+"""``mlflow.utils.validation.MAX_ENTITY_KEY_LENGTH``: longest metric, param or tag key."""
+MAX_PARAM_KEY_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+"""``mlflow.utils.validation.MAX_PARAM_VAL_LENGTH``."""
+MAX_TAG_VALUE_LENGTH = 8000
+"""``mlflow.utils.validation.MAX_TAG_VAL_LENGTH``."""
+
+# MLflow (POSIX) accepts names made of word characters, "/", ".", "-", " " and ":"; we emit a stricter subset.
+_MLFLOW_NAME_RE = re.compile(r"^[/\w.\- :]*$")
+_DISALLOWED_CHAR_RE = re.compile(r"[^A-Za-z0-9_/.\-]")
+
+
+def is_valid_metric_name(name: str) -> bool:
+    """True when MLflow accepts ``name`` as a metric/param/tag key on every platform it supports.
+
+    Mirrors ``mlflow.utils.validation._validate_metric_name``: allowed characters, no path tricks
+    (``a//b``, ``./a``, ``a/..``, leading ``/``: MLflow may store names as file paths), at most 250 characters.
+    """
+    if not isinstance(name, str) or not name or len(name) > MAX_METRIC_NAME_LENGTH:
+        return False
+    if not _MLFLOW_NAME_RE.match(name) or ":" in name:  # ":" is refused on Windows
+        return False
+    normalized = posixpath.normpath(name)
+    return normalized == name and normalized != "." and not normalized.startswith(("..", "/"))
+
+
+def sanitize_metric_name(name: str) -> str:
+    """``name`` if MLflow accepts it (see :func:`is_valid_metric_name`), else :func:`strict_metric_name` of it."""
+    if is_valid_metric_name(name):
+        return name
+    return strict_metric_name(name)
+
+
+def strict_metric_name(name: str) -> str:
+    """``name`` rewritten into ``[A-Za-z0-9_/.-]``, deterministically; the form of every name we build.
+
+    Every other character (space, ``,``, ``:``, ``(``, non-ASCII, ...) becomes ``_``; empty path segments are
+    removed and ``.``/``..`` segments become ``_`` (MLflow refuses names that normalize to another path);
+    names longer than 250 characters keep their first 241 characters plus ``-`` and 8 hex digits of the
+    SHA-1 of the original, so distinct long names stay distinct.
+    """
+    cleaned = _DISALLOWED_CHAR_RE.sub("_", str(name))
+    segments = [("_" if segment in (".", "..") else segment) for segment in cleaned.split("/") if segment]
+    cleaned = "/".join(segments) or "_"
+    if len(cleaned) > MAX_METRIC_NAME_LENGTH:
+        digest = hashlib.sha1(str(name).encode()).hexdigest()[:8]
+        cleaned = f"{cleaned[: MAX_METRIC_NAME_LENGTH - 9]}-{digest}"
+    return cleaned
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Metric names
+# ---------------------------------------------------------------------------------------------------------
+TRAIN_PREFIX = "train/"
+EVAL_PREFIX = "eval/"
+
+
+def train_metric(name: str) -> str:
+    """``train/<name>`` with characters outside ``[A-Za-z0-9_/.-]`` replaced (see :func:`strict_metric_name`)."""
+    return strict_metric_name(TRAIN_PREFIX + name)
+
+
+TRAIN_REWARD_MEAN = "train/reward_mean"
+TRAIN_REWARD_STD = "train/reward_std"
+TRAIN_ACCURACY = "train/accuracy"
+TRAIN_COMPLETION_LENGTH_MEAN = "train/completion_length_mean"
+TRAIN_COMPLETION_LENGTH_MIN = "train/completion_length_min"
+TRAIN_COMPLETION_LENGTH_MAX = "train/completion_length_max"
+TRAIN_CLIP_FRACTION = "train/clip_fraction"
+"""Fraction of tokens whose importance ratio was clipped (TRL's ``clip_ratio/region_mean``)."""
+TRAIN_ENTROPY = "train/entropy"
+TRAIN_KL = "train/kl"
+TRAIN_GRAD_NORM = "train/grad_norm"
+TRAIN_LEARNING_RATE = "train/learning_rate"
+TRAIN_LAMBDA = "train/lambda"
+TRAIN_DLAMBDA = "train/dlambda"
+TRAIN_WEIGHT_MEAN = "train/weight_mean"
+TRAIN_WEIGHT_MIN = "train/weight_min"
+TRAIN_WEIGHT_MAX = "train/weight_max"
+TRAIN_TOKENS_PER_S = "train/tokens_per_s"
+TRAIN_STEP_S = "train/step_s"
+TRAIN_FRAC_ZERO_STD_GROUPS = "train/frac_zero_std_groups"
+TRAIN_REWARD_TIMEOUTS = "train/reward_timeouts"
+TRAIN_HELDOUT_ACC = "train/heldout_acc"
+TRAIN_LOSS = "train/loss"
+
+TRAIN_METRICS: tuple[str, ...] = (
+    TRAIN_REWARD_MEAN,
+    TRAIN_REWARD_STD,
+    TRAIN_ACCURACY,
+    TRAIN_COMPLETION_LENGTH_MEAN,
+    TRAIN_COMPLETION_LENGTH_MIN,
+    TRAIN_COMPLETION_LENGTH_MAX,
+    TRAIN_CLIP_FRACTION,
+    TRAIN_ENTROPY,
+    TRAIN_KL,
+    TRAIN_GRAD_NORM,
+    TRAIN_LEARNING_RATE,
+    TRAIN_LAMBDA,
+    TRAIN_DLAMBDA,
+    TRAIN_WEIGHT_MEAN,
+    TRAIN_WEIGHT_MIN,
+    TRAIN_WEIGHT_MAX,
+    TRAIN_TOKENS_PER_S,
+    TRAIN_STEP_S,
+    TRAIN_FRAC_ZERO_STD_GROUPS,
+    TRAIN_REWARD_TIMEOUTS,
+    TRAIN_HELDOUT_ACC,
+    TRAIN_LOSS,
+)
+"""The core training metrics every report may rely on (runs of some algorithms leave some out, e.g. ``train/kl``
+when beta is 0, ``train/lambda`` outside lambda-GRPO)."""
+
+TRAINER_EVAL_BENCHMARK = "trainer_eval"
+"""Benchmark name under which the trainer's in-loop evaluation (``eval_*`` log keys) is stored."""
+
+
+def _sanitize_segment(text: str) -> str:
+    return _DISALLOWED_CHAR_RE.sub("_", str(text)).replace("/", "_").strip(".") or "_"
+
+
+def eval_metric(benchmark: str, metric: str) -> str:
+    """``eval/<benchmark>/<metric>``.
+
+    ``benchmark`` may not contain ``/`` (it is replaced by ``_``) so :func:`parse_eval_metric` can split the
+    name back; ``metric`` may. Characters MLflow rejects become ``_`` in both: lm-eval's
+    ``exact_match,strict-match`` is stored as ``exact_match_strict-match``.
+    """
+    if not str(benchmark).strip() or not str(metric).strip():
+        raise ValueError(f"eval_metric needs a non-empty benchmark and metric, got {benchmark!r}, {metric!r}")
+    return strict_metric_name(f"{EVAL_PREFIX}{_sanitize_segment(benchmark)}/{metric}")
+
+
+def parse_eval_metric(name: str) -> tuple[str, str]:
+    """Inverse of :func:`eval_metric` (for names it produced): ``"eval/gsm8k/acc" -> ("gsm8k", "acc")``."""
+    parts = name.split("/", 2)
+    if len(parts) != 3 or parts[0] != "eval" or not parts[1] or not parts[2]:
+        raise ValueError(f"{name!r} is not an eval metric name of the form eval/<benchmark>/<metric>")
+    return parts[1], parts[2]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# TRL GRPOTrainer log keys -> schema names
+# ---------------------------------------------------------------------------------------------------------
+TRL_TO_SCHEMA: dict[str, str] = {
+    # transformers.Trainer._maybe_log_save_evaluate / Trainer.log
+    "loss": TRAIN_LOSS,
+    "grad_norm": TRAIN_GRAD_NORM,
+    "learning_rate": TRAIN_LEARNING_RATE,
+    "epoch": "train/epoch",
+    "num_input_tokens_seen": "train/num_input_tokens_seen",
+    "train_tokens_per_second": TRAIN_TOKENS_PER_S,
+    # transformers.Trainer._finalize_training: one summary log at the end of train()
+    "train_runtime": "train/runtime_s",
+    "train_samples_per_second": "train/samples_per_s",
+    "train_steps_per_second": "train/steps_per_s",
+    "train_loss": "train/loss_run_mean",
+    "total_flos": "train/total_flos",
+    # trl GRPOTrainer._generate_and_score_completions
+    "num_tokens": "train/num_tokens",
+    "completions/mean_length": TRAIN_COMPLETION_LENGTH_MEAN,
+    "completions/min_length": TRAIN_COMPLETION_LENGTH_MIN,
+    "completions/max_length": TRAIN_COMPLETION_LENGTH_MAX,
+    # "clipped" here means cut off at max_completion_length (no EOS), not PPO ratio clipping
+    "completions/clipped_ratio": "train/completion_truncated_frac",
+    "completions/mean_terminated_length": "train/terminated_length_mean",
+    "completions/min_terminated_length": "train/terminated_length_min",
+    "completions/max_terminated_length": "train/terminated_length_max",
+    "tools/call_frequency": "train/tool_call_frequency",
+    "tools/failure_frequency": "train/tool_failure_frequency",
+    "reward": TRAIN_REWARD_MEAN,
+    "reward_std": TRAIN_REWARD_STD,
+    "frac_reward_zero_std": TRAIN_FRAC_ZERO_STD_GROUPS,
+    # per reward function: "rewards/<func_name>/mean|std" -> "train/rewards/<func_name>/mean|std" (generic rule)
+    "sampling/sampling_logp_difference/mean": "train/sampling_logp_diff_mean",
+    "sampling/sampling_logp_difference/max": "train/sampling_logp_diff_max",
+    "sampling/importance_sampling_ratio/min": "train/sampling_is_ratio_min",
+    "sampling/importance_sampling_ratio/mean": "train/sampling_is_ratio_mean",
+    "sampling/importance_sampling_ratio/max": "train/sampling_is_ratio_max",
+    # trl GRPOTrainer._compute_loss
+    "policy_loss": "train/policy_loss",
+    "entropy_coef": "train/entropy_coef",
+    "aux_loss": "train/aux_loss",
+    "kl": TRAIN_KL,
+    "entropy": TRAIN_ENTROPY,
+    "clip_ratio/region_mean": TRAIN_CLIP_FRACTION,
+    "clip_ratio/low_mean": "train/clip_fraction_low",
+    "clip_ratio/high_mean": "train/clip_fraction_high",
+    "clip_ratio/low_min": "train/clip_fraction_low_min",
+    "clip_ratio/high_max": "train/clip_fraction_high_max",
+    "cispo_clip_ratio": "train/cispo_clip_fraction",
+    "vespo/phi_seq_mean": "train/vespo_phi_seq_mean",
+    # trl GRPOTrainer.training_step (time of one optimizer step, summed over gradient accumulation)
+    "step_time": TRAIN_STEP_S,
+    # lgrpo_bench.training.trainer (our GRPOTrainer subclass) adds these to the same log dict
+    "lambda": TRAIN_LAMBDA,
+    "dlambda": TRAIN_DLAMBDA,
+    "lambda_grad": "train/lambda_grad",
+    "weight_mean": TRAIN_WEIGHT_MEAN,
+    "weight_min": TRAIN_WEIGHT_MIN,
+    "weight_max": TRAIN_WEIGHT_MAX,
+    "frac_groups_dropped": "train/frac_groups_dropped",
+}
+"""TRL 1.16 ``GRPOTrainer`` (and ``transformers.Trainer``) log keys and the schema names they are stored under.
+
+Read off ``trl/trainer/grpo_trainer.py`` (``_generate_and_score_completions``, ``_calculate_rewards``,
+``_compute_loss``, ``training_step``, ``log``) and ``transformers/trainer.py`` (``log``,
+``_maybe_log_save_evaluate``, ``_finalize_training``). Keys not listed are still kept, by the generic rule
+of :func:`map_trl_key`.
+"""
+
+
+def map_trl_key(key: str) -> str:
+    """The schema metric name for one TRL/transformers log key.
+
+    * ``train/...`` and ``eval/...`` keys pass through (sanitized only if MLflow would reject them);
+    * keys in :data:`TRL_TO_SCHEMA` map as listed;
+    * ``eval_<key>`` (the trainer's in-loop evaluation) maps ``<key>`` as above and moves it from ``train/``
+      to ``eval/trainer_eval/``: ``eval_reward -> eval/trainer_eval/reward_mean``;
+    * anything else becomes ``train/<key>`` with characters outside ``[A-Za-z0-9_/.-]`` replaced by ``_``
+      (``rewards/accuracy_reward/mean -> train/rewards/accuracy_reward/mean``).
+    """
+    if key.startswith((TRAIN_PREFIX, EVAL_PREFIX)):
+        return sanitize_metric_name(key)
+    if key in TRL_TO_SCHEMA:
+        return TRL_TO_SCHEMA[key]
+    if key.startswith("eval_") and len(key) > len("eval_"):
+        as_train = map_trl_key(key[len("eval_") :])
+        suffix = as_train[len(TRAIN_PREFIX) :] if as_train.startswith(TRAIN_PREFIX) else as_train
+        return eval_metric(TRAINER_EVAL_BENCHMARK, suffix)
+    return train_metric(key)
+
+
+def map_trl_logs(logs: Mapping[str, Any]) -> dict[str, Any]:
+    """``logs`` with every key renamed by :func:`map_trl_key`; values untouched.
+
+    Raises ``ValueError`` when two keys map to the same name (keeping either would silently drop the other).
+    """
+    mapped: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key, value in logs.items():
+        name = map_trl_key(str(key))
+        if name in mapped:
+            raise ValueError(
+                f"log keys {sources[name]!r} and {key!r} both map to metric {name!r}; rename one of them "
+                f"(or add an explicit entry to lgrpo_bench.tracking.schema.TRL_TO_SCHEMA)"
+            )
+        mapped[name] = value
+        sources[name] = str(key)
+    return mapped
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Params
+# ---------------------------------------------------------------------------------------------------------
+PARAM_TRUNCATION_MARKER = "...[truncated:"
+"""Start of the note that ends a truncated param value: ``...[truncated: 12345 chars in full]``."""
+
+
+def _param_string(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else list(value)
+        return json.dumps(items, default=str, sort_keys=True)
+    return str(value)
+
+
+def _truncate_param(key: str, text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    note = f"{PARAM_TRUNCATION_MARKER} {len(text)} chars in full]"
+    _logger.warning(
+        "param %r is %d characters long, over MLflow's limit of %d: logged truncated, ending in %r. "
+        "Log the full value as an artifact (e.g. the resolved config file) if you need it.",
+        key,
+        len(text),
+        limit,
+        note,
+    )
+    return text[: limit - len(note)] + note
+
+
+def flatten_params(nested: Mapping[str, Any], prefix: str = "", *, max_value_length: int = MAX_PARAM_VALUE_LENGTH) -> dict[str, str]:
+    """Flatten a nested mapping into MLflow params: ``{"a": {"b": 1}} -> {"a.b": "1"}``.
+
+    Contract:
+      * keys are joined with ``.`` under ``prefix`` (``prefix="cfg"`` gives ``cfg.a.b``); key characters MLflow
+        rejects are replaced by ``_``;
+      * leaves are stringified: ``str`` as-is, lists/tuples as JSON (sets sorted), other values with ``str()``
+        (``None -> "None"``, ``True -> "True"``);
+      * an empty mapping is kept as the value ``"{}"``, so every key of the input is visible;
+      * values over ``max_value_length`` (MLflow's 6000) are truncated to exactly that length, ending with
+        ``...[truncated: N chars in full]``, and a warning is logged;
+      * nothing is dropped silently: keys that collide after sanitizing, or keys too long for MLflow
+        (250 characters), raise ``ValueError``.
+    """
+    flat: dict[str, str] = {}
+    origin: dict[str, str] = {}
+
+    def visit(node: Mapping[str, Any], path: str) -> None:
+        for raw_key, value in node.items():
+            raw_path = f"{path}.{raw_key}" if path else str(raw_key)
+            if isinstance(value, Mapping) and value:
+                visit(value, raw_path)
+                continue
+            key = _DISALLOWED_CHAR_RE.sub("_", raw_path)
+            if len(key) > MAX_PARAM_KEY_LENGTH:
+                raise ValueError(
+                    f"param key {raw_path[:80]!r}... is {len(key)} characters, over MLflow's limit of "
+                    f"{MAX_PARAM_KEY_LENGTH}; shorten the config key or log that section as an artifact"
+                )
+            if key in flat:
+                raise ValueError(
+                    f"config keys {origin[key]!r} and {raw_path!r} both flatten to param {key!r}; rename one"
+                )
+            text = "{}" if isinstance(value, Mapping) else _param_string(value)
+            flat[key] = _truncate_param(key, text, max_value_length)
+            origin[key] = raw_path
+
+    visit(nested, prefix)
+    return flat
+
+
+def unflatten_params(flat: Mapping[str, str], prefix: str = "") -> dict[str, Any]:
+    """Rebuild the nesting of :func:`flatten_params` output (values stay strings; ``"{}"`` becomes ``{}``).
+
+    With ``prefix``, only keys under it are used and the prefix is removed. Round trip:
+    ``unflatten_params(flatten_params(d)) == d`` with every leaf stringified, for ``d`` whose keys contain no
+    ``.`` and no characters MLflow rejects.
+    """
+    nested: dict[str, Any] = {}
+    lead = f"{prefix}." if prefix else ""
+    for key, value in flat.items():
+        if lead and not key.startswith(lead):
+            continue
+        parts = key[len(lead) :].split(".")
+        node = nested
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"param {key!r} conflicts with a leaf value at {part!r}")
+            node = child
+        node[parts[-1]] = {} if value == "{}" else value
+    return nested
