@@ -1,0 +1,122 @@
+"""One training run end to end with the real MLflow SQLite store: schema, resume after SIGKILL, skip when done."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lgrpo_bench.config import build_run_config, run_id
+from lgrpo_bench.tracking import open_client
+
+ALGORITHMS = ["grpo", "dapo", "dr_grpo", "lambda_grpo", "dapo_full"]
+
+
+def short_run(tmp_path: Path, model_path: Path, **sections) -> dict:
+    config = {
+        "model": {"name": str(model_path)},
+        "task": {"name": "arith", "num_train_problems": 200, "num_heldout_problems": 40},
+        "algorithm": {"name": "lambda_grpo", "r": 0.3, "lambda_lr": 0.1},
+        "train": {"max_steps": 2, "num_generations": 4, "prompts_per_step": 4, "max_completion_length": 36,
+                  "heldout_every": 1, "heldout_size": 16, "save_every": 1, "samples_every": 1, "seed": 0},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "test",
+                     "runs_dir": str(tmp_path / "runs")},
+    }
+    for section, values in sections.items():
+        config.setdefault(section, {}).update(values)
+    return config
+
+
+def metric_steps(client, mlflow_run_id: str, name: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(mlflow_run_id, name))
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_short_run_logs_the_documented_schema(warm_tiny, tmp_path, algorithm):
+    from lgrpo_bench.training.run import train
+
+    config = build_run_config(short_run(tmp_path, warm_tiny.path, algorithm={"name": algorithm}))
+    result = train(config)
+    client = open_client(config.tracking.uri)
+    run = client.get_run(result.mlflow_run_id)
+    tags, params = run.data.tags, run.data.params
+    assert tags["lgrpo.algorithm"] == algorithm and tags["lgrpo.run_id"] == run_id(config) == result.run_id
+    assert tags["lgrpo.seed"] == "0" and tags["lgrpo.task"] == "arith" and tags["lgrpo.state"] == "done"
+    assert tags["lgrpo.model_size"].endswith("M") and "torch" in tags["lgrpo.versions"] and tags["lgrpo.git_commit"]
+    assert params["algorithm.name"] == algorithm and params["train.max_steps"] == "2" and params["run_id"] == result.run_id
+    assert "tracking.uri" not in params  # not part of the identity
+    for name in ("train/loss", "train/reward_mean", "train/reward_std", "train/completion_length_mean",
+                 "train/entropy", "train/grad_norm", "train/learning_rate", "train/step_s", "train/tokens_per_s",
+                 "train/frac_zero_std_groups", "train/reward_timeouts", "train/clip_fraction", "train/accuracy"):
+        assert metric_steps(client, result.mlflow_run_id, name) == [1, 2], name
+    # weights exist for steps where some completion entered the loss (dapo_full drops uniform-reward groups)
+    weight_steps = metric_steps(client, result.mlflow_run_id, "train/weight_mean")
+    assert weight_steps == [1, 2] or (algorithm == "dapo_full" and set(weight_steps) <= {1, 2})
+    assert metric_steps(client, result.mlflow_run_id, "train/heldout_acc") == [0, 1, 2]
+    has_lambda = metric_steps(client, result.mlflow_run_id, "train/lambda")
+    assert has_lambda == ([1, 2] if algorithm == "lambda_grpo" else [])
+    artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
+    assert {"config.yaml", "train.log", "token_weights.jsonl", "samples"} <= artifacts
+    assert (result.run_dir / "final" / "model.safetensors").exists()
+
+
+def test_finished_run_is_skipped(warm_tiny, tmp_path):
+    from lgrpo_bench.training.run import train
+
+    config = build_run_config(short_run(tmp_path, warm_tiny.path, train={"max_steps": 1, "heldout_every": 0}))
+    first = train(config)
+    second = train(config)
+    assert second.skipped and second.mlflow_run_id == first.mlflow_run_id
+    client = open_client(config.tracking.uri)
+    runs = client.search_runs([client.get_experiment_by_name("test").experiment_id], f"tags.`lgrpo.run_id` = '{first.run_id}'")
+    assert len(runs) == 1
+
+
+def test_sigkilled_run_resumes_into_the_same_mlflow_run(warm_tiny, tmp_path):
+    steps = 6
+    config = short_run(tmp_path, warm_tiny.path, train={"max_steps": steps, "save_every": 2, "heldout_every": 3})
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    rid = run_id(build_run_config(config))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "lgrpo_bench.cli", "train", str(config_file)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    checkpoint = tmp_path / "runs" / rid / "checkpoint-2" / "trainer_state.json"
+    deadline = time.time() + 240
+    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert process.poll() is None, "the run ended before it could be killed:\n" + process.stdout.read()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    client = open_client(config["tracking"]["uri"])
+    experiment_id = client.get_experiment_by_name("test").experiment_id
+    killed = client.search_runs([experiment_id], f"tags.`lgrpo.run_id` = '{rid}'")
+    assert len(killed) == 1 and killed[0].data.tags["lgrpo.state"] == "running"
+
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming from checkpoint-" in resumed.stdout
+    runs = client.search_runs([experiment_id], f"tags.`lgrpo.run_id` = '{rid}'")
+    assert [r.info.run_id for r in runs] == [killed[0].info.run_id]
+    assert runs[0].data.tags["lgrpo.state"] == "done"
+    assert metric_steps(client, runs[0].info.run_id, "train/loss") == list(range(1, steps + 1))
+    assert metric_steps(client, runs[0].info.run_id, "train/lambda") == list(range(1, steps + 1))
+    assert metric_steps(client, runs[0].info.run_id, "train/heldout_acc") == [0, 3, 6]
+
+
+def test_train_cli_rejects_bad_config_with_exit_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("algorithm:\n  name: ppo\ntrain:\n  max_step: 3\n")
+    result = subprocess.run([sys.executable, "-m", "lgrpo_bench.cli", "train", str(bad)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert f"{bad}: algorithm.name: unknown algorithm 'ppo'" in result.stderr
+    assert f"{bad}: train.max_step: unknown key" in result.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
