@@ -79,8 +79,8 @@ def test_finished_run_is_skipped(warm_tiny, tmp_path):
 
 
 def test_sigkilled_run_resumes_into_the_same_mlflow_run(warm_tiny, tmp_path):
-    steps = 6
-    config = short_run(tmp_path, warm_tiny.path, train={"max_steps": steps, "save_every": 2, "heldout_every": 3})
+    steps = 16
+    config = short_run(tmp_path, warm_tiny.path, train={"max_steps": steps, "save_every": 2, "heldout_every": 4})
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump(config))
     rid = run_id(build_run_config(config))
@@ -90,8 +90,7 @@ def test_sigkilled_run_resumes_into_the_same_mlflow_run(warm_tiny, tmp_path):
     checkpoint = tmp_path / "runs" / rid / "checkpoint-2" / "trainer_state.json"
     deadline = time.time() + 240
     while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)
+        time.sleep(0.02)
     assert process.poll() is None, "the run ended before it could be killed:\n" + process.stdout.read()
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -109,7 +108,7 @@ def test_sigkilled_run_resumes_into_the_same_mlflow_run(warm_tiny, tmp_path):
     assert runs[0].data.tags["lgrpo.state"] == "done"
     assert metric_steps(client, runs[0].info.run_id, "train/loss") == list(range(1, steps + 1))
     assert metric_steps(client, runs[0].info.run_id, "train/lambda") == list(range(1, steps + 1))
-    assert metric_steps(client, runs[0].info.run_id, "train/heldout_acc") == [0, 3, 6]
+    assert metric_steps(client, runs[0].info.run_id, "train/heldout_acc") == [0, 4, 8, 12, 16]
 
 
 def test_train_cli_rejects_bad_config_with_exit_2(tmp_path):
