@@ -136,7 +136,7 @@ class TrainConfig(_Strict):
     heldout_size: int = Field(200, ge=1, description="Held-out problems scored each time", json_schema_extra=_unit("problems"))
     save_every: int = Field(20, ge=0, description="Checkpoint every K steps (0 = only at the end)", json_schema_extra=_unit("steps"))
     samples_every: int = Field(20, ge=0, description="Log a table of sample completions every N steps (0 = off)", json_schema_extra=_unit("steps"))
-    num_threads: int | None = Field(None, ge=1, description="CPU threads for torch; None = torch's default")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads for torch; None = 1 for models under 20M parameters on CPU, else torch's default")
 
 
 class TrackingConfig(_Strict):

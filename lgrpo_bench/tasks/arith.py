@@ -33,6 +33,7 @@ Splits
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -66,6 +67,7 @@ ARITH_N_TEST = 500
 """Size of the canonical held-out test split."""
 
 _MAX_DIGITS = 9
+_ASCII_DIGITS = re.compile(r"[0-9]*")
 
 
 @dataclass(frozen=True)
@@ -226,10 +228,7 @@ def parse_arith_answer(completion: str) -> str | None:
     pos = completion.rfind("=")
     if pos < 0:
         return None
-    end = pos + 1
-    while end < len(completion) and completion[end] in "0123456789":
-        end += 1
-    number = completion[pos + 1 : end]
+    number = _ASCII_DIGITS.match(completion, pos + 1).group()
     if not number:
         return None
     return number.lstrip("0") or "0"

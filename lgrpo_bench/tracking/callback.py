@@ -52,7 +52,7 @@ class MlflowStepCallback(TrainerCallback):
       * ``extra_metrics_fn`` (see :data:`ExtraMetricsFn`) adds metrics to each event;
       * events at steps ≤ ``skip_steps_up_to`` are dropped: a resumed run re-computes the steps between its
         last checkpoint and the interruption, whose metrics the store already holds;
-      * the buffer is flushed on ``on_save`` (so checkpoints and metrics agree when a run resumes) and on
+      * the buffer is flushed before every checkpoint (``on_log`` of a step with ``control.should_save``), on ``on_save`` (so checkpoints and metrics agree when a run resumes) and on
         ``on_train_end``; :meth:`close` flushes and stops the writer thread. Flush failures raise
         :class:`~lgrpo_bench.tracking.logger.MetricFlushError` and stop training: a run with holes in its
         metrics is not a valid benchmark result.
@@ -155,6 +155,10 @@ class MlflowStepCallback(TrainerCallback):
         metrics = self.metrics_for(state, logs or {})
         if metrics:
             self._logger_for_main_process().log(metrics, step=state.global_step)
+        if control.should_save and self._metric_logger is not None:
+            # the checkpoint of this step is written next: its metrics must be in the store first, or a run
+            # killed right after the checkpoint would resume past steps whose metrics were never written
+            self._metric_logger.flush()
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if state.is_world_process_zero and self._metric_logger is not None:

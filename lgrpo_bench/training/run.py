@@ -184,6 +184,7 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
     from lgrpo_bench import tracking as t
     from lgrpo_bench.algorithms import get_algorithm
     from lgrpo_bench.models.loading import load_model_and_tokenizer, resolve_model
+    from lgrpo_bench.models.tiny import SMALL_MODEL_PARAMS
     from lgrpo_bench.training.arguments import grpo_config
     from lgrpo_bench.training.callbacks import HeldoutAccuracyCallback, ProgressCallback, SampleTableCallback
     from lgrpo_bench.training.data import build_task_data
@@ -215,6 +216,8 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
         say(f"run {rid}: MLflow run {mlflow_run_id} in experiment {config.tracking.experiment!r}")
 
     model, tokenizer = load_model_and_tokenizer(resolved.name_or_path, dtype=config.model.dtype)
+    if config.train.num_threads is None and not torch.cuda.is_available() and model.num_parameters() < SMALL_MODEL_PARAMS:
+        torch.set_num_threads(1)  # tiny models: a chain of tiny ops; two threads spin against each other (~10x slower)
     data = build_task_data(config, tokenizer)
     spec = get_algorithm(config.algorithm.name)
     reward_funcs, reward_weights = make_reward_funcs_for(config, spec)
@@ -247,6 +250,10 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
 
     mlflow_callback = t.MlflowStepCallback(client, mlflow_run_id, extra_metrics_fn=extra_metrics,
                                            skip_steps_up_to=skip_until)
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback as StockProgress
+
+    trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; ours prints one line per step
+    trainer.remove_callback(StockProgress)
     trainer.add_callback(heldout)
     trainer.add_callback(mlflow_callback)
     trainer.add_callback(ProgressCallback(say, every=max(config.train.max_steps // 10, 1)))
