@@ -54,7 +54,7 @@ def train(
 
     try:
         result = train_run(config, emit=None if quiet else typer.echo)
-    except TrackingUnavailable as error:
+    except (TrackingUnavailable, NotImplementedError) as error:
         _fail_input(str(error))
     state = "skipped (already done)" if result.skipped else f"done in {result.seconds:.1f} s"
     typer.echo(f"run {result.run_id}: {state}; MLflow run {result.mlflow_run_id}")

@@ -119,3 +119,11 @@ def test_train_cli_rejects_bad_config_with_exit_2(tmp_path):
     assert f"{bad}: algorithm.name: unknown algorithm 'ppo'" in result.stderr
     assert f"{bad}: train.max_step: unknown key" in result.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_unavailable_post_training_evaluation_is_refused_before_anything_runs(tmp_path):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(short_run(tmp_path, tmp_path, eval={"benchmarks": ["arith"]})))
+    result = subprocess.run([sys.executable, "-m", "lgrpo_bench.cli", "train", str(config_file)], capture_output=True, text=True)
+    assert result.returncode == 2 and "evaluation after training is not available yet" in result.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()

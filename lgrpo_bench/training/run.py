@@ -114,6 +114,11 @@ def train(config: RunConfig, *, emit: Callable[[str], None] | None = None) -> Tr
     from lgrpo_bench import tracking as t
 
     emit = emit or (lambda line: None)
+    if config.eval.benchmarks:
+        raise NotImplementedError(
+            f"eval.benchmarks={config.eval.benchmarks}: evaluation after training is not available yet "
+            "(lm-eval integration, issue #4); remove the key to train without it"
+        )
     started = time.perf_counter()
     rid = run_id(config)
     run_dir = Path(config.tracking.runs_dir).resolve() / rid
