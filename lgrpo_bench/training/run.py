@@ -55,11 +55,14 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def git_commit() -> str:
+    """HEAD of the checkout the package runs from (editable installs), else ``GIT_COMMIT_UNKNOWN``."""
+    from lgrpo_bench.tracking.schema import GIT_COMMIT_UNKNOWN
+
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or GIT_COMMIT_UNKNOWN
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return GIT_COMMIT_UNKNOWN
 
 
 def run_tags(config: RunConfig, rid: str, size_label: str) -> dict[str, str]:
