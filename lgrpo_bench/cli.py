@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -56,8 +55,9 @@ def train(
         result = train_run(config, emit=None if quiet else typer.echo)
     except (TrackingUnavailable, NotImplementedError) as error:
         _fail_input(str(error))
-    state = "skipped (already done)" if result.skipped else f"done in {result.seconds:.1f} s"
-    typer.echo(f"run {result.run_id}: {state}; MLflow run {result.mlflow_run_id}")
+    if quiet:  # otherwise train() has already printed this
+        state = "skipped (already done)" if result.skipped else f"done in {result.seconds:.1f} s"
+        typer.echo(f"run {result.run_id}: {state}; MLflow run {result.mlflow_run_id}")
 
 
 @config_app.command("schema")

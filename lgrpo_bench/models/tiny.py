@@ -367,13 +367,6 @@ def _sft(
 # ---------------------------------------------------------------------------------------------- evaluation
 
 
-def _generate(model, tokenizer, prompts, *, batch_size, max_new_tokens, do_sample, temperature=1.0):
-    """(texts, lengths) of :func:`lgrpo_bench.models.generation.generate_completions`."""
-    completions = generate_completions(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
-                                       batch_size=batch_size, do_sample=do_sample, temperature=temperature)
-    return completions.texts, completions.lengths
-
-
 SMALL_MODEL_PARAMS = 20_000_000
 """Below this size a CPU model is evaluated single-threaded (see :func:`_eval_threads`)."""
 
@@ -416,11 +409,12 @@ def greedy_accuracy(
     was_training = model.training
     model.eval()
     with torch.inference_mode(), _num_threads(_eval_threads(model, num_threads)):
-        texts, lengths = _generate(
+        completions = generate_completions(
             model, tokenizer, [render_arith_prompt(p) for p in problems],
-            batch_size=batch_size, max_new_tokens=max_new_tokens, do_sample=False,
+            batch_size=batch_size, max_new_tokens=max_new_tokens,
         )
     model.train(was_training)
+    texts, lengths = completions.texts, completions.lengths
     rewards = [score_arith(t, p.answer) for t, p in zip(texts, problems)]
     result: dict[str, Any] = {
         "acc": _acc(rewards),
@@ -467,11 +461,12 @@ def sampled_group_stats(
         _num_threads(_eval_threads(model, num_threads)),
     ):
         torch.manual_seed(seed)
-        texts, lengths = _generate(
+        completions = generate_completions(
             model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
             do_sample=True, temperature=temperature,
         )
     model.train(was_training)
+    texts, lengths = completions.texts, completions.lengths
     answers = [p.answer for p in problems for _ in range(group_size)]
     rewards = [score_arith(t, a) for t, a in zip(texts, answers)]
     worked = [is_worked(t) for t in texts]

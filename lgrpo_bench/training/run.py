@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import subprocess
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from lgrpo_bench.config import RunConfig, dump_yaml, identity_payload, run_id
 
@@ -188,6 +187,7 @@ def _mark_failed(client, mlflow_run_id: str, run_dir: Path, error: BaseException
 
 def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_until, say, started) -> TrainResult:
     import torch
+    from mlflow.entities import Param
 
     from lgrpo_bench import tracking as t
     from lgrpo_bench.algorithms import get_algorithm
@@ -217,9 +217,9 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
         mlflow_run_id = run.info.run_id
         params = t.flatten_params(identity_payload(config))
         params["run_id"] = rid
-        for start in range(0, len(params), 100):
-            chunk = dict(list(params.items())[start : start + 100])
-            client.log_batch(mlflow_run_id, params=[__import__("mlflow").entities.Param(k, v) for k, v in chunk.items()])
+        items = [Param(key, value) for key, value in params.items()]
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params per log_batch
+            client.log_batch(mlflow_run_id, params=items[start : start + 100])
         client.log_text(mlflow_run_id, dump_yaml(config), "config.yaml")
         say(f"run {rid}: MLflow run {mlflow_run_id} in experiment {config.tracking.experiment!r}")
 
@@ -288,8 +288,9 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
     client.set_terminated(mlflow_run_id, "FINISHED")
     seconds = time.perf_counter() - started
     metrics = dict(client.get_run(mlflow_run_id).data.metrics)
-    say(f"run {rid}: done in {seconds:.1f} s; held-out accuracy "
-        + " → ".join(f"{acc:.3f}" for _, acc in heldout.history[:1] + heldout.history[-1:]))
+    trajectory = " → ".join(f"{acc:.3f}" for _, acc in heldout.history[:1] + heldout.history[-1:])
+    say(f"run {rid}: done in {seconds:.1f} s (MLflow run {mlflow_run_id})"
+        + (f"; held-out accuracy {trajectory}" if trajectory else ""))
     return TrainResult(rid, mlflow_run_id, run_dir, model_dir=final_dir, metrics=metrics, seconds=seconds)
 
 
