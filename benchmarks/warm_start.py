@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             for seed in args.seeds:
                 started = time.perf_counter()
 
-                def progress(step: int, total: int, loss: float, _preset=preset, _seed=seed) -> None:
+                def progress(step: int, total: int, loss: float, _preset=preset, _seed=seed, _started=started) -> None:
                     if step % 100 == 0 or step == total:
-                        elapsed = time.perf_counter() - started
+                        elapsed = time.perf_counter() - _started
                         print(f"  {_preset} seed {_seed}: step {step}/{total} loss {loss:.4f} ({elapsed:.0f} s)",
                               file=sys.stderr, flush=True)
 

@@ -516,7 +516,7 @@ def test_concurrent_experiment_creation_from_two_processes(tmp_path):
         for index in range(2)
     ]
     outputs = [process.communicate(timeout=180) for process in processes]
-    for process, (out, err) in zip(processes, outputs):
+    for process, (_out, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]
     ids = {out.strip().splitlines()[-1] for out, _ in outputs}
     assert len(ids) == 1

@@ -15,6 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from lgrpo_bench.tracking.logger import MAX_METRICS_PER_BATCH, BatchedMetricLogger, MetricFlushError
 from lgrpo_bench.tracking.schema import (
+    EVAL_IDENTITY_FIELDS,
+    EVAL_METRICS,
+    EVAL_RECORD_FIELDS,
+    EVAL_RECORDS_FILENAME,
+    EVAL_TAG_PREFIX,
+    STATE_TRAINED,
+    eval_records_artifact_dir,
+    eval_tag,
     GIT_COMMIT_UNKNOWN,
     KIND_EVAL,
     KIND_GRID,
@@ -76,6 +84,14 @@ if TYPE_CHECKING:
 _LAZY_CALLBACK_NAMES = ("ExtraMetricsFn", "MlflowStepCallback", "attach_step_callback")
 
 __all__ = [
+    "EVAL_IDENTITY_FIELDS",
+    "EVAL_METRICS",
+    "EVAL_RECORD_FIELDS",
+    "EVAL_RECORDS_FILENAME",
+    "EVAL_TAG_PREFIX",
+    "STATE_TRAINED",
+    "eval_records_artifact_dir",
+    "eval_tag",
     "DEFAULT_DB_FILENAME",
     "GIT_COMMIT_UNKNOWN",
     "KINDS",

@@ -59,6 +59,14 @@ from importlib import metadata
 from typing import Any
 
 __all__ = [
+    "eval_records_artifact_dir",
+    "eval_tag",
+    "EVAL_METRICS",
+    "EVAL_RECORD_FIELDS",
+    "EVAL_RECORDS_FILENAME",
+    "EVAL_IDENTITY_FIELDS",
+    "EVAL_TAG_PREFIX",
+    "STATE_TRAINED",
     "KINDS",
     "KIND_EVAL",
     "KIND_GRID",
@@ -136,10 +144,53 @@ KINDS: tuple[str, ...] = (KIND_TRAIN, KIND_WARM_START, KIND_EVAL, KIND_GRID, KIN
 """Every value ``lgrpo.kind`` may take."""
 
 STATE_RUNNING = "running"
+STATE_TRAINED = "trained"
+"""Training finished and the final model is saved; the configured evaluation is not (all) logged yet."""
 STATE_DONE = "done"
 STATE_FAILED = "failed"
-STATES: tuple[str, ...] = (STATE_RUNNING, STATE_DONE, STATE_FAILED)
-"""Every value ``lgrpo.state`` may take."""
+STATES: tuple[str, ...] = (STATE_RUNNING, STATE_TRAINED, STATE_DONE, STATE_FAILED)
+"""Every value ``lgrpo.state`` may take. A train run goes running → trained → done (``done`` only once every
+benchmark of ``eval.benchmarks`` is logged; straight to ``done`` when the list is empty), or → failed."""
+
+# ---------------------------------------------------------------------------------------------------------
+# Evaluation identity and per-problem records
+# ---------------------------------------------------------------------------------------------------------
+EVAL_TAG_PREFIX = "lgrpo.eval."
+EVAL_IDENTITY_FIELDS: tuple[str, ...] = (
+    "name", "version", "n", "hash", "protocol", "k", "temperature", "top_p", "max_tokens", "template",
+)
+"""Tags ``lgrpo.eval.<benchmark>.<field>`` written with every evaluation of a benchmark:
+
+``name`` benchmark name, ``version`` task-pack version of the benchmark, ``n`` problem count, ``hash``
+content hash of the problems and gold answers (:func:`lgrpo_bench.tasks.math_data.problems_hash`),
+``protocol`` ``greedy`` or ``avg@<k>``, ``k`` samples per problem, ``temperature``/``top_p`` sampling,
+``max_tokens`` generation limit, ``template`` prompt template. Two evaluations are comparable only when
+``hash`` and ``protocol``/``k``/``temperature``/``top_p`` agree."""
+
+EVAL_RECORDS_FILENAME = "problems.jsonl"
+EVAL_RECORD_FIELDS: tuple[str, ...] = (
+    "problem_id", "sample", "completion", "extracted", "gold", "correct", "length",
+)
+"""One JSON object per (problem, sample) in the artifact ``eval/<benchmark>/problems.jsonl``:
+``problem_id`` (str), ``sample`` (int, 0-based), ``completion`` (str), ``extracted`` (str or null, the
+answer the scorer read), ``gold`` (str), ``correct`` (bool), ``length`` (int, completion tokens)."""
+
+EVAL_METRICS: tuple[str, ...] = ("acc", "acc_stderr", "mean_length", "n")
+"""Metric names under ``eval/<benchmark>/``: ``acc`` mean accuracy in [0, 1] (pass@1 for greedy, the mean
+over samples for avg@k), ``acc_stderr`` its standard error over problems, ``mean_length`` mean completion
+tokens, ``n`` problems; plus ``pass@<k>`` (unbiased estimator) for avg@k protocols."""
+
+
+def eval_tag(benchmark: str, field: str) -> str:
+    """``lgrpo.eval.<benchmark>.<field>`` for a field of :data:`EVAL_IDENTITY_FIELDS`."""
+    if field not in EVAL_IDENTITY_FIELDS:
+        raise ValueError(f"unknown evaluation identity field {field!r}; known: {', '.join(EVAL_IDENTITY_FIELDS)}")
+    return f"{EVAL_TAG_PREFIX}{benchmark}.{field}"
+
+
+def eval_records_artifact_dir(benchmark: str) -> str:
+    """Artifact folder of a benchmark's per-problem records: ``eval/<benchmark>``."""
+    return f"eval/{benchmark.replace('/', '_')}"
 
 VERSIONED_PACKAGES: tuple[str, ...] = (
     "lgrpo-bench",

@@ -1,37 +1,14 @@
-"""The ``lgrpo-bench`` command line: parse, call the library, print. No logic of its own.
-
-Exit codes: 0 success, 1 a run failed, 2 bad input (nothing launched, nothing written).
-"""
+"""Commands about single runs and the store: train, config, algorithms, ui."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-app = typer.Typer(
-    name="lgrpo-bench",
-    help="Fair comparisons of GRPO-family RL algorithms (GRPO, DAPO, Dr. GRPO, λ-GRPO) for LLMs.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-config_app = typer.Typer(help="Inspect the typed configuration. Example: lgrpo-bench config schema > run.schema.json",
-                         no_args_is_help=True)
-app.add_typer(config_app, name="config")
-
-
-def _offline_defaults() -> None:
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def _fail_input(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+from lgrpo_bench.cli.common import app, config_app, fail_input, offline_defaults
 
 
 @app.command()
@@ -43,18 +20,18 @@ def train(
     """Train one run (resumes an interrupted one, skips a finished one). Example: lgrpo-bench train experiments/tiny_lambda.yaml"""
     from lgrpo_bench.config import ConfigError, load_run_config
 
-    _offline_defaults()
+    offline_defaults()
     try:
         config = load_run_config(config_file, set_ or [])
     except ConfigError as error:
-        _fail_input(str(error))
+        fail_input(str(error))
     from lgrpo_bench.tracking import TrackingUnavailable
     from lgrpo_bench.training.run import train as train_run
 
     try:
         result = train_run(config, emit=None if quiet else typer.echo)
     except (TrackingUnavailable, NotImplementedError) as error:
-        _fail_input(str(error))
+        fail_input(str(error))
     if quiet:  # otherwise train() has already printed this
         state = "skipped (already done)" if result.skipped else f"done in {result.seconds:.1f} s"
         typer.echo(f"run {result.run_id}: {state}; MLflow run {result.mlflow_run_id}")
@@ -79,7 +56,7 @@ def config_show(
     try:
         config = load_run_config(config_file, set_ or [])
     except ConfigError as error:
-        _fail_input(str(error))
+        fail_input(str(error))
     typer.echo(f"# run id: {run_id(config)}")
     typer.echo(dump_yaml(config))
 
@@ -110,10 +87,3 @@ def ui(
     except KeyboardInterrupt:
         process.terminate()
 
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,3 @@
+from lgrpo_bench.cli import main
+
+main()
