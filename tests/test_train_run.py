@@ -121,9 +121,40 @@ def test_train_cli_rejects_bad_config_with_exit_2(tmp_path):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
 
 
-def test_unavailable_post_training_evaluation_is_refused_before_anything_runs(tmp_path):
+@pytest.mark.slow
+def test_train_cli_evaluates_in_a_fresh_process_and_both_steps_are_idempotent(warm_tiny, tmp_path):
+    """train → state trained → eval subprocess logs eval/arith/* → state done; running either again logs nothing."""
+    config = short_run(tmp_path, warm_tiny.path, train={"max_steps": 1, "heldout_every": 0},
+                       eval={"benchmarks": ["arith"], "limit": 20})
     config_file = tmp_path / "run.yaml"
-    config_file.write_text(yaml.safe_dump(short_run(tmp_path, tmp_path, eval={"benchmarks": ["arith"]})))
-    result = subprocess.run([sys.executable, "-m", "lgrpo_bench.cli", "train", str(config_file)], capture_output=True, text=True)
-    assert result.returncode == 2 and "evaluation after training is not available yet" in result.stderr
-    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
+    config_file.write_text(yaml.safe_dump(config))
+    rid = run_id(build_run_config(config))
+    trained = subprocess.run([sys.executable, "-m", "lgrpo_bench.cli", "train", str(config_file)], capture_output=True,
+                             text=True, timeout=600)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    client = open_client(config["tracking"]["uri"])
+    experiment_id = client.get_experiment_by_name("test").experiment_id
+    (run,) = client.search_runs([experiment_id], f"tags.`lgrpo.run_id` = '{rid}'")
+    assert run.data.tags["lgrpo.state"] == "done" and run.data.tags["lgrpo.eval.arith.n"] == "20"
+    assert 0 <= run.data.metrics["eval/arith/acc"] <= 1
+    assert "eval.benchmarks" not in run.data.params  # evaluation settings are not part of the run identity
+
+    again = subprocess.run([sys.executable, "-m", "lgrpo_bench.cli", "train", str(config_file)], capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "training skipped" in again.stdout and "arith: already logged" in again.stdout
+    assert len(client.search_runs([experiment_id], f"tags.`lgrpo.run_id` = '{rid}'")) == 1
+    assert len(client.get_metric_history(run.info.run_id, "eval/arith/acc")) == 1
+
+
+@pytest.mark.slow
+def test_trained_but_unevaluated_run_is_not_retrained(warm_tiny, tmp_path):
+    from lgrpo_bench.training.run import train
+
+    config = build_run_config(short_run(tmp_path, warm_tiny.path, train={"max_steps": 1, "heldout_every": 0},
+                                        eval={"benchmarks": ["arith"]}))
+    first = train(config)
+    client = open_client(config.tracking.uri)
+    assert client.get_run(first.mlflow_run_id).data.tags["lgrpo.state"] == "trained"
+    second = train(config)
+    assert second.skipped and second.mlflow_run_id == first.mlflow_run_id

@@ -7,6 +7,7 @@ ui). Exit codes: 0 success, 1 a run failed, 2 bad input (nothing launched, nothi
 from __future__ import annotations
 
 from lgrpo_bench.cli import runs  # noqa: F401  (registers commands)
+from lgrpo_bench.cli import evaluate  # noqa: F401  (registers commands)
 from lgrpo_bench.cli.common import app
 
 __all__ = ["app", "main"]

@@ -33,8 +33,18 @@ def train(
     except (TrackingUnavailable, NotImplementedError) as error:
         fail_input(str(error))
     if quiet:  # otherwise train() has already printed this
-        state = "skipped (already done)" if result.skipped else f"done in {result.seconds:.1f} s"
+        state = "skipped (already trained)" if result.skipped else f"done in {result.seconds:.1f} s"
         typer.echo(f"run {result.run_id}: {state}; MLflow run {result.mlflow_run_id}")
+    if config.eval.benchmarks:  # in a fresh process: no training state (threads, memory, CUDA) leaks into it
+        import subprocess
+        import sys
+
+        command = [sys.executable, "-m", "lgrpo_bench.cli", "eval", "--config", str(config_file)]
+        for override in set_ or []:
+            command += ["--set", override]
+        completed = subprocess.run(command)
+        if completed.returncode != 0:
+            raise typer.Exit(completed.returncode)
 
 
 @config_app.command("schema")

@@ -148,11 +148,76 @@ class TrackingConfig(_Strict):
     grid: str | None = Field(None, description="Name of the grid this run belongs to (tag lgrpo.grid)")
 
 
+class BenchmarkEvalConfig(_Strict):
+    """Protocol of one benchmark, overriding the task pack's defaults (see lgrpo_bench.evaluation.benchmarks)."""
+
+    k: int | None = Field(None, ge=1, description="Samples per problem (avg@k; 1 with temperature 0 = greedy); None = the benchmark's default")
+    temperature: float | None = Field(None, ge=0, description="Sampling temperature; 0 = greedy (then k must be 1); None = the benchmark's default")
+    top_p: float | None = Field(None, gt=0, le=1, description="Nucleus sampling of avg@k; None = the benchmark's default (0.95 for AIME/AMC)")
+    max_tokens: int | None = Field(None, ge=1, description="Generation limit; None = the benchmark's default (3000; arith 40)",
+                                   json_schema_extra=_unit("tokens"))
+    template: str | None = Field(
+        None, description="Prompt template (qwen_math, r1, arith); None = the run's training template for math benchmarks "
+        "(qwen_math when that is arith or there is no run) and arith for the arith benchmark",
+    )
+
+
 class EvalConfig(_Strict):
-    """Evaluation after training."""
+    """Evaluation on math benchmarks through lm-eval, after training (lgrpo-bench eval). Not part of a run's identity:
+    each evaluation is identified by its own tags (lgrpo.eval.<benchmark>.<field>)."""
 
     benchmarks: list[str] = Field([], description="Benchmarks evaluated after training (e.g. arith, math500)")
     data_dir: str | None = Field(None, description="Offline benchmark folder (<benchmark>.jsonl); None = $LGRPO_DATA_DIR or the hub")
+    backend: Literal["auto", "hf", "vllm"] = Field(
+        "auto", description="Generation backend: hf (transformers via lm-eval's HFLM), vllm (lm-eval's vLLM model, needs the "
+        "vllm extra and a GPU); auto = vllm when installed and CUDA is available, else hf",
+    )
+    batch_size: int | Literal["auto"] = Field(
+        "auto", description="Prompts per generation batch (hf); auto = lm-eval's largest-fitting batch on GPU, on CPU 64 for "
+        "models under 20M parameters and 8 otherwise; vllm schedules its own batches",
+    )
+    max_batch_size: int = Field(64, ge=1, description="Upper bound of the automatic batch size (hf on GPU; vllm max_num_seqs)")
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs one model is split across")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm: fraction of GPU memory vLLM may reserve")
+    seed: int = Field(0, description="Seed of sampling (avg@k protocols); greedy results do not depend on it")
+    limit: int | None = Field(None, ge=1, description="Evaluate only the first N problems of each benchmark (smoke tests; "
+                              "the logged problem count and hash say so)", json_schema_extra=_unit("problems"))
+    overrides: dict[str, BenchmarkEvalConfig] = Field(
+        {}, description="Per-benchmark protocol overrides, e.g. {aime24: {k: 64, temperature: 0.6}}",
+    )
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _known_benchmarks(cls, value: list[str]) -> list[str]:
+        from lgrpo_bench.evaluation.benchmarks import BENCHMARK_NAMES
+
+        unknown = [name for name in value if name not in BENCHMARK_NAMES]
+        if unknown:
+            raise ValueError(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARK_NAMES)}")
+        if len(set(value)) != len(value):
+            raise ValueError("each benchmark may be listed once")
+        return value
+
+    @field_validator("overrides")
+    @classmethod
+    def _known_overrides(cls, value: dict[str, BenchmarkEvalConfig]) -> dict[str, BenchmarkEvalConfig]:
+        from lgrpo_bench.evaluation.benchmarks import BENCHMARK_NAMES, get_benchmark
+        from lgrpo_bench.tasks.templates import TEMPLATES
+
+        for name, override in value.items():
+            if name not in BENCHMARK_NAMES:
+                raise ValueError(f"{name}: unknown benchmark; choose from {', '.join(BENCHMARK_NAMES)}")
+            default = get_benchmark(name)
+            k = override.k if override.k is not None else default.k
+            temperature = override.temperature if override.temperature is not None else default.temperature
+            if temperature == 0 and k > 1:
+                raise ValueError(f"{name}: k={k} samples at temperature 0 are {k} copies of the greedy answer; "
+                                 f"set temperature > 0 for avg@{k}, or k: 1")
+            if override.template is not None and override.template not in TEMPLATES:
+                raise ValueError(f"{name}.template: unknown template {override.template!r}; choose from {', '.join(TEMPLATES)}")
+            if override.template is not None and (override.template == "arith") != (default.scorer == "arith"):
+                raise ValueError(f"{name}.template: {override.template!r} does not fit this benchmark's answer format")
+        return value
 
 
 class RunConfig(_Strict):
@@ -215,4 +280,4 @@ class RunConfig(_Strict):
 
 
 #: Sections and fields that do not change results, left out of the run identity.
-IDENTITY_EXCLUDED = {"tracking": None, "train": {"samples_every", "num_threads"}}
+IDENTITY_EXCLUDED = {"tracking": None, "eval": None, "train": {"samples_every", "num_threads"}}

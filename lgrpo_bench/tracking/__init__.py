@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from lgrpo_bench.tracking.logger import MAX_METRICS_PER_BATCH, BatchedMetricLogger, MetricFlushError
 from lgrpo_bench.tracking.schema import (
+    STATE_PRUNED,
+    TAG_STUDY,
+    TAG_TRIAL,
     EVAL_IDENTITY_FIELDS,
     EVAL_METRICS,
     EVAL_RECORD_FIELDS,
@@ -84,6 +87,9 @@ if TYPE_CHECKING:
 _LAZY_CALLBACK_NAMES = ("ExtraMetricsFn", "MlflowStepCallback", "attach_step_callback")
 
 __all__ = [
+    "STATE_PRUNED",
+    "TAG_STUDY",
+    "TAG_TRIAL",
     "EVAL_IDENTITY_FIELDS",
     "EVAL_METRICS",
     "EVAL_RECORD_FIELDS",

@@ -15,8 +15,10 @@ Every run carries these tags (all values are strings, as MLflow stores them):
 ``lgrpo.task``              training task name (``arith``, ``math``, ...)
 ``lgrpo.run_id``            content hash of the resolved config (the run's identity; *not* MLflow's run id)
 ``lgrpo.grid``              name of the grid the run belongs to (absent for runs outside a grid)
+``lgrpo.study``             name of the sweep's Optuna study (trials and the study's parent run)
+``lgrpo.trial``             Optuna trial number (sweep trials)
 ``lgrpo.kind``              one of :data:`KINDS`: ``train``, ``warm_start``, ``eval``, ``grid``, ``study``
-``lgrpo.state``             one of :data:`STATES`: ``running``, ``done``, ``failed``
+``lgrpo.state``             one of :data:`STATES`: ``running``, ``trained``, ``done``, ``failed``, ``pruned``
 ``lgrpo.git_commit``        commit of the lgrpo-bench source that ran (:data:`GIT_COMMIT_UNKNOWN` outside a git checkout)
 ``lgrpo.versions``          JSON object of package versions, see :func:`versions_tag_value`
 ``mlflow.parentRunId``      MLflow's own parent link: eval runs point at their train run, grid/study members at
@@ -59,6 +61,9 @@ from importlib import metadata
 from typing import Any
 
 __all__ = [
+    "TAG_TRIAL",
+    "TAG_STUDY",
+    "STATE_PRUNED",
     "eval_records_artifact_dir",
     "eval_tag",
     "EVAL_METRICS",
@@ -126,6 +131,10 @@ TAG_TASK = "lgrpo.task"
 TAG_RUN_ID = "lgrpo.run_id"
 """Content hash of the resolved config: equal configs give equal ids, whatever MLflow's run id."""
 TAG_GRID = "lgrpo.grid"
+TAG_STUDY = "lgrpo.study"
+"""Name of the Optuna study (sweep) a run is a trial of, or that a ``study`` parent run stands for."""
+TAG_TRIAL = "lgrpo.trial"
+"""Optuna trial number of a sweep's run (the latest, when a failed trial was retried with the same run)."""
 TAG_KIND = "lgrpo.kind"
 TAG_STATE = "lgrpo.state"
 TAG_GIT_COMMIT = "lgrpo.git_commit"
@@ -148,7 +157,9 @@ STATE_TRAINED = "trained"
 """Training finished and the final model is saved; the configured evaluation is not (all) logged yet."""
 STATE_DONE = "done"
 STATE_FAILED = "failed"
-STATES: tuple[str, ...] = (STATE_RUNNING, STATE_TRAINED, STATE_DONE, STATE_FAILED)
+STATE_PRUNED = "pruned"
+"""A sweep trial stopped early by the study's pruner (final: not resumed, not evaluated)."""
+STATES: tuple[str, ...] = (STATE_RUNNING, STATE_TRAINED, STATE_DONE, STATE_FAILED, STATE_PRUNED)
 """Every value ``lgrpo.state`` may take. A train run goes running → trained → done (``done`` only once every
 benchmark of ``eval.benchmarks`` is logged; straight to ``done`` when the list is empty), or → failed."""
 
@@ -178,7 +189,8 @@ answer the scorer read), ``gold`` (str), ``correct`` (bool), ``length`` (int, co
 EVAL_METRICS: tuple[str, ...] = ("acc", "acc_stderr", "mean_length", "n")
 """Metric names under ``eval/<benchmark>/``: ``acc`` mean accuracy in [0, 1] (pass@1 for greedy, the mean
 over samples for avg@k), ``acc_stderr`` its standard error over problems, ``mean_length`` mean completion
-tokens, ``n`` problems; plus ``pass@<k>`` (unbiased estimator) for avg@k protocols."""
+tokens, ``n`` problems; plus pass@k (unbiased estimator) for avg@k protocols, logged as ``pass_<k>`` because
+MLflow refuses ``@`` in metric names (the evaluation API and ``--json`` call it ``pass@<k>``)."""
 
 
 def eval_tag(benchmark: str, field: str) -> str:

@@ -3,7 +3,9 @@
 Contract:
 - the run's identity is :func:`lgrpo_bench.config.run_id` (a content hash of the resolved config); its
   folder is ``<tracking.runs_dir>/<run_id>/`` (resolved config, checkpoints, ``train.log``, final model);
-- the MLflow run carrying tag ``lgrpo.run_id`` is found in the store: a ``done`` run is not trained again;
+- the MLflow run carrying tag ``lgrpo.run_id`` is found in the store: a ``done`` or ``trained`` run is not
+  trained again (``trained``: training finished, the configured evaluation is not logged yet; it ends as
+  ``trained`` when ``eval.benchmarks`` is non-empty, else ``done``);
   an unfinished one is resumed from its last checkpoint *into the same MLflow run*, and steps that were
   already logged are not logged again (no duplicated points);
 - tiny presets are built (or taken from the cache) first and their warm start is logged once, as its own
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 import time
@@ -27,6 +30,8 @@ from lgrpo_bench.config import RunConfig, dump_yaml, identity_payload, run_id
 
 LOG = logging.getLogger("lgrpo_bench.train")
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+PARENT_RUN_ENV = "LGRPO_PARENT_RUN_ID"
+"""MLflow id of a parent run (a grid's); a new run is created with ``mlflow.parentRunId`` set to it."""
 
 
 @dataclass
@@ -75,6 +80,9 @@ def run_tags(config: RunConfig, rid: str, size_label: str) -> dict[str, str]:
     }
     if config.tracking.grid:
         tags[t.TAG_GRID] = config.tracking.grid
+    parent = os.environ.get(PARENT_RUN_ENV)
+    if parent:  # set by lgrpo_bench.dispatch for runs of a grid: MLflow nests them under the grid's run
+        tags[t.TAG_PARENT_RUN_ID] = parent
     return tags
 
 
@@ -116,11 +124,6 @@ def train(config: RunConfig, *, emit: Callable[[str], None] | None = None) -> Tr
     from lgrpo_bench import tracking as t
 
     emit = emit or (lambda line: None)
-    if config.eval.benchmarks:
-        raise NotImplementedError(
-            f"eval.benchmarks={config.eval.benchmarks}: evaluation after training is not available yet "
-            "(lm-eval integration, issue #4); remove the key to train without it"
-        )
     started = time.perf_counter()
     rid = run_id(config)
     run_dir = Path(config.tracking.runs_dir).resolve() / rid
@@ -128,8 +131,10 @@ def train(config: RunConfig, *, emit: Callable[[str], None] | None = None) -> Tr
     client = t.open_client(uri)
     experiment_id = t.get_or_create_experiment(client, config.tracking.experiment)
     existing = t.find_runs_by_tag(client, experiment_id, t.TAG_RUN_ID, rid, extra_filter=f"tags.`{t.TAG_KIND}` = 'train'")
-    if existing and existing[0].data.tags.get(t.TAG_STATE) == t.STATE_DONE:
-        emit(f"run {rid}: already done (MLflow run {existing[0].info.run_id}), skipped")
+    state = existing[0].data.tags.get(t.TAG_STATE) if existing else None
+    if state in (t.STATE_DONE, t.STATE_TRAINED, t.STATE_PRUNED):
+        pending = "; its evaluation is pending (lgrpo-bench eval --config ...)" if state == t.STATE_TRAINED else ""
+        emit(f"run {rid}: already {state} (MLflow run {existing[0].info.run_id}), training skipped{pending}")
         return TrainResult(rid, existing[0].info.run_id, run_dir, skipped=True,
                            metrics=dict(existing[0].data.metrics))
 
@@ -263,6 +268,9 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
     trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; ours prints one line per step
     trainer.remove_callback(StockProgress)
     trainer.add_callback(heldout)
+    pruning = _pruning_callback(client, mlflow_run_id, heldout, say)
+    if pruning is not None:  # before the MLflow callback, which consumes the held-out values
+        trainer.add_callback(pruning)
     trainer.add_callback(mlflow_callback)
     trainer.add_callback(ProgressCallback(say, every=max(config.train.max_steps // 10, 1)))
     trainer.add_callback(SampleTableCallback(
@@ -284,7 +292,12 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
         client.log_text(mlflow_run_id, lines + "\n", "token_weights.jsonl")
     client.log_artifact(mlflow_run_id, str(run_dir / "train.log"))
     client.set_tag(mlflow_run_id, "lgrpo.model_dir", str(final_dir))
-    client.set_tag(mlflow_run_id, t.TAG_STATE, t.STATE_DONE)
+    # "done" only once the configured evaluation is logged too (lgrpo_bench.evaluation.evaluate_run sets it)
+    final_state = t.STATE_TRAINED if config.eval.benchmarks else t.STATE_DONE
+    if pruning is not None and pruning.pruned_at is not None:
+        final_state = t.STATE_PRUNED
+        say(f"run {rid}: pruned by study {pruning.link.study!r} at step {pruning.pruned_at}")
+    client.set_tag(mlflow_run_id, t.TAG_STATE, final_state)
     client.set_terminated(mlflow_run_id, "FINISHED")
     seconds = time.perf_counter() - started
     metrics = dict(client.get_run(mlflow_run_id).data.metrics)
@@ -292,6 +305,25 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
     say(f"run {rid}: done in {seconds:.1f} s (MLflow run {mlflow_run_id})"
         + (f"; held-out accuracy {trajectory}" if trajectory else ""))
     return TrainResult(rid, mlflow_run_id, run_dir, model_dir=final_dir, metrics=metrics, seconds=seconds)
+
+
+def _pruning_callback(client, mlflow_run_id: str, heldout, say):
+    """The sweep-trial bridge when this process is a trial (``$LGRPO_TRIAL``), else None; tags the run."""
+    from lgrpo_bench import tracking as t
+    from lgrpo_bench.training.pruning import PruningCallback, TrialLink
+
+    link = TrialLink.from_env()
+    if link is None:
+        return None
+    client.set_tag(mlflow_run_id, t.TAG_STUDY, link.study)
+    client.set_tag(mlflow_run_id, t.TAG_TRIAL, str(link.number))
+
+    def values(step: int, logs) -> dict[str, float]:
+        mapped = {t.map_trl_key(k): float(v) for k, v in logs.items() if isinstance(v, (int, float))}
+        return {**mapped, **heldout.latest}
+
+    say(f"trial {link.number} of study {link.study!r}: reporting {link.metric} every {link.every} steps")
+    return PruningCallback(link, values)
 
 
 def make_reward_funcs_for(config: RunConfig, spec) -> tuple[list, list[float]]:

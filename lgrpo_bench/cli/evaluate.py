@@ -1,0 +1,145 @@
+"""The ``eval`` command: evaluate a model (or a trained run) on math benchmarks through lm-eval."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from lgrpo_bench.cli.common import app, fail_input, offline_defaults
+
+RUN_PREFIX = "run:"
+
+
+def _split_benchmarks(text: str | None) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
+def _print_table(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result.model} ({result.backend})")
+    for column in ("benchmark", "protocol", "n", "acc", "± stderr", "pass@k", "mean length", ""):
+        table.add_column(column, justify="left" if column in ("benchmark", "protocol", "") else "right")
+    for name, bench in result.benchmarks.items():
+        metrics = bench.metrics
+        passes = [key for key in metrics if key.startswith("pass@")]
+        best = max(passes, key=lambda key: int(key.split("@")[1])) if passes else None
+        stderr = metrics.get("acc_stderr", math.nan)
+        table.add_row(
+            name, bench.identity.get("protocol", ""), f"{int(metrics.get('n', 0))}", f"{metrics['acc']:.4f}",
+            "n/a" if math.isnan(stderr) else f"{stderr:.4f}", f"{best} {metrics[best]:.4f}" if best else "",
+            f"{metrics.get('mean_length', math.nan):.1f}", "skipped (logged)" if bench.skipped else "",
+        )
+    Console().print(table)
+    if result.mlflow_run_id:
+        typer.echo(f"MLflow run {result.mlflow_run_id}")
+
+
+@app.command("eval")
+def eval_command(
+    model: Optional[str] = typer.Option(
+        None, "--model", help="tiny-s|tiny-m|tiny-l, a Qwen preset, a local folder, a hub id, run:<run_id>, oracle:gold|oracle:wrong"),
+    benchmarks: Optional[str] = typer.Option(None, "--benchmarks", help="Comma-separated, e.g. math500,aime24 (default with "
+                                             "--config or run:<id>: the run's eval.benchmarks)"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="hf, vllm or auto (default: the config's, else auto)"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder of <benchmark>.jsonl (default: $LGRPO_DATA_DIR, else the hub)"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N problems of each benchmark (smoke tests)"),
+    as_json: bool = typer.Option(False, "--json", help="Print {benchmark: {metric: value}} as JSON instead of a table"),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="Run YAML: evaluate that run's final model into its MLflow run"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key of --config, e.g. --set eval.limit=20"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default: the config's, $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)"),
+    experiment: str = typer.Option("lgrpo-bench", "--experiment", help="MLflow experiment (without --config)"),
+    force: bool = typer.Option(False, "--force", help="Evaluate again and replace a benchmark logged with other settings"),
+    no_log: bool = typer.Option(False, "--no-log", help="Log nothing to MLflow (and skip nothing)"),
+) -> None:
+    """Evaluate a model on math benchmarks (lm-eval). Example: lgrpo-bench eval --model tiny-s --benchmarks arith"""
+    from lgrpo_bench.config import ConfigError, load_run_config
+    from lgrpo_bench.config.schema import EvalConfig
+
+    offline_defaults()
+    if set_ and config_file is None:
+        fail_input("--set needs --config")
+    if (config_file is None) == (model is None):
+        fail_input("give exactly one of --model and --config")
+    run_config = None
+    try:
+        if config_file is not None:
+            run_config = load_run_config(config_file, set_ or [])
+        elif model.startswith(RUN_PREFIX):
+            run_config = _run_config_of(model[len(RUN_PREFIX):], tracking_uri, experiment)
+    except ConfigError as error:
+        fail_input(str(error))
+    base = run_config.eval if run_config is not None else EvalConfig()
+    updates = {key: value for key, value in (("backend", backend), ("limit", limit),
+                                             ("data_dir", str(data_dir) if data_dir else None)) if value is not None}
+    names = _split_benchmarks(benchmarks) or (list(run_config.eval.benchmarks) if run_config is not None else [])
+    try:
+        eval_config = EvalConfig.model_validate({**base.model_dump(), **updates, "benchmarks": names})
+    except Exception as error:  # pydantic ValidationError: name the key
+        from pydantic import ValidationError
+
+        from lgrpo_bench.config.loading import format_validation_error
+
+        if isinstance(error, ValidationError):
+            fail_input(format_validation_error(error, "command line").replace("command line: benchmarks", "--benchmarks"))
+        raise
+    if not names:
+        fail_input("no benchmarks: pass --benchmarks (e.g. --benchmarks math500,aime24) or set eval.benchmarks in the config")
+
+    from lgrpo_bench.evaluation import (
+        BackendUnavailable,
+        BenchmarkDataError,
+        EvalIdentityConflict,
+        RunNotTrained,
+        evaluate,
+        evaluate_run,
+    )
+    from lgrpo_bench.models.loading import ModelLoadError
+    from lgrpo_bench.tracking import TrackingUnavailable
+
+    emit = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
+    try:
+        if run_config is not None:
+            run_config = run_config.model_copy(update={"eval": eval_config})
+            if tracking_uri:
+                run_config.tracking.uri = tracking_uri
+            result = evaluate_run(run_config, benchmarks=names, force=force, emit=emit)
+        else:
+            result = evaluate(model, names, eval_config, tracking_uri=tracking_uri, experiment=experiment,
+                              log=not no_log, force=force, emit=emit)
+    except (BackendUnavailable, BenchmarkDataError, EvalIdentityConflict, RunNotTrained, ModelLoadError,
+            TrackingUnavailable, KeyError, ValueError) as error:
+        fail_input(str(error).strip('"'))
+    if as_json:
+        typer.echo(json.dumps(result.metrics(), indent=2, sort_keys=True, allow_nan=True))
+    else:
+        _print_table(result)
+
+
+def _run_config_of(run_id: str, tracking_uri: str | None, experiment: str):
+    """The resolved config of training run ``run_id`` (``lgrpo.run_id`` or MLflow run id), from its run folder."""
+    from lgrpo_bench.config import build_run_config, read_yaml
+    from lgrpo_bench.evaluation import find_train_run
+    from lgrpo_bench.tracking import TrackingUnavailable, open_client, resolve_tracking_uri
+
+    try:
+        client = open_client(tracking_uri)
+    except TrackingUnavailable as error:
+        fail_input(str(error))
+    run = find_train_run(client, experiment, run_id)
+    if run is None:
+        fail_input(f"run:{run_id}: no training run with that lgrpo.run_id or MLflow run id in experiment "
+                   f"{experiment!r} of {resolve_tracking_uri(tracking_uri)}")
+    model_dir = run.data.tags.get("lgrpo.model_dir")
+    if not model_dir:
+        fail_input(f"run:{run_id}: the run has no final model yet (state {run.data.tags.get('lgrpo.state')!r})")
+    config_file = Path(model_dir).parent / "config.yaml"
+    config = build_run_config(read_yaml(config_file), str(config_file))
+    config.tracking.uri = resolve_tracking_uri(tracking_uri)
+    config.tracking.experiment = experiment
+    return config

@@ -1,0 +1,502 @@
+r"""``evaluate(...)``: a model on benchmarks through lm-eval, results logged to MLflow, idempotent.
+
+Contract:
+
+* every benchmark runs as an lm-eval task of the pack (:data:`~lgrpo_bench.evaluation.benchmarks.TASK_DIR`)
+  through ``lm_eval.simple_evaluate`` with a real lm-eval model: ``HFLM`` (``hf``), lm-eval's ``VLLM``
+  (``vllm``) or an oracle (:mod:`lgrpo_bench.evaluation.oracle`);
+* a benchmark's protocol (:class:`BenchmarkSettings`) = the task file's defaults, overridden per benchmark by
+  ``EvalConfig.overrides``; the prompt template is the run's training template for math benchmarks
+  (``qwen_math`` when there is no run or it trained on arith) and ``arith`` for arith;
+* results per benchmark: metrics ``acc``, ``acc_stderr``, ``pass@<k'>`` (avg@k protocols, k' in
+  :func:`~lgrpo_bench.evaluation.metrics.reported_ks`), ``mean_length`` (completion tokens by the model's
+  tokenizer; characters for oracles), ``n``; the identity tags of
+  :data:`~lgrpo_bench.tracking.schema.EVAL_IDENTITY_FIELDS`; one record per (problem, sample)
+  (:data:`~lgrpo_bench.tracking.schema.EVAL_RECORD_FIELDS`);
+* MLflow: metrics ``eval/<benchmark>/<metric>``, tags ``lgrpo.eval.<benchmark>.<field>`` and the artifact
+  ``eval/<benchmark>/problems.jsonl``, into the given run (a training run) or into an eval run
+  (``lgrpo.kind = eval``) found again by its ``lgrpo.model`` tag. Identity tags are written last, so a
+  benchmark counts as logged only when everything of it is;
+* a benchmark already logged in the target run with the same identity is skipped (its logged metrics are
+  returned, nothing is logged twice); with a different identity :class:`EvalIdentityConflict` is raised
+  unless ``force=True``, which evaluates again and replaces the metrics, tags and records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lgrpo_bench.evaluation.benchmarks import TASK_DIR, get_benchmark, load_problems
+from lgrpo_bench.evaluation.metrics import mean_stderr, pass_at_k_values, reported_ks
+
+if TYPE_CHECKING:
+    from lgrpo_bench.config.schema import EvalConfig, RunConfig
+
+__all__ = [
+    "BenchmarkResult",
+    "BenchmarkSettings",
+    "BackendUnavailable",
+    "EvalIdentityConflict",
+    "EvaluationResult",
+    "RunNotTrained",
+    "VLLM_INSTALL_HINT",
+    "evaluate",
+    "evaluate_run",
+    "find_train_run",
+    "resolve_backend",
+    "resolve_settings",
+]
+
+LOG = logging.getLogger("lgrpo_bench.eval")
+VLLM_INSTALL_HINT = 'backend vllm needs vLLM and a CUDA GPU: install the extra with `pip install -e ".[vllm]"` (or use --backend hf)'
+SMALL_MODEL_PARAMS = 20_000_000
+CPU_BATCH_SMALL, CPU_BATCH_LARGE = 64, 8
+TAG_EVAL_MODEL = "lgrpo.model"
+_PASS_AT_K_STORED = re.compile(r"^pass_(\d+)$")
+"""MLflow rejects ``@`` in names: ``pass@8`` is stored as ``eval/<benchmark>/pass_8`` and read back as ``pass@8``."""
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run here (vLLM not installed, no GPU)."""
+
+
+class EvalIdentityConflict(RuntimeError):
+    """The target run holds this benchmark evaluated with different settings or data."""
+
+
+class RunNotTrained(RuntimeError):
+    """The training run to evaluate does not exist or has not finished training."""
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    """The resolved protocol of one benchmark evaluation."""
+
+    benchmark: str
+    k: int
+    temperature: float
+    top_p: float
+    max_tokens: int
+    template: str
+
+    @property
+    def protocol(self) -> str:
+        return "greedy" if self.temperature == 0 else f"avg@{self.k}"
+
+    def generation_kwargs(self) -> dict[str, Any]:
+        """lm-eval ``generation_kwargs``: stop at end of sequence only; top-k off when sampling."""
+        if self.temperature == 0:
+            return {"do_sample": False, "temperature": 0.0, "max_gen_toks": self.max_tokens, "until": []}
+        return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "top_k": 0,
+                "max_gen_toks": self.max_tokens, "until": []}
+
+
+@dataclass
+class BenchmarkResult:
+    """One benchmark's outcome: ``metrics`` by name, ``identity`` by field, per-sample ``records``."""
+
+    benchmark: str
+    metrics: dict[str, float]
+    identity: dict[str, str]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    skipped: bool = False
+
+
+@dataclass
+class EvaluationResult:
+    """All benchmarks of one ``evaluate`` call and where they were logged."""
+
+    model: str
+    backend: str
+    mlflow_run_id: str | None
+    benchmarks: dict[str, BenchmarkResult]
+    seconds: float = 0.0
+
+    def metrics(self) -> dict[str, dict[str, float]]:
+        """``{benchmark: {metric: value}}`` (the ``--json`` output)."""
+        return {name: dict(result.metrics) for name, result in self.benchmarks.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Settings and identity
+# ---------------------------------------------------------------------------------------------------------
+def resolve_settings(benchmark: str, eval_config: EvalConfig, run_template: str | None = None) -> BenchmarkSettings:
+    """Task-file defaults < ``eval_config.overrides[benchmark]``; template as in the module docstring."""
+    from lgrpo_bench.evaluation.pack import DEFAULT_MATH_TEMPLATE
+
+    default = get_benchmark(benchmark)
+    override = eval_config.overrides.get(benchmark)
+
+    def pick(name: str, fallback):
+        value = getattr(override, name) if override is not None else None
+        return fallback if value is None else value
+
+    if default.scorer == "arith":
+        template = "arith"
+    else:
+        template = run_template if run_template and run_template != "arith" else DEFAULT_MATH_TEMPLATE
+    template = pick("template", template)
+    temperature = float(pick("temperature", default.temperature))
+    k = int(pick("k", default.k))
+    if temperature == 0 and k > 1:
+        raise ValueError(f"{benchmark}: k={k} samples at temperature 0 repeat the greedy answer; set a temperature > 0")
+    return BenchmarkSettings(benchmark, k, temperature, float(pick("top_p", default.top_p)),
+                             int(pick("max_tokens", default.max_tokens)), template)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def identity_of(settings: BenchmarkSettings, problems: Sequence) -> dict[str, str]:
+    """The identity tags' values (field → string) of evaluating ``problems`` with ``settings``."""
+    from lgrpo_bench.tasks.math_data import problems_hash
+
+    benchmark = get_benchmark(settings.benchmark)
+    return {
+        "name": benchmark.name, "version": benchmark.version, "n": str(len(problems)), "hash": problems_hash(problems),
+        "protocol": settings.protocol, "k": str(settings.k), "temperature": _number(settings.temperature),
+        "top_p": _number(settings.top_p), "max_tokens": str(settings.max_tokens), "template": settings.template,
+    }
+
+
+def _logged_identity(run, benchmark: str) -> dict[str, str] | None:
+    from lgrpo_bench.tracking.schema import EVAL_IDENTITY_FIELDS, eval_tag
+
+    tags = run.data.tags
+    if eval_tag(benchmark, "hash") not in tags:
+        return None
+    return {name: tags.get(eval_tag(benchmark, name), "") for name in EVAL_IDENTITY_FIELDS}
+
+
+def _logged_metrics(run, benchmark: str) -> dict[str, float]:
+    from lgrpo_bench.tracking.schema import eval_metric, parse_eval_metric
+
+    prefix = eval_metric(benchmark, "x")[:-1]
+    return {_PASS_AT_K_STORED.sub(r"pass@\1", parse_eval_metric(name)[1]): value
+            for name, value in run.data.metrics.items() if name.startswith(prefix)}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Backends
+# ---------------------------------------------------------------------------------------------------------
+def resolve_backend(requested: str) -> str:
+    """``hf`` or ``vllm`` for ``requested`` in ``auto``/``hf``/``vllm``; :class:`BackendUnavailable` for vllm
+    without vLLM installed or without CUDA (the message says how to install the extra)."""
+    import torch
+
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    if requested == "auto":
+        return "vllm" if has_vllm and torch.cuda.is_available() else "hf"
+    if requested == "vllm" and not (has_vllm and torch.cuda.is_available()):
+        raise BackendUnavailable(VLLM_INSTALL_HINT if not has_vllm else "backend vllm needs a CUDA GPU; use --backend hf")
+    if requested not in ("hf", "vllm"):
+        raise ValueError(f"unknown backend {requested!r}; choose auto, hf or vllm")
+    return requested
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    import torch
+
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class _Model:
+    """An lm-eval model plus how to count completion tokens and how many torch threads generation uses."""
+
+    lm: Any
+    count_tokens: Callable[[str], int]
+    threads: int | None = None
+
+
+def _cpu_batch_size(n_params: int) -> int:
+    return CPU_BATCH_SMALL if n_params < SMALL_MODEL_PARAMS else CPU_BATCH_LARGE
+
+
+def _build_model(name_or_path: str, backend: str, eval_config: EvalConfig, dtype: str = "auto") -> _Model:
+    from lgrpo_bench.evaluation.oracle import ORACLE_WRONG, ORACLES, OracleLM
+
+    if name_or_path in ORACLES:
+        oracle = OracleLM(wrong=name_or_path == ORACLE_WRONG)
+        return _Model(oracle, oracle.count_tokens)
+    if backend == "vllm":
+        from lm_eval.models.vllm_causallms import VLLM
+
+        lm = VLLM(pretrained=name_or_path, tensor_parallel_size=eval_config.tensor_parallel_size,
+                  gpu_memory_utilization=eval_config.gpu_memory_utilization, dtype=dtype if dtype != "auto" else "auto",
+                  seed=eval_config.seed, batch_size="auto", max_batch_size=eval_config.max_batch_size)
+        tokenizer = lm.tokenizer
+        return _Model(lm, lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+
+    import torch
+    from lm_eval.models.huggingface import HFLM
+
+    from lgrpo_bench.models.loading import load_model_and_tokenizer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, tokenizer = load_model_and_tokenizer(name_or_path, dtype=dtype, device=device)
+    model.eval()
+    n_params = model.num_parameters()
+    batch_size: int | str = eval_config.batch_size
+    if batch_size == "auto" and device == "cpu":
+        batch_size = _cpu_batch_size(n_params)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_batch_size=eval_config.max_batch_size,
+              device=device)
+    threads = 1 if device == "cpu" and n_params < SMALL_MODEL_PARAMS else None
+    return _Model(lm, lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]), threads)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running lm-eval
+# ---------------------------------------------------------------------------------------------------------
+def _run_lm_eval(model: _Model, plan: dict[str, BenchmarkSettings], *, data_dir: str | None, tokenizer: str | None,
+                 limit: int | None, seed: int) -> dict[str, Any]:
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from lgrpo_bench.evaluation import oracle  # noqa: F401  (registers the oracle models with lm-eval)
+
+    metadata = {"data_dir": data_dir, "templates": {name: s.template for name, s in plan.items()}, "tokenizer": tokenizer}
+    manager = TaskManager(include_path=str(TASK_DIR), include_defaults=False, metadata=metadata)
+    loaded = manager.load([get_benchmark(name).task_name for name in plan])
+    for name, settings in plan.items():
+        task = loaded["tasks"][get_benchmark(name).task_name]
+        task.set_config(key="repeats", value=settings.k)
+        task.set_config(key="generation_kwargs", value=settings.generation_kwargs())
+    with _torch_threads(model.threads):
+        return simple_evaluate(model=model.lm, tasks=list(loaded["tasks"].values()), task_manager=manager, limit=limit, bootstrap_iters=1,
+                               log_samples=True, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+                               fewshot_random_seed=seed)
+
+
+def _records_and_metrics(samples: list[dict], settings: BenchmarkSettings, count_tokens) -> tuple[list[dict], dict[str, float]]:
+    records: list[dict[str, Any]] = []
+    per_problem: list[tuple[int, int]] = []
+    for sample in sorted(samples, key=lambda s: int(s["doc_id"])):
+        doc = sample["doc"]
+        (scored,) = sample["filtered_resps"]
+        for index, item in enumerate(scored):
+            records.append({"problem_id": str(doc["id"]), "sample": index, "completion": item["completion"],
+                            "extracted": item["extracted"], "gold": str(doc["answer"]), "correct": bool(item["correct"]),
+                            "length": int(count_tokens(item["completion"]))})
+        per_problem.append((len(scored), sum(bool(item["correct"]) for item in scored)))
+    accuracies = [c / n for n, c in per_problem]
+    metrics = {"acc": sum(accuracies) / len(accuracies), "acc_stderr": mean_stderr(accuracies)}
+    if settings.protocol != "greedy":
+        for k in reported_ks(settings.k):
+            metrics[f"pass@{k}"] = pass_at_k_values(per_problem, k)
+    metrics["mean_length"] = sum(r["length"] for r in records) / len(records)
+    metrics["n"] = float(len(per_problem))
+    return records, metrics
+
+
+# ---------------------------------------------------------------------------------------------------------
+# MLflow
+# ---------------------------------------------------------------------------------------------------------
+def _log_benchmark(client, mlflow_run_id: str, result: BenchmarkResult) -> None:
+    from mlflow.entities import Metric, RunTag
+
+    from lgrpo_bench.tracking.schema import EVAL_RECORDS_FILENAME, eval_metric, eval_records_artifact_dir, eval_tag
+
+    lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in result.records)
+    client.log_text(mlflow_run_id, lines, f"{eval_records_artifact_dir(result.benchmark)}/{EVAL_RECORDS_FILENAME}")
+    now = int(time.time() * 1000)
+    metrics = [Metric(eval_metric(result.benchmark, name), float(value), now, 0) for name, value in result.metrics.items()]
+    client.log_batch(mlflow_run_id, metrics=metrics)
+    tags = [RunTag(eval_tag(result.benchmark, name), value) for name, value in result.identity.items()]
+    client.log_batch(mlflow_run_id, tags=tags)  # last: the benchmark counts as logged once these exist
+
+
+def _eval_run(client, experiment_id: str, model_key: str) -> str:
+    from lgrpo_bench import tracking as t
+
+    existing = t.find_runs_by_tag(client, experiment_id, TAG_EVAL_MODEL, model_key,
+                                  extra_filter=f"tags.`{t.TAG_KIND}` = '{t.KIND_EVAL}'")
+    if existing:
+        return existing[0].info.run_id
+    run = client.create_run(experiment_id, run_name=f"eval-{Path(model_key).name}", tags={
+        t.TAG_KIND: t.KIND_EVAL, TAG_EVAL_MODEL: model_key, t.TAG_STATE: t.STATE_RUNNING,
+        t.TAG_VERSIONS: t.versions_tag_value()})
+    return run.info.run_id
+
+
+def _model_key(spec: str) -> str:
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.is_dir() else spec
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------------------
+def evaluate(
+    model: str,
+    benchmarks: Sequence[str],
+    eval_config: EvalConfig | None = None,
+    *,
+    run_template: str | None = None,
+    tracking_uri: str | None = None,
+    experiment: str = "lgrpo-bench",
+    mlflow_run_id: str | None = None,
+    log: bool = True,
+    force: bool = False,
+    dtype: str = "auto",
+    cache_dir: str | None = None,
+    emit: Callable[[str], None] | None = None,
+) -> EvaluationResult:
+    """Evaluate ``model`` on ``benchmarks`` (see the module docstring).
+
+    ``model``: a tiny preset, a Qwen preset, a local folder, a hub id, or ``oracle:gold`` / ``oracle:wrong``.
+    ``eval_config`` supplies data folder, backend, batch size, seed, limit and per-benchmark overrides (its
+    own ``benchmarks`` list is ignored here). ``run_template``: the training template of the run the model
+    comes from. ``mlflow_run_id``: log into this run (a training run); otherwise into the eval run of this
+    model in ``experiment`` (created when missing). ``log=False`` logs nothing and skips nothing.
+    Raises ``KeyError`` (unknown benchmark), :class:`~lgrpo_bench.evaluation.benchmarks.BenchmarkDataError`
+    (missing data), :class:`BackendUnavailable`, :class:`EvalIdentityConflict`, before any generation.
+    """
+    from lgrpo_bench.config.schema import EvalConfig
+
+    started = time.perf_counter()
+    emit = emit or (lambda line: None)
+    eval_config = eval_config or EvalConfig()
+    names = list(dict.fromkeys(benchmarks))
+    if not names:
+        raise ValueError("no benchmarks to evaluate")
+    plan = {name: resolve_settings(name, eval_config, run_template) for name in names}
+    problems = {name: load_problems(name, eval_config.data_dir) for name in names}
+    if eval_config.limit is not None:
+        problems = {name: items[: eval_config.limit] for name, items in problems.items()}
+    identities = {name: identity_of(plan[name], problems[name]) for name in names}
+
+    from lgrpo_bench.evaluation.oracle import ORACLES
+
+    backend = "oracle" if model in ORACLES else resolve_backend(eval_config.backend)
+    client = None
+    results: dict[str, BenchmarkResult] = {}
+    if log:
+        from lgrpo_bench import tracking as t
+
+        client = t.open_client(tracking_uri)
+        if mlflow_run_id is None:
+            experiment_id = t.get_or_create_experiment(client, experiment)
+            mlflow_run_id = _eval_run(client, experiment_id, _model_key(model))
+        run = client.get_run(mlflow_run_id)
+        for name in names:
+            logged = _logged_identity(run, name)
+            if logged is None or force:
+                continue
+            if logged == identities[name]:
+                results[name] = BenchmarkResult(name, _logged_metrics(run, name), logged, skipped=True)
+                emit(f"{name}: already logged in MLflow run {mlflow_run_id} with the same identity, skipped")
+                continue
+            changed = ", ".join(f"{key} {logged[key]!r} -> {value!r}" for key, value in identities[name].items()
+                                if logged.get(key) != value)
+            raise EvalIdentityConflict(
+                f"MLflow run {mlflow_run_id} already holds {name} evaluated differently ({changed}); "
+                "pass --force to evaluate again and replace it, or log into another run")
+
+    todo = {name: plan[name] for name in names if name not in results}
+    if todo:
+        model_path = model
+        if backend != "oracle":
+            from lgrpo_bench.models.loading import resolve_model
+
+            model_path = resolve_model(model, cache_dir=cache_dir).name_or_path
+        emit(f"evaluating {model} ({backend}) on {', '.join(f'{n} [{s.protocol}]' for n, s in todo.items())}")
+        built = _build_model(model_path, backend, eval_config, dtype)
+        max_length = getattr(built.lm, "max_length", None)
+        for name, settings in todo.items():
+            if isinstance(max_length, int) and settings.max_tokens >= max_length:
+                raise ValueError(f"{name}: max_tokens={settings.max_tokens} does not fit the model's context of "
+                                 f"{max_length} tokens; set eval.overrides.{name}.max_tokens lower")
+        data_dir = str(eval_config.data_dir) if eval_config.data_dir else None
+        tokenizer = model_path if backend != "oracle" else None
+        output = _run_lm_eval(built, todo, data_dir=data_dir, tokenizer=tokenizer, limit=eval_config.limit,
+                              seed=eval_config.seed)
+        for name, settings in todo.items():
+            task_name = get_benchmark(name).task_name
+            records, metrics = _records_and_metrics(output["samples"][task_name], settings, built.count_tokens)
+            harness_acc = output["results"][task_name]["acc,score"]
+            if not math.isclose(harness_acc, metrics["acc"], rel_tol=1e-9, abs_tol=1e-12):
+                raise RuntimeError(f"{name}: lm-eval's acc {harness_acc} differs from the records' {metrics['acc']}")
+            result = BenchmarkResult(name, metrics, identities[name], records)
+            if client is not None:
+                _log_benchmark(client, mlflow_run_id, result)
+            results[name] = result
+            emit(f"{name}: acc {metrics['acc']:.4f} ± {metrics['acc_stderr']:.4f} over {int(metrics['n'])} problems")
+    if client is not None:
+        from lgrpo_bench import tracking as t
+
+        tags = client.get_run(mlflow_run_id).data.tags
+        if tags.get(t.TAG_KIND) == t.KIND_EVAL:
+            client.set_tag(mlflow_run_id, t.TAG_STATE, t.STATE_DONE)
+    ordered = {name: results[name] for name in names}
+    return EvaluationResult(model, backend, mlflow_run_id, ordered, time.perf_counter() - started)
+
+
+def find_train_run(client, experiment: str, run_id_or_mlflow_id: str):
+    """The training run whose ``lgrpo.run_id`` (or MLflow run id) is ``run_id_or_mlflow_id``; ``None`` if none."""
+    from lgrpo_bench import tracking as t
+
+    experiment_obj = client.get_experiment_by_name(experiment)
+    if experiment_obj is not None:
+        found = t.find_runs_by_tag(client, experiment_obj.experiment_id, t.TAG_RUN_ID, run_id_or_mlflow_id,
+                                   extra_filter=f"tags.`{t.TAG_KIND}` = '{t.KIND_TRAIN}'")
+        if found:
+            return found[0]
+    try:
+        run = client.get_run(run_id_or_mlflow_id)
+    except Exception:  # noqa: BLE001 - MLflow raises its own exception type for unknown ids
+        return None
+    return run if run.data.tags.get(t.TAG_KIND) == t.KIND_TRAIN else None
+
+
+def evaluate_run(config: RunConfig, *, benchmarks: Sequence[str] | None = None, force: bool = False,
+                 emit: Callable[[str], None] | None = None) -> EvaluationResult:
+    """Evaluate the final model of the training run ``config`` describes, logging into its MLflow run.
+
+    ``benchmarks`` defaults to ``config.eval.benchmarks``. The run must have finished training
+    (``lgrpo.state`` ``trained`` or ``done``), else :class:`RunNotTrained`. Afterwards the run's state becomes
+    ``done`` when every benchmark of ``config.eval.benchmarks`` is logged. Idempotent: a second call logs
+    nothing (see :func:`evaluate`).
+    """
+    from lgrpo_bench import tracking as t
+    from lgrpo_bench.config import run_id
+
+    rid = run_id(config)
+    client = t.open_client(config.tracking.uri)
+    run = find_train_run(client, config.tracking.experiment, rid)
+    if run is None or run.data.tags.get(t.TAG_STATE) not in (t.STATE_TRAINED, t.STATE_DONE):
+        state = "no MLflow run" if run is None else f"state {run.data.tags.get(t.TAG_STATE)!r}"
+        raise RunNotTrained(f"run {rid} has not finished training ({state} in experiment "
+                            f"{config.tracking.experiment!r}); train it first: lgrpo-bench train <config>")
+    model_dir = run.data.tags.get("lgrpo.model_dir") or str(Path(config.tracking.runs_dir).resolve() / rid / "final")
+    names = list(benchmarks) if benchmarks else list(config.eval.benchmarks)
+    result = evaluate(model_dir, names, config.eval, run_template=config.resolved_template,
+                      tracking_uri=config.tracking.uri, mlflow_run_id=run.info.run_id, force=force,
+                      dtype=config.model.dtype, emit=emit)
+    refreshed = client.get_run(run.info.run_id)
+    if refreshed.data.tags.get(t.TAG_STATE) == t.STATE_TRAINED and all(
+        _logged_identity(refreshed, name) is not None for name in config.eval.benchmarks
+    ):
+        client.set_tag(run.info.run_id, t.TAG_STATE, t.STATE_DONE)
+    return result
