@@ -475,7 +475,8 @@ def evaluate_run(config: RunConfig, *, benchmarks: Sequence[str] | None = None, 
     """Evaluate the final model of the training run ``config`` describes, logging into its MLflow run.
 
     ``benchmarks`` defaults to ``config.eval.benchmarks``. The run must have finished training
-    (``lgrpo.state`` ``trained`` or ``done``), else :class:`RunNotTrained`. Afterwards the run's state becomes
+    (``lgrpo.state`` ``trained`` or ``done``), else :class:`RunNotTrained`; a ``pruned`` run (a sweep trial
+    stopped early) is not evaluated and gives an empty result. Afterwards the run's state becomes
     ``done`` when every benchmark of ``config.eval.benchmarks`` is logged. Idempotent: a second call logs
     nothing (see :func:`evaluate`).
     """
@@ -485,6 +486,9 @@ def evaluate_run(config: RunConfig, *, benchmarks: Sequence[str] | None = None, 
     rid = run_id(config)
     client = t.open_client(config.tracking.uri)
     run = find_train_run(client, config.tracking.experiment, rid)
+    if run is not None and run.data.tags.get(t.TAG_STATE) == t.STATE_PRUNED:
+        (emit or (lambda line: None))(f"run {rid} was pruned by its sweep; a pruned run is not evaluated")
+        return EvaluationResult(model="", backend="", mlflow_run_id=run.info.run_id, benchmarks={})
     if run is None or run.data.tags.get(t.TAG_STATE) not in (t.STATE_TRAINED, t.STATE_DONE):
         state = "no MLflow run" if run is None else f"state {run.data.tags.get(t.TAG_STATE)!r}"
         raise RunNotTrained(f"run {rid} has not finished training ({state} in experiment "

@@ -1,0 +1,35 @@
+"""The implied token preference of each algorithm: weight per token against completion length.
+
+For one group of G completions with lengths |o_1| < ... < |o_G| (the whole batch, N = G), the weight a
+token of completion i receives relative to DAPO's token mean is w_i · Σ_j |o_j|
+(:func:`lgrpo_bench.algorithms.relative_token_weight`): DAPO ≡ 1; GRPO Σ_j|o_j| / (G·|o_i|) ∝ 1/|o_i|;
+Dr. GRPO Σ_j|o_j| / (G·L_max), flat; λ-GRPO f_i = G·softmax(h^λ)_i, rising with length for λ > 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["example_group_lengths", "implied_token_weights"]
+
+
+def example_group_lengths(group_size: int, max_completion_length: int) -> list[int]:
+    """G lengths evenly spread over [L_max/G, L_max] (rounded): the group the preference plot weights."""
+    return [max(1, round(max_completion_length * (i + 1) / group_size)) for i in range(group_size)]
+
+
+def implied_token_weights(
+    algorithm: str, lengths: Sequence[int], *, max_completion_length: int, lam: float | None = None, r: float = 1 / 9
+) -> np.ndarray:
+    """w_i · Σ_j |o_j| for each completion of one group with these ``lengths`` (see the module doc)."""
+    import torch
+
+    from lgrpo_bench.algorithms import batch_weight_inputs, completion_weights, relative_token_weight
+
+    lengths_t = torch.tensor([float(x) for x in lengths], dtype=torch.float64)
+    weights = completion_weights(algorithm, lengths_t, group_size=len(lengths), lam=lam, r=r,
+                                 max_completion_length=max_completion_length)
+    inputs = batch_weight_inputs(lengths_t, len(lengths), max_completion_length)
+    return relative_token_weight(weights, inputs).detach().numpy()

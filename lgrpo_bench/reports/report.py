@@ -1,0 +1,296 @@
+"""A report end to end: load from the store, build the table, write the formats and the plots.
+
+    from lgrpo_bench.reports import generate_report
+    result = generate_report("sqlite:///mlflow.db", grid="quickstart", formats=["md", "html"], out_dir="report")
+
+Files written under ``out_dir`` (only those asked for): ``table.md``; ``table.tex`` and ``deltas.tex``;
+``results.csv`` (tidy) and ``deltas.csv``; ``report.html`` (self-contained); ``plots/<name>.png|pdf``
+(``training_curves``, ``token_preference``, ``accuracy_vs_compute``), also logged as artifacts under
+``report/plots/`` of the grid parent run when every reported run belongs to that one grid.
+"""
+
+from __future__ import annotations
+
+from statistics import fmean
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lgrpo_bench.reports import render
+from lgrpo_bench.reports.loader import (
+    ReportData,
+    ReportInputError,
+    RunRecord,
+    load_histories,
+    load_problem_records,
+    load_runs,
+)
+from lgrpo_bench.reports.stats import DEFAULT_RESAMPLES, generated_tokens, learning_curve_mean, per_problem_accuracy
+from lgrpo_bench.reports.table import ReportTable, build_table
+from lgrpo_bench.tracking import schema as t
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+__all__ = ["FORMATS", "PLOT_NAMES", "ReportResult", "generate_report", "load_report_table", "print_summary_table", "report_figures"]
+
+FORMATS: tuple[str, ...] = ("md", "latex", "csv", "html")
+PLOT_NAMES: tuple[str, ...] = ("training_curves", "token_preference", "accuracy_vs_compute")
+_GRID_ARTIFACT_DIR = "report"
+
+
+@dataclass
+class ReportResult:
+    table: ReportTable
+    data: ReportData
+    files: list[Path] = field(default_factory=list)
+    logged_to: list[str] = field(default_factory=list)
+    """MLflow run ids of the grid parent runs the plots were logged to: those of the grid every reported run
+    belongs to (:attr:`ReportData.grid_parents`)."""
+
+
+def _client(tracking: MlflowClient | str | None) -> MlflowClient:
+    """An open client; a SQLite URI must name an existing store (a report never creates one)."""
+    if tracking is None or isinstance(tracking, str):
+        from lgrpo_bench.tracking import open_client, resolve_tracking_uri, sqlite_path
+
+        resolved = resolve_tracking_uri(tracking)
+        db_file = sqlite_path(resolved)
+        if db_file is not None and not db_file.is_file():
+            raise ReportInputError(f"no MLflow store at {db_file} ({resolved}); pass --tracking-uri or set $MLFLOW_TRACKING_URI")
+        return open_client(resolved)
+    return tracking
+
+
+def load_report_table(
+    tracking: MlflowClient | str | None = None,
+    *,
+    experiments: Sequence[str] | None = None,
+    grid: str | None = None,
+    filter_string: str | None = None,
+    baseline: str = "grpo",
+    metric: str = "acc",
+    split: bool = False,
+    statistics: bool = True,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    extra_histories: Sequence[str] = (),
+) -> tuple[ReportTable, ReportData, dict[str, dict[str, tuple[list[int], list[float]]]]]:
+    """(table, runs, histories) of a selection: the library entry point for notebooks and other tools.
+
+    ``statistics=False`` skips the per-problem downloads (Δ without intervals). ``extra_histories``: more
+    metric histories to load with ``train/heldout_acc`` (``{metric: {MLflow run id: (steps, values)}}``).
+    """
+    client = _client(tracking)
+    data = load_runs(client, experiments, grid=grid, filter_string=filter_string)
+    run_ids = [run.mlflow_run_id for run in data.runs]
+    histories = load_histories(client, run_ids, list(dict.fromkeys([t.TRAIN_HELDOUT_ACC, *extra_histories])))
+    problem_accuracy = {}
+    if statistics:
+        requests = [(run.eval_source[b], b) for run in data.runs for b in run.eval_metrics if metric in run.eval_metrics[b]]
+        roots = {run_id: uri for run in data.runs for run_id, uri in run.artifact_uris.items()}
+        records = load_problem_records(client, requests, roots)
+        problem_accuracy = {key: (per_problem_accuracy(value) if value else None) for key, value in records.items()}
+    table = build_table(
+        data.runs, metric=metric, baseline=baseline, heldout_curves=histories[t.TRAIN_HELDOUT_ACC],
+        problem_accuracy=problem_accuracy, split=split, n_resamples=n_resamples,
+    )
+    if data.skipped:
+        left_out = ", ".join(f"{count} {state}" for state, count in sorted(data.skipped.items()))
+        table.notes.append(f"runs left out (not finished): {left_out}")
+    return table, data, histories
+
+
+def generate_report(
+    tracking: MlflowClient | str | None = None,
+    *,
+    experiments: Sequence[str] | None = None,
+    grid: str | None = None,
+    filter_string: str | None = None,
+    formats: Sequence[str] = ("md",),
+    out_dir: str | Path = "report",
+    baseline: str = "grpo",
+    metric: str = "acc",
+    split: bool = False,
+    plots: bool = True,
+    statistics: bool = True,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    log_to_grid: bool = True,
+) -> ReportResult:
+    """Load, build and write a report (see the module doc for the files). Raises ``ReportInputError``."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ReportInputError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    client = _client(tracking)
+    curve_metrics = ("train/reward_mean", "train/completion_length_mean", "train/entropy", "train/lambda") if plots else ()
+    table, data, histories = load_report_table(
+        client, experiments=experiments, grid=grid, filter_string=filter_string, baseline=baseline, metric=metric,
+        split=split, statistics=statistics, n_resamples=n_resamples, extra_histories=curve_metrics,
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = ReportResult(table, data)
+    images: dict[str, bytes] = {}
+    plot_files: list[Path] = []
+    if plots:
+        for name, figure in report_figures(table, data.runs, histories).items():
+            paths, png = _save(figure, out / "plots", name)
+            plot_files += paths
+            images[name] = png
+        result.files += plot_files
+    writers = {
+        "md": lambda: {"table.md": render.to_markdown(table)},
+        "latex": lambda: {"table.tex": render.to_latex(table)} | ({"deltas.tex": d} if (d := render.to_latex_deltas(table)) else {}),
+        "csv": lambda: {"results.csv": render.results_csv(data.runs, _efficiency(data.runs, histories)), "deltas.csv": render.deltas_csv(table)},
+        "html": lambda: {"report.html": render.to_html(table, images, title=f"lgrpo-bench report: {data.selection}")},
+    }
+    for fmt in formats:
+        for filename, text in writers[fmt]().items():
+            path = out / filename
+            path.write_text(text, encoding="utf-8")
+            result.files.append(path)
+    if plots and log_to_grid:
+        for grid_run in data.grid_parents:
+            for path in plot_files:
+                client.log_artifact(grid_run, str(path), f"{_GRID_ARTIFACT_DIR}/plots")
+            result.logged_to.append(grid_run)
+    return result
+
+
+def _save(figure, folder: Path, name: str):
+    from lgrpo_bench.reports.plots import save_figure
+
+    return save_figure(figure, folder, name)
+
+
+def _efficiency(runs: Sequence[RunRecord], histories) -> dict[str, float | None]:
+    curves = histories.get(t.TRAIN_HELDOUT_ACC, {})
+    return {run.mlflow_run_id: learning_curve_mean(*curves[run.mlflow_run_id]) for run in runs if run.mlflow_run_id in curves}
+
+
+def _int_param(run: RunRecord, key: str) -> int | None:
+    try:
+        return int(run.params[key])
+    except (KeyError, ValueError):
+        return None
+
+
+def report_figures(table: ReportTable, runs: Sequence[RunRecord], histories, names: Sequence[str] = PLOT_NAMES) -> dict:
+    """``{name: matplotlib Figure}`` for the ``names`` asked (of :data:`PLOT_NAMES`), from loaded data.
+
+    ``histories`` as :func:`load_report_table` returns them (with the curve metrics in ``extra_histories``):
+    training curves (mean ± std over seeds per algorithm), the implied token preference (λ-GRPO at the mean
+    final ``train/lambda`` of its runs; G, L_max and r from the runs' params), accuracy vs generated tokens
+    (Σ steps ``train/completion_length_mean`` × prompts_per_step × num_generations; ``train/num_tokens`` when
+    those params are missing).
+    """
+    from lgrpo_bench.reports import plots
+
+    multi_size = len({run.model_size for run in runs}) > 1
+
+    def label(run: RunRecord) -> str:
+        return f"{run.algorithm} ({run.model_size})" if multi_size else run.algorithm
+
+    curves: dict[str, dict[str, list]] = {}
+    for metric in plots.CURVE_METRICS:
+        per_run = histories.get(metric, {})
+        for run in runs:
+            if run.mlflow_run_id in per_run:
+                curves.setdefault(metric, {}).setdefault(label(run), []).append(per_run[run.mlflow_run_id])
+    figures = {}
+    if "training_curves" in names:
+        figures["training_curves"] = plots.training_curves_figure(curves)
+    if "token_preference" in names:
+        figures["token_preference"] = _token_preference(runs, label)
+    if "accuracy_vs_compute" in names:
+        figures["accuracy_vs_compute"] = _accuracy_vs_compute(table, runs, histories)
+    return figures
+
+
+def _token_preference(runs: Sequence[RunRecord], label):
+    from lgrpo_bench.algorithms import ALGORITHMS
+    from lgrpo_bench.reports import plots
+
+    algorithms = [a for a in dict.fromkeys(run.algorithm for run in runs) if a in ALGORITHMS]
+    lambdas: dict[str, list[float]] = {}
+    for run in runs:
+        if ALGORITHMS.get(run.algorithm) is not None and ALGORITHMS[run.algorithm].uses_lambda:
+            lam = run.train_metrics.get(t.TRAIN_LAMBDA)
+            if lam is not None:
+                lambdas.setdefault(label(run), []).append(lam)
+    group_size = _most_common([_int_param(r, "train.num_generations") for r in runs]) or 8
+    max_length = _most_common([_int_param(r, "train.max_completion_length") for r in runs]) or 512
+    r_values = []
+    for run in runs:
+        try:
+            r_values.append(float(run.params["algorithm.r"]))
+        except (KeyError, ValueError):
+            pass
+    return plots.token_preference_figure(
+        algorithms, group_size=group_size, max_completion_length=max_length,
+        r=_most_common(r_values) or 1 / 9, lambdas={k: fmean(v) for k, v in lambdas.items()},
+    )
+
+
+def _accuracy_vs_compute(table: ReportTable, runs: Sequence[RunRecord], histories):
+    from lgrpo_bench.reports import plots
+
+    lengths = histories.get(t.TRAIN_COMPLETION_LENGTH_MEAN, {})
+    by_size: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    column_keys = [c.key for c in table.columns]
+    for run in runs:
+        accuracy = _run_accuracy(table, run)
+        per_step = (_int_param(run, "train.prompts_per_step") or 0) * (_int_param(run, "train.num_generations") or 0)
+        if run.mlflow_run_id in lengths and per_step:
+            tokens = generated_tokens(lengths[run.mlflow_run_id][1], per_step)
+        else:
+            tokens = run.train_metrics.get("train/num_tokens")
+        if accuracy is not None and tokens is not None:
+            by_size.setdefault(run.model_size, {}).setdefault(run.algorithm, []).append((tokens, accuracy))
+    ylabel = f"{table.metric} (points, {'average over benchmarks' if table.has_average else column_keys[0] if column_keys else '?'})"
+    return plots.accuracy_vs_compute_figure(by_size, ylabel)
+
+
+def _run_accuracy(table: ReportTable, run: RunRecord) -> float | None:
+    """The run's benchmark average (or its only column) of the table metric; ``None`` when incomplete."""
+    values = [run.eval_metrics.get(c.benchmark, {}).get(table.metric) for c in table.columns]
+    if not values or any(v is None for v in values):
+        return None
+    if table.has_average or len(values) == 1:
+        return fmean(values)
+    return None
+
+
+def _most_common(values):
+    present = [v for v in values if v is not None]
+    return max(set(present), key=present.count) if present else None
+
+
+def print_summary_table(
+    tracking: MlflowClient | str | None = None,
+    experiment: str | None = None,
+    grid: str | None = None,
+    console=None,
+    *,
+    baseline: str = "grpo",
+    statistics: bool = True,
+) -> ReportTable | None:
+    """Print the summary (and Δ) table with rich, e.g. at the end of ``lgrpo-bench run``.
+
+    Reads the runs of ``experiment`` and/or ``grid``; prints a one-line note instead of raising when there
+    is nothing to report (the caller's work is done either way). Returns the table, or ``None``.
+    """
+    from rich.console import Console
+
+    console = console or Console()
+    try:
+        table, _, _ = load_report_table(tracking, experiments=[experiment] if experiment else None, grid=grid,
+                                        baseline=baseline, statistics=statistics)
+    except ReportInputError as error:
+        console.print(f"[yellow]no results table:[/yellow] {error}", markup=True, highlight=False)
+        return None
+    for rich_table in render.rich_tables(table):
+        console.print(rich_table)
+    for note in table.notes:
+        console.print(f"- {note}", markup=False, highlight=False)
+    return table

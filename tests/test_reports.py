@@ -1,0 +1,345 @@
+"""Reports against real MLflow SQLite stores filled with hand-chosen values (tests/report_store.py)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+
+import numpy as np
+import pytest
+from report_store import RunSpec, build_store
+
+from lgrpo_bench.reports import IncomparableRuns, ReportInputError, build_table, generate_report, load_report_table, load_runs
+from lgrpo_bench.reports.render import escape_latex, escape_markdown, to_latex, to_latex_deltas, to_markdown
+from lgrpo_bench.reports.stats import (
+    aggregate_curves,
+    generated_tokens,
+    learning_curve_mean,
+    paired_bootstrap,
+    pooled_seed_std,
+    seed_stats,
+)
+from lgrpo_bench.reports.table import AVERAGE, EFFICIENCY
+from lgrpo_bench.tracking import schema as t
+
+
+def _heldout(start: float, end: float) -> dict:
+    return {t.TRAIN_HELDOUT_ACC: [(0, start), (20, end)]}
+
+
+def paper_specs() -> list[RunSpec]:
+    """Two model sizes; every number of the expected table below is computed by hand from these."""
+    specs = [
+        RunSpec("grpo", 0, "1B", acc={"b1": 0.40, "b2": 0.20}, curves=_heldout(0.0, 0.4)),  # eff 0.2
+        RunSpec("grpo", 1, "1B", acc={"b1": 0.50, "b2": 0.20}, curves=_heldout(0.1, 0.5)),  # eff 0.3
+        RunSpec("grpo", 2, "1B", acc={"b1": 0.60, "b2": 0.20}, curves=_heldout(0.2, 0.6)),  # eff 0.4
+        RunSpec("lambda_grpo", 0, "1B", acc={"b1": 0.50, "b2": 0.10}, curves=_heldout(0.2, 0.6)),  # eff 0.4
+        RunSpec("lambda_grpo", 1, "1B", acc={"b1": 0.60, "b2": 0.40}, curves=_heldout(0.3, 0.7)),  # eff 0.5
+        RunSpec("lambda_grpo", 2, "1B", acc={"b1": 0.70}, curves=_heldout(0.4, 0.8), eval_in_child=True),  # eff 0.6, no b2
+        RunSpec("grpo", 0, "2B", acc={"b1": 0.80, "b2": 0.50}),
+        RunSpec("dapo", 0, "2B", acc={"b1": 0.70, "b2": 0.70}),
+        RunSpec("dapo", 1, "2B", acc={"b1": 0.90}, state=t.STATE_FAILED),  # left out
+    ]
+    specs[3].curves[t.TRAIN_LAMBDA] = [(0, 0.0), (10, 0.2), (20, 0.4)]
+    return specs
+
+
+@pytest.fixture(scope="module")
+def paper_store(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("paper-store")
+    uri, client, ids, parent = build_store(folder, paper_specs(), experiment="paper", grid="g1")
+    return uri, client, ids, parent
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pure statistics
+# ---------------------------------------------------------------------------------------------------------
+def test_seed_stats_and_pooled_std_by_hand():
+    assert seed_stats([0.4, 0.5, 0.6]) == pytest.approx(seed_stats([0.4, 0.5, 0.6]))
+    stats = seed_stats([0.4, 0.5, None, 0.6, float("nan")])
+    assert stats.n == 3 and stats.mean == pytest.approx(0.5) and stats.std == pytest.approx(0.1)
+    single = seed_stats([0.7])
+    assert (single.mean, single.std, single.n) == (0.7, None, 1)
+    assert seed_stats([]).mean is None and seed_stats([None]).n == 0
+    # SS = 0.02 + 0.045 over 2 + 1 degrees of freedom
+    assert pooled_seed_std([[0.4, 0.5, 0.6], [0.1, 0.4], [0.9]]) == pytest.approx(math.sqrt(0.065 / 3))
+    assert pooled_seed_std([[0.3], [0.2]]) is None
+
+
+def test_learning_curve_mean_is_the_trapezoid_time_average():
+    assert learning_curve_mean([0, 10, 20], [0.0, 0.5, 1.0]) == pytest.approx(0.5)
+    # uneven spacing: (0.5·(0+1)·10 + 0.5·(1+1)·30) / 40 = 0.875
+    assert learning_curve_mean([0, 10, 40], [0.0, 1.0, 1.0]) == pytest.approx(0.875)
+    assert learning_curve_mean([5], [0.3]) == 0.3
+    assert learning_curve_mean([], []) is None
+
+
+def test_aggregate_curves_mean_band_and_coverage():
+    steps, mean, std, count = aggregate_curves([([0, 10, 20], [0.0, 1.0, 2.0]), ([0, 20], [2.0, 2.0]), ([0, 10], [1.0, 3.0])])
+    assert list(steps) == [0, 10, 20]
+    assert list(count) == [3, 3, 2]
+    assert mean == pytest.approx([1.0, 2.0, 2.0])
+    assert std == pytest.approx([1.0, 1.0, 0.0])
+
+
+def test_generated_tokens():
+    assert generated_tokens([10.0, 20.0, 30.0], completions_per_step=8) == 480.0
+
+
+def _bernoulli(rng, p, seeds):
+    return (rng.random((seeds, p.size)) < p).astype(float)
+
+
+def test_bootstrap_identical_algorithms_is_not_significant():
+    rng = np.random.default_rng(3)
+    difficulty = rng.uniform(0.1, 0.9, 300)
+    same = _bernoulli(rng, difficulty, 3)
+    result = paired_bootstrap([same], [same.copy()])
+    assert (result.delta, result.low, result.high) == (0.0, 0.0, 0.0)
+    assert not result.significant and result.p_improvement == 0.5
+    # two independent draws of the same algorithm: the interval contains 0 as well
+    result = paired_bootstrap([_bernoulli(rng, difficulty, 3)], [_bernoulli(rng, difficulty, 3)])
+    assert result.low < 0 < result.high and not result.significant
+    assert 0.05 < result.p_improvement < 0.95
+
+
+def test_bootstrap_clearly_better_algorithm_is_significant():
+    rng = np.random.default_rng(4)
+    difficulty = rng.uniform(0.1, 0.6, 300)
+    better, baseline = _bernoulli(rng, difficulty + 0.3, 3), _bernoulli(rng, difficulty, 3)
+    result = paired_bootstrap([better], [baseline])
+    assert result.delta == pytest.approx(better.mean() - baseline.mean())
+    assert 0 < result.low < result.delta < result.high
+    assert result.significant and result.p_improvement > 0.999
+    assert result.paired_seeds and result.n_problems == 300
+
+
+def test_bootstrap_matches_an_independent_resampler():
+    """Percentile interval of scipy's bootstrap vs a numpy resampler of the same design (paired problems and seeds)."""
+    rng = np.random.default_rng(5)
+    difficulty = rng.uniform(0.2, 0.8, 120)
+    cand, base = _bernoulli(rng, difficulty + 0.05, 3), _bernoulli(rng, difficulty, 3)
+    ours = paired_bootstrap([cand], [base], n_resamples=20000, seed=1)
+    draws = np.random.default_rng(2)
+    deltas = np.empty(20000)
+    diff = cand - base
+    for index in range(deltas.size):
+        problems = draws.integers(0, diff.shape[1], diff.shape[1])
+        seeds = draws.integers(0, diff.shape[0], diff.shape[0])
+        deltas[index] = diff[np.ix_(seeds, problems)].mean()
+    low, high = np.percentile(deltas, [2.5, 97.5])
+    assert ours.low == pytest.approx(low, abs=0.004) and ours.high == pytest.approx(high, abs=0.004)
+    assert ours.p_improvement == pytest.approx(np.mean(deltas > 0) + 0.5 * np.mean(deltas == 0), abs=0.01)
+
+
+def test_bootstrap_unpaired_seeds_and_benchmark_average():
+    rng = np.random.default_rng(6)
+    p1, p2 = rng.uniform(0.2, 0.8, 50), rng.uniform(0.2, 0.8, 80)
+    c = [_bernoulli(rng, p1, 3), _bernoulli(rng, p2, 3)]
+    b = [_bernoulli(rng, p1, 2), _bernoulli(rng, p2, 2)]
+    result = paired_bootstrap(c, b)
+    assert not result.paired_seeds
+    assert result.delta == pytest.approx(((c[0].mean() - b[0].mean()) + (c[1].mean() - b[1].mean())) / 2)
+    assert result.low <= result.delta <= result.high
+    assert paired_bootstrap([np.ones((2, 1))], [np.zeros((2, 1))]) is None  # one problem: nothing to resample
+    with pytest.raises(ValueError, match="different problem counts"):
+        paired_bootstrap([np.ones((2, 3))], [np.ones((2, 4))])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# table from a real store
+# ---------------------------------------------------------------------------------------------------------
+def _rows(markdown: str, block: int = 0) -> dict[tuple[str, str], list[str]]:
+    """Cells after (Size, Algorithm) of the ``block``-th Markdown table, keyed by (Size, Algorithm)."""
+    rows = {}
+    tables = [b for b in markdown.split("\n\n") if b.startswith("|")]
+    for line in tables[block].splitlines():
+        if line.startswith("| ") and not line.startswith("| Size"):
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            rows[(cells[0], cells[1])] = cells[2:]
+    return rows
+
+
+def test_table_cells_bold_n_and_missing_by_hand(paper_store):
+    uri, _, _, _ = paper_store
+    table, data, _ = load_report_table(uri, experiments=["paper"], statistics=False)
+    assert data.skipped == {"failed": 1}
+    assert [c.key for c in table.columns] == ["b1", "b2"] and table.has_average and table.has_efficiency
+    markdown = to_markdown(table)
+    rows = _rows(markdown)
+    # columns after Size, Algorithm: n, b1, b2, Average, Sample eff.
+    assert rows[("1B", "grpo")] == ["3", "50.0 ± 10.0", "20.0 ± 0.0", "35.0 ± 5.0", "30.0 ± 10.0"]
+    assert rows[("1B", "lambda\\_grpo")] == ["3", "**60.0 ± 10.0**", "**25.0 ± 21.2** (n=2)", "**40.0 ± 14.1** (n=2)", "**50.0 ± 10.0**"]
+    assert rows[("1B", "seed std (pooled)")] == ["", "10.0", "12.2", "9.1", "10.0"]
+    assert rows[("2B", "grpo")] == ["1", "**80.0 ± —**", "50.0 ± —", "65.0 ± —", "—"]
+    assert rows[("2B", "dapo")] == ["1", "70.0 ± —", "**70.0 ± —**", "**70.0 ± —**", "—"]
+    assert rows[("2B", "seed std (pooled)")] == ["", "—", "—", "—", "—"]
+    # Δ table: lambda_grpo − grpo = +10.0, +5.0, +5.0 (averages), +20.0 (efficiency); 2B: dapo − grpo
+    delta_rows = _rows(markdown, block=1)
+    assert delta_rows[("1B", "lambda\\_grpo")] == ["+10.0", "+5.0", "+5.0", "+20.0"]
+    assert delta_rows[("2B", "dapo")] == ["-10.0", "+20.0", "+5.0", "—"]
+    assert "runs left out (not finished): 1 failed" in markdown
+
+
+def test_markdown_is_a_well_formed_table(paper_store):
+    table, _, _ = load_report_table(paper_store[0], experiments=["paper"], statistics=False)
+    blocks = [b for b in to_markdown(table).split("\n\n") if b.startswith("|")]
+    assert len(blocks) == 2
+    for block in blocks:
+        lines = block.splitlines()
+        widths = {len(re.split(r"(?<!\\)\|", line)) for line in lines}
+        assert len(widths) == 1, block
+        assert re.fullmatch(r"\|(---:?\|)+", lines[1])
+
+
+def test_eval_child_runs_are_merged_into_their_train_run(paper_store):
+    uri, client, ids, _ = paper_store
+    data = load_runs(client, ["paper"])
+    merged = next(r for r in data.runs if r.run_id == "lambda_grpo-1B-s2")
+    assert merged.eval_metrics["b1"]["acc"] == 0.70
+    assert merged.eval_source["b1"] != ids["lambda_grpo-1B-s2"]  # the child eval run holds it
+    assert merged.eval_identity["b1"]["hash"] == "hash-b1"
+    assert len(data.runs) == 8 and data.grid_runs == {paper_store[3]: "g1"} and data.grid_parents == [paper_store[3]]
+
+
+def test_latex_escaping_and_structure():
+    assert escape_latex("a_b%c&d#e$f{g}h~i^j\\k") == r"a\_b\%c\&d\#e\$f\{g\}h\textasciitilde{}i\textasciicircum{}j\textbackslash{}k"
+    assert escape_markdown("dr_grpo|x*") == r"dr\_grpo\|x\*"
+    specs = [RunSpec("grpo", s, "7B_%&#", acc={"math_500%": 0.5 + 0.1 * s, "aime#24&": 0.1}) for s in range(2)]
+    specs += [RunSpec("lambda_grpo", s, "7B_%&#", acc={"math_500%": 0.6, "aime#24&": 0.2}) for s in range(2)]
+    runs = [_record(spec) for spec in specs]
+    table = build_table(runs)
+    latex = to_latex(table)
+    body = [line for line in latex.splitlines() if line.endswith(r"\\")]
+    assert r"aime\#24\&" in latex and r"math\_500\%" in latex and r"7B\_\%\&\#" in latex and r"lambda\_grpo" in latex
+    for line in body:  # Size, Algorithm, n, 2 benchmarks, Average: 5 unescaped & per row
+        assert len(re.findall(r"(?<!\\)&", line)) == 5, line
+    assert latex.count("{") - latex.count(r"\{") == latex.count("}") - latex.count(r"\}")
+    assert latex.count(r"\begin{tabular}") == latex.count(r"\end{tabular}") == 1
+    assert [line for line in latex.splitlines() if "rule" in line] == [r"\toprule", r"\midrule", r"\bottomrule"]
+    assert r"$\pm$" in latex and r"\textbf{" in latex
+    assert not re.search(r"(?<!\\)[%#_](?![^$]*\$)", "\n".join(line for line in latex.splitlines() if not line.startswith("%")))
+    deltas = to_latex_deltas(table)
+    assert "+10.0" in deltas and r"\bottomrule" in deltas
+
+
+def _record(spec: RunSpec):
+    from lgrpo_bench.reports.loader import RunRecord
+
+    return RunRecord(
+        mlflow_run_id=spec.run_id, run_id=spec.run_id, algorithm=spec.algorithm, model=spec.model, model_size=spec.model_size,
+        seed=str(spec.seed), state="done", grid=None, experiment_id="0", start_time=0,
+        eval_metrics={b: {"acc": v} for b, v in spec.acc.items()},
+        eval_identity={b: {"hash": f"hash-{b}", "protocol": "greedy", "k": "1", "temperature": "0.0", "top_p": "1.0"} | spec.identity.get(b, {})
+                       for b in spec.acc},
+        eval_source={b: spec.run_id for b in spec.acc},
+    )
+
+
+def test_csv_round_trip(paper_store, tmp_path):
+    uri, client, ids, _ = paper_store
+    result = generate_report(uri, experiments=["paper"], formats=["csv"], out_dir=tmp_path, plots=False, statistics=False)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text())))
+    data = load_runs(client, ["paper"])
+    expected = {(r.mlflow_run_id, b, m): v for r in data.runs for b, metrics in r.eval_metrics.items() for m, v in metrics.items()}
+    got = {(row["mlflow_run_id"], row["benchmark"], row["metric"]): float(row["value"]) for row in rows if row["benchmark"] != "train"}
+    assert got == expected
+    assert len(got) == 4 * (6 + 4 + 1 + 2 + 2)  # 4 metrics × (run, benchmark) pairs of the 8 reported runs
+    efficiency = {row["run_id"]: float(row["value"]) for row in rows if row["benchmark"] == "train"}
+    assert efficiency["grpo-1B-s0"] == pytest.approx(0.2) and len(efficiency) == 6
+    one = next(row for row in rows if row["run_id"] == "grpo-1B-s1" and row["benchmark"] == "b1" and row["metric"] == "acc")
+    assert (one["algorithm"], one["seed"], one["model_size"], one["hash"], one["protocol"]) == ("grpo", "1", "1B", "hash-b1", "greedy")
+    deltas = list(csv.DictReader(io.StringIO((tmp_path / "deltas.csv").read_text())))
+    avg = next(d for d in deltas if d["algorithm"] == "lambda_grpo" and d["column"] == AVERAGE)
+    assert float(avg["delta"]) == pytest.approx(0.05) and avg["ci_low"] == "" and avg["significant"] == ""
+    assert {d["column"] for d in deltas} == {"b1", "b2", AVERAGE, EFFICIENCY}
+    assert result.files == [tmp_path / "results.csv", tmp_path / "deltas.csv"]
+
+
+def test_mixed_hashes_or_protocols_are_refused_naming_the_runs_or_split():
+    specs = [RunSpec("grpo", 0, acc={"b1": 0.5}), RunSpec("grpo", 1, acc={"b1": 0.6}, identity={"b1": {"hash": "other"}}),
+             RunSpec("dapo", 0, acc={"b1": 0.4}, identity={"b1": {"protocol": "avg@16", "k": "16", "temperature": "0.6"}})]
+    runs = [_record(s) for s in specs]
+    with pytest.raises(IncomparableRuns) as error:
+        build_table(runs)
+    message = str(error.value)
+    assert "benchmark 'b1' was evaluated 3 different ways" in message
+    for spec in specs:
+        assert spec.run_id in message
+    assert "hash=other" in message and "protocol=avg@16" in message and "--split" in message
+    table = build_table(runs, split=True)
+    assert len(table.columns) == 3 and not table.has_average
+    assert all(sum(row.cells[c.key].stats.n for c in table.columns) == row.n for g in table.groups for row in g.rows)
+
+
+def test_statistics_from_per_problem_records(tmp_path):
+    """Per-problem artifacts drive the Δ intervals: identical → n.s.; clearly better → significant."""
+    rng = np.random.default_rng(7)
+    difficulty = rng.uniform(0.1, 0.5, 80)
+    draws = {s: list(rng.random(80) < difficulty) for s in range(3)}
+    specs = [RunSpec("grpo", s, records={"b1": draws[s]}) for s in range(3)]
+    specs += [RunSpec("dapo", s, records={"b1": draws[s]}) for s in range(3)]  # identical records
+    specs += [RunSpec("lambda_grpo", s, records={"b1": list(rng.random(80) < difficulty + 0.45)}) for s in range(3)]
+    uri, _, _, _ = build_store(tmp_path, specs)
+    result = generate_report(uri, formats=["md", "csv"], out_dir=tmp_path / "out", plots=False, n_resamples=2000)
+    deltas = {row.algorithm: row.cells["b1"] for row in result.table.groups[0].deltas}
+    assert deltas["dapo"].delta == 0 and not deltas["dapo"].bootstrap.significant
+    assert deltas["lambda_grpo"].bootstrap.significant and deltas["lambda_grpo"].bootstrap.p_improvement > 0.99
+    markdown = (tmp_path / "out" / "table.md").read_text()
+    assert re.search(r"\| tiny \| dapo \| \+0\.0 \[\+0\.0, \+0\.0\] P=0\.50 n\.s\. \|", markdown)
+    lam_row = next(line for line in markdown.splitlines() if line.startswith("| tiny | lambda\\_grpo | +"))
+    assert "n.s." not in lam_row.split("|")[3]
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "deltas.csv").read_text())))
+    assert {(r["algorithm"], r["column"], r["significant"]) for r in rows} >= {("dapo", "b1", "false"), ("lambda_grpo", "b1", "true")}
+
+
+def test_plots_written_and_logged_to_the_grid_parent_run(paper_store, tmp_path):
+    uri, client, _, parent = paper_store
+    result = generate_report(uri, grid="g1", formats=["html"], out_dir=tmp_path, statistics=False)
+    for name in ("training_curves", "token_preference", "accuracy_vs_compute"):
+        for suffix in ("png", "pdf"):
+            path = tmp_path / "plots" / f"{name}.{suffix}"
+            assert path.is_file() and path.stat().st_size > 1000, path
+    assert result.logged_to == [parent]
+    logged = {a.path for a in client.list_artifacts(parent, "report/plots")}
+    assert logged == {f"report/plots/{n}.{s}" for n in ("training_curves", "token_preference", "accuracy_vs_compute") for s in ("png", "pdf")}
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "<table>" in page and "lambda_grpo" in page
+
+
+def test_missing_selection_is_a_clear_error(paper_store, tmp_path):
+    uri, client, _, _ = paper_store
+    with pytest.raises(ReportInputError, match="no experiment named 'nope'"):
+        load_runs(client, ["nope"])
+    client.create_experiment("empty", artifact_location=(tmp_path / "a").as_uri())
+    with pytest.raises(ReportInputError, match="no finished train run in experiment\\(s\\) empty"):
+        load_runs(client, ["empty"])
+    with pytest.raises(ReportInputError, match="no finished train run"):
+        load_runs(client, ["paper"], grid="no-such-grid")
+    with pytest.raises(ReportInputError, match="MLflow rejected the filter"):
+        load_runs(client, ["paper"], filter_string="tags.`lgrpo.grid` ~~ 3")
+    with pytest.raises(ReportInputError, match="unknown format"):
+        generate_report(uri, formats=["docx"], out_dir=tmp_path)
+
+
+def test_print_summary_table(paper_store):
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    from lgrpo_bench.reports import print_summary_table
+
+    table = print_summary_table(paper_store[0], experiment="paper", console=console, statistics=False)
+    text = console.export_text()
+    assert table is not None and "lambda_grpo" in text and "60.0 ± 10.0" in text and "Δ vs grpo" in text
+    assert print_summary_table(paper_store[0], experiment="nope", console=console) is None
+    assert "no results table" in console.export_text()
+
+
+def test_sql_fast_path_reads_what_search_runs_reads(paper_store):
+    _, client, _, _ = paper_store
+    for grid in (None, "g1"):
+        fast, slow = load_runs(client, ["paper"], grid=grid), load_runs(client, ["paper"], grid=grid, fast=False)
+        assert fast.runs == slow.runs and fast.grid_runs == slow.grid_runs and fast.skipped == slow.skipped
+        assert len(fast.runs) == 8
