@@ -582,7 +582,7 @@ def _nan_to_none(value: Any) -> Any:
 
 
 def build_tiny(
-    preset: str,
+    preset: str | TinyPreset,
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     seed: int = 0,
@@ -593,6 +593,8 @@ def build_tiny(
 ) -> TinyBuildResult:
     """Return the warm-started tiny model for ``(preset, seed, sft_steps)``, building it if not cached.
 
+    ``preset`` is a name of :data:`TINY_PRESETS` or a custom :class:`TinyPreset` (e.g. a different worked
+    fraction); the cache key includes the recipe's digest, so a custom spec never reuses a preset's build.
     ``cache_dir`` defaults to :func:`default_cache_dir`; ``sft_steps`` to the preset's budget.
     ``progress(step, total, loss)`` is called after each SFT step of a fresh build. The result's
     ``metrics`` holds ``greedy_acc``, ``greedy_acc_2digit``, ``greedy_acc_3digit``, ``worked_share_greedy``,
