@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from lgrpo_bench.cli import runs  # noqa: F401  (registers commands)
 from lgrpo_bench.cli import evaluate  # noqa: F401  (registers commands)
+from lgrpo_bench.cli import grid  # noqa: F401  (registers commands)
 from lgrpo_bench.cli import report  # noqa: F401  (registers commands)
 from lgrpo_bench.cli.common import app
 

@@ -1,5 +1,6 @@
 """Typed configs (pydantic), safe YAML loading, overrides and run identity."""
 
+from lgrpo_bench.config.grid import ExpandedGrid, GridConfig, GridPoint, load_grid
 from lgrpo_bench.config.loading import (
     ConfigError,
     build_run_config,
@@ -23,7 +24,7 @@ from lgrpo_bench.config.schema import (
 )
 
 __all__ = [
-    "AlgorithmConfig", "ConfigError", "EvalConfig", "ModelConfig", "RunConfig", "TaskConfig",
-    "TrackingConfig", "TrainConfig", "build_run_config", "dump_yaml", "identity_payload", "known_keys",
-    "load_run_config", "parse_override", "read_yaml", "run_id", "set_dotted",
+    "AlgorithmConfig", "ConfigError", "EvalConfig", "ExpandedGrid", "GridConfig", "GridPoint", "ModelConfig",
+    "RunConfig", "TaskConfig", "TrackingConfig", "TrainConfig", "build_run_config", "dump_yaml", "identity_payload", "known_keys",
+    "load_grid", "load_run_config", "parse_override", "read_yaml", "run_id", "set_dotted",
 ]

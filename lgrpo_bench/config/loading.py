@@ -6,7 +6,6 @@ into exit code 2 before anything is launched.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from pathlib import Path
@@ -113,7 +112,7 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
 
 def identity_payload(config: RunConfig) -> dict[str, Any]:
     """The resolved config minus fields that do not change results (tracking, verbosity)."""
-    data = copy.deepcopy(config.model_dump(mode="json"))
+    data = config.model_dump(mode="json")  # a fresh structure: nothing of the config is shared
     for section, fields in IDENTITY_EXCLUDED.items():
         if fields is None:
             data.pop(section, None)

@@ -1,0 +1,456 @@
+"""Experiment grids: a base run config × axes (cartesian product) ± include/exclude, and where to run them.
+
+A grid file::
+
+    name: quickstart
+    base: {...}                  # a run config mapping, or a path to a run YAML (relative to the grid file)
+    overrides: {train.max_steps: 20}          # dotted keys applied on top of base
+    axes:                                      # dotted key → values; the last axis varies fastest
+      algorithm.name: [grpo, dapo, dr_grpo, lambda_grpo]
+      train.seed: [0, 1, 2]
+    exclude: [{algorithm.name: grpo, train.seed: 2}]    # drop product points matching every key given
+    include: [{algorithm.name: dapo_full, train.seed: 0}]  # extra points (base + these keys)
+    executor: {kind: local, slots: 2}
+
+:func:`load_grid` validates the whole grid before anything runs and returns every point as a resolved
+:class:`~lgrpo_bench.config.schema.RunConfig` with its run id. Every problem is a :class:`ConfigError`
+naming the file, the key path and the bad value (the CLI turns it into exit code 2): malformed YAML,
+unknown keys, an axis on a key that does not exist, values of the wrong type, unknown algorithms, models
+or benchmarks, an empty product, duplicate points (equal run ids).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lgrpo_bench.config.loading import (
+    ConfigError,
+    format_validation_error,
+    known_keys,
+    read_yaml,
+    run_id,
+    set_dotted,
+)
+from lgrpo_bench.config.schema import IDENTITY_EXCLUDED, RunConfig
+
+__all__ = [
+    "ExpandedGrid",
+    "GridConfig",
+    "GridPoint",
+    "LocalExecutorConfig",
+    "RayExecutorConfig",
+    "SlurmExecutorConfig",
+    "expand_grid",
+    "load_grid",
+    "base_mapping",
+    "check_run_key",
+    "parse_slurm_time",
+    "run_config_keys",
+]
+
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+MAX_ERRORS_SHOWN = 20
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _ExecutorBase(_Strict):
+    python: str | None = Field(
+        None, description="Python interpreter that runs each run's commands; None = the interpreter running the grid "
+        "(set it when workers have lgrpo-bench installed elsewhere)",
+    )
+    env: dict[str, str] = Field({}, description="Extra environment variables of every run (e.g. HF_HOME, OMP_NUM_THREADS)")
+    accelerate_config: str | None = Field(
+        None, description="Multi-GPU runs only: an `accelerate config` file (DeepSpeed/FSDP, mixed precision) passed "
+        "to `accelerate launch --config_file`; None = plain data parallelism over the run's GPUs",
+    )
+
+
+class LocalExecutorConfig(_ExecutorBase):
+    """Runs on this machine: ``slots`` subprocesses at once, GPUs handed out through ``CUDA_VISIBLE_DEVICES``."""
+
+    kind: Literal["local"] = Field("local", description="Run on this machine")
+    slots: int = Field(1, ge=1, description="Runs at once (each a subprocess with its own log file)")
+    gpus_per_run: int = Field(
+        0, ge=0, description="GPUs each run needs (0 = CPU: the run sees no GPU; >1 = launched with `accelerate launch`)",
+    )
+    gpus: list[int] | None = Field(
+        None, description="GPU indices the grid may use; None = every visible GPU ($CUDA_VISIBLE_DEVICES or nvidia-smi)",
+    )
+    share_gpus: bool = Field(False, description="Let runs share a GPU (small models); off = each GPU serves one run at a time")
+    runs_per_gpu: int = Field(2, ge=1, description="With share_gpus: at most this many runs on one GPU")
+
+
+class RayExecutorConfig(_ExecutorBase):
+    """Each run is a Ray task with its resource request, on an existing cluster or a local Ray started for the grid."""
+
+    kind: Literal["ray"] = Field("ray", description="Run as Ray tasks")
+    address: str | None = Field(
+        None, description="auto (the cluster of $RAY_ADDRESS or a running local one), ray://host:10001, host:6379, "
+        "or None = start a local Ray for this grid and stop it at the end",
+    )
+    num_cpus_per_run: float = Field(1.0, gt=0, description="CPUs each run's task reserves")
+    num_gpus_per_run: float = Field(
+        0.0, ge=0, description="GPUs each run's task reserves (Ray sets CUDA_VISIBLE_DEVICES; fractions share a GPU; "
+        ">1 = `accelerate launch` on that many GPUs)",
+    )
+    max_concurrent: int | None = Field(None, ge=1, description="Runs in flight at once; None = as many as the cluster's resources allow")
+    local_num_cpus: int | None = Field(None, ge=1, description="Local Ray only: CPUs it may use (None = all)")
+    local_num_gpus: int | None = Field(None, ge=0, description="Local Ray only: GPUs it may use (None = all visible)")
+    runtime_env: dict[str, Any] | None = Field(None, description="Ray runtime_env of the tasks (env_vars, working_dir, ...)")
+
+    @field_validator("num_gpus_per_run")
+    @classmethod
+    def _whole_gpus_above_one(cls, value: float) -> float:
+        if value > 1 and value != int(value):
+            raise ValueError("more than one GPU per run must be a whole number")
+        return value
+
+
+def parse_slurm_time(value: int | str) -> int:
+    """SLURM time limit → minutes: ``90``, ``"90"``, ``"MM:SS"``, ``"HH:MM:SS"``, ``"D-HH"``, ``"D-HH:MM"``, ``"D-HH:MM:SS"``."""
+    if isinstance(value, bool):
+        raise ValueError("expected minutes or [D-]HH:MM:SS")
+    if isinstance(value, int):
+        minutes = value
+    else:
+        text = str(value).strip()
+        match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+        if not match:
+            raise ValueError("expected minutes or [D-]HH:MM:SS")
+        days, first, second, third = match.groups()
+        parts = [int(p) for p in (first, second, third) if p is not None]
+        if days is not None:  # D-HH[:MM[:SS]]
+            hours, mins, secs = (parts + [0, 0])[:3]
+            minutes = int(days) * 1440 + hours * 60 + mins + (1 if secs else 0)
+        elif len(parts) == 1:  # MM
+            minutes = parts[0]
+        elif len(parts) == 2:  # MM:SS
+            minutes = parts[0] + (1 if parts[1] else 0)
+        else:  # HH:MM:SS
+            minutes = parts[0] * 60 + parts[1] + (1 if parts[2] else 0)
+    if minutes < 1:
+        raise ValueError("the time limit must be at least one minute")
+    return minutes
+
+
+class SlurmExecutorConfig(_ExecutorBase):
+    """Each run is one task of a SLURM job array submitted through submitit (one node per run)."""
+
+    kind: Literal["slurm"] = Field("slurm", description="Submit to SLURM through submitit")
+    cluster: Literal["slurm", "local", "debug"] = Field(
+        "slurm", description="submitit backend: slurm = sbatch; local = each job a local process through submitit's "
+        "LocalExecutor (tests, trying the job path without a cluster); debug = in this process",
+    )
+    partition: str | None = Field(None, description="sbatch --partition")
+    time: int | str = Field("24:00:00", description="Time limit of one run: minutes or [D-]HH:MM:SS (sbatch --time)")
+    gpus_per_node: int = Field(0, ge=0, description="GPUs of each run (sbatch --gpus-per-node; >1 = `accelerate launch`)")
+    cpus_per_task: int = Field(8, ge=1, description="CPUs of each run (sbatch --cpus-per-task)")
+    mem: str | None = Field(None, description="Memory of each run, e.g. 64G (sbatch --mem); None = the partition's default")
+    setup: list[str] = Field([], description="Shell lines run before each run (module load ..., source .venv/bin/activate)")
+    array_parallelism: int = Field(64, ge=1, description="Runs of the job array running at once (sbatch --array=0-N%K)")
+    folder: str = Field("runs/_submitit", description="submitit's folder (job scripts, pickles, SLURM logs), relative to the working directory")
+    account: str | None = Field(None, description="sbatch --account")
+    qos: str | None = Field(None, description="sbatch --qos")
+    constraint: str | None = Field(None, description="sbatch --constraint (e.g. a GPU type)")
+    job_name: str | None = Field(None, description="sbatch --job-name; None = lgrpo-<grid name>")
+    additional: dict[str, str | int] = Field({}, description="Other sbatch options, e.g. {mail-type: END}")
+
+    @field_validator("time")
+    @classmethod
+    def _time_format(cls, value: int | str) -> int | str:
+        parse_slurm_time(value)
+        return value
+
+    @property
+    def timeout_min(self) -> int:
+        return parse_slurm_time(self.time)
+
+
+ExecutorConfig = Annotated[
+    Union[LocalExecutorConfig, RayExecutorConfig, SlurmExecutorConfig], Field(discriminator="kind"),
+]
+
+
+class GridConfig(_Strict):
+    """A grid file: which runs (base × axes ± include/exclude) and where they run (executor)."""
+
+    name: str = Field(
+        ..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Grid name: tag lgrpo.grid of every run and name of the grid's parent run in MLflow",
+    )
+    description: str = Field("", description="Free text shown by `lgrpo-bench plan`")
+    base: dict[str, Any] | str = Field(
+        {}, description="The run config every point starts from: a mapping as in a run YAML, or the path of a run "
+        "YAML relative to the grid file",
+    )
+    overrides: dict[str, Any] = Field({}, description="Dotted keys set on top of base (e.g. train.max_steps: 20)")
+    axes: dict[str, list[Any]] = Field(
+        {}, description="Dotted run-config key → list of values; the points are their cartesian product "
+        "(in the order written, the last axis varying fastest)",
+    )
+    include: list[dict[str, Any]] = Field(
+        [], description="Extra points: each a mapping of dotted keys set on top of base (axes do not apply)",
+    )
+    exclude: list[dict[str, Any]] = Field(
+        [], description="Product points to drop: a point goes when its values match every key of an entry "
+        "({algorithm.name: grpo} drops every grpo point)",
+    )
+    executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig, description="Where the runs go: local, ray or slurm")
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One run of a grid: its resolved config, its run id and the values that distinguish it."""
+
+    index: int
+    run_id: str
+    config: RunConfig
+    values: dict[str, Any]
+    origin: str  # "axes" or "include[i]"
+
+    def label(self) -> str:
+        return ", ".join(f"{key}={_short(value)}" for key, value in self.values.items()) or "(base)"
+
+
+@dataclass
+class ExpandedGrid:
+    """A validated grid and its points, in plan order."""
+
+    path: Path
+    grid: GridConfig
+    points: list[GridPoint]
+    axis_keys: list[str] = field(default_factory=list)
+
+    @property
+    def value_keys(self) -> list[str]:
+        """Axis keys, then keys that only include entries set (columns of the plan table)."""
+        keys = list(self.axis_keys)
+        for point in self.points:
+            keys.extend(key for key in point.values if key not in keys)
+        return keys
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def run_config_keys() -> tuple[set[str], set[str]]:
+    """(leaf keys, section keys) of a run config, dotted (``train.seed``; ``train``)."""
+    keys = known_keys()
+    sections = {key.rsplit(".", 1)[0] for key in keys if "." in key}
+    return keys - sections, sections
+
+
+def check_run_key(key: str, where: str, source: str, leaves: set[str], sections: set[str]) -> None:
+    """Raise :class:`ConfigError` at ``source: where`` unless ``key`` is a run-config value (with a did-you-mean hint)."""
+    if key in leaves:
+        return
+    if key in sections:
+        raise ConfigError(f"{source}: {where}: {key!r} is a section, not a value; use a dotted key such as "
+                          f"{sorted(k for k in leaves if k.startswith(key + '.'))[0]}")
+    close = difflib.get_close_matches(key, sorted(leaves), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ConfigError(f"{source}: {where}: not a run config key{hint}; see `lgrpo-bench config schema`")
+
+
+def _model_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a model (None when it can): a preset, an existing folder or a hub id owner/name."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return None
+    if name.startswith(("/", "./", "../", "~")):
+        return "no such folder"
+    if HUB_ID_RE.match(name):
+        return None
+    from lgrpo_bench.models.loading import QWEN_PRESETS
+    from lgrpo_bench.models.tiny import TINY_PRESETS
+
+    if name in TINY_PRESETS or name.lower() in QWEN_PRESETS:
+        return None
+    presets = [*TINY_PRESETS, *QWEN_PRESETS]
+    close = difflib.get_close_matches(name, presets, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"not a preset ({', '.join(presets)}){hint}, an existing folder or a hub id owner/name"
+
+
+def load_grid(path: str | Path) -> ExpandedGrid:
+    """Read, validate and expand a grid file; raise :class:`ConfigError` on the first problems found."""
+    path = Path(path)
+    data = read_yaml(path)
+    try:
+        grid = GridConfig.model_validate(data)
+    except ValidationError as err:
+        text = format_validation_error(err, str(path))
+        text = re.sub(r": executor\.(local|ray|slurm)\.", ": executor.", text)  # drop pydantic's union tag from key paths
+        text = text.replace("executor: Unable to extract tag using discriminator 'kind'",
+                            "executor.kind: missing; one of local, ray, slurm")
+        raise ConfigError(text) from None
+    return expand_grid(grid, path)
+
+
+def base_mapping(base: dict[str, Any] | str, path: Path) -> tuple[dict[str, Any], str]:
+    """A grid's or sweep's ``base`` (a mapping, or a run YAML path relative to the file at ``path``) as a fresh
+    mapping, and the prefix errors in it are reported under."""
+    if isinstance(base, dict):
+        return copy.deepcopy(base), f"{path}: base."
+    base_path = (path.parent / base).resolve()
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: base: no such run config file {base!r} (looked for {base_path})")
+    return read_yaml(base_path), f"{base_path}: "
+
+
+def expand_grid(grid: GridConfig, path: str | Path = "<grid>") -> ExpandedGrid:
+    """Every point of ``grid`` as a validated :class:`GridPoint` (see the module docstring for the rules)."""
+    path = Path(path)
+    source = str(path)
+    leaves, sections = run_config_keys()
+    base, base_prefix = base_mapping(grid.base, path)
+
+    origins: dict[str, str] = {}
+    for key, value in grid.overrides.items():
+        check_run_key(key, f"overrides.{key}", source, leaves, sections)
+        set_dotted(base, key, value)
+        origins[key] = f"{source}: overrides.{key}"
+    for key, values in grid.axes.items():
+        check_run_key(key, f"axes.{key}", source, leaves, sections)
+        if not values:
+            raise ConfigError(f"{source}: axes.{key}: empty list, so the product has no points; give at least one value")
+        for i, value in enumerate(values):
+            if value in values[:i]:
+                raise ConfigError(f"{source}: axes.{key}[{i}]: value {value!r} repeats axes.{key}[{values.index(value)}]")
+    for group in ("include", "exclude"):
+        for i, entry in enumerate(getattr(grid, group)):
+            if not entry:
+                raise ConfigError(f"{source}: {group}[{i}]: empty mapping; give dotted keys and values")
+            for key in entry:
+                check_run_key(key, f"{group}[{i}].{key}", source, leaves, sections)
+    for i, entry in enumerate(grid.exclude):
+        stray = [key for key in entry if key not in grid.axes]
+        if stray:
+            raise ConfigError(f"{source}: exclude[{i}].{stray[0]}: not an axis; exclude entries match axis values "
+                              f"({', '.join(grid.axes) or 'no axes defined'})")
+
+    axis_keys = list(grid.axes)
+    raw_points: list[tuple[dict[str, Any], str]] = []
+    for combo in itertools.product(*(grid.axes[key] for key in axis_keys)):
+        values = dict(zip(axis_keys, combo))
+        if any(all(values[key] == value for key, value in entry.items()) for entry in grid.exclude):
+            continue
+        raw_points.append((values, "axes"))
+    for i, entry in enumerate(grid.include):
+        raw_points.append((dict(entry), f"include[{i}]"))
+    if not raw_points:  # only exclusion can empty it: no axes is one point, the base itself
+        raise ConfigError(f"{source}: exclude: every point of the product is excluded; nothing to run")
+
+    errors: list[str] = []
+    points: list[GridPoint] = []
+    by_run_id: dict[str, GridPoint] = {}
+    for values, origin in raw_points:
+        data = _copy_sections(base)
+        for key, value in values.items():
+            set_dotted(data, key, value)
+        set_dotted(data, "tracking.grid", grid.name)
+        try:
+            config = RunConfig.model_validate(data)
+        except ValidationError as err:
+            for line in _point_errors(err, values, origin, grid, source, base_prefix, origins):
+                if line not in errors:
+                    errors.append(line)
+            if len(errors) >= MAX_ERRORS_SHOWN:
+                break
+            continue
+        point = GridPoint(len(points), run_id(config), config, values, origin)
+        twin = by_run_id.get(point.run_id)
+        if twin is not None:
+            errors.append(
+                f"{source}: {origin}: point {point.label()} duplicates point {twin.label()} ({twin.origin}): both resolve "
+                f"to run {point.run_id} (keys that do not change results do not count: "
+                f"{', '.join(_excluded_keys())})"
+            )
+            if len(errors) >= MAX_ERRORS_SHOWN:
+                break
+            continue
+        by_run_id[point.run_id] = point
+        points.append(point)
+    if not errors:
+        errors = _name_errors(points, grid, source, base_prefix, origins)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return ExpandedGrid(path, grid, points, axis_keys)
+
+
+def _copy_sections(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the nested mappings (what :func:`set_dotted` writes into); other values are shared, and
+    validation copies them into the config (10× faster than ``copy.deepcopy`` on 10,000-point grids)."""
+    return {key: _copy_sections(value) if isinstance(value, dict) else value for key, value in data.items()}
+
+
+def _excluded_keys() -> list[str]:
+    return [f"{section}.*" if fields is None else f"{section}.{name}"
+            for section, fields in IDENTITY_EXCLUDED.items() for name in (sorted(fields) if fields else [None])]
+
+
+def _where(key: str, values: dict[str, Any], origin: str, grid: GridConfig, source: str, base_prefix: str,
+           origins: dict[str, str]) -> tuple[str, Any] | None:
+    """Where the value of dotted ``key`` came from for this point: (location text, value) or None (base)."""
+    for candidate in sorted((k for k in values if key == k or key.startswith(k + ".")), key=len, reverse=True):
+        value = values[candidate]
+        if origin == "axes":
+            return f"{source}: axes.{candidate}[{grid.axes[candidate].index(value)}]", value
+        return f"{source}: {origin}.{candidate}", value
+    for candidate in sorted((k for k in origins if key == k or key.startswith(k + ".")), key=len, reverse=True):
+        return origins[candidate], grid.overrides[candidate]
+    return None
+
+
+def _point_errors(err: ValidationError, values: dict[str, Any], origin: str, grid: GridConfig, source: str,
+                  base_prefix: str, origins: dict[str, str]) -> list[str]:
+    lines = []
+    for item in err.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        if not key:  # a check across fields: name the point
+            lines.append(f"{source}: {origin}: point {_label(values)}: {message}")
+            continue
+        found = _where(key, values, origin, grid, source, base_prefix, origins)
+        bad = item.get("input")
+        shown = "" if item["type"] in ("extra_forbidden", "missing") or isinstance(bad, dict) else f" (got {bad!r})"
+        location = f"{base_prefix}{key}" if found is None else found[0]
+        lines.append(f"{location}: {message}{shown}")
+    return lines
+
+
+def _label(values: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={_short(value)}" for key, value in values.items()) or "(base)"
+
+
+def _name_errors(points: list[GridPoint], grid: GridConfig, source: str, base_prefix: str,
+                 origins: dict[str, str]) -> list[str]:
+    """Unknown models (checked once per distinct name; algorithms and benchmarks are checked by RunConfig)."""
+    errors: list[str] = []
+    checked: set[str] = set()
+    for point in points:
+        name = point.config.model.name
+        if name in checked:
+            continue
+        checked.add(name)
+        problem = _model_problem(name)
+        if problem:
+            found = _where("model.name", point.values, point.origin, grid, source, base_prefix, origins)
+            location = found[0] if found else f"{base_prefix}model.name"
+            errors.append(f"{location}: unknown model {name!r}: {problem}")
+    return errors

@@ -1,0 +1,308 @@
+"""One grid run as a job: its steps as fresh subprocesses, a liveness record, and failures written to MLflow.
+
+:func:`execute_job` is what every executor runs — in a thread of the orchestrator (local), in a Ray task
+(ray), or in a submitit job (slurm) — so a run behaves the same everywhere:
+
+* the steps of :func:`job_steps` (``train``, which also evaluates, or ``eval`` alone for a run whose training
+  is finished) run one after the other, each a new process started with
+  ``start_new_session`` (Ctrl-C in the terminal reaches only the orchestrator, which stops runs itself) and,
+  on Linux, ``PR_SET_PDEATHSIG`` = SIGKILL (a step dies with whatever runs the job, so an orphan can never
+  keep logging to a run that the next ``lgrpo-bench run`` resumes);
+* stdout and stderr of every step go to ``<runs_dir>/<run_id>/run.log`` (appended: one file per run, every
+  attempt in it);
+* ``worker.json`` in the same folder records host, pid and a heartbeat while the job works (see
+  :mod:`lgrpo_bench.dispatch.state`);
+* a step that fails (non-zero exit: an exception, OOM, a kill) marks the run failed in MLflow with its
+  error and the tail of ``run.log`` as the artifact ``run_log_tail.txt`` (:func:`record_failure`), and the job
+  returns a failed :class:`JobResult`; it never raises for a failed run;
+* cancelling (``cancel`` event, or an exception such as Ray's cancellation ``KeyboardInterrupt``) sends
+  SIGINT to the step's process group — training then records the run as interrupted (MLflow ``KILLED``) —
+  and SIGKILL after :data:`STOP_GRACE_S` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lgrpo_bench.dispatch.commands import eval_argv, free_port, train_argv
+from lgrpo_bench.dispatch.state import (
+    HEARTBEAT_S,
+    TAG_ERROR,
+    TAG_FAILED_STEP,
+    WORKER_FILE,
+    failure_tag,
+    process_start_ticks,
+    store_exists,
+)
+
+__all__ = ["JobResult", "RunJob", "execute_job", "job_steps", "record_failure"]
+
+LOG_FILE = "run.log"
+LOG_TAIL_CHARS = 20000
+STOP_GRACE_S = 15.0
+TRAIN_STEP_EVALUATES = True
+"""``lgrpo-bench train`` itself evaluates ``eval.benchmarks`` after training (in a fresh process), so a job adds
+the ``eval`` step only for runs whose training is finished (state ``trained``). False: always a separate step."""
+PARENT_RUN_ENV = "LGRPO_PARENT_RUN_ID"
+"""Environment variable read by training: the MLflow id of the grid's parent run (``mlflow.parentRunId``)."""
+
+
+@dataclass
+class RunJob:
+    """Everything a worker needs to execute one run (plain data: it is pickled to Ray and submitit)."""
+
+    run_id: str
+    config_path: str
+    run_dir: str
+    tracking_uri: str
+    experiment: str
+    label: str = ""
+    train: bool = True
+    evaluate: bool = False
+    gpus: int = 0
+    python: str | None = None
+    accelerate_config: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    parent_run_id: str | None = None
+    cwd: str | None = None
+
+
+@dataclass
+class JobResult:
+    """How a job ended. ``ok`` False with ``cancelled`` True: stopped on request (the run stays resumable)."""
+
+    run_id: str
+    ok: bool
+    step: str | None = None
+    returncode: int | None = None
+    error: str = ""
+    seconds: float = 0.0
+    cancelled: bool = False
+    recorded: bool = True
+    """False when the failure is not in MLflow yet (the worker died before it could write it)."""
+
+
+def job_steps(job: RunJob, *, port: int | None = None) -> list[tuple[str, list[str]]]:
+    """(name, argv) of each step of ``job`` (see :mod:`lgrpo_bench.dispatch.commands`)."""
+    steps = []
+    if job.train:
+        if job.gpus > 1 and port is None:
+            port = free_port()
+        steps.append(("train", train_argv(job.config_path, python=job.python, gpus=job.gpus,
+                                          accelerate_config=job.accelerate_config,
+                                          main_process_port=port if job.gpus > 1 else None)))
+    if job.evaluate and not (job.train and TRAIN_STEP_EVALUATES):
+        steps.append(("eval", eval_argv(job.config_path, python=job.python)))
+    return steps
+
+
+def describe_exit(returncode: int) -> str:
+    """``-9`` → ``killed by SIGKILL (out of memory, or killed)``; ``1`` → ``exit code 1``."""
+    signum = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else None
+    if signum is not None and 0 < signum < 65:
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        hint = " (out of memory, or killed)" if signum == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {returncode}"
+
+
+def _load_prctl():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()  # loaded here: the child must not dlopen between fork and exec
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    for signum, wait_s in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            process.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class _Heartbeat:
+    """Writes ``worker.json`` now and every :data:`HEARTBEAT_S` seconds until closed, then removes it."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / WORKER_FILE
+        pid = os.getpid()
+        self.record = {"host": socket.gethostname(), "pid": pid, "pid_start": process_start_ticks(pid),
+                       "started": time.time(), "heartbeat": time.time(), "child_pid": None}
+        self._stop = threading.Event()
+        self._write()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_dir.name}", daemon=True)
+        self._thread.start()
+
+    def _write(self) -> None:
+        self.record["heartbeat"] = time.time()
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps(self.record))
+        os.replace(tmp, self.path)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self._write()
+            except OSError:
+                pass
+
+    def child(self, pid: int | None) -> None:
+        self.record["child_pid"] = pid
+        self._write()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+
+
+def execute_job(job: RunJob, *, cuda_devices: list[str] | None = None,
+                cancel: threading.Event | None = None) -> JobResult:
+    """Run the steps of ``job`` (see the module docstring). ``cuda_devices``: set ``CUDA_VISIBLE_DEVICES``
+    to these ids (``[]`` = no GPU); None leaves it as the executor set it (Ray, SLURM)."""
+    started = time.perf_counter()
+    run_dir = Path(job.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **job.env, "PYTHONUNBUFFERED": "1"}
+    if job.parent_run_id:
+        env[PARENT_RUN_ENV] = job.parent_run_id
+    if cuda_devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(cuda_devices)
+    cwd = job.cwd if job.cwd and Path(job.cwd).is_dir() else None
+    log_path = run_dir / LOG_FILE
+    heartbeat = _Heartbeat(run_dir)
+    try:
+        for name, argv in job_steps(job):
+            with open(log_path, "a", encoding="utf-8") as log:
+                log.write(f"\n==> {time.strftime('%Y-%m-%d %H:%M:%S')} {name} on {socket.gethostname()}: "
+                          f"{' '.join(argv)}\n")
+                log.flush()
+                process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           env=env, cwd=cwd, start_new_session=True,
+                                           preexec_fn=_die_with_parent if _PRCTL is not None else None)
+            heartbeat.child(process.pid)
+            try:
+                while True:
+                    try:
+                        returncode = process.wait(timeout=0.2)
+                        break
+                    except subprocess.TimeoutExpired:
+                        if cancel is not None and cancel.is_set():
+                            _stop(process)
+                            return JobResult(job.run_id, False, name, process.returncode, "cancelled",
+                                             time.perf_counter() - started, cancelled=True)
+            except BaseException:
+                _stop(process)
+                raise
+            heartbeat.child(None)
+            if returncode != 0:
+                error = record_failure(job, name, describe_exit(returncode), log_path)
+                return JobResult(job.run_id, False, name, returncode, error, time.perf_counter() - started)
+        return JobResult(job.run_id, True, seconds=time.perf_counter() - started)
+    finally:
+        heartbeat.close()
+
+
+def log_tail(log_path: Path, chars: int = LOG_TAIL_CHARS) -> str:
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(size - chars, 0))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _last_error_line(text: str) -> str:
+    """The last line that looks like a Python exception (``SomeError: ...``) in ``text``, else ''."""
+    for line in reversed(text.splitlines()):
+        stripped = line.strip()
+        head = stripped.split(":", 1)[0]
+        if ":" in stripped and head and head.replace(".", "").isidentifier() and (
+                head.endswith(("Error", "Exception", "Interrupt", "Exit")) or head == "error"):
+            return stripped[:500]
+    return ""
+
+
+def record_failure(job: RunJob, step: str, how: str, log_path: Path | None = None) -> str:
+    """Mark run ``job.run_id`` failed in MLflow (error tag, ``run_log_tail.txt``) and return the error text.
+
+    Training records its own exceptions (state ``failed``, ``lgrpo.error``, ``error.txt``); this adds what only
+    the caller sees — a process killed by a signal, a step that failed before training created its MLflow
+    run (then recorded on the grid's parent run as ``lgrpo.failed.<run_id>`` plus an artifact
+    ``failures/<run_id>/run_log_tail.txt``), or a failed evaluation (the run stays ``trained``, with
+    ``lgrpo.failed_step = eval``). Never raises: the store may itself be what failed.
+    """
+    from lgrpo_bench import tracking as t
+
+    tail = log_tail(log_path) if log_path else ""
+    error = f"{step} {how}"
+    detail = _last_error_line(tail)
+    if detail:
+        error = f"{error}: {detail}"
+    try:
+        if not store_exists(job.tracking_uri):  # the run never reached the store; do not create one
+            return error
+        client = t.open_client(job.tracking_uri)
+        experiment = client.get_experiment_by_name(job.experiment)
+        runs = t.find_runs_by_tag(client, experiment.experiment_id, t.TAG_RUN_ID, job.run_id,
+                                  extra_filter=f"tags.`{t.TAG_KIND}` = '{t.KIND_TRAIN}'") if experiment else []
+        if runs:
+            run = runs[0]
+            mlflow_run_id = run.info.run_id
+            tags = run.data.tags
+            if step == "train" and tags.get(t.TAG_STATE) == t.STATE_TRAINED:
+                step = "eval"  # training finished: the train command's evaluation failed
+                error = error.replace("train ", "eval ", 1)
+            if tags.get(t.TAG_STATE) == t.STATE_FAILED and tags.get(TAG_ERROR) and step == "train":
+                error = f"{step} {how}: {tags[TAG_ERROR]}"  # training's own record is the most precise
+            else:
+                if step == "train" or tags.get(t.TAG_STATE) not in (t.STATE_TRAINED, t.STATE_DONE):
+                    client.set_tag(mlflow_run_id, t.TAG_STATE, t.STATE_FAILED)
+                client.set_tag(mlflow_run_id, TAG_ERROR, error[:5000])
+            client.set_tag(mlflow_run_id, TAG_FAILED_STEP, step)
+            if tail:
+                client.log_text(mlflow_run_id, tail, "run_log_tail.txt")
+            if run.info.status == "RUNNING":
+                client.set_terminated(mlflow_run_id, "FAILED")
+        elif job.parent_run_id:
+            client.set_tag(job.parent_run_id, failure_tag(job.run_id), error[:5000])
+            if tail:
+                client.log_text(job.parent_run_id, tail, f"failures/{job.run_id}/run_log_tail.txt")
+    except Exception as store_error:  # noqa: BLE001 - report the run's failure even when the store is down
+        error = f"{error} (could not record it in MLflow: {store_error})"
+    return error

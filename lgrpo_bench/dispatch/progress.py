@@ -1,0 +1,247 @@
+"""What a grid looks like while it runs and afterwards: live view, plan/status tables, the results table.
+
+The live view reads a running run's step and reward from the last progress line of its ``run.log``
+(``step 12/40  reward 0.375 ...``, printed by training); states come from the store. On a terminal it is a
+rich ``Live`` table; elsewhere (CI, a pipe) it prints one line per started / finished / failed run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from lgrpo_bench.dispatch.state import DONE, FAILED, GRID_STATES, NEW, PARTIAL, RUNNING, RunStatus
+
+__all__ = ["GridProgress", "format_seconds", "plan_table", "read_log_progress", "results_rows", "results_table",
+           "states_line"]
+
+PROGRESS_RE = re.compile(r"step (\d+)/(\d+)\s+reward (-?[\d.]+(?:e[-+]?\d+)?|nan)")
+LOG_TAIL_BYTES = 16384
+STATE_STYLES = {NEW: "cyan", RUNNING: "yellow", DONE: "green", PARTIAL: "magenta", FAILED: "red"}
+
+
+def read_log_progress(log_path: str | Path) -> tuple[int, int, float] | None:
+    """(step, max_steps, reward) of the last progress line in the log's tail, or None."""
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(handle.tell() - LOG_TAIL_BYTES, 0))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    matches = PROGRESS_RE.findall(text)
+    if not matches:
+        return None
+    step, total, reward = matches[-1]
+    return int(step), int(total), float(reward)
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def states_line(counts: dict[str, int]) -> str:
+    return "  ".join(f"{state} {counts.get(state, 0)}" for state in GRID_STATES)
+
+
+def plan_table(expanded, statuses: dict[str, RunStatus], *, title: str | None = None,
+               progress: dict[str, tuple[int, int, float]] | None = None) -> Table:
+    """One row per point: index, run id, the values that distinguish it, state and detail."""
+    keys = expanded.value_keys
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("run id")
+    for key in keys:
+        table.add_column(key)
+    table.add_column("state")
+    table.add_column("detail", overflow="fold")
+    for point in expanded.points:
+        status = statuses.get(point.run_id)
+        state = status.state if status else NEW
+        detail = status.detail if status else ""
+        if progress and point.run_id in progress:
+            step, total, reward = progress[point.run_id]
+            detail = f"step {step}/{total}, reward {reward:.3f}" + (f"; {detail}" if detail else "")
+        cells = [str(point.index), point.run_id]
+        cells += ["" if key not in point.values else _cell(point.values[key]) for key in keys]
+        cells += [Text(state, style=STATE_STYLES.get(state, "")), detail]
+        table.add_row(*cells)
+    return table
+
+
+def _cell(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 30 else text[:27] + "..."
+
+
+class GridProgress:
+    """The live view of :func:`lgrpo_bench.dispatch.orchestrator.run_grid`."""
+
+    def __init__(self, console: Console, expanded, to_run: Sequence, *, skipped: int, elsewhere: int, executor: str):
+        self.console = console
+        self.expanded = expanded
+        self.jobs = {job.run_id: job for job in to_run}
+        self.labels = {point.run_id: point.label() for point in expanded.points}
+        self.skipped = skipped
+        self.elsewhere = elsewhere
+        self.executor = executor
+        self.started_at = time.monotonic()
+        self.run_started: dict[str, float] = {}
+        self.done: list[str] = []
+        self.failed: dict[str, str] = {}
+        self.cancelled: list[str] = []
+        self.live: Live | None = None
+
+    def __enter__(self) -> GridProgress:
+        if self.console.is_terminal:
+            self.live = Live(self._render(), console=self.console, refresh_per_second=2, transient=False)
+            self.live.__enter__()
+        else:
+            self._line(f"grid {self.expanded.grid.name}: {len(self.jobs)} runs to run on {self.executor}, "
+                       f"{self.skipped} already done, {self.elsewhere} running elsewhere")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+            self.live.__exit__(*exc)
+
+    def _line(self, text: str) -> None:
+        self.console.print(f"[{format_seconds(time.monotonic() - self.started_at)}] {text}", highlight=False,
+                           soft_wrap=True)
+
+    def update(self, running: set[str]) -> None:
+        for rid in running:
+            if rid not in self.run_started:
+                self.run_started[rid] = time.monotonic()
+                if self.live is None:
+                    self._line(f"started {rid} ({self.labels.get(rid, '')})")
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def finished(self, result) -> None:
+        rid = result.run_id
+        seconds = time.monotonic() - self.run_started.get(rid, time.monotonic())
+        if result.ok:
+            self.done.append(rid)
+            message = f"done {rid} in {format_seconds(seconds)} ({self.labels.get(rid, '')})"
+        elif result.cancelled:
+            self.cancelled.append(rid)
+            message = f"stopped {rid} ({self.labels.get(rid, '')})"
+        else:
+            self.failed[rid] = result.error
+            message = f"FAILED {rid} ({self.labels.get(rid, '')}): {result.error}"
+        self.run_started.pop(rid, None)
+        if self.live is None:
+            self._line(message)
+        else:
+            self.live.console.print(message, highlight=False, soft_wrap=True)
+
+    def progress_of(self, rid: str) -> tuple[int, int, float] | None:
+        job = self.jobs.get(rid)
+        return read_log_progress(Path(job.run_dir) / "run.log") if job else None
+
+    def eta_s(self) -> float | None:
+        """elapsed · (1 − f) / f, with f the finished fraction of this session's work (running runs count by step)."""
+        total = len(self.jobs)
+        if not total:
+            return 0.0
+        work = len(self.done) + len(self.failed) + len(self.cancelled)
+        for rid in self.run_started:
+            progress = self.progress_of(rid)
+            if progress and progress[1]:
+                work += progress[0] / progress[1]
+        if work <= 0:
+            return None
+        elapsed = time.monotonic() - self.started_at
+        return elapsed * (total - work) / work
+
+    def _render(self):
+        elapsed = time.monotonic() - self.started_at
+        finished = len(self.done) + len(self.failed) + len(self.cancelled)
+        header = Text(
+            f"grid {self.expanded.grid.name} on {self.executor}: done {len(self.done)}, running {len(self.run_started)}, "
+            f"failed {len(self.failed)}, waiting {len(self.jobs) - finished - len(self.run_started)} "
+            f"(+{self.skipped} done before, {self.elsewhere} running elsewhere)   elapsed {format_seconds(elapsed)}   "
+            f"ETA {format_seconds(self.eta_s())}")
+        table = Table(box=None, pad_edge=False)
+        for column in ("run id", "point", "step", "reward", "time"):
+            table.add_column(column)
+        for rid, since in sorted(self.run_started.items(), key=lambda item: item[1]):
+            progress = self.progress_of(rid)
+            step = f"{progress[0]}/{progress[1]}" if progress else "starting"
+            reward = f"{progress[2]:.3f}" if progress else ""
+            table.add_row(rid, self.labels.get(rid, ""), step, reward, format_seconds(time.monotonic() - since))
+        return Group(header, table)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------------------
+SEED_KEY = "train.seed"
+HELDOUT_METRIC = "train/heldout_acc"
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "—"
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ± {statistics.stdev(values):.3f}"
+
+
+def results_rows(expanded, statuses: dict[str, RunStatus]) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    """Group done runs by every distinguishing value except the seed; per group the seed count and, per metric
+    (``eval/<benchmark>/acc`` of the configured benchmarks, final ``train/heldout_acc``), the values over seeds.
+
+    Returns (group keys, metric names, rows); each row holds the group's values, ``n`` and ``metrics`` lists.
+    """
+    group_keys = [key for key in expanded.value_keys if key != SEED_KEY]
+    benchmarks: list[str] = []
+    for point in expanded.points:
+        benchmarks.extend(b for b in point.config.eval.benchmarks if b not in benchmarks)
+    metrics = [f"eval/{benchmark}/acc" for benchmark in benchmarks] + [HELDOUT_METRIC]
+    groups: dict[tuple, dict[str, Any]] = {}
+    for point in expanded.points:
+        status = statuses.get(point.run_id)
+        if status is None or status.state != DONE:
+            continue
+        key = tuple(_cell(point.values.get(k, "")) for k in group_keys)
+        row = groups.setdefault(key, {"values": key, "n": 0, "metrics": {m: [] for m in metrics}})
+        row["n"] += 1
+        for metric in metrics:
+            if metric in status.metrics and math.isfinite(status.metrics[metric]):
+                row["metrics"][metric].append(status.metrics[metric])
+    return group_keys, metrics, list(groups.values())
+
+
+def results_table(expanded, statuses: dict[str, RunStatus]) -> Table | None:
+    """A minimal results table: mean ± std over seeds (sample std) per group of finished runs; None when none."""
+    group_keys, metrics, rows = results_rows(expanded, statuses)
+    if not rows:
+        return None
+    table = Table(title=f"results of grid {expanded.grid.name} (mean ± std over seeds)", title_justify="left")
+    for key in group_keys:
+        table.add_column(key)
+    table.add_column("seeds", justify="right")
+    for metric in metrics:
+        table.add_column(metric.replace("train/", "final ") if metric == HELDOUT_METRIC else metric, justify="right")
+    for row in rows:
+        table.add_row(*row["values"], str(row["n"]), *(_mean_std(row["metrics"][m]) for m in metrics))
+    return table
