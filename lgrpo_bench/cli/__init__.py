@@ -10,6 +10,7 @@ from lgrpo_bench.cli import runs  # noqa: F401  (registers commands)
 from lgrpo_bench.cli import evaluate  # noqa: F401  (registers commands)
 from lgrpo_bench.cli import grid  # noqa: F401  (registers commands)
 from lgrpo_bench.cli import report  # noqa: F401  (registers commands)
+from lgrpo_bench.cli import sweep  # noqa: F401  (registers commands)
 from lgrpo_bench.cli.common import app
 
 __all__ = ["app", "main"]

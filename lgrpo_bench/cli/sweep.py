@@ -1,0 +1,149 @@
+"""``lgrpo-bench sweep``: run an Optuna sweep, show a study, export its best config, open the dashboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lgrpo_bench.cli.common import EXIT_RUN_FAILED, app, fail_input, offline_defaults
+
+ACTIONS = ("show", "export", "dashboard")
+
+
+def _storage_for(study_or_file: str, storage: str | None) -> tuple[str, str]:
+    """(study name, storage URL) from a study name (+ --storage) or a sweep file."""
+    from lgrpo_bench.config.sweep import load_sweep, resolve_storage
+
+    path = Path(study_or_file)
+    if path.suffix in (".yaml", ".yml"):
+        loaded = load_sweep(path)
+        return loaded.sweep.name, resolve_storage(storage, "--storage") if storage else loaded.storage
+    return study_or_file, resolve_storage(storage, "--storage")
+
+
+@app.command()
+def sweep(
+    target: str = typer.Argument(..., help="A sweep YAML to run, or one of: show, export, dashboard"),
+    study: Optional[str] = typer.Argument(None, help="show/export/dashboard: the study name (or its sweep YAML)"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage (default: the sweep file's, else "
+                                                                  "sqlite:///./optuna.db); journal:PATH for a journal file"),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="export: reporting seeds, e.g. 0,1,2"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="export: grid file to write"),
+    name: Optional[str] = typer.Option(None, "--name", help="export: grid name (default <study>-best)"),
+    allow_tuning_seeds: bool = typer.Option(False, "--allow-tuning-seeds", help="export: allow seeds used while tuning"),
+    top: int = typer.Option(5, "--top", help="show: how many best trials"),
+    host: str = typer.Option("127.0.0.1", "--host", help="dashboard: interface to bind (127.0.0.1 = this machine only)"),
+    port: int = typer.Option(8080, "--port", help="dashboard: port"),
+) -> None:
+    """Optuna sweeps. Examples: lgrpo-bench sweep sweeps/lambda_lr.yaml · lgrpo-bench sweep show lambda-lr ·
+    lgrpo-bench sweep export lambda-lr --seeds 10,11,12 -o experiments/best.yaml · lgrpo-bench sweep dashboard lambda-lr"""
+    from lgrpo_bench.config.loading import ConfigError
+
+    offline_defaults()
+    try:
+        if target not in ACTIONS:
+            _run(Path(target))
+            return
+        if study is None:
+            fail_input(f"sweep {target}: give the study name (or its sweep YAML), e.g. lgrpo-bench sweep {target} lambda-lr")
+        study_name, storage_url = _storage_for(study, storage)
+        if target == "show":
+            _show(study_name, storage_url, top)
+        elif target == "export":
+            _export(study_name, storage_url, seeds, out, name, allow_tuning_seeds)
+        else:
+            _dashboard(storage_url, host, port)
+    except ConfigError as error:
+        fail_input(str(error))
+
+
+def _run(path: Path) -> None:
+    from lgrpo_bench.config.sweep import load_sweep
+    from lgrpo_bench.dispatch.orchestrator import GridBusy
+    from lgrpo_bench.sweeps import run_sweep
+    from lgrpo_bench.tracking import TrackingUnavailable
+
+    loaded = load_sweep(path)
+    sweep = loaded.sweep
+    typer.echo(f"sweep {sweep.name}: {sweep.n_trials} trials, {sweep.parallel} at once, {sweep.sampler.kind} sampler, "
+               f"pruner {sweep.pruner.kind}, objective {sweep.objective.direction} {sweep.objective.metric}, "
+               f"storage {loaded.storage}")
+    try:
+        summary = run_sweep(loaded, emit=typer.echo)
+    except (GridBusy, TrackingUnavailable) as error:
+        fail_input(str(error))
+    typer.echo(f"sweep {sweep.name}: {summary.finished_total}/{sweep.n_trials} trials finished "
+               f"({len(summary.complete)} complete, {len(summary.pruned)} pruned, {len(summary.failed)} failed attempts "
+               f"this time) in {summary.seconds:.0f} s")
+    if summary.best_value is not None:
+        typer.echo(f"best {sweep.objective.metric} = {summary.best_value:.4f} with {summary.best_params}")
+    if summary.exit_code:
+        raise typer.Exit(EXIT_RUN_FAILED)
+
+
+def _show(study_name: str, storage_url: str, top: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from lgrpo_bench.sweeps import load_study, study_overview
+
+    overview = study_overview(load_study(study_name, storage_url), top=top)
+    console = Console()
+    counts = ", ".join(f"{n} {state}" for state, n in overview.counts.items() if n)
+    console.print(f"study {overview.name}: {counts or 'no trials'}; {overview.direction} {overview.objective}")
+    if overview.best:
+        table = Table(title=f"best {len(overview.best)} trials")
+        table.add_column("trial", justify="right")
+        table.add_column(overview.objective, justify="right")
+        keys = list(overview.best[0].params)
+        for key in keys:
+            table.add_column(key, justify="right")
+        for trial in overview.best:
+            table.add_row(str(trial.number), f"{trial.value:.4f}", *(_param_text(trial.params.get(k)) for k in keys))
+        console.print(table)
+    if overview.importances:
+        table = Table(title="parameter importances (fANOVA)")
+        table.add_column("parameter")
+        table.add_column("importance", justify="right")
+        for key, value in overview.importances.items():
+            table.add_row(key, f"{value:.3f}")
+        console.print(table)
+
+
+def _param_text(value) -> str:
+    """A parameter for a table cell: floats to 4 significant digits (1.014e-04), others as written."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _export(study_name: str, storage_url: str, seeds: str | None, out: Path | None, name: str | None,
+            allow_tuning_seeds: bool) -> None:
+    from lgrpo_bench.config.loading import ConfigError
+    from lgrpo_bench.sweeps import export_best_grid, load_study
+
+    if not seeds:
+        fail_input("sweep export: --seeds is required, e.g. --seeds 10,11,12 (fresh seeds, not the tuning ones)")
+    if out is None:
+        fail_input("sweep export: --out/-o is required, e.g. -o experiments/best.yaml")
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds {seeds!r}: expected comma-separated integers, e.g. 10,11,12") from None
+    grid = export_best_grid(load_study(study_name, storage_url), seed_list, out, name=name,
+                            allow_tuning_seeds=allow_tuning_seeds)
+    typer.echo(f"wrote {out}: grid {grid['name']!r}, {len(seed_list)} runs; next: lgrpo-bench plan {out}")
+
+
+def _dashboard(storage_url: str, host: str, port: int) -> None:
+    import subprocess
+
+    from lgrpo_bench.sweeps import dashboard_command
+
+    command = dashboard_command(storage_url, host=host, port=port)
+    typer.echo(f"optuna-dashboard for {storage_url} at http://{host}:{port} (Ctrl-C stops it)")
+    process = subprocess.Popen(command)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
