@@ -21,7 +21,7 @@ from lgrpo_bench.config import load_grid
 from lgrpo_bench.config.grid import SlurmExecutorConfig
 from lgrpo_bench.dispatch import GpuPool, RunJob, make_executor, slurm_parameters, submitit_parameters, train_argv
 from lgrpo_bench.dispatch.job import describe_exit, job_steps
-from lgrpo_bench.dispatch.progress import read_log_progress, results_rows
+from lgrpo_bench.dispatch.progress import read_log_progress
 from lgrpo_bench.dispatch.state import (
     DONE,
     FAILED,
@@ -29,7 +29,6 @@ from lgrpo_bench.dispatch.state import (
     PARTIAL,
     RUNNING,
     STALE_AFTER_S,
-    RunStatus,
     classify,
     process_start_ticks,
     worker_alive,
@@ -250,29 +249,6 @@ def test_progress_is_read_from_the_last_progress_line(tmp_path):
     assert read_log_progress(tmp_path / "missing.log") is None
 
 
-def test_results_rows_mean_and_std_over_seeds(tmp_path):
-    grid = _grid_file(tmp_path, {"name": "r", "base": {"eval": {"benchmarks": ["arith"]}},
-                                 "axes": {"algorithm.name": ["grpo", "dapo"], "train.seed": [0, 1, 2]}})
-    expanded = load_grid(grid)
-    values = {("grpo", 0): 0.5, ("grpo", 1): 0.7, ("grpo", 2): 0.9, ("dapo", 0): 0.4}
-    statuses = {}
-    for point in expanded.points:
-        key = (point.values["algorithm.name"], point.values["train.seed"])
-        if key in values:
-            metrics = {"eval/arith/acc": values[key], "train/heldout_acc": values[key] - 0.1}
-            statuses[point.run_id] = RunStatus(point.run_id, DONE, metrics=metrics)
-        else:
-            statuses[point.run_id] = RunStatus(point.run_id, FAILED)
-    keys, metrics, rows = results_rows(expanded, statuses)
-    assert keys == ["algorithm.name"] and metrics == ["eval/arith/acc", "train/heldout_acc"]
-    grpo, dapo = rows
-    assert grpo["values"] == ("grpo",) and grpo["n"] == 3 and grpo["metrics"]["eval/arith/acc"] == [0.5, 0.7, 0.9]
-    assert dapo["n"] == 1 and dapo["metrics"]["train/heldout_acc"] == [pytest.approx(0.3)]
-    from lgrpo_bench.dispatch.progress import _mean_std
-
-    assert _mean_std([0.5, 0.7, 0.9]) == "0.700 ± 0.200" and _mean_std([0.4]) == "0.400" and _mean_std([]) == "—"
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Real grids: tiny runs, real processes, real MLflow store
 # ---------------------------------------------------------------------------------------------------------
@@ -373,7 +349,7 @@ def test_local_grid_finishes_skips_retries_and_resumes(warm_tiny, tmp_path):
     # 3. nothing left: re-running launches nothing
     third = cli("run", str(grid), cwd=tmp_path)
     assert third.returncode == 0 and "ran 0 " in third.stdout and "skipped 4 already done" in third.stdout
-    assert "results of grid g" in third.stdout
+    assert "mean ± std over seeds" in third.stdout, third.stdout
     assert {rid: r.info.end_time for rid, r in train_runs(tmp_path).items()} == {rid: r.info.end_time for rid, r in after.items()}
 
     # 4. one finished run's state deleted, and the orchestrator SIGKILLed while it retrains that run

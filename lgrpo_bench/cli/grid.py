@@ -20,10 +20,6 @@ def _load(grid_file: Path):
         fail_input(str(error))
 
 
-def _registered_commands() -> set[str]:
-    return {info.name or info.callback.__name__.replace("_", "-") for info in app.registered_commands if info.callback}
-
-
 def _console():
     from rich.console import Console
 
@@ -40,12 +36,9 @@ def run(
     """Run a grid: everything not done yet, resuming interrupted runs. Example: lgrpo-bench run experiments/quickstart.yaml"""
     offline_defaults()
     expanded = _load(grid_file)
-    if any(point.config.eval.benchmarks for point in expanded.points) and "eval" not in _registered_commands():
-        fail_input(f"{grid_file}: eval.benchmarks: evaluation after training is not available in this version "
-                   "(no `lgrpo-bench eval` command); remove eval.benchmarks to train only")
     from lgrpo_bench.config import ConfigError
     from lgrpo_bench.dispatch.orchestrator import GridBusy, build_jobs, run_grid
-    from lgrpo_bench.dispatch.progress import plan_table, results_table, states_line
+    from lgrpo_bench.dispatch.progress import plan_table, states_line
     from lgrpo_bench.dispatch.state import count_states
     from lgrpo_bench.tracking import TrackingUnavailable
 
@@ -71,11 +64,18 @@ def run(
     console.print(f"states now: {states_line(count_states(summary.statuses.values()))}", highlight=False)
     for rid, error in summary.failed.items():
         console.print(f"[red]failed[/red] {rid}: {error} (log: {_run_dir(expanded, rid) / 'run.log'})", highlight=False)
-    table = results_table(expanded, summary.statuses)
-    if table is not None:
-        console.print(table)
+    _print_results(expanded, console)
     if summary.exit_code:
         raise typer.Exit(EXIT_RUN_FAILED)
+
+
+def _print_results(expanded, console) -> None:
+    """The report's results table (mean ± std over seeds, Δ vs grpo) for the grid's finished runs."""
+    from lgrpo_bench.reports import print_summary_table
+    from lgrpo_bench.tracking.store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(expanded.points[0].config.tracking.uri)
+    print_summary_table(uri, grid=expanded.grid.name, console=console)
 
 
 def _run_dir(expanded, rid: str) -> Path:
@@ -120,7 +120,7 @@ def status(
     experiment: Optional[str] = typer.Option(None, "--experiment", help="Only this experiment (without a grid file)"),
 ) -> None:
     """Show a grid's progress from the store (states, step and reward of running runs, results). Example: lgrpo-bench status experiments/quickstart.yaml"""
-    from lgrpo_bench.dispatch.progress import plan_table, read_log_progress, results_table, states_line
+    from lgrpo_bench.dispatch.progress import plan_table, read_log_progress, states_line
     from lgrpo_bench.dispatch.state import RUNNING, count_states
     from lgrpo_bench.tracking import TrackingUnavailable
 
@@ -146,9 +146,7 @@ def status(
                 progress[point.run_id] = found
     console.print(plan_table(expanded, statuses, title=f"grid {expanded.grid.name}", progress=progress))
     console.print(states_line(count_states(statuses.values())), highlight=False)
-    table = results_table(expanded, statuses)
-    if table is not None:
-        console.print(table)
+    _print_results(expanded, console)
 
 
 def _status_of_store(console, tracking_uri: str | None, experiment: str | None) -> None:

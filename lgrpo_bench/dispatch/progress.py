@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ from rich.text import Text
 
 from lgrpo_bench.dispatch.state import DONE, FAILED, GRID_STATES, NEW, PARTIAL, RUNNING, RunStatus
 
-__all__ = ["GridProgress", "format_seconds", "plan_table", "read_log_progress", "results_rows", "results_table",
+__all__ = ["GridProgress", "format_seconds", "plan_table", "read_log_progress",
            "states_line"]
 
 PROGRESS_RE = re.compile(r"step (\d+)/(\d+)\s+reward (-?[\d.]+(?:e[-+]?\d+)?|nan)")
@@ -188,60 +187,3 @@ class GridProgress:
             reward = f"{progress[2]:.3f}" if progress else ""
             table.add_row(rid, self.labels.get(rid, ""), step, reward, format_seconds(time.monotonic() - since))
         return Group(header, table)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Results
-# ---------------------------------------------------------------------------------------------------------
-SEED_KEY = "train.seed"
-HELDOUT_METRIC = "train/heldout_acc"
-
-
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "—"
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return f"{mean:.3f}"
-    return f"{mean:.3f} ± {statistics.stdev(values):.3f}"
-
-
-def results_rows(expanded, statuses: dict[str, RunStatus]) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    """Group done runs by every distinguishing value except the seed; per group the seed count and, per metric
-    (``eval/<benchmark>/acc`` of the configured benchmarks, final ``train/heldout_acc``), the values over seeds.
-
-    Returns (group keys, metric names, rows); each row holds the group's values, ``n`` and ``metrics`` lists.
-    """
-    group_keys = [key for key in expanded.value_keys if key != SEED_KEY]
-    benchmarks: list[str] = []
-    for point in expanded.points:
-        benchmarks.extend(b for b in point.config.eval.benchmarks if b not in benchmarks)
-    metrics = [f"eval/{benchmark}/acc" for benchmark in benchmarks] + [HELDOUT_METRIC]
-    groups: dict[tuple, dict[str, Any]] = {}
-    for point in expanded.points:
-        status = statuses.get(point.run_id)
-        if status is None or status.state != DONE:
-            continue
-        key = tuple(_cell(point.values.get(k, "")) for k in group_keys)
-        row = groups.setdefault(key, {"values": key, "n": 0, "metrics": {m: [] for m in metrics}})
-        row["n"] += 1
-        for metric in metrics:
-            if metric in status.metrics and math.isfinite(status.metrics[metric]):
-                row["metrics"][metric].append(status.metrics[metric])
-    return group_keys, metrics, list(groups.values())
-
-
-def results_table(expanded, statuses: dict[str, RunStatus]) -> Table | None:
-    """A minimal results table: mean ± std over seeds (sample std) per group of finished runs; None when none."""
-    group_keys, metrics, rows = results_rows(expanded, statuses)
-    if not rows:
-        return None
-    table = Table(title=f"results of grid {expanded.grid.name} (mean ± std over seeds)", title_justify="left")
-    for key in group_keys:
-        table.add_column(key)
-    table.add_column("seeds", justify="right")
-    for metric in metrics:
-        table.add_column(metric.replace("train/", "final ") if metric == HELDOUT_METRIC else metric, justify="right")
-    for row in rows:
-        table.add_row(*row["values"], str(row["n"]), *(_mean_std(row["metrics"][m]) for m in metrics))
-    return table
