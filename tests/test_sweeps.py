@@ -59,48 +59,6 @@ def write_sweep(tmp_path: Path, model_path: Path | str = "tiny-s", name: str = "
     return path
 
 
-# --------------------------------------------------------------------------------------------------------
-# Bad sweep files: exit 2, a message naming the file and the key, nothing created
-# --------------------------------------------------------------------------------------------------------
-BAD_SWEEPS = [
-    ("unknown top-level key", {"n_trails": 3}, "n_trails: unknown key"),
-    ("unknown space key", {"space": {"algorithm.lam_inti": {"float": [0, 1]}}}, "space.algorithm.lam_inti: not a run config key (did you mean algorithm.lam_init?)"),
-    ("empty range", {"space": {"algorithm.lam_init": {"float": [1.0, 1.0]}}}, "space.algorithm.lam_init: empty range [1.0, 1.0]"),
-    ("inverted range", {"space": {"train.max_steps": {"int": [5, 2]}}}, "space.train.max_steps: empty range [5, 2]"),
-    ("log range with a zero bound", {"space": {"train.learning_rate": {"float": [0.0, 1e-3], "log": True}}},
-     "space.train.learning_rate: log range [0.0, 0.001]: the low bound must be > 0"),
-    ("log range with a negative bound", {"space": {"algorithm.lam_init": {"float": [-1.0, 1.0], "log": True}}},
-     "the low bound must be > 0"),
-    ("two kinds at once", {"space": {"algorithm.r": {"float": [0.1, 0.2], "categorical": [0.1]}}},
-     "give exactly one of float, int, categorical (got float, categorical)"),
-    ("empty categorical", {"space": {"algorithm.r": {"categorical": []}}}, "categorical: empty list"),
-    ("value the run config refuses", {"space": {"algorithm.r": {"categorical": [0.1, 0.6]}}},
-     "space.algorithm.r: value 0.6 is refused by the run config: algorithm.r=0.6 is too large"),
-    ("wrong type", {"space": {"algorithm.name": {"float": [0.0, 1.0]}}}, "space.algorithm.name: value 0.0 is refused"),
-    ("section instead of key", {"space": {"train": {"float": [0.0, 1.0]}}}, "space.train: 'train' is a section"),
-    ("empty space", {"space": {}}, "space: empty"),
-    ("objective benchmark not evaluated", {"objective": {"metric": "eval/math500/acc"}},
-     "objective.metric: 'eval/math500/acc' needs benchmark 'math500' in eval.benchmarks"),
-    ("objective not a metric path", {"objective": {"metric": "accuracy"}}, "must start with eval/ or train/"),
-    ("zero trials", {"n_trials": 0}, "n_trials: Input should be greater than or equal to 1"),
-    ("grid sampler on a continuous range", {"sampler": {"kind": "grid"}}, "the grid sampler needs discrete values"),
-    ("pruner on an eval metric", {"pruner": {"kind": "median", "metric": "eval/arith/acc"}}, "use a train/ metric"),
-    ("storage not a URL", {"storage": "optuna.db"}, "storage: 'optuna.db' is not an RDB URL"),
-    ("in-memory sqlite", {"storage": "sqlite:///:memory:"}, "a sweep needs a file that outlives the process"),
-    ("heartbeat slower than grace", {"heartbeat_interval": 10, "grace_period": 5}, "grace_period (5 s) must exceed"),
-    ("unknown executor", {"executor": {"kind": "kubernetes"}}, "executor"),
-]
-
-
-@pytest.mark.parametrize(("case", "fields", "message"), BAD_SWEEPS, ids=[c[0] for c in BAD_SWEEPS])
-def test_bad_sweep_files_exit_2_naming_file_and_key(tmp_path, case, fields, message):
-    path = write_sweep(tmp_path, **fields)
-    result = RUNNER.invoke(app, ["sweep", str(path)])
-    assert result.exit_code == 2, result.output
-    assert str(path) in result.output and message in result.output, result.output
-    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists() and not (tmp_path / "runs").exists()
-
-
 def test_sqlite_on_a_flagged_network_filesystem_is_refused(tmp_path, monkeypatch):
     shared = tmp_path / "shared"
     shared.mkdir()

@@ -1,0 +1,244 @@
+"""The bad-input catalog (issue #8): every case is a real CLI call that must exit 2 with a message naming the
+file and the key (and the bad value where there is one), launching nothing and writing nothing.
+
+Four tables: run configs (``train``), grid files (``plan`` and ``run``), sweep files (``sweep``) and command
+line arguments. YAML tags such as ``!!python/object`` are never constructed (safe loading only).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from lgrpo_bench.cli import app
+
+RUNNER = CliRunner()
+BASE = {"model": {"name": "tiny-s"}, "task": {"name": "arith"}, "train": {"max_steps": 3}}
+
+
+def write(tmp_path: Path, data, name: str) -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def invoke(tmp_path: Path, args: list[str]):
+    """Run the CLI in ``tmp_path``; return (result, stderr+stdout, files that appeared)."""
+    before = set(os.listdir(tmp_path))
+    result = RUNNER.invoke(app, args)
+    output = (result.stderr if hasattr(result, "stderr") else "") + result.output
+    return result, output, sorted(set(os.listdir(tmp_path)) - before)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Run configs: lgrpo-bench train RUN.yaml
+# --------------------------------------------------------------------------------------------------------
+BAD_RUN_CONFIGS = [
+    ("unknown algorithm", "algorithm:\n  name: ppo\n", "algorithm.name: unknown algorithm 'ppo'"),
+    ("unknown key", "train:\n  max_step: 3\n", "train.max_step: unknown key"),
+    ("wrong type", "train:\n  learning_rate: fast\n", "train.learning_rate: Input should be a valid number"),
+    ("value out of range", "train:\n  num_generations: 1\n", "train.num_generations: Input should be greater than or equal to 2"),
+    ("r too large for G", "algorithm:\n  name: lambda_grpo\n  r: 0.5\n", "algorithm.r=0.5 is too large for train.num_generations=8"),
+    ("unknown benchmark", "eval:\n  benchmarks: [math5000]\n", "eval.benchmarks: unknown benchmark 'math5000'"),
+    ("unknown task", "task:\n  name: chess\n", "task.name: Input should be 'arith' or 'math'"),
+    ("section is not a mapping", "algorithm: [1, 2]\n", "algorithm: Input should be a valid dictionary"),
+    ("top level is a list", "- just\n- a list\n", "expected a mapping at the top level"),
+    ("malformed YAML", "train: {max_steps: 3\n", "malformed YAML"),
+    ("python object tag", "model: !!python/object/apply:os.system ['touch pwned']\n", "malformed YAML"),
+    ("avg@k at temperature 0", "eval:\n  benchmarks: [aime24]\n  overrides:\n    aime24: {k: 8, temperature: 0}\n",
+     "eval.overrides: aime24: k=8 samples at temperature 0"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "message"), BAD_RUN_CONFIGS, ids=[c[0] for c in BAD_RUN_CONFIGS])
+def test_bad_run_config(tmp_path, monkeypatch, case, text, message):
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, text, "run.yaml")
+    result, output, created = invoke(tmp_path, ["train", str(path)])
+    assert result.exit_code == 2, output
+    assert str(path) in output and message in output, output
+    assert created == [] and not (tmp_path / "pwned").exists()
+
+
+# --------------------------------------------------------------------------------------------------------
+# Grid files: lgrpo-bench plan GRID.yaml and lgrpo-bench run GRID.yaml
+# --------------------------------------------------------------------------------------------------------
+def grid_text(**overrides) -> dict:
+    data = {"name": "bad", "base": BASE, "axes": {"algorithm.name": ["grpo", "dapo"], "train.seed": [0, 1]}}
+    data.update(overrides)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+BAD_GRIDS = [
+    ("malformed YAML", "name: x\naxes: [unclosed\n", ["{grid} (line 3, column 1): malformed YAML"]),
+    ("top level is a list", "- name: x\n", ["{grid}: expected a mapping at the top level, got list"]),
+    ("unknown top-level key", grid_text(axis={"train.seed": [0]}), ["{grid}: axis: unknown key"]),
+    ("missing name", grid_text(name=None), ["{grid}: name: Field required"]),
+    ("bad name", grid_text(name="my grid"), ["{grid}: name: String should match pattern", "(got 'my grid')"]),
+    ("axis on a missing key", grid_text(axes={"train.max_step": [1, 2]}),
+     ["{grid}: axes.train.max_step: not a run config key (did you mean train.max_steps?)"]),
+    ("axis on a section", grid_text(axes={"train": [1]}), ["{grid}: axes.train: 'train' is a section, not a value"]),
+    ("axis values not a list", grid_text(axes={"train.seed": 3}), ["{grid}: axes.train.seed: Input should be a valid list (got 3)"]),
+    ("empty axis", grid_text(axes={"train.seed": []}), ["{grid}: axes.train.seed: empty list, so the product has no points"]),
+    ("repeated axis value", grid_text(axes={"train.seed": [0, 1, 0]}), ["{grid}: axes.train.seed[2]: value 0 repeats axes.train.seed[0]"]),
+    ("unknown algorithm", grid_text(axes={"algorithm.name": ["grpo", "ppo"]}),
+     ["{grid}: axes.algorithm.name[1]: unknown algorithm 'ppo': choose one of grpo, dapo", "(got 'ppo')"]),
+    ("wrong value type", grid_text(axes={"train.max_steps": [5, "ten"]}),
+     ["{grid}: axes.train.max_steps[1]: Input should be a valid integer", "(got 'ten')"]),
+    ("value out of range", grid_text(axes={"train.num_generations": [1]}),
+     ["{grid}: axes.train.num_generations[0]: Input should be greater than or equal to 2 (got 1)"]),
+    ("unknown model", grid_text(axes={"model.name": ["tiny-s", "tiny-xs"]}),
+     ["{grid}: axes.model.name[1]: unknown model 'tiny-xs': not a preset", "(did you mean tiny-s?)"]),
+    ("missing model folder", grid_text(axes={"model.name": ["./no/such/model"]}),
+     ["{grid}: axes.model.name[0]: unknown model './no/such/model': no such folder"]),
+    ("unknown benchmark", grid_text(base={**BASE, "eval": {"benchmarks": ["math5000"]}}),
+     ["{grid}: base.eval.benchmarks: unknown benchmark 'math5000'", "(got ['math5000'])"]),
+    ("unknown key in the base", grid_text(base={**BASE, "train": {"max_step": 3}}), ["{grid}: base.train.max_step: unknown key"]),
+    ("missing base file", grid_text(base="nowhere.yaml"), ["{grid}: base: no such run config file 'nowhere.yaml'"]),
+    ("unknown key in the base file", grid_text(base="base.yaml"), ["{base}: train.lr: unknown key"]),
+    ("unknown override key", grid_text(overrides={"train.lr": 1e-3}), ["{grid}: overrides.train.lr: not a run config key"]),
+    ("bad override value", grid_text(overrides={"train.max_steps": -1}),
+     ["{grid}: overrides.train.max_steps: Input should be greater than or equal to 1 (got -1)"]),
+    ("unknown include key", grid_text(include=[{"train.sed": 1}]), ["{grid}: include[0].train.sed: not a run config key (did you mean train.seed?)"]),
+    ("exclude on a non-axis", grid_text(exclude=[{"train.max_steps": 3}]), ["{grid}: exclude[0].train.max_steps: not an axis"]),
+    ("everything excluded", grid_text(exclude=[{"train.seed": 0}, {"train.seed": 1}]),
+     ["{grid}: exclude: every point of the product is excluded; nothing to run"]),
+    ("include duplicates a point", grid_text(include=[{"algorithm.name": "dapo", "train.seed": 1}]),
+     ["{grid}: include[0]: point algorithm.name=dapo, train.seed=1 duplicates point algorithm.name=dapo, train.seed=1 (axes)"]),
+    ("axis that does not change results", grid_text(axes={"tracking.experiment": ["a", "b"]}),
+     ["{grid}: axes: point tracking.experiment=b duplicates point tracking.experiment=a", "tracking.*"]),
+    ("invalid combination", grid_text(axes={"algorithm.r": [0.1, 0.5]}, base={**BASE, "algorithm": {"name": "lambda_grpo"}}),
+     ["{grid}: axes: point algorithm.r=0.5: algorithm.r=0.5 is too large for train.num_generations=8"]),
+    ("unknown executor kind", grid_text(executor={"kind": "k8s"}),
+     ["{grid}: executor: Input tag 'k8s' found using 'kind' does not match any of the expected tags: 'local', 'ray', 'slurm'"]),
+    ("executor without kind", grid_text(executor={"slots": 2}), ["{grid}: executor.kind: missing; one of local, ray, slurm"]),
+    ("zero slots", grid_text(executor={"kind": "local", "slots": 0}),
+     ["{grid}: executor.slots: Input should be greater than or equal to 1 (got 0)"]),
+    ("unknown executor key", grid_text(executor={"kind": "slurm", "partitions": "gpu"}), ["{grid}: executor.partitions: unknown key"]),
+    ("bad SLURM time", grid_text(executor={"kind": "slurm", "time": "3 hours"}),
+     ["{grid}: executor.time: expected minutes or [D-]HH:MM:SS (got '3 hours')"]),
+    ("fractional multi-GPU request", grid_text(executor={"kind": "ray", "num_gpus_per_run": 1.5}),
+     ["{grid}: executor.num_gpus_per_run: more than one GPU per run must be a whole number (got 1.5)"]),
+]
+
+
+@pytest.mark.parametrize("command", ["plan", "run"])
+@pytest.mark.parametrize(("case", "content", "expected"), BAD_GRIDS, ids=[case for case, _, _ in BAD_GRIDS])
+def test_bad_grid(tmp_path, monkeypatch, case, content, expected, command):
+    monkeypatch.chdir(tmp_path)
+    base_file = write(tmp_path, {**BASE, "train": {"lr": 0.1}}, "base.yaml")
+    grid = write(tmp_path, content, "grid.yaml")
+    result, output, created = invoke(tmp_path, [command, str(grid)])
+    assert result.exit_code == 2, output
+    for part in expected:
+        assert part.format(grid=grid, base=base_file.resolve()) in output, output
+    assert created == []  # no store, no runs folder
+
+
+# --------------------------------------------------------------------------------------------------------
+# Sweep files: lgrpo-bench sweep SWEEP.yaml
+# --------------------------------------------------------------------------------------------------------
+def write_sweep(tmp_path: Path, **fields) -> Path:
+    sweep = {
+        "name": "bad-study",
+        "base": {**BASE, "tracking": {"experiment": "sweep-test"}},
+        "space": {"algorithm.lam_init": {"float": [-1.0, 1.0]}, "train.learning_rate": {"float": [1e-5, 1e-3], "log": True}},
+        "objective": {"metric": "train/reward_mean", "direction": "maximize"},
+        "n_trials": 4,
+    }
+    sweep.update(fields)
+    return write(tmp_path, sweep, "sweep.yaml")
+
+
+BAD_SWEEPS = [
+    ("unknown top-level key", {"n_trails": 3}, "n_trails: unknown key"),
+    ("unknown space key", {"space": {"algorithm.lam_inti": {"float": [0, 1]}}}, "space.algorithm.lam_inti: not a run config key (did you mean algorithm.lam_init?)"),
+    ("empty range", {"space": {"algorithm.lam_init": {"float": [1.0, 1.0]}}}, "space.algorithm.lam_init: empty range [1.0, 1.0]"),
+    ("inverted range", {"space": {"train.max_steps": {"int": [5, 2]}}}, "space.train.max_steps: empty range [5, 2]"),
+    ("log range with a zero bound", {"space": {"train.learning_rate": {"float": [0.0, 1e-3], "log": True}}},
+     "space.train.learning_rate: log range [0.0, 0.001]: the low bound must be > 0"),
+    ("log range with a negative bound", {"space": {"algorithm.lam_init": {"float": [-1.0, 1.0], "log": True}}},
+     "the low bound must be > 0"),
+    ("two kinds at once", {"space": {"algorithm.r": {"float": [0.1, 0.2], "categorical": [0.1]}}},
+     "give exactly one of float, int, categorical (got float, categorical)"),
+    ("empty categorical", {"space": {"algorithm.r": {"categorical": []}}}, "categorical: empty list"),
+    ("value the run config refuses", {"space": {"algorithm.r": {"categorical": [0.1, 0.6]}}},
+     "space.algorithm.r: value 0.6 is refused by the run config: algorithm.r=0.6 is too large"),
+    ("wrong type", {"space": {"algorithm.name": {"float": [0.0, 1.0]}}}, "space.algorithm.name: value 0.0 is refused"),
+    ("section instead of key", {"space": {"train": {"float": [0.0, 1.0]}}}, "space.train: 'train' is a section"),
+    ("empty space", {"space": {}}, "space: empty"),
+    ("objective benchmark not evaluated", {"objective": {"metric": "eval/math500/acc"}},
+     "objective.metric: 'eval/math500/acc' needs benchmark 'math500' in eval.benchmarks"),
+    ("objective not a metric path", {"objective": {"metric": "accuracy"}}, "must start with eval/ or train/"),
+    ("zero trials", {"n_trials": 0}, "n_trials: Input should be greater than or equal to 1"),
+    ("grid sampler on a continuous range", {"sampler": {"kind": "grid"}}, "the grid sampler needs discrete values"),
+    ("pruner on an eval metric", {"pruner": {"kind": "median", "metric": "eval/arith/acc"}}, "use a train/ metric"),
+    ("storage not a URL", {"storage": "optuna.db"}, "storage: 'optuna.db' is not an RDB URL"),
+    ("in-memory sqlite", {"storage": "sqlite:///:memory:"}, "a sweep needs a file that outlives the process"),
+    ("heartbeat slower than grace", {"heartbeat_interval": 10, "grace_period": 5}, "grace_period (5 s) must exceed"),
+    ("unknown executor", {"executor": {"kind": "kubernetes"}}, "executor"),
+]
+
+
+@pytest.mark.parametrize(("case", "fields", "message"), BAD_SWEEPS, ids=[c[0] for c in BAD_SWEEPS])
+def test_bad_sweep(tmp_path, monkeypatch, case, fields, message):
+    monkeypatch.chdir(tmp_path)
+    path = write_sweep(tmp_path, **fields)
+    result, output, created = invoke(tmp_path, ["sweep", str(path)])
+    assert result.exit_code == 2, output
+    assert str(path) in output and message in output, output
+    assert created == []  # no optuna.db, no mlflow.db, no runs folder
+
+
+def test_sqlite_sweep_storage_on_a_flagged_network_filesystem(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    monkeypatch.setenv("LGRPO_NETWORK_FS_PATHS", str(shared))
+    path = write_sweep(tmp_path, storage=f"sqlite:///{shared / 'optuna.db'}")
+    result, output, created = invoke(tmp_path, ["sweep", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}: storage: SQLite file {shared / 'optuna.db'} is on a network filesystem (flagged)" in output
+    assert "journal:PATH" in output and created == [] and os.listdir(shared) == []
+
+
+# --------------------------------------------------------------------------------------------------------
+# Command-line arguments
+# --------------------------------------------------------------------------------------------------------
+BAD_ARGUMENTS = [
+    ("--set without =", ["train", "{run}", "--set", "train.max_steps"], "--set 'train.max_steps': expected KEY=VALUE"),
+    ("--set unknown key", ["train", "{run}", "--set", "train.max_step=3"], "--set train.max_step: unknown key"),
+    ("--set bad value", ["train", "{run}", "--set", "train.max_steps=-1"], "train.max_steps: Input should be greater than or equal to 1"),
+    ("missing run file", ["train", "{tmp}/absent.yaml"], "absent.yaml: no such file"),
+    ("missing grid file", ["run", "{tmp}/absent.yaml"], "absent.yaml: no such file"),
+    ("eval: unknown benchmark", ["eval", "--model", "oracle:gold", "--benchmarks", "math5000", "--no-log"], "math5000"),
+    ("eval: missing data file", ["eval", "--model", "oracle:gold", "--benchmarks", "aime24", "--data-dir", "{tmp}", "--no-log"],
+     "aime24.jsonl"),
+    ("eval: vLLM not installed", ["eval", "--model", "{tmp}", "--benchmarks", "arith", "--backend", "vllm", "--no-log"],
+     "pip install -e \".[vllm]\""),
+    ("report: unknown format", ["report", "--experiment", "x", "--format", "docx"], "docx"),
+    ("sweep: show without a study", ["sweep", "show"], "give the study name"),
+    ("sweep export without seeds", ["sweep", "export", "some-study"], "--seeds is required"),
+    ("sweep export with non-integer seeds", ["sweep", "export", "some-study", "--seeds", "a,b", "-o", "{tmp}/best.yaml"],
+     "expected comma-separated integers"),
+]
+
+
+@pytest.mark.parametrize(("case", "args", "message"), BAD_ARGUMENTS, ids=[c[0] for c in BAD_ARGUMENTS])
+def test_bad_arguments(tmp_path, monkeypatch, case, args, message):
+    monkeypatch.chdir(tmp_path)
+    run = write(tmp_path, BASE, "run.yaml")
+    argv = [arg.format(run=run, tmp=tmp_path) for arg in args]
+    result, output, created = invoke(tmp_path, argv)
+    assert result.exit_code == 2, output
+    assert message in output, output
+    assert created == []
+
+
+def test_the_catalog_is_at_least_30_cases():
+    cases = len(BAD_RUN_CONFIGS) + len(BAD_GRIDS) + len(BAD_SWEEPS) + 1 + len(BAD_ARGUMENTS)
+    assert cases >= 30, cases
