@@ -1,0 +1,71 @@
+"""The README promise (issue #8): its set-up commands are the ones CI runs, and its main command, on a reduced
+quickstart, ends by printing a results table with one row per algorithm.
+
+CI (``.ci/run``) runs this file inside the fresh virtual environment it creates with the README's install
+command, so the ``lgrpo-bench`` used here is the freshly installed entry point.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTALL = 'pip install torch==2.13.0 && pip install -e ".[dev]"'
+MAIN = "lgrpo-bench run experiments/quickstart.yaml"
+TESTS = "python -m pytest -q"
+
+
+def setup_block() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Set-up", 1)[1]
+    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_set_up_is_install_main_command_and_tests():
+    lines = [line.split("#", 1)[0].strip() for line in setup_block().splitlines() if line.strip()]
+    assert lines == [INSTALL, MAIN, TESTS]
+
+
+def test_ci_uses_the_readme_install_and_test_commands():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "pip install -q torch==2.13.0" in ci and 'pip install -q -e ".[dev]"' in ci
+    assert re.search(r"^python -m pytest -q$", ci, re.M)
+
+
+def reduced_quickstart(tmp_path: Path, model_path: Path) -> Path:
+    grid = yaml.safe_load((ROOT / "experiments" / "quickstart.yaml").read_text())
+    grid["name"] = "quickstart-reduced"
+    grid["axes"]["train.seed"] = [0]
+    base = grid["base"]
+    base["model"]["name"] = str(model_path)
+    base["train"].update({"max_steps": 2, "num_generations": 4, "prompts_per_step": 4, "heldout_every": 1,
+                          "heldout_size": 16, "save_every": 1})
+    base["eval"]["limit"] = 24
+    base["tracking"] = {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "quickstart-reduced",
+                        "runs_dir": str(tmp_path / "runs")}
+    path = tmp_path / "quickstart.yaml"
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return path
+
+
+@pytest.mark.slow
+def test_main_command_on_a_reduced_quickstart_prints_one_row_per_algorithm(warm_tiny, tmp_path):
+    algorithms = yaml.safe_load((ROOT / "experiments" / "quickstart.yaml").read_text())["axes"]["algorithm.name"]
+    entry_point = Path(sys.executable).with_name("lgrpo-bench")
+    assert entry_point.exists(), "the README's install command provides the lgrpo-bench command"
+    grid = reduced_quickstart(tmp_path, warm_tiny.path)
+    result = subprocess.run([str(entry_point), "run", str(grid)], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "COLUMNS": "160"}, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    summary = result.stdout.split("Δ vs", 1)[0]
+    rows = [line for line in summary.splitlines() if line.startswith("│")]
+    names = [cells[2] for cells in ([c.strip() for c in row.split("│")] for row in rows) if len(cells) > 3]
+    assert sorted(name for name in names if name in algorithms) == sorted(algorithms), summary
+    assert "ran 5 " in result.stdout and "failed 0" in result.stdout
