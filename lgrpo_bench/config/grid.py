@@ -33,11 +33,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lgrpo_bench.config.loading import (
     ConfigError,
-    format_validation_error,
     known_keys,
     read_yaml,
     run_id,
     set_dotted,
+    validate_file,
 )
 from lgrpo_bench.config.schema import IDENTITY_EXCLUDED, RunConfig
 
@@ -288,16 +288,7 @@ def _model_problem(name: str) -> str | None:
 def load_grid(path: str | Path) -> ExpandedGrid:
     """Read, validate and expand a grid file; raise :class:`ConfigError` on the first problems found."""
     path = Path(path)
-    data = read_yaml(path)
-    try:
-        grid = GridConfig.model_validate(data)
-    except ValidationError as err:
-        text = format_validation_error(err, str(path))
-        text = re.sub(r": executor\.(local|ray|slurm)\.", ": executor.", text)  # drop pydantic's union tag from key paths
-        text = text.replace("executor: Unable to extract tag using discriminator 'kind'",
-                            "executor.kind: missing; one of local, ray, slurm")
-        raise ConfigError(text) from None
-    return expand_grid(grid, path)
+    return expand_grid(validate_file(path, GridConfig), path)
 
 
 def base_mapping(base: dict[str, Any] | str, path: Path) -> tuple[dict[str, Any], str]:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from lgrpo_bench.config.schema import IDENTITY_EXCLUDED, RunConfig
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -90,6 +93,23 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         shown = "" if item["type"] in ("extra_forbidden", "missing") or isinstance(bad, dict) else f" (got {bad!r})"
         lines.append(f"{source}: {key}: {message}{shown}")
     return "\n".join(lines)
+
+
+def validate_file(path: str | Path, model: type[ModelT]) -> ModelT:
+    """Read the YAML file ``path`` safely and validate it as ``model``; :class:`ConfigError` naming file and keys.
+
+    Executor sections are discriminated unions: pydantic's union tag is dropped from key paths
+    (``executor.slurm.time`` → ``executor.time``) and a missing ``kind`` is named as such.
+    """
+    data = read_yaml(path)
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        text = format_validation_error(err, str(path))
+        text = re.sub(r": executor\.(local|ray|slurm)\.", ": executor.", text)
+        text = text.replace("executor: Unable to extract tag using discriminator 'kind'",
+                            "executor.kind: missing; one of local, ray, slurm")
+        raise ConfigError(text) from None
 
 
 def build_run_config(data: dict[str, Any], source: str = "<config>") -> RunConfig:

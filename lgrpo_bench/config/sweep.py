@@ -41,7 +41,7 @@ from lgrpo_bench.config.grid import (
     check_run_key,
     run_config_keys,
 )
-from lgrpo_bench.config.loading import ConfigError, format_validation_error, read_yaml, set_dotted
+from lgrpo_bench.config.loading import ConfigError, format_validation_error, set_dotted, validate_file
 from lgrpo_bench.config.schema import RunConfig
 
 __all__ = [
@@ -294,11 +294,7 @@ def resolve_storage(storage: str | None, source: str = "<sweep>") -> str:
 def load_sweep(path: str | Path) -> LoadedSweep:
     """Read and validate a sweep file (see the module docstring); :class:`ConfigError` on any problem."""
     path = Path(path)
-    data = read_yaml(path)
-    try:
-        sweep = SweepConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, str(path))) from None
+    sweep = validate_file(path, SweepConfig)
     source = str(path)
     base, _ = base_mapping(sweep.base, path)
     leaves, sections = run_config_keys()

@@ -351,11 +351,12 @@ def _seed_key(seed: str) -> tuple[int, str]:
 
 
 def _quote(value: str) -> str:
-    if "'" not in value:
-        return f"'{value}'"
-    if '"' not in value:
-        return f'"{value}"'
-    raise ReportInputError(f"cannot filter on a value holding both ' and \": {value!r}")
+    from lgrpo_bench.tracking.store import quote_filter_value
+
+    try:
+        return quote_filter_value(value)
+    except ValueError as error:
+        raise ReportInputError(str(error)) from None
 
 
 def load_histories(

@@ -286,7 +286,8 @@ def get_or_create_experiment(client: MlflowClient, name: str, artifact_location:
     return existing.experiment_id
 
 
-def _quote_filter_value(value: str) -> str:
+def quote_filter_value(value: str) -> str:
+    """A string value for an MLflow filter: in single quotes, or double quotes when it holds a single quote."""
     if "'" not in value:
         return f"'{value}'"
     if '"' not in value:
@@ -314,7 +315,7 @@ def find_runs_by_tag(
     ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
     if not ids:
         return []
-    filter_string = f"tags.`{tag}` = {_quote_filter_value(str(value))}"
+    filter_string = f"tags.`{tag}` = {quote_filter_value(str(value))}"
     if extra_filter:
         filter_string = f"{filter_string} AND {extra_filter}"
     view = ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY
