@@ -266,3 +266,14 @@ def test_a_reopened_study_does_not_redraw_its_first_points(tmp_path):
 def test_shipped_sweep_files_validate(name):
     loaded = load_sweep(Path(__file__).resolve().parent.parent / "sweeps" / name)
     assert loaded.sweep.space and loaded.sweep.objective.metric.startswith("eval/")
+
+
+def test_study_does_not_store_secret_executor_env(tmp_path):
+    from lgrpo_bench.sweeps import open_study
+    from lgrpo_bench.sweeps.study import ATTR_EXECUTOR
+
+    executor = {"kind": "local", "slots": 1, "env": {"HF_TOKEN": "hf_plantedSECRET123", "OMP_NUM_THREADS": "1"}}
+    study = open_study(load_sweep(write_sweep(tmp_path, executor=executor)))
+    stored = study.user_attrs[ATTR_EXECUTOR]["env"]
+    assert stored == {"HF_TOKEN": "<redacted>", "OMP_NUM_THREADS": "1"}
+    assert "hf_plantedSECRET123" not in (tmp_path / "optuna.db").read_bytes().decode("latin-1")

@@ -178,7 +178,10 @@ class _Heartbeat:
 
     def child(self, pid: int | None) -> None:
         self.record["child_pid"] = pid
-        self._write()
+        try:
+            self._write()
+        except OSError:  # a run folder that refuses writes (full disk) must not hide how the step ended
+            pass
 
     def close(self) -> None:
         self._stop.set()

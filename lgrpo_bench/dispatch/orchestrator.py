@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import threading
 import time
@@ -36,11 +37,14 @@ from lgrpo_bench.dispatch.executors import Executor, make_executor
 from lgrpo_bench.dispatch.job import RunJob, record_failure
 from lgrpo_bench.dispatch.state import DONE, FAILED, NEW, PARTIAL, RUNNING, RunStatus, failure_tag, grid_status
 
-__all__ = ["GridBusy", "GridRunSummary", "PASSED_ENV_PREFIXES", "build_jobs", "grid_lock", "plan_grid",
-           "resolved_config", "run_grid"]
+__all__ = ["GridBusy", "GridRunSummary", "PASSED_ENV_PREFIXES", "REDACTED", "SECRET_ENV_KEY", "build_jobs", "grid_lock",
+           "plan_grid", "redact_executor_env", "resolved_config", "run_grid"]
 
 PASSED_ENV_PREFIXES = ("HF_", "LGRPO_", "MLFLOW_", "TRANSFORMERS_", "TOKENIZERS_", "OMP_", "CUDA_HOME", "NCCL_")
 """Environment variables copied into every job (workers on other nodes see the orchestrator's settings)."""
+SECRET_ENV_KEY = re.compile(r"TOKEN|SECRET|KEY|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+"""``executor.env`` keys whose values are access secrets: never logged to MLflow (see :func:`redact_executor_env`)."""
+REDACTED = "<redacted>"
 TAG_GRID_POINTS = "lgrpo.grid.n_points"
 TAG_GRID_RUNS_DIR = "lgrpo.grid.runs_dir"
 
@@ -116,6 +120,20 @@ def grid_lock(runs_dir: Path, name: str) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def redact_executor_env(text: str, env: dict[str, str]) -> str:
+    """The grid or sweep YAML ``text`` as logged to MLflow: when ``env`` (its ``executor.env``) holds a key
+    matching :data:`SECRET_ENV_KEY`, the file re-written with those values replaced by :data:`REDACTED`
+    (comments and layout are lost); otherwise ``text`` unchanged."""
+    import yaml
+
+    secret_keys = [key for key, value in env.items() if value and SECRET_ENV_KEY.search(key)]
+    if not secret_keys:
+        return text
+    data = yaml.safe_load(text)
+    data["executor"]["env"].update(dict.fromkeys(secret_keys, REDACTED))
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
 def _passed_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key.startswith(PASSED_ENV_PREFIXES)}
 
@@ -163,6 +181,7 @@ def _parent_runs(expanded: ExpandedGrid, points: Sequence[GridPoint], clients: d
 
     parents: dict[tuple[str, str], str] = {}
     grid_text = expanded.path.read_text() if expanded.path.is_file() else ""
+    grid_text = redact_executor_env(grid_text, expanded.grid.executor.env)
     for point in points:
         location = _location(point)
         if location in parents:
@@ -279,7 +298,7 @@ def run_grid(expanded: ExpandedGrid, *, slots: int | None = None, dry_run: bool 
                     view.update(executor.running() & pending)
         finally:
             executor.close()
-            final = plan_grid(expanded, clients)
+            final = grid_status(expanded.points, expanded.grid.name, clients=clients, finished_pid=os.getpid())
             summary.statuses = final
             for location, parent_id in parents.items():
                 states = [final[p.run_id].state for p in expanded.points if _location(p) == location]

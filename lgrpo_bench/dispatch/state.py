@@ -215,11 +215,14 @@ def store_exists(uri: str) -> bool:
     return path is None or path.exists()
 
 
-def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | None = None) -> dict[str, RunStatus]:
+def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | None = None,
+                finished_pid: int | None = None) -> dict[str, RunStatus]:
     """:class:`RunStatus` of every point (keyed by run id), with one ``search_runs`` per (store, experiment).
 
     ``points`` are :class:`~lgrpo_bench.config.grid.GridPoint` (their ``config.tracking`` says where to look).
     Nothing is created: a store or experiment that does not exist yet means every run is new.
+    ``finished_pid``: liveness records of this process on this host count as gone (an orchestrator whose jobs
+    have all returned, reading a record that a read-only run folder kept it from removing).
     """
     from lgrpo_bench.tracking.store import open_client, resolve_tracking_uri
 
@@ -261,7 +264,8 @@ def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | N
                 working[runs_dir] = _runs_with_worker_records(runs_dir)
             run_dir = runs_dir / rid
             worker = read_worker(run_dir) if rid in working[runs_dir] else None
-            alive = worker_alive(worker, now=now, host=host)
+            alive = worker_alive(worker, now=now, host=host) and not (
+                finished_pid is not None and worker.get("host") == host and worker.get("pid") == finished_pid)
             run = train_runs.get(rid)
             tags = dict(run.data.tags) if run is not None else None
             state, detail, needs_train = classify(tags, run.info.status if run else None, alive, failures.get(rid))

@@ -40,7 +40,7 @@ from lgrpo_bench.config.schema import RunConfig
 from lgrpo_bench.config.sweep import LoadedSweep, trial_run_config
 from lgrpo_bench.dispatch.executors import Executor, make_executor
 from lgrpo_bench.dispatch.job import JobResult, RunJob, record_failure
-from lgrpo_bench.dispatch.orchestrator import grid_lock
+from lgrpo_bench.dispatch.orchestrator import grid_lock, redact_executor_env
 from lgrpo_bench.sweeps.study import distribution, objective_value, open_study
 from lgrpo_bench.training.pruning import TRIAL_ENV, TrialLink, retry_callback
 from lgrpo_bench.training.run import PARENT_RUN_ENV
@@ -306,8 +306,9 @@ def run_sweep(loaded: LoadedSweep, *, emit: Callable[[str], None] | None = None,
             stale = fail_stale_trials(study, sweep.grace_period, sweep.max_retries)
             if stale:
                 say(f"trials {stale} were running in a sweep process that is gone: failed and re-queued")
+            sweep_text = loaded.path.read_text() if loaded.path.is_file() else ""
             parent_id = study_parent_run(client, experiment_id, sweep.name,
-                                         loaded.path.read_text() if loaded.path.is_file() else "")
+                                         redact_executor_env(sweep_text, sweep.executor.env))
             executor.start()
             with _Heartbeats(study, sweep.heartbeat_interval) as heartbeats:
                 try:

@@ -15,6 +15,7 @@ import optuna
 
 from lgrpo_bench.config.loading import ConfigError
 from lgrpo_bench.config.sweep import LoadedSweep, SpaceEntry, SweepConfig
+from lgrpo_bench.dispatch.orchestrator import REDACTED, SECRET_ENV_KEY
 from lgrpo_bench.training.pruning import make_pruner, open_storage, retry_callback
 
 __all__ = [
@@ -89,7 +90,9 @@ def open_study(loaded: LoadedSweep, *, heartbeats: bool = True) -> optuna.Study:
         study.set_user_attr(ATTR_SPACE, {k: v.model_dump(mode="json", by_alias=True, exclude_none=True)
                                          for k, v in sweep.space.items()})
         study.set_user_attr(ATTR_OBJECTIVE, sweep.objective.model_dump(mode="json"))
-        study.set_user_attr(ATTR_EXECUTOR, sweep.executor.model_dump(mode="json"))
+        executor = sweep.executor.model_dump(mode="json")
+        executor["env"] = {key: REDACTED if SECRET_ENV_KEY.search(key) else value for key, value in executor["env"].items()}
+        study.set_user_attr(ATTR_EXECUTOR, executor)  # secrets are not stored (export writes this into a grid file)
     elif stored != digest:
         raise ConfigError(f"{loaded.path}: name: study {sweep.name!r} in {loaded.storage} was created by a different sweep "
                           f"(base, space, objective, sampler or pruner changed: {stored} ≠ {digest}); give the sweep a new "
