@@ -479,3 +479,21 @@ def test_fuzz_never_raises_and_is_bounded(completion, gold, warm_workers):
     assert isinstance(result.correct, bool) and isinstance(result.timed_out, bool)
     assert result.extracted is None or isinstance(result.extracted, str)
     assert elapsed < BOUND_TIMEOUT_S + 1.0
+
+
+_huge_or_nested = st.one_of(
+    st.builds(lambda token, n: token * n, st.sampled_from(_FUZZ_TOKENS), st.integers(2_000, 40_000)),  # up to ~0.5 MB
+    st.builds(lambda opener, n, inner: opener * n + inner + "}" * n,
+              st.sampled_from(["\\boxed{", "{", "\\frac{", "\\sqrt{", "\\text{"]), st.integers(50, 5_000), _fuzz_text),
+    st.builds(lambda n: "\\boxed{" + "(" * n + "1" + ")" * n + "}", st.integers(50, 5_000)),
+)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+          derandomize=True)
+@given(completion=_huge_or_nested, gold=st.one_of(_fuzz_text, _huge_or_nested))
+def test_fuzz_huge_and_deeply_nested_inputs_never_raise_and_are_bounded(completion, gold, warm_workers):
+    """Huge (up to ~0.5 MB) and deeply nested (up to 5,000 levels) completions and golds."""
+    result, elapsed = _timed(completion, gold)
+    assert isinstance(result, ScoreResult) and isinstance(result.correct, bool)
+    assert elapsed < BOUND_TIMEOUT_S + 1.0
