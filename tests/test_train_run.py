@@ -158,3 +158,27 @@ def test_trained_but_unevaluated_run_is_not_retrained(warm_tiny, tmp_path):
     assert client.get_run(first.mlflow_run_id).data.tags["lgrpo.state"] == "trained"
     second = train(config)
     assert second.skipped and second.mlflow_run_id == first.mlflow_run_id
+
+
+def test_rank_detection_from_the_launcher_environment():
+    from lgrpo_bench.training.run import is_main_process, world_size
+
+    assert is_main_process({}) and world_size({}) == 1
+    assert is_main_process({"RANK": "0", "WORLD_SIZE": "4"}) and world_size({"WORLD_SIZE": "4"}) == 4
+    assert not is_main_process({"RANK": "3", "WORLD_SIZE": "4"})
+
+
+@pytest.mark.slow
+def test_a_non_main_rank_trains_without_touching_mlflow(warm_tiny, tmp_path, monkeypatch):
+    """Under accelerate launch every rank runs `train`; only rank 0 may create and log the MLflow run."""
+    from lgrpo_bench.training.run import train
+
+    monkeypatch.setenv("RANK", "1")  # WORLD_SIZE stays 1: no process group, the rank-1 code path alone
+    config = build_run_config(short_run(tmp_path, warm_tiny.path, train={"max_steps": 2, "heldout_every": 1}))
+    result = train(config)
+    assert result.mlflow_run_id is None and not result.skipped
+    assert (result.model_dir / "model.safetensors").exists()
+    client = open_client(config.tracking.uri)
+    experiment = client.get_experiment_by_name(config.tracking.experiment)
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    assert [r.data.tags.get("lgrpo.kind") for r in runs if r.data.tags.get("lgrpo.kind") == "train"] == []

@@ -35,7 +35,9 @@ def train(
     if quiet:  # otherwise train() has already printed this
         state = "skipped (already trained)" if result.skipped else f"done in {result.seconds:.1f} s"
         typer.echo(f"run {result.run_id}: {state}; MLflow run {result.mlflow_run_id}")
-    if config.eval.benchmarks:  # in a fresh process: no training state (threads, memory, CUDA) leaks into it
+    from lgrpo_bench.training.run import is_main_process
+
+    if config.eval.benchmarks and is_main_process():  # in a fresh process: no training state leaks into it
         import subprocess
         import sys
 

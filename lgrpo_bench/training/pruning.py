@@ -102,14 +102,17 @@ def retry_callback(max_retries: int | None):
 class PruningCallback(TrainerCallback):
     """Reports ``link.metric`` every ``link.every`` steps and stops training when the trial should be pruned.
 
-    ``values(step, logs)`` returns the step's metrics under schema names (``train/...``).
+    ``values(step, logs)`` returns the step's metrics under schema names (``train/...``). With ``can_stop``
+    False (a multi-process run, where one rank cannot stop the others) values are reported, never acted on.
     """
 
-    def __init__(self, link: TrialLink, values: Callable[[int, Mapping[str, Any]], Mapping[str, float]]):
+    def __init__(self, link: TrialLink, values: Callable[[int, Mapping[str, Any]], Mapping[str, float]], *,
+                 can_stop: bool = True):
         import optuna
 
         self.link = link
         self.values = values
+        self.can_stop = can_stop
         study = optuna.load_study(study_name=link.study, storage=open_storage(link.storage),
                                   pruner=make_pruner(link.pruner))
         self.trial = optuna.trial.Trial(study, link.trial_id)
@@ -125,6 +128,6 @@ class PruningCallback(TrainerCallback):
             return
         self.trial.report(float(value), step)
         self.reported[step] = float(value)
-        if self.trial.should_prune():
+        if self.can_stop and self.trial.should_prune():
             self.pruned_at = step
             control.should_training_stop = True

@@ -10,7 +10,10 @@ Contract:
   already logged are not logged again (no duplicated points);
 - tiny presets are built (or taken from the cache) first and their warm start is logged once, as its own
   MLflow run (``lgrpo.kind = warm_start``), so the starting accuracy is on record;
-- a failure marks the run ``failed`` with the error and the log tail as artifacts, then re-raises.
+- a failure marks the run ``failed`` with the error and the log tail as artifacts, then re-raises;
+- under ``accelerate launch`` / ``torchrun`` (several processes, ``$RANK``) only rank 0 writes to MLflow,
+  measures held-out accuracy and saves the tokenizer; the other ranks train without tracking. Sweep pruning
+  is off for such runs (one rank cannot stop the others mid-step), the trial still reports its values.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from lgrpo_bench.config import RunConfig, dump_yaml, identity_payload, run_id
 
@@ -56,6 +59,16 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
             if match and (child / "trainer_state.json").exists() and (best is None or int(match[1]) > best[0]):
                 best = (int(match[1]), child)
     return None if best is None else best[1]
+
+
+def is_main_process(environ: dict[str, str] | None = None) -> bool:
+    """True in the process that owns tracking: rank 0 of a multi-process launch (``$RANK``), or a plain process."""
+    return int((os.environ if environ is None else environ).get("RANK", "0") or 0) == 0
+
+
+def world_size(environ: dict[str, str] | None = None) -> int:
+    """Processes of this run (``$WORLD_SIZE`` set by ``accelerate launch`` / ``torchrun``; 1 otherwise)."""
+    return int((os.environ if environ is None else environ).get("WORLD_SIZE", "1") or 1)
 
 
 def git_commit() -> str:
@@ -151,6 +164,13 @@ def train(config: RunConfig, *, emit: Callable[[str], None] | None = None) -> Tr
         LOG.info(line)
         emit(line)
 
+    if not is_main_process():  # another rank of a multi-process run: rank 0 tracks
+        try:
+            return _train(config, None, None, rid, run_dir, None, -1, say, started)
+        finally:
+            for watched_logger in watched:
+                watched_logger.removeHandler(file_handler)
+            file_handler.close()
     if existing:
         mlflow_run_id = existing[0].info.run_id
         client.set_tag(mlflow_run_id, t.TAG_STATE, t.STATE_RUNNING)
@@ -211,13 +231,14 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
         sft_steps=config.model.warm_start_steps,
         progress=lambda step, total, loss: say(f"warm start {step}/{total} loss {loss:.3f}") if step % 200 == 0 or step == total else None,
     )
-    if resolved.build is not None:
+    tracked = client is not None  # False on ranks other than 0 of a multi-process run
+    if resolved.build is not None and tracked:
         log_warm_start(client, experiment_id, config.model.name, resolved.build)
         m = resolved.build.metrics
         say(f"model {config.model.name}: {m.get('n_params', 0):,} parameters, warm-start greedy accuracy "
             f"{m.get('greedy_acc', float('nan')):.3f} ({'cached' if m.get('cached') else 'built'})")
 
-    if mlflow_run_id is None:
+    if mlflow_run_id is None and tracked:
         run = client.create_run(experiment_id, tags=run_tags(config, rid, resolved.size_label))
         mlflow_run_id = run.info.run_id
         params = t.flatten_params(identity_payload(config))
@@ -261,30 +282,34 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
             extra["train/tokens_per_s"] = logs["completions/mean_length"] * completions_per_step / logs["step_time"]
         return extra
 
-    mlflow_callback = t.MlflowStepCallback(client, mlflow_run_id, extra_metrics_fn=extra_metrics,
-                                           skip_steps_up_to=skip_until)
     from transformers.trainer_callback import PrinterCallback, ProgressCallback as StockProgress
 
     trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; ours prints one line per step
     trainer.remove_callback(StockProgress)
-    trainer.add_callback(heldout)
-    pruning = _pruning_callback(client, mlflow_run_id, heldout, say)
-    if pruning is not None:  # before the MLflow callback, which consumes the held-out values
-        trainer.add_callback(pruning)
-    trainer.add_callback(mlflow_callback)
-    trainer.add_callback(ProgressCallback(say, every=max(config.train.max_steps // 10, 1)))
-    trainer.add_callback(SampleTableCallback(
-        trainer, lambda table, name: client.log_table(mlflow_run_id, data=table, artifact_file=name),
-        every=config.train.samples_every))
+    pruning = mlflow_callback = None
+    if tracked:
+        mlflow_callback = t.MlflowStepCallback(client, mlflow_run_id, extra_metrics_fn=extra_metrics,
+                                               skip_steps_up_to=skip_until)
+        trainer.add_callback(heldout)
+        pruning = _pruning_callback(client, mlflow_run_id, heldout, say, can_stop=world_size() == 1)
+        if pruning is not None:  # before the MLflow callback, which consumes the held-out values
+            trainer.add_callback(pruning)
+        trainer.add_callback(mlflow_callback)
+        trainer.add_callback(ProgressCallback(say, every=max(config.train.max_steps // 10, 1)))
+        trainer.add_callback(SampleTableCallback(
+            trainer, lambda table, name: client.log_table(mlflow_run_id, data=table, artifact_file=name),
+            every=config.train.samples_every))
 
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is not None:
         say(f"run {rid}: resuming from {checkpoint.name}")
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    mlflow_callback.close()
 
     final_dir = run_dir / "final"
-    trainer.save_model(str(final_dir))
+    trainer.save_model(str(final_dir))  # writes on the main process only
+    if not tracked:
+        return TrainResult(rid, None, run_dir, model_dir=final_dir, seconds=time.perf_counter() - started)
+    mlflow_callback.close()
     tokenizer.save_pretrained(str(final_dir))
     (final_dir / "lambda_state.json").write_text(json.dumps({"lambda": float(trainer.lam.detach())}))
     if trainer.token_weight_records:
@@ -307,8 +332,10 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
     return TrainResult(rid, mlflow_run_id, run_dir, model_dir=final_dir, metrics=metrics, seconds=seconds)
 
 
-def _pruning_callback(client, mlflow_run_id: str, heldout, say):
-    """The sweep-trial bridge when this process is a trial (``$LGRPO_TRIAL``), else None; tags the run."""
+def _pruning_callback(client, mlflow_run_id: str, heldout, say, *, can_stop: bool = True):
+    """The sweep-trial bridge when this process is a trial (``$LGRPO_TRIAL``), else None; tags the run.
+
+    ``can_stop`` False (a multi-process run): values are reported, the pruner's verdict is not acted on."""
     from lgrpo_bench import tracking as t
     from lgrpo_bench.training.pruning import PruningCallback, TrialLink
 
@@ -322,8 +349,9 @@ def _pruning_callback(client, mlflow_run_id: str, heldout, say):
         mapped = {t.map_trl_key(k): float(v) for k, v in logs.items() if isinstance(v, (int, float))}
         return {**mapped, **heldout.latest}
 
-    say(f"trial {link.number} of study {link.study!r}: reporting {link.metric} every {link.every} steps")
-    return PruningCallback(link, values)
+    say(f"trial {link.number} of study {link.study!r}: reporting {link.metric} every {link.every} steps"
+        + ("" if can_stop else "; pruning off (a multi-process run cannot stop one rank)"))
+    return PruningCallback(link, values, can_stop=can_stop)
 
 
 def make_reward_funcs_for(config: RunConfig, spec) -> tuple[list, list[float]]:
