@@ -73,12 +73,12 @@ class GridRunSummary:
         return 1 if self.failed or self.cancelled else 0
 
 
-def resolved_config(point: GridPoint) -> RunConfig:
-    """The point's config with an absolute ``runs_dir`` and a resolved tracking URI (not part of the run id),
-    so a job means the same thing in any working directory."""
+def resolved_config(point: GridPoint | RunConfig) -> RunConfig:
+    """A copy of the point's (or run's) config with an absolute ``runs_dir`` and a resolved tracking URI (not
+    part of the run id), so a job means the same thing in any working directory."""
     from lgrpo_bench.tracking.store import resolve_tracking_uri
 
-    config = point.config.model_copy(deep=True)
+    config = (point.config if isinstance(point, GridPoint) else point).model_copy(deep=True)
     config.tracking.uri = resolve_tracking_uri(config.tracking.uri)
     config.tracking.runs_dir = str(Path(config.tracking.runs_dir).expanduser().resolve())
     return config

@@ -36,11 +36,10 @@ from optuna.trial import TrialState
 
 from lgrpo_bench.config import dump_yaml, run_id
 from lgrpo_bench.config.loading import ConfigError
-from lgrpo_bench.config.schema import RunConfig
 from lgrpo_bench.config.sweep import LoadedSweep, trial_run_config
 from lgrpo_bench.dispatch.executors import Executor, make_executor
 from lgrpo_bench.dispatch.job import JobResult, RunJob, record_failure
-from lgrpo_bench.dispatch.orchestrator import grid_lock, redact_executor_env
+from lgrpo_bench.dispatch.orchestrator import grid_lock, redact_executor_env, resolved_config
 from lgrpo_bench.sweeps.study import distribution, objective_value, open_study
 from lgrpo_bench.training.pruning import TRIAL_ENV, TrialLink, retry_callback
 from lgrpo_bench.training.run import PARENT_RUN_ENV
@@ -71,15 +70,6 @@ class SweepSummary:
     @property
     def exit_code(self) -> int:
         return 0 if self.finished_total >= self.n_trials and not self.interrupted else 1
-
-
-def _resolved(config: RunConfig) -> RunConfig:
-    from lgrpo_bench.tracking.store import resolve_tracking_uri
-
-    config = config.model_copy(deep=True)
-    config.tracking.uri = resolve_tracking_uri(config.tracking.uri)
-    config.tracking.runs_dir = str(Path(config.tracking.runs_dir).expanduser().resolve())
-    return config
 
 
 def study_parent_run(client, experiment_id: str, study: str, sweep_text: str = "") -> str:
@@ -193,7 +183,7 @@ def run_sweep(loaded: LoadedSweep, *, emit: Callable[[str], None] | None = None,
     summary = SweepSummary(sweep.name, n_trials=sweep.n_trials)
     study = open_study(loaded)
     distributions = {key: distribution(entry) for key, entry in sweep.space.items()}
-    base_config = _resolved(trial_run_config(loaded, {}))
+    base_config = resolved_config(trial_run_config(loaded, {}))
     client = t.open_client(base_config.tracking.uri)
     experiment_id = t.get_or_create_experiment(client, base_config.tracking.experiment)
     runs_dir = Path(base_config.tracking.runs_dir)
@@ -235,7 +225,7 @@ def run_sweep(loaded: LoadedSweep, *, emit: Callable[[str], None] | None = None,
             trial = study.ask(fixed_distributions=distributions)
         params = dict(trial.params)
         try:
-            config = _resolved(trial_run_config(loaded, params))
+            config = resolved_config(trial_run_config(loaded, params))
         except ConfigError as error:
             study.tell(trial, state=TrialState.FAIL)
             summary.failed[trial.number] = str(error)
