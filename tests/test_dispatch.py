@@ -440,3 +440,27 @@ def test_live_view_renders_running_runs_with_step_reward_and_eta(tmp_path):
     assert "grid live on local: done 1, running 1, failed 0, waiting 1 (+4 done before, 1 running elsewhere)" in text
     assert jobs[1].run_id in text and "10/40" in text and "0.625" in text and "train.seed=1" in text
     assert eta is not None and eta > 0  # 1.25 of 3 runs' work done
+
+
+def test_make_job_writes_the_config_and_layers_the_environment(tmp_path, monkeypatch):
+    """Grid runs and sweep trials get their jobs from one place: config written, GPUs from the executor section,
+    the orchestrator's LGRPO_/HF_/... variables, then executor.env, then the caller's extra variables."""
+    from lgrpo_bench.config import build_run_config, dump_yaml
+    from lgrpo_bench.config.grid import SlurmExecutorConfig
+    from lgrpo_bench.dispatch.orchestrator import make_job, resolved_config
+
+    monkeypatch.setenv("LGRPO_DATA_DIR", "/data/math")
+    monkeypatch.setenv("UNRELATED_VAR", "x")
+    config = resolved_config(build_run_config({"tracking": {"runs_dir": str(tmp_path / "runs"),
+                                                            "uri": f"sqlite:///{tmp_path / 'm.db'}"},
+                                               "eval": {"benchmarks": ["arith"]}}))
+    executor = SlurmExecutorConfig(gpus_per_node=4, env={"LGRPO_DATA_DIR": "/shared/math", "A": "1"})
+    job = make_job(config, "abc123", executor, label="trial 3", train=False, parent_run_id="p1",
+                   extra_env={"A": "2", "LGRPO_TRIAL": "{}"})
+    assert job.gpus == 4 and job.evaluate and not job.train and job.parent_run_id == "p1"
+    assert job.env["LGRPO_DATA_DIR"] == "/shared/math" and job.env["A"] == "2" and job.env["LGRPO_TRIAL"] == "{}"
+    assert "UNRELATED_VAR" not in job.env
+    assert Path(job.config_path).read_text() == dump_yaml(config)
+    assert job.run_dir == str(tmp_path / "runs" / "abc123")
+    dry = make_job(config, "def456", executor, label="", train=True, parent_run_id=None, write=False)
+    assert not Path(dry.run_dir).exists()

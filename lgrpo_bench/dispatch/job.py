@@ -43,6 +43,7 @@ from lgrpo_bench.dispatch.state import (
     process_start_ticks,
     store_exists,
 )
+from lgrpo_bench.training.run import PARENT_RUN_ENV  # read by training: mlflow.parentRunId
 
 __all__ = ["JobResult", "RunJob", "execute_job", "job_steps", "record_failure"]
 
@@ -52,8 +53,6 @@ STOP_GRACE_S = 15.0
 TRAIN_STEP_EVALUATES = True
 """``lgrpo-bench train`` itself evaluates ``eval.benchmarks`` after training (in a fresh process), so a job adds
 the ``eval`` step only for runs whose training is finished (state ``trained``). False: always a separate step."""
-PARENT_RUN_ENV = "LGRPO_PARENT_RUN_ID"
-"""Environment variable read by training: the MLflow id of the grid's parent run (``mlflow.parentRunId``)."""
 
 
 @dataclass

@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from lgrpo_bench.config import ConfigError, RunConfig, dump_yaml
-from lgrpo_bench.config.grid import ExpandedGrid, GridPoint
+from lgrpo_bench.config.grid import ExpandedGrid, GridPoint, LocalExecutorConfig, RayExecutorConfig, SlurmExecutorConfig
 from lgrpo_bench.dispatch.executors import Executor, make_executor
 from lgrpo_bench.dispatch.job import RunJob, record_failure
 from lgrpo_bench.dispatch.state import DONE, FAILED, NEW, PARTIAL, RUNNING, RunStatus, failure_tag, grid_status
 
-__all__ = ["GridBusy", "GridRunSummary", "PASSED_ENV_PREFIXES", "REDACTED", "SECRET_ENV_KEY", "build_jobs", "grid_lock",
+__all__ = ["GridBusy", "GridRunSummary", "PASSED_ENV_PREFIXES", "REDACTED", "SECRET_ENV_KEY", "build_jobs", "grid_lock", "make_job",
            "plan_grid", "redact_executor_env", "resolved_config", "run_grid"]
 
 PASSED_ENV_PREFIXES = ("HF_", "LGRPO_", "MLFLOW_", "TRANSFORMERS_", "TOKENIZERS_", "OMP_", "CUDA_HOME", "NCCL_")
@@ -141,31 +141,38 @@ def _passed_env() -> dict[str, str]:
 def build_jobs(expanded: ExpandedGrid, statuses: dict[str, RunStatus], parents: dict[tuple[str, str], str],
                *, write: bool = True) -> list[RunJob]:
     """A :class:`RunJob` for every point that is new, partial or failed (resolved configs written when ``write``)."""
-    executor = expanded.grid.executor
-    gpus = int(getattr(executor, "gpus_per_run", 0) or getattr(executor, "num_gpus_per_run", 0)
-               or getattr(executor, "gpus_per_node", 0))
-    env = {**_passed_env(), **executor.env}
     jobs = []
     for point in expanded.points:
         status = statuses[point.run_id]
         if status.state not in (NEW, PARTIAL, FAILED):
             continue
         config = resolved_config(point)
-        run_dir = Path(config.tracking.runs_dir) / point.run_id
-        config_path = run_dir / "config.yaml"
-        if write:
-            if status.state == NEW and status.mlflow_run_id is None:
-                _move_orphaned(run_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            config_path.write_text(dump_yaml(config))
-        jobs.append(RunJob(
-            run_id=point.run_id, config_path=str(config_path), run_dir=str(run_dir), tracking_uri=config.tracking.uri,
-            experiment=config.tracking.experiment, label=point.label(), train=status.needs_train,
-            evaluate=bool(config.eval.benchmarks), gpus=gpus, python=executor.python,
-            accelerate_config=executor.accelerate_config, env=env,
-            parent_run_id=parents.get((config.tracking.uri, config.tracking.experiment)), cwd=os.getcwd(),
-        ))
+        if write and status.state == NEW and status.mlflow_run_id is None:
+            _move_orphaned(Path(config.tracking.runs_dir) / point.run_id)
+        jobs.append(make_job(config, point.run_id, expanded.grid.executor, label=point.label(), train=status.needs_train,
+                             parent_run_id=parents.get((config.tracking.uri, config.tracking.experiment)), write=write))
     return jobs
+
+
+def make_job(config: RunConfig, run_id: str, executor: LocalExecutorConfig | RayExecutorConfig | SlurmExecutorConfig, *,
+             label: str, train: bool, parent_run_id: str | None, extra_env: dict[str, str] | None = None,
+             write: bool = True) -> RunJob:
+    """The job of one run of a resolved config (:func:`resolved_config`): its GPUs and interpreter from the
+    executor section, the orchestrator's :data:`PASSED_ENV_PREFIXES` variables, then ``executor.env``, then
+    ``extra_env``; ``<runs_dir>/<run_id>/config.yaml`` written when ``write``."""
+    run_dir = Path(config.tracking.runs_dir) / run_id
+    config_path = run_dir / "config.yaml"
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(dump_yaml(config))
+    gpus = int(getattr(executor, "gpus_per_run", 0) or getattr(executor, "num_gpus_per_run", 0)
+               or getattr(executor, "gpus_per_node", 0))
+    return RunJob(
+        run_id=run_id, config_path=str(config_path), run_dir=str(run_dir), tracking_uri=config.tracking.uri,
+        experiment=config.tracking.experiment, label=label, train=train, evaluate=bool(config.eval.benchmarks),
+        gpus=gpus, python=executor.python, accelerate_config=executor.accelerate_config,
+        env={**_passed_env(), **executor.env, **(extra_env or {})}, parent_run_id=parent_run_id, cwd=os.getcwd(),
+    )
 
 
 def _move_orphaned(run_dir: Path) -> None:

@@ -20,7 +20,6 @@ Contract:
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import threading
 import time
@@ -34,15 +33,14 @@ import optuna
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
-from lgrpo_bench.config import dump_yaml, run_id
+from lgrpo_bench.config import run_id
 from lgrpo_bench.config.loading import ConfigError
 from lgrpo_bench.config.sweep import LoadedSweep, trial_run_config
 from lgrpo_bench.dispatch.executors import Executor, make_executor
 from lgrpo_bench.dispatch.job import JobResult, RunJob, record_failure
-from lgrpo_bench.dispatch.orchestrator import grid_lock, redact_executor_env, resolved_config
+from lgrpo_bench.dispatch.orchestrator import grid_lock, make_job, redact_executor_env, resolved_config
 from lgrpo_bench.sweeps.study import distribution, objective_value, open_study
 from lgrpo_bench.training.pruning import TRIAL_ENV, TrialLink, retry_callback
-from lgrpo_bench.training.run import PARENT_RUN_ENV
 
 __all__ = ["JOURNAL_HEARTBEAT_ATTR", "SweepSummary", "run_sweep", "study_parent_run"]
 
@@ -243,24 +241,11 @@ def run_sweep(loaded: LoadedSweep, *, emit: Callable[[str], None] | None = None,
             summary.reused.append(trial.number)
             tell_from_run(trial, rid)
             return True
-        run_dir = runs_dir / rid
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_path = run_dir / "config.yaml"
-        config_path.write_text(dump_yaml(config))
         link = TrialLink(storage=loaded.storage, study=sweep.name, trial_id=trial._trial_id, number=trial.number,
                          metric=sweep.pruner.metric, every=sweep.pruner.every, pruner=sweep.pruner.model_dump(mode="json"))
-        executor_config = sweep.executor
-        job = RunJob(
-            run_id=rid, config_path=str(config_path), run_dir=str(run_dir), tracking_uri=config.tracking.uri,
-            experiment=config.tracking.experiment, label=f"trial {trial.number}",
-            train=existing is None or existing.data.tags.get(t.TAG_STATE) != t.STATE_TRAINED,
-            evaluate=bool(config.eval.benchmarks), gpus=int(getattr(executor_config, "gpus_per_run", 0)
-                                                           or getattr(executor_config, "num_gpus_per_run", 0)
-                                                           or getattr(executor_config, "gpus_per_node", 0)),
-            python=executor_config.python, accelerate_config=executor_config.accelerate_config,
-            env={**executor_config.env, TRIAL_ENV: link.to_env(), PARENT_RUN_ENV: parent_id},
-            parent_run_id=parent_id, cwd=os.getcwd(),
-        )
+        job = make_job(config, rid, sweep.executor, label=f"trial {trial.number}",
+                       train=existing is None or existing.data.tags.get(t.TAG_STATE) != t.STATE_TRAINED,
+                       parent_run_id=parent_id, extra_env={TRIAL_ENV: link.to_env()})
         in_flight[rid] = [trial]
         jobs[rid] = job
         heartbeats.add(trial._trial_id)
