@@ -144,6 +144,37 @@ TAG_VERSIONS = "lgrpo.versions"
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"
 """MLflow's own parent link (``mlflow.utils.mlflow_tags.MLFLOW_PARENT_RUN_ID``); the UI nests runs by it."""
 
+# Algorithm axes (one tag per axis, so reports and the MLflow UI can group runs by them)
+TAG_AGGREGATION = "lgrpo.algorithm.aggregation"
+TAG_SURROGATE = "lgrpo.algorithm.surrogate"
+TAG_ADVANTAGE = "lgrpo.algorithm.advantage"
+TAG_GROUP_FILTER = "lgrpo.algorithm.group_filter"
+ALGORITHM_AXIS_TAGS: tuple[str, ...] = (TAG_AGGREGATION, TAG_SURROGATE, TAG_ADVANTAGE, TAG_GROUP_FILTER)
+
+# The warm start a run rests on (tiny presets): on warm-start runs and on the train runs built on them
+TAG_WARM_START_IN_BAND = "lgrpo.warm_start.in_band"
+"""``true`` / ``false``: the warm start's greedy held-out accuracy lies in its preset's documented band."""
+TAG_WARM_START_GREEDY_ACC = "lgrpo.warm_start.greedy_acc"
+"""Greedy held-out accuracy of the warm start, as a decimal string."""
+
+# Provenance: where a run ran (train, eval and warm-start runs)
+TAG_HARDWARE = "lgrpo.hardware"
+"""One-line summary of the hardware that computed the run (reports group and compare by it), e.g.
+``cpu:AMD EPYC 7B13:AVX2`` or ``cuda:NVIDIA H200x1``."""
+TAG_HOST_CPU = "lgrpo.host.cpu"
+TAG_HOST_CPU_CAPABILITY = "lgrpo.host.cpu_capability"
+"""torch's CPU kernel level (``torch.backends.cpu.get_cpu_capability()``: DEFAULT, AVX2, AVX512, ...)."""
+TAG_HOST_CUDA_DEVICE = "lgrpo.host.cuda_device"
+TAG_HOST_CUDA_COUNT = "lgrpo.host.cuda_count"
+TAG_HOST_TORCH_THREADS = "lgrpo.host.torch_threads"
+TAG_HOST_PROCESSES = "lgrpo.host.processes"
+TAG_HOST_NAME = "lgrpo.host.name"
+
+TAG_RESUMED_FROM = "lgrpo.resumed_from"
+"""The checkpoint folder the last attempt resumed from (``checkpoint-N``), or ``scratch``."""
+TAG_LAMBDA_RATE_LIMITED_FRAC = "lgrpo.lambda.rate_limited_frac"
+"""λ-GRPO: fraction of optimizer steps in which λ moved at its optimizer's rate limit (see TRAIN_LAMBDA_RATE_LIMITED)."""
+
 KIND_TRAIN = "train"
 KIND_WARM_START = "warm_start"
 KIND_EVAL = "eval"
@@ -323,6 +354,14 @@ TRAIN_FRAC_ZERO_STD_GROUPS = "train/frac_zero_std_groups"
 TRAIN_REWARD_TIMEOUTS = "train/reward_timeouts"
 TRAIN_HELDOUT_ACC = "train/heldout_acc"
 TRAIN_LOSS = "train/loss"
+TRAIN_LAMBDA_RATE_LIMITED = "train/lambda_rate_limited"
+"""1 when λ's update this step was at its optimizer's rate limit (Adam: |Δλ| ≥ 0.9·lr·schedule), else 0."""
+TRAIN_GENERATION_BATCHES = "train/generation_batches"
+"""Generation rounds this step needed (dynamic sampling with re-sampling; 1 otherwise)."""
+TRAIN_GROUPS_FILTERED_FRAC = "train/groups_filtered_frac"
+"""Fraction of generated groups the group filter removed this step."""
+TRAIN_GROUP_FILTER_CAP_REACHED = "train/group_filter_cap_reached"
+"""1 when re-sampling hit ``max_generation_batches`` and the step trained on fewer mixed groups than configured."""
 
 TRAIN_METRICS: tuple[str, ...] = (
     TRAIN_REWARD_MEAN,
