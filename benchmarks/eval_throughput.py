@@ -27,7 +27,7 @@ def main() -> None:
 
     from lgrpo_bench.config.schema import EvalConfig
     from lgrpo_bench.evaluation import evaluate
-    from lgrpo_bench.evaluation.runner import _cpu_batch_size
+    from lgrpo_bench.evaluation.backends import _cpu_batch_size
     from lgrpo_bench.models.loading import resolve_model
 
     path = resolve_model(args.preset).name_or_path

@@ -55,7 +55,14 @@ from lgrpo_bench.config import (  # noqa: E402
 )
 from lgrpo_bench.models.tiny import TINY_PRESETS, build_tiny, default_cache_dir  # noqa: E402
 from lgrpo_bench.tracking import open_client  # noqa: E402
-from lgrpo_bench.training.run import train  # noqa: E402
+from lgrpo_bench.runs.resolve import prepare_run  # noqa: E402
+from lgrpo_bench.training.run import train as train_run  # noqa: E402
+
+
+def train(config):
+    """Train one run as the lifecycle does (resolved config, run id computed once)."""
+    prepared = prepare_run(config)
+    return train_run(prepared.config, prepared.run_id)
 
 METRICS = ("start", "final", "mean", "heldout_length", "sample_length", "lambda")
 """Per-run numbers: held-out greedy accuracy at step 0 / at the end / averaged over the evaluations,

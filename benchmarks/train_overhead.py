@@ -32,7 +32,14 @@ from lgrpo_bench.models.loading import resolve_model  # noqa: E402
 from lgrpo_bench.tasks.rewards import make_reward_funcs  # noqa: E402
 from lgrpo_bench.tracking import open_client  # noqa: E402
 from lgrpo_bench.training.data import build_task_data  # noqa: E402
-from lgrpo_bench.training.run import train  # noqa: E402
+from lgrpo_bench.runs.resolve import prepare_run  # noqa: E402
+from lgrpo_bench.training.run import train as train_run  # noqa: E402
+
+
+def train(config):
+    """Train one run as the lifecycle does (resolved config, run id computed once)."""
+    prepared = prepare_run(config)
+    return train_run(prepared.config, prepared.run_id)
 
 
 def run_config(work: Path, steps: int, heldout_every: int, tag: str):

@@ -19,7 +19,7 @@ import yaml
 
 from lgrpo_bench.config import load_grid
 from lgrpo_bench.config.grid import SlurmExecutorConfig
-from lgrpo_bench.dispatch import GpuPool, RunJob, make_executor, slurm_parameters, submitit_parameters, train_argv
+from lgrpo_bench.dispatch import GpuPool, RunJob, make_executor, run_argv, slurm_parameters, submitit_parameters
 from lgrpo_bench.dispatch.job import describe_exit, job_steps
 from lgrpo_bench.dispatch.progress import read_log_progress
 from lgrpo_bench.dispatch.state import (
@@ -69,8 +69,8 @@ def test_gpu_pool_sharing_spreads_first_then_shares_up_to_the_limit():
 def write_fake_python(folder: Path) -> Path:
     """An interpreter stand-in: records which GPUs its run saw and when, then exits 0."""
     script = folder / "fake-python"
-    script.write_text("#!/bin/sh\n"  # argv: -m lgrpo_bench.cli train <run_dir>/config.yaml
-                      'run=$(basename "$(dirname "$4")")\n'
+    script.write_text("#!/bin/sh\n"  # argv: -m lgrpo_bench.runs <run_dir>
+                      'run=$(basename "$3")\n'
                       'echo "$(date +%s.%N) start $CUDA_VISIBLE_DEVICES" >> "$RECORD_DIR/$run"\n'
                       "sleep 0.4\n"
                       'echo "$(date +%s.%N) end" >> "$RECORD_DIR/$run"\n')
@@ -88,8 +88,7 @@ def test_local_executor_hands_out_gpus_through_cuda_visible_devices(tmp_path, mo
                                                                  "python": str(python)}}))
     expanded = load_grid(grid)
     executor = make_executor(expanded.grid.executor, "gpus", gpu_ids=["0", "1", "2", "3", "4"])
-    jobs = [RunJob(f"run{i}", str(tmp_path / f"run{i}" / "config.yaml"), str(tmp_path / f"run{i}"), "sqlite:///unused",
-                   "e", python=str(python)) for i in range(5)]
+    jobs = [RunJob(f"run{i}", str(tmp_path / f"run{i}"), "sqlite:///unused", "e", python=str(python)) for i in range(5)]
     executor.submit(jobs)
     results = []
     while len(results) < 5:
@@ -115,8 +114,7 @@ def test_cpu_runs_see_no_gpu(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     python = write_fake_python(tmp_path)
     executor = make_executor(load_grid(_grid_file(tmp_path, {"name": "cpu"})).grid.executor, "cpu")
-    executor.submit([RunJob("r", str(tmp_path / "r" / "config.yaml"), str(tmp_path / "r"), "sqlite:///unused", "e",
-                            python=str(python))])
+    executor.submit([RunJob("r", str(tmp_path / "r"), "sqlite:///unused", "e", python=str(python))])
     (result,) = executor.wait(10.0)
     assert result.ok and (records / "r").read_text().split("\n")[0].split()[2:] == []
 
@@ -130,23 +128,21 @@ def _grid_file(folder: Path, data: dict) -> Path:
 # ---------------------------------------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------------------------------------
-def test_single_and_multi_gpu_train_commands():
-    assert train_argv("r/config.yaml", python="py") == ["py", "-m", "lgrpo_bench.cli", "train", "r/config.yaml"]
-    assert train_argv("r/config.yaml", python="py", gpus=1) == ["py", "-m", "lgrpo_bench.cli", "train", "r/config.yaml"]
-    assert train_argv("r/config.yaml", python="py", gpus=4, accelerate_config="zero2.yaml", main_process_port=29731) == [
+def test_single_and_multi_gpu_worker_commands():
+    assert run_argv("runs/abc", python="py") == ["py", "-m", "lgrpo_bench.runs", "runs/abc"]
+    assert run_argv("runs/abc", python="py", gpus=1) == ["py", "-m", "lgrpo_bench.runs", "runs/abc"]
+    assert run_argv("runs/abc", python="py", gpus=4, accelerate_config="zero2.yaml", main_process_port=29731) == [
         "py", "-m", "accelerate.commands.launch", "--num_processes", "4", "--num_machines", "1",
-        "--config_file", "zero2.yaml", "--main_process_port", "29731", "-m", "lgrpo_bench.cli", "train", "r/config.yaml"]
+        "--config_file", "zero2.yaml", "--main_process_port", "29731", "-m", "lgrpo_bench.runs", "runs/abc"]
 
 
-def test_job_steps_train_evaluates_itself_and_a_trained_run_only_evaluates():
-    job = RunJob("abc", "r/config.yaml", "r", "sqlite:///x", "e", python="py", evaluate=True)
-    assert job_steps(job) == [("train", ["py", "-m", "lgrpo_bench.cli", "train", "r/config.yaml"])]
-    job.train = False
-    assert job_steps(job) == [("eval", ["py", "-m", "lgrpo_bench.cli", "eval", "--config", "r/config.yaml"])]
-    job.train, job.evaluate, job.gpus = True, False, 8
+def test_a_job_is_one_worker_process_that_owns_the_whole_lifecycle():
+    job = RunJob("abc", "runs/abc", "sqlite:///x", "e", python="py")
+    assert job_steps(job) == [("run", ["py", "-m", "lgrpo_bench.runs", "runs/abc"])]
+    job.gpus = 8
     (name, argv), = job_steps(job, port=1234)
     assert argv[:7] == ["py", "-m", "accelerate.commands.launch", "--num_processes", "8", "--num_machines", "1"]
-    assert argv[7:9] == ["--main_process_port", "1234"]
+    assert argv[7:9] == ["--main_process_port", "1234"] and argv[-3:] == ["-m", "lgrpo_bench.runs", "runs/abc"]
 
 
 def test_sbatch_script_of_a_paper_grid():
@@ -187,7 +183,7 @@ def test_submission_up_to_sbatch_is_the_real_submitit_path(tmp_path, monkeypatch
                                  setup=["source .venv/bin/activate"])
     executor = SubmititExecutor(config, "paper")
     executor.start()
-    jobs = [RunJob(f"run{i}", f"/runs/run{i}/config.yaml", f"/runs/run{i}", "sqlite:///x", "e") for i in range(3)]
+    jobs = [RunJob(f"run{i}", f"/runs/run{i}", "sqlite:///x", "e") for i in range(3)]
     executor.submit(jobs)
     script = (tmp_path / "submitted.sh").read_text().splitlines()
     assert {"#SBATCH --array=0-2%3", "#SBATCH --partition=a100", "#SBATCH --time=120", "#SBATCH --gpus-per-node=1",
@@ -359,7 +355,7 @@ def test_local_grid_finishes_skips_retries_and_resumes(warm_tiny, tmp_path):
     orchestrator = subprocess.Popen([PY, "-m", "lgrpo_bench.cli", "run", str(grid)], stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                     cwd=tmp_path)
-    checkpoint = run_dir / "checkpoint-1" / "trainer_state.json"
+    checkpoint = run_dir / "checkpoint-1" / "lgrpo-manifest.json"  # complete once it exists
     deadline = time.time() + 300
     # the orchestrator first moves the old folder (with its checkpoints) aside, then the new run checkpoints
     while not (list((tmp_path / "runs").glob(f"{target}.orphaned-*")) and checkpoint.exists()) \
@@ -427,7 +423,7 @@ def test_live_view_renders_running_runs_with_step_reward_and_eta(tmp_path):
     from lgrpo_bench.dispatch.progress import GridProgress
 
     expanded = load_grid(_grid_file(tmp_path, {"name": "live", "axes": {"train.seed": [0, 1, 2]}}))
-    jobs = [RunJob(p.run_id, "", str(tmp_path / p.run_id), "sqlite:///x", "e") for p in expanded.points]
+    jobs = [RunJob(p.run_id, str(tmp_path / p.run_id), "sqlite:///x", "e") for p in expanded.points]
     (tmp_path / jobs[1].run_id).mkdir()
     (tmp_path / jobs[1].run_id / "run.log").write_text("step 10/40  reward 0.625  len 12.0  0.20 s/step\n")
     console = Console(force_terminal=True, record=True, width=160)
@@ -447,20 +443,20 @@ def test_make_job_writes_the_config_and_layers_the_environment(tmp_path, monkeyp
     the orchestrator's LGRPO_/HF_/... variables, then executor.env, then the caller's extra variables."""
     from lgrpo_bench.config import build_run_config, dump_yaml
     from lgrpo_bench.config.grid import SlurmExecutorConfig
-    from lgrpo_bench.dispatch.orchestrator import make_job, resolved_config
+    from lgrpo_bench.dispatch.orchestrator import make_job
+    from lgrpo_bench.runs.resolve import prepare_run
 
     monkeypatch.setenv("LGRPO_DATA_DIR", "/data/math")
     monkeypatch.setenv("UNRELATED_VAR", "x")
-    config = resolved_config(build_run_config({"tracking": {"runs_dir": str(tmp_path / "runs"),
-                                                            "uri": f"sqlite:///{tmp_path / 'm.db'}"},
-                                               "eval": {"benchmarks": ["arith"]}}))
+    config = build_run_config({"tracking": {"runs_dir": str(tmp_path / "runs"), "uri": f"sqlite:///{tmp_path / 'm.db'}"},
+                               "eval": {"benchmarks": ["arith"]}})
+    prepared = prepare_run(config, rid="abc123", write=False)
     executor = SlurmExecutorConfig(gpus_per_node=4, env={"LGRPO_DATA_DIR": "/shared/math", "A": "1"})
-    job = make_job(config, "abc123", executor, label="trial 3", train=False, parent_run_id="p1",
-                   extra_env={"A": "2", "LGRPO_TRIAL": "{}"})
-    assert job.gpus == 4 and job.evaluate and not job.train and job.parent_run_id == "p1"
+    job = make_job(prepared, executor, label="trial 3", parent_run_id="p1", extra_env={"A": "2", "LGRPO_TRIAL": "{}"})
+    assert job.gpus == 4 and job.parent_run_id == "p1"
     assert job.env["LGRPO_DATA_DIR"] == "/shared/math" and job.env["A"] == "2" and job.env["LGRPO_TRIAL"] == "{}"
     assert "UNRELATED_VAR" not in job.env
-    assert Path(job.config_path).read_text() == dump_yaml(config)
+    assert job.layout.config_file.read_text() == dump_yaml(prepared.config)
     assert job.run_dir == str(tmp_path / "runs" / "abc123")
-    dry = make_job(config, "def456", executor, label="", train=True, parent_run_id=None, write=False)
+    dry = make_job(prepare_run(config, rid="def456", write=False), executor, label="", parent_run_id=None, write=False)
     assert not Path(dry.run_dir).exists()

@@ -201,7 +201,7 @@ def test_killed_sweep_resumes_to_exactly_n_trials(warm_tiny, tmp_path):
             continue
         done = [t for t in trials if t.state == TrialState.COMPLETE]
         running = [t for t in trials if t.state == TrialState.RUNNING]
-        if done and running and list((tmp_path / "runs").glob("*/checkpoint-*")):
+        if done and running and list((tmp_path / "runs").glob("*/checkpoint-*/lgrpo-manifest.json")):
             os.killpg(process.pid, signal.SIGKILL)  # the orchestrator and everything it started
             killed_while_running = True
             break
@@ -228,7 +228,7 @@ def test_journal_storage_runs_stale_trial_recovery(tmp_path):
     """A journal study has no Optuna heartbeat; stale running trials are failed and re-queued by the sweep's own rule."""
     from lgrpo_bench.sweeps import fail_stale_trials
     from lgrpo_bench.sweeps.runner import JOURNAL_HEARTBEAT_ATTR
-    from lgrpo_bench.training.pruning import open_storage
+    from lgrpo_bench.tracking.studies import open_storage
 
     storage = open_storage(f"journal:{tmp_path / 'study.journal'}")
     study = optuna.create_study(study_name="j", storage=storage)

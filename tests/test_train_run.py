@@ -33,16 +33,28 @@ def short_run(tmp_path: Path, model_path: Path, **sections) -> dict:
     return config
 
 
+def prepared(config):
+    from lgrpo_bench.runs.resolve import prepare_run
+
+    return prepare_run(config)
+
+
+def execute(config):
+    """The run's lifecycle as a worker executes it: (prepared run, outcome)."""
+    from lgrpo_bench.runs.lifecycle import execute_run
+
+    run = prepared(config)
+    return run, execute_run(run.config, run.run_id)
+
+
 def metric_steps(client, mlflow_run_id: str, name: str) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(mlflow_run_id, name))
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_short_run_logs_the_documented_schema(warm_tiny, tmp_path, algorithm):
-    from lgrpo_bench.training.run import train
-
     config = build_run_config(short_run(tmp_path, warm_tiny.path, algorithm={"name": algorithm}))
-    result = train(config)
+    prepared_run, result = execute(config)
     client = open_client(config.tracking.uri)
     run = client.get_run(result.mlflow_run_id)
     tags, params = run.data.tags, run.data.params
@@ -63,16 +75,15 @@ def test_short_run_logs_the_documented_schema(warm_tiny, tmp_path, algorithm):
     assert has_lambda == ([1, 2] if algorithm == "lambda_grpo" else [])
     artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
     assert {"config.yaml", "train.log", "token_weights.jsonl", "samples"} <= artifacts
-    assert (result.run_dir / "final" / "model.safetensors").exists()
+    assert (prepared_run.layout.final_dir / "model.safetensors").exists()
 
 
 def test_finished_run_is_skipped(warm_tiny, tmp_path):
-    from lgrpo_bench.training.run import train
-
     config = build_run_config(short_run(tmp_path, warm_tiny.path, train={"max_steps": 1, "heldout_every": 0}))
-    first = train(config)
-    second = train(config)
-    assert second.skipped and second.mlflow_run_id == first.mlflow_run_id
+    _, first = execute(config)
+    _, second = execute(config)
+    assert first.trained_now and first.state == "done"
+    assert not second.trained_now and second.state == "done" and second.mlflow_run_id == first.mlflow_run_id
     client = open_client(config.tracking.uri)
     runs = client.search_runs([client.get_experiment_by_name("test").experiment_id], f"tags.`lgrpo.run_id` = '{first.run_id}'")
     assert len(runs) == 1
@@ -87,7 +98,7 @@ def test_sigkilled_run_resumes_into_the_same_mlflow_run(warm_tiny, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "lgrpo_bench.cli", "train", str(config_file)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    checkpoint = tmp_path / "runs" / rid / "checkpoint-2" / "trainer_state.json"
+    checkpoint = tmp_path / "runs" / rid / "checkpoint-2" / "lgrpo-manifest.json"  # complete once it exists
     deadline = time.time() + 240
     while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -153,10 +164,11 @@ def test_trained_but_unevaluated_run_is_not_retrained(warm_tiny, tmp_path):
 
     config = build_run_config(short_run(tmp_path, warm_tiny.path, train={"max_steps": 1, "heldout_every": 0},
                                         eval={"benchmarks": ["arith"]}))
-    first = train(config)
+    run = prepared(config)
+    first = train(run.config, run.run_id)
     client = open_client(config.tracking.uri)
-    assert client.get_run(first.mlflow_run_id).data.tags["lgrpo.state"] == "trained"
-    second = train(config)
+    assert first.state == "trained" and client.get_run(first.mlflow_run_id).data.tags["lgrpo.state"] == "trained"
+    second = train(run.config, run.run_id)
     assert second.skipped and second.mlflow_run_id == first.mlflow_run_id
 
 
@@ -175,7 +187,8 @@ def test_a_non_main_rank_trains_without_touching_mlflow(warm_tiny, tmp_path, mon
 
     monkeypatch.setenv("RANK", "1")  # WORLD_SIZE stays 1: no process group, the rank-1 code path alone
     config = build_run_config(short_run(tmp_path, warm_tiny.path, train={"max_steps": 2, "heldout_every": 1}))
-    result = train(config)
+    run = prepared(config)
+    result = train(run.config, run.run_id)
     assert result.mlflow_run_id is None and not result.skipped
     assert (result.model_dir / "model.safetensors").exists()
     client = open_client(config.tracking.uri)

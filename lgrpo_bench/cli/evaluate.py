@@ -97,10 +97,12 @@ def eval_command(
         EvalIdentityConflict,
         RunNotTrained,
         evaluate,
-        evaluate_run,
     )
     from lgrpo_bench.models.loading import ModelLoadError
     from lgrpo_bench.tracking import TrackingUnavailable
+
+    from lgrpo_bench.runs.lifecycle import evaluate_step
+    from lgrpo_bench.runs.resolve import prepare_run
 
     emit = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
     try:
@@ -108,7 +110,8 @@ def eval_command(
             run_config = run_config.model_copy(update={"eval": eval_config})
             if tracking_uri:
                 run_config.tracking.uri = tracking_uri
-            result = evaluate_run(run_config, benchmarks=names, force=force, emit=emit)
+            prepared = prepare_run(run_config, write=False)
+            result = evaluate_step(prepared.config, prepared.run_id, benchmarks=names, force=force, emit=emit)
         else:
             result = evaluate(model, names, eval_config, tracking_uri=tracking_uri, experiment=experiment,
                               log=not no_log, force=force, emit=emit)
@@ -123,9 +126,10 @@ def eval_command(
 
 def _run_config_of(run_id: str, tracking_uri: str | None, experiment: str):
     """The resolved config of training run ``run_id`` (``lgrpo.run_id`` or MLflow run id), from its run folder."""
-    from lgrpo_bench.config import build_run_config, read_yaml
+    from lgrpo_bench.config import ConfigError
     from lgrpo_bench.evaluation import find_train_run
-    from lgrpo_bench.tracking import TrackingUnavailable, open_client, resolve_tracking_uri
+    from lgrpo_bench.runs.resolve import read_resolved
+    from lgrpo_bench.tracking import TAG_MODEL_DIR, TAG_STATE, TrackingUnavailable, open_client, resolve_tracking_uri
 
     try:
         client = open_client(tracking_uri)
@@ -135,11 +139,13 @@ def _run_config_of(run_id: str, tracking_uri: str | None, experiment: str):
     if run is None:
         fail_input(f"run:{run_id}: no training run with that lgrpo.run_id or MLflow run id in experiment "
                    f"{experiment!r} of {resolve_tracking_uri(tracking_uri)}")
-    model_dir = run.data.tags.get("lgrpo.model_dir")
+    model_dir = run.data.tags.get(TAG_MODEL_DIR)
     if not model_dir:
-        fail_input(f"run:{run_id}: the run has no final model yet (state {run.data.tags.get('lgrpo.state')!r})")
-    config_file = Path(model_dir).parent / "config.yaml"
-    config = build_run_config(read_yaml(config_file), str(config_file))
+        fail_input(f"run:{run_id}: the run has no final model yet (state {run.data.tags.get(TAG_STATE)!r})")
+    try:
+        config, _ = read_resolved(Path(model_dir).parent)
+    except ConfigError as error:
+        fail_input(str(error))
     config.tracking.uri = resolve_tracking_uri(tracking_uri)
     config.tracking.experiment = experiment
     return config

@@ -63,7 +63,7 @@ def run(
                   f"{len(summary.running_elsewhere)} running elsewhere", highlight=False)
     console.print(f"states now: {states_line(count_states(summary.statuses.values()))}", highlight=False)
     for rid, error in summary.failed.items():
-        console.print(f"[red]failed[/red] {rid}: {error} (log: {_run_dir(expanded, rid) / 'run.log'})", highlight=False)
+        console.print(f"[red]failed[/red] {rid}: {error} (log: {_layout(expanded, rid).run_log})", highlight=False)
     _print_results(expanded, console)
     if summary.exit_code:
         raise typer.Exit(EXIT_RUN_FAILED)
@@ -78,9 +78,11 @@ def _print_results(expanded, console) -> None:
     print_summary_table(uri, grid=expanded.grid.name, console=console)
 
 
-def _run_dir(expanded, rid: str) -> Path:
+def _layout(expanded, rid: str):
+    from lgrpo_bench.tracking.record import RunLayout
+
     point = next(p for p in expanded.points if p.run_id == rid)
-    return Path(point.config.tracking.runs_dir).expanduser().resolve() / rid
+    return RunLayout.of(point.config.tracking.runs_dir, rid)
 
 
 @app.command("plan")
@@ -141,7 +143,7 @@ def status(
     progress = {}
     for point in expanded.points:
         if statuses[point.run_id].state == RUNNING:
-            found = read_log_progress(_run_dir(expanded, point.run_id) / "run.log")
+            found = read_log_progress(_layout(expanded, point.run_id).run_log)
             if found:
                 progress[point.run_id] = found
     console.print(plan_table(expanded, statuses, title=f"grid {expanded.grid.name}", progress=progress))
@@ -150,55 +152,24 @@ def status(
 
 
 def _status_of_store(console, tracking_uri: str | None, experiment: str | None) -> None:
-    """Every grid parent run in the store, with its children's states (one search per experiment)."""
+    """Every grid parent run in the store, with its children's states."""
     from rich.table import Table
 
-    from lgrpo_bench import tracking as t
-    from lgrpo_bench.dispatch.state import (
-        GRID_STATES,
-        NEW,
-        TRAIN_AND_GRID_FILTER,
-        classify,
-        read_worker,
-        search_experiment_runs,
-        worker_alive,
-    )
-    from lgrpo_bench.tracking.store import sqlite_path
+    from lgrpo_bench.dispatch.state import GRID_STATES, store_grids
+    from lgrpo_bench.tracking.store import resolve_tracking_uri
 
-    uri = t.resolve_tracking_uri(tracking_uri)
-    db = sqlite_path(uri)
-    if db is not None and not db.exists():
+    uri = resolve_tracking_uri(tracking_uri)
+    grids = store_grids(uri, experiment)
+    if grids is None:
         console.print(f"no store at {uri}: nothing has run yet")
         return
-    client = t.open_client(uri)
-    experiments = [client.get_experiment_by_name(experiment)] if experiment else client.search_experiments()
+    if not grids:
+        console.print(f"no grid has run in {uri}" + (f" (experiment {experiment!r})" if experiment else ""))
+        return
     table = Table(title=f"grids in {uri}", title_justify="left")
     for column in ("grid", "experiment", "points", *GRID_STATES, "parent run"):
         table.add_column(column)
-    found_any = False
-    for exp in experiments:
-        if exp is None:
-            continue
-        runs = search_experiment_runs(client, exp.experiment_id, TRAIN_AND_GRID_FILTER)
-        grids = [r for r in runs if r.data.tags.get(t.TAG_KIND) == t.KIND_GRID]
-        for parent in grids:
-            name = parent.data.tags.get(t.TAG_GRID, "")
-            runs_dir = Path(parent.data.tags.get("lgrpo.grid.runs_dir", "runs"))
-            counts = dict.fromkeys(GRID_STATES, 0)
-            children = {}
-            for run in runs:
-                tags = run.data.tags
-                if tags.get(t.TAG_KIND) == t.KIND_TRAIN and tags.get(t.TAG_GRID) == name:
-                    children.setdefault(tags.get(t.TAG_RUN_ID), run)
-            for rid, run in children.items():
-                alive = worker_alive(read_worker(runs_dir / str(rid)))
-                state = classify(dict(run.data.tags), run.info.status, alive)[0]
-                counts[state] += 1
-            points = int(parent.data.tags.get("lgrpo.grid.n_points", len(children)))
-            counts[NEW] += max(points - len(children), 0)
-            table.add_row(name, exp.name, str(points), *(str(counts[s]) for s in GRID_STATES), parent.info.run_id)
-            found_any = True
-    if found_any:
-        console.print(table)
-    else:
-        console.print(f"no grid has run in {uri}" + (f" (experiment {experiment!r})" if experiment else ""))
+    for grid in grids:
+        table.add_row(grid.name, grid.experiment, str(grid.points), *(str(grid.counts[s]) for s in GRID_STATES),
+                      grid.parent_run_id)
+    console.print(table)

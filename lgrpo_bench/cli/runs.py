@@ -25,28 +25,20 @@ def train(
         config = load_run_config(config_file, set_ or [])
     except ConfigError as error:
         fail_input(str(error))
+    from lgrpo_bench.runs.lifecycle import EvaluationFailed, execute_run
+    from lgrpo_bench.runs.resolve import prepare_run
     from lgrpo_bench.tracking import TrackingUnavailable
-    from lgrpo_bench.training.run import train as train_run
 
+    prepared = prepare_run(config)
     try:
-        result = train_run(config, emit=None if quiet else typer.echo)
+        outcome = execute_run(prepared.config, prepared.run_id, emit=None if quiet else typer.echo)
     except (TrackingUnavailable, NotImplementedError) as error:
         fail_input(str(error))
-    if quiet:  # otherwise train() has already printed this
-        state = "skipped (already trained)" if result.skipped else f"done in {result.seconds:.1f} s"
-        typer.echo(f"run {result.run_id}: {state}; MLflow run {result.mlflow_run_id}")
-    from lgrpo_bench.training.run import is_main_process
-
-    if config.eval.benchmarks and is_main_process():  # in a fresh process: no training state leaks into it
-        import subprocess
-        import sys
-
-        command = [sys.executable, "-m", "lgrpo_bench.cli", "eval", "--config", str(config_file)]
-        for override in set_ or []:
-            command += ["--set", override]
-        completed = subprocess.run(command)
-        if completed.returncode != 0:
-            raise typer.Exit(completed.returncode)
+    except EvaluationFailed as error:  # the evaluation process has printed why
+        raise typer.Exit(error.returncode) from None
+    if quiet:
+        what = f"{outcome.state}" if outcome.trained_now else f"{outcome.state} (nothing to train)"
+        typer.echo(f"run {outcome.run_id}: {what}; MLflow run {outcome.mlflow_run_id}")
 
 
 @config_app.command("schema")

@@ -7,12 +7,12 @@
     statuses = plan_grid(grid)                         # run id -> RunStatus (new/running/done/partial/failed)
     summary = run_grid(grid)                           # launch what is not done; summary.exit_code
 
-Modules: :mod:`.state` (states, liveness, bulk store reads), :mod:`.commands` (step argv, accelerate launch,
-GPU packing), :mod:`.job` (one run's steps as subprocesses, failure records), :mod:`.executors` (the three
+Modules: :mod:`.state` (states, liveness, bulk store reads), :mod:`.commands` (the worker's argv, accelerate launch,
+GPU packing), :mod:`.job` (one run's worker as a subprocess, failure records), :mod:`.executors` (the three
 engines), :mod:`.orchestrator` (``run``), :mod:`.progress` (live view, plan and results tables).
 """
 
-from lgrpo_bench.dispatch.commands import GpuPool, eval_argv, train_argv
+from lgrpo_bench.dispatch.commands import GpuPool, run_argv
 from lgrpo_bench.dispatch.executors import (
     Executor,
     LocalExecutor,
@@ -22,12 +22,12 @@ from lgrpo_bench.dispatch.executors import (
     slurm_parameters,
     submitit_parameters,
 )
-from lgrpo_bench.dispatch.job import PARENT_RUN_ENV, JobResult, RunJob, execute_job
+from lgrpo_bench.dispatch.job import JobResult, RunJob, execute_job
 from lgrpo_bench.dispatch.orchestrator import GridBusy, GridRunSummary, plan_grid, run_grid
 from lgrpo_bench.dispatch.state import GRID_STATES, RunStatus, classify, grid_status
 
 __all__ = [
-    "GRID_STATES", "PARENT_RUN_ENV", "Executor", "GpuPool", "GridBusy", "GridRunSummary", "JobResult", "LocalExecutor",
-    "RayExecutor", "RunJob", "RunStatus", "SubmititExecutor", "classify", "eval_argv", "execute_job", "grid_status",
-    "make_executor", "plan_grid", "run_grid", "slurm_parameters", "submitit_parameters", "train_argv",
+    "GRID_STATES", "Executor", "GpuPool", "GridBusy", "GridRunSummary", "JobResult", "LocalExecutor",
+    "RayExecutor", "RunJob", "RunStatus", "SubmititExecutor", "classify", "execute_job", "grid_status",
+    "make_executor", "plan_grid", "run_grid", "slurm_parameters", "run_argv", "submitit_parameters",
 ]

@@ -1,19 +1,18 @@
-"""The commands one grid run executes, and how GPUs are handed out to runs on one machine.
+"""The command one grid run executes, and how GPUs are handed out to runs on one machine.
 
-A run is at most two processes, each started fresh (no state shared with the orchestrator):
+A run is one worker process, started fresh (no state shared with the orchestrator)::
 
-1. ``python -m lgrpo_bench.cli train <resolved run YAML>`` — trains, or resumes an interrupted run from its
-   last checkpoint, or does nothing for a finished one (see :func:`lgrpo_bench.training.run.train`);
-2. when ``eval.benchmarks`` is not empty: ``python -m lgrpo_bench.cli eval --config <resolved run YAML>``,
-   which logs the benchmarks into the training run and moves it from ``trained`` to ``done``. The ``train``
-   command already starts this process itself after training, so a job runs it as a step of its own only
-   when training is finished and the evaluation is not (see ``lgrpo_bench.dispatch.job.TRAIN_STEP_EVALUATES``).
+    python -m lgrpo_bench.runs <runs_dir>/<run_id>
+
+which reads the resolved ``config.yaml`` the orchestrator wrote there and executes the run's lifecycle
+(:func:`lgrpo_bench.runs.lifecycle.execute_run`): train (or resume, or skip a trained run), then evaluate in a
+process of its own, then mark the run done.
 
 A run that needs several GPUs trains under ``accelerate launch`` (TRL's supported multi-GPU path), one
 process per GPU::
 
     python -m accelerate.commands.launch --num_processes 4 --num_machines 1 [--config_file ds.yaml]
-        --main_process_port 29731 -m lgrpo_bench.cli train run.yaml
+        --main_process_port 29731 -m lgrpo_bench.runs <runs_dir>/<run_id>
 
 ``--config_file`` is the executor's ``accelerate_config`` (write one with ``accelerate config``: DeepSpeed
 ZeRO, FSDP, mixed precision); without it accelerate runs plain data parallelism over the visible GPUs.
@@ -28,28 +27,22 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-__all__ = ["GpuPool", "eval_argv", "free_port", "train_argv", "visible_gpus"]
+from lgrpo_bench.runs.lifecycle import WORKER_MODULE, worker_argv
 
-CLI_MODULE = "lgrpo_bench.cli"
+__all__ = ["GpuPool", "free_port", "run_argv", "visible_gpus"]
 
 
-def train_argv(config_path: str, *, python: str | None = None, gpus: int = 0, accelerate_config: str | None = None,
-               main_process_port: int | None = None) -> list[str]:
-    """argv of the training step; ``gpus`` > 1 goes through ``accelerate launch`` (see the module docstring)."""
-    python = python or sys.executable
+def run_argv(run_dir: str, *, python: str | None = None, gpus: int = 0, accelerate_config: str | None = None,
+             main_process_port: int | None = None) -> list[str]:
+    """argv of a run's worker process; ``gpus`` > 1 goes through ``accelerate launch`` (see the module docstring)."""
     if gpus <= 1:
-        return [python, "-m", CLI_MODULE, "train", str(config_path)]
-    argv = [python, "-m", "accelerate.commands.launch", "--num_processes", str(gpus), "--num_machines", "1"]
+        return worker_argv(run_dir, python=python)
+    argv = [python or sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(gpus), "--num_machines", "1"]
     if accelerate_config:
         argv += ["--config_file", str(accelerate_config)]
     if main_process_port is not None:
         argv += ["--main_process_port", str(main_process_port)]
-    return argv + ["-m", CLI_MODULE, "train", str(config_path)]
-
-
-def eval_argv(config_path: str, *, python: str | None = None) -> list[str]:
-    """argv of the evaluation step (one process; the backend uses the run's visible GPUs)."""
-    return [python or sys.executable, "-m", CLI_MODULE, "eval", "--config", str(config_path)]
+    return argv + ["-m", WORKER_MODULE, str(run_dir)]
 
 
 def free_port() -> int:

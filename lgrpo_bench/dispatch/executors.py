@@ -29,13 +29,11 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from lgrpo_bench.config.grid import LocalExecutorConfig, RayExecutorConfig, SlurmExecutorConfig
 from lgrpo_bench.dispatch.commands import GpuPool
 from lgrpo_bench.dispatch.job import JobResult, RunJob, execute_job
-from lgrpo_bench.dispatch.state import WORKER_FILE
 
 __all__ = ["Executor", "LocalExecutor", "RayExecutor", "SubmititExecutor", "make_executor", "slurm_parameters",
            "submitit_parameters"]
@@ -70,7 +68,7 @@ class Executor(ABC):
 
 def _working(job: RunJob) -> bool:
     """A worker has started the job (its liveness record exists; see lgrpo_bench.dispatch.state)."""
-    return (Path(job.run_dir) / WORKER_FILE).exists()
+    return job.layout.worker_file.exists()
 
 
 def _cancelled(job: RunJob) -> JobResult:

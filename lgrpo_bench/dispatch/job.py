@@ -1,14 +1,14 @@
-"""One grid run as a job: its steps as fresh subprocesses, a liveness record, and failures written to MLflow.
+"""One grid run as a job: its worker as a fresh subprocess, a liveness record, and failures written to MLflow.
 
 :func:`execute_job` is what every executor runs — in a thread of the orchestrator (local), in a Ray task
 (ray), or in a submitit job (slurm) — so a run behaves the same everywhere:
 
-* the steps of :func:`job_steps` (``train``, which also evaluates, or ``eval`` alone for a run whose training
-  is finished) run one after the other, each a new process started with
+* the run's worker process (:func:`job_steps`: ``python -m lgrpo_bench.runs <run folder>``, which trains,
+  evaluates and finishes the run, see :mod:`lgrpo_bench.runs.lifecycle`) is a new process started with
   ``start_new_session`` (Ctrl-C in the terminal reaches only the orchestrator, which stops runs itself) and,
   on Linux, ``PR_SET_PDEATHSIG`` = SIGKILL (a step dies with whatever runs the job, so an orphan can never
   keep logging to a run that the next ``lgrpo-bench run`` resumes);
-* stdout and stderr of every step go to ``<runs_dir>/<run_id>/run.log`` (appended: one file per run, every
+* stdout and stderr of every attempt go to ``<runs_dir>/<run_id>/run.log`` (appended: one file per run, every
   attempt in it);
 * ``worker.json`` in the same folder records host, pid and a heartbeat while the job works (see
   :mod:`lgrpo_bench.dispatch.state`);
@@ -33,46 +33,37 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lgrpo_bench.dispatch.commands import eval_argv, free_port, train_argv
-from lgrpo_bench.dispatch.state import (
-    HEARTBEAT_S,
-    TAG_ERROR,
-    TAG_FAILED_STEP,
-    WORKER_FILE,
-    failure_tag,
-    process_start_ticks,
-    store_exists,
-)
-from lgrpo_bench.training.run import PARENT_RUN_ENV  # read by training: mlflow.parentRunId
+from lgrpo_bench.dispatch.commands import free_port, run_argv
+from lgrpo_bench.dispatch.state import HEARTBEAT_S, process_start_ticks, store_exists
+from lgrpo_bench.tracking.record import PARENT_RUN_ENV, RunLayout
 
 __all__ = ["JobResult", "RunJob", "execute_job", "job_steps", "record_failure"]
 
-LOG_FILE = "run.log"
 LOG_TAIL_CHARS = 20000
 STOP_GRACE_S = 15.0
-TRAIN_STEP_EVALUATES = True
-"""``lgrpo-bench train`` itself evaluates ``eval.benchmarks`` after training (in a fresh process), so a job adds
-the ``eval`` step only for runs whose training is finished (state ``trained``). False: always a separate step."""
 
 
 @dataclass
 class RunJob:
-    """Everything a worker needs to execute one run (plain data: it is pickled to Ray and submitit)."""
+    """Everything a worker needs to execute one run (plain data: it is pickled to Ray and submitit).
+
+    ``run_dir`` holds the resolved ``config.yaml`` (written by :func:`lgrpo_bench.runs.resolve.prepare_run`)."""
 
     run_id: str
-    config_path: str
     run_dir: str
     tracking_uri: str
     experiment: str
     label: str = ""
-    train: bool = True
-    evaluate: bool = False
     gpus: int = 0
     python: str | None = None
     accelerate_config: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     parent_run_id: str | None = None
     cwd: str | None = None
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(Path(self.run_dir))
 
 
 @dataclass
@@ -91,17 +82,11 @@ class JobResult:
 
 
 def job_steps(job: RunJob, *, port: int | None = None) -> list[tuple[str, list[str]]]:
-    """(name, argv) of each step of ``job`` (see :mod:`lgrpo_bench.dispatch.commands`)."""
-    steps = []
-    if job.train:
-        if job.gpus > 1 and port is None:
-            port = free_port()
-        steps.append(("train", train_argv(job.config_path, python=job.python, gpus=job.gpus,
-                                          accelerate_config=job.accelerate_config,
-                                          main_process_port=port if job.gpus > 1 else None)))
-    if job.evaluate and not (job.train and TRAIN_STEP_EVALUATES):
-        steps.append(("eval", eval_argv(job.config_path, python=job.python)))
-    return steps
+    """(name, argv) of the processes of ``job``: one, the run's worker (see :mod:`lgrpo_bench.dispatch.commands`)."""
+    if job.gpus > 1 and port is None:
+        port = free_port()
+    return [("run", run_argv(job.run_dir, python=job.python, gpus=job.gpus, accelerate_config=job.accelerate_config,
+                             main_process_port=port if job.gpus > 1 else None))]
 
 
 def describe_exit(returncode: int) -> str:
@@ -152,14 +137,14 @@ def _stop(process: subprocess.Popen) -> None:
 class _Heartbeat:
     """Writes ``worker.json`` now and every :data:`HEARTBEAT_S` seconds until closed, then removes it."""
 
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / WORKER_FILE
+    def __init__(self, layout: RunLayout):
+        self.path = layout.worker_file
         pid = os.getpid()
         self.record = {"host": socket.gethostname(), "pid": pid, "pid_start": process_start_ticks(pid),
                        "started": time.time(), "heartbeat": time.time(), "child_pid": None}
         self._stop = threading.Event()
         self._write()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_dir.name}", daemon=True)
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{layout.run_id}", daemon=True)
         self._thread.start()
 
     def _write(self) -> None:
@@ -196,16 +181,16 @@ def execute_job(job: RunJob, *, cuda_devices: list[str] | None = None,
     """Run the steps of ``job`` (see the module docstring). ``cuda_devices``: set ``CUDA_VISIBLE_DEVICES``
     to these ids (``[]`` = no GPU); None leaves it as the executor set it (Ray, SLURM)."""
     started = time.perf_counter()
-    run_dir = Path(job.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    layout = job.layout
+    layout.root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **job.env, "PYTHONUNBUFFERED": "1"}
     if job.parent_run_id:
         env[PARENT_RUN_ENV] = job.parent_run_id
     if cuda_devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(cuda_devices)
     cwd = job.cwd if job.cwd and Path(job.cwd).is_dir() else None
-    log_path = run_dir / LOG_FILE
-    heartbeat = _Heartbeat(run_dir)
+    log_path = layout.run_log
+    heartbeat = _Heartbeat(layout)
     try:
         for name, argv in job_steps(job):
             with open(log_path, "a", encoding="utf-8") as log:
@@ -231,7 +216,7 @@ def execute_job(job: RunJob, *, cuda_devices: list[str] | None = None,
                 raise
             heartbeat.child(None)
             if returncode != 0:
-                error = record_failure(job, name, describe_exit(returncode), log_path)
+                error = record_failure(job, describe_exit(returncode), log_path)
                 return JobResult(job.run_id, False, name, returncode, error, time.perf_counter() - started)
         return JobResult(job.run_id, True, seconds=time.perf_counter() - started)
     finally:
@@ -260,22 +245,22 @@ def _last_error_line(text: str) -> str:
     return ""
 
 
-def record_failure(job: RunJob, step: str, how: str, log_path: Path | None = None) -> str:
-    """Mark run ``job.run_id`` failed in MLflow (error tag, ``run_log_tail.txt``) and return the error text.
+def record_failure(job: RunJob, how: str, log_path: Path | None = None) -> str:
+    """Record that run ``job.run_id``'s worker failed (``how``: e.g. ``killed by SIGKILL``) and return the error.
 
     Training records its own exceptions (state ``failed``, ``lgrpo.error``, ``error.txt``); this adds what only
-    the caller sees — a process killed by a signal, a step that failed before training created its MLflow
+    the caller sees — a process killed by a signal, a worker that failed before training created its MLflow
     run (then recorded on the grid's parent run as ``lgrpo.failed.<run_id>`` plus an artifact
     ``failures/<run_id>/run_log_tail.txt``), or a failed evaluation (the run stays ``trained``, with
-    ``lgrpo.failed_step = eval``). Never raises: the store may itself be what failed.
+    ``lgrpo.failed_step = eval``). The failed step is ``eval`` when training had finished, else ``train``.
+    Never raises: the store may itself be what failed.
     """
     from lgrpo_bench import tracking as t
+    from lgrpo_bench.tracking import record
 
-    tail = log_tail(log_path) if log_path else ""
-    error = f"{step} {how}"
+    tail = log_tail(log_path or job.layout.run_log)
     detail = _last_error_line(tail)
-    if detail:
-        error = f"{error}: {detail}"
+    error = f"train {how}" + (f": {detail}" if detail else "")
     try:
         if not store_exists(job.tracking_uri):  # the run never reached the store; do not create one
             return error
@@ -285,26 +270,23 @@ def record_failure(job: RunJob, step: str, how: str, log_path: Path | None = Non
                                   extra_filter=f"tags.`{t.TAG_KIND}` = '{t.KIND_TRAIN}'") if experiment else []
         if runs:
             run = runs[0]
-            mlflow_run_id = run.info.run_id
             tags = run.data.tags
-            if step == "train" and tags.get(t.TAG_STATE) == t.STATE_TRAINED:
-                step = "eval"  # training finished: the train command's evaluation failed
-                error = error.replace("train ", "eval ", 1)
-            if tags.get(t.TAG_STATE) == t.STATE_FAILED and tags.get(TAG_ERROR) and step == "train":
-                error = f"{step} {how}: {tags[TAG_ERROR]}"  # training's own record is the most precise
+            state = tags.get(t.TAG_STATE)
+            step = "eval" if state in (t.STATE_TRAINED, t.STATE_DONE) else "train"
+            error = f"{step} {how}" + (f": {detail}" if detail else "")
+            if state == t.STATE_FAILED and tags.get(t.TAG_ERROR) and step == "train":
+                error = f"{step} {how}: {tags[t.TAG_ERROR]}"  # training's own record is the most precise
+                client.set_tag(run.info.run_id, t.TAG_FAILED_STEP, step)
             else:
-                if step == "train" or tags.get(t.TAG_STATE) not in (t.STATE_TRAINED, t.STATE_DONE):
-                    client.set_tag(mlflow_run_id, t.TAG_STATE, t.STATE_FAILED)
-                client.set_tag(mlflow_run_id, TAG_ERROR, error[:5000])
-            client.set_tag(mlflow_run_id, TAG_FAILED_STEP, step)
+                record.mark_failed(client, run.info.run_id, error, step=step, current=state)
             if tail:
-                client.log_text(mlflow_run_id, tail, "run_log_tail.txt")
+                client.log_text(run.info.run_id, tail, t.ARTIFACT_RUN_LOG_TAIL)
             if run.info.status == "RUNNING":
-                client.set_terminated(mlflow_run_id, "FAILED")
+                client.set_terminated(run.info.run_id, "FAILED")
         elif job.parent_run_id:
-            client.set_tag(job.parent_run_id, failure_tag(job.run_id), error[:5000])
+            client.set_tag(job.parent_run_id, t.failure_tag(job.run_id), error[:5000])
             if tail:
-                client.log_text(job.parent_run_id, tail, f"failures/{job.run_id}/run_log_tail.txt")
+                client.log_text(job.parent_run_id, tail, t.failure_log_artifact(job.run_id))
     except Exception as store_error:  # noqa: BLE001 - report the run's failure even when the store is down
         error = f"{error} (could not record it in MLflow: {store_error})"
     return error

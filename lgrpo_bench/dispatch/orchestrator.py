@@ -31,22 +31,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lgrpo_bench.config import ConfigError, RunConfig, dump_yaml
+from lgrpo_bench.config import ConfigError
 from lgrpo_bench.config.grid import ExpandedGrid, GridPoint, LocalExecutorConfig, RayExecutorConfig, SlurmExecutorConfig
 from lgrpo_bench.dispatch.executors import Executor, make_executor
 from lgrpo_bench.dispatch.job import RunJob, record_failure
-from lgrpo_bench.dispatch.state import DONE, FAILED, NEW, PARTIAL, RUNNING, RunStatus, failure_tag, grid_status
+from lgrpo_bench.dispatch.state import DONE, FAILED, NEW, PARTIAL, RUNNING, RunStatus, grid_status
+from lgrpo_bench.runs.resolve import PreparedRun, prepare_run
+from lgrpo_bench.tracking import record
+from lgrpo_bench.tracking.schema import TAG_GRID_POINTS, TAG_GRID_RUNS_DIR, failure_tag
 
 __all__ = ["GridBusy", "GridRunSummary", "PASSED_ENV_PREFIXES", "REDACTED", "SECRET_ENV_KEY", "build_jobs", "grid_lock", "make_job",
-           "plan_grid", "redact_executor_env", "resolved_config", "run_grid"]
+           "plan_grid", "redact_executor_env", "run_grid"]
 
 PASSED_ENV_PREFIXES = ("HF_", "LGRPO_", "MLFLOW_", "TRANSFORMERS_", "TOKENIZERS_", "OMP_", "CUDA_HOME", "NCCL_")
 """Environment variables copied into every job (workers on other nodes see the orchestrator's settings)."""
 SECRET_ENV_KEY = re.compile(r"TOKEN|SECRET|KEY|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 """``executor.env`` keys whose values are access secrets: never logged to MLflow (see :func:`redact_executor_env`)."""
 REDACTED = "<redacted>"
-TAG_GRID_POINTS = "lgrpo.grid.n_points"
-TAG_GRID_RUNS_DIR = "lgrpo.grid.runs_dir"
 
 
 class GridBusy(RuntimeError):
@@ -71,17 +72,6 @@ class GridRunSummary:
     @property
     def exit_code(self) -> int:
         return 1 if self.failed or self.cancelled else 0
-
-
-def resolved_config(point: GridPoint | RunConfig) -> RunConfig:
-    """A copy of the point's (or run's) config with an absolute ``runs_dir`` and a resolved tracking URI (not
-    part of the run id), so a job means the same thing in any working directory."""
-    from lgrpo_bench.tracking.store import resolve_tracking_uri
-
-    config = (point.config if isinstance(point, GridPoint) else point).model_copy(deep=True)
-    config.tracking.uri = resolve_tracking_uri(config.tracking.uri)
-    config.tracking.runs_dir = str(Path(config.tracking.runs_dir).expanduser().resolve())
-    return config
 
 
 def _location(point: GridPoint) -> tuple[str, str]:
@@ -140,46 +130,44 @@ def _passed_env() -> dict[str, str]:
 
 def build_jobs(expanded: ExpandedGrid, statuses: dict[str, RunStatus], parents: dict[tuple[str, str], str],
                *, write: bool = True) -> list[RunJob]:
-    """A :class:`RunJob` for every point that is new, partial or failed (resolved configs written when ``write``)."""
+    """A :class:`RunJob` for every point that is new, partial or failed (resolved configs written when ``write``).
+
+    A new run whose folder still holds results of an earlier attempt (its MLflow run was deleted) starts clean:
+    the folder is moved aside (:meth:`~lgrpo_bench.tracking.record.RunLayout.move_aside`), so no run mixes two
+    MLflow histories."""
     jobs = []
     for point in expanded.points:
         status = statuses[point.run_id]
         if status.state not in (NEW, PARTIAL, FAILED):
             continue
-        config = resolved_config(point)
-        if write and status.state == NEW and status.mlflow_run_id is None:
-            _move_orphaned(Path(config.tracking.runs_dir) / point.run_id)
-        jobs.append(make_job(config, point.run_id, expanded.grid.executor, label=point.label(), train=status.needs_train,
-                             parent_run_id=parents.get((config.tracking.uri, config.tracking.experiment)), write=write))
+        prepared = prepare_run(point.config, rid=point.run_id, write=False)
+        if write and status.state == NEW and status.mlflow_run_id is None and prepared.layout.has_outputs():
+            prepared.layout.move_aside()
+        tracking = prepared.config.tracking
+        jobs.append(make_job(prepared, expanded.grid.executor, label=point.label(),
+                             parent_run_id=parents.get((tracking.uri, tracking.experiment)), write=write))
     return jobs
 
 
-def make_job(config: RunConfig, run_id: str, executor: LocalExecutorConfig | RayExecutorConfig | SlurmExecutorConfig, *,
-             label: str, train: bool, parent_run_id: str | None, extra_env: dict[str, str] | None = None,
+def make_job(prepared: PreparedRun, executor: LocalExecutorConfig | RayExecutorConfig | SlurmExecutorConfig, *,
+             label: str, parent_run_id: str | None, extra_env: dict[str, str] | None = None,
              write: bool = True) -> RunJob:
-    """The job of one run of a resolved config (:func:`resolved_config`): its GPUs and interpreter from the
+    """The job of one prepared run (:func:`~lgrpo_bench.runs.resolve.prepare_run`): its GPUs and interpreter from the
     executor section, the orchestrator's :data:`PASSED_ENV_PREFIXES` variables, then ``executor.env``, then
-    ``extra_env``; ``<runs_dir>/<run_id>/config.yaml`` written when ``write``."""
-    run_dir = Path(config.tracking.runs_dir) / run_id
-    config_path = run_dir / "config.yaml"
+    ``extra_env``; the run's ``config.yaml`` written when ``write``."""
+    from lgrpo_bench.config import dump_yaml
+
     if write:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(dump_yaml(config))
+        prepared.layout.write_config(dump_yaml(prepared.config))
     gpus = int(getattr(executor, "gpus_per_run", 0) or getattr(executor, "num_gpus_per_run", 0)
                or getattr(executor, "gpus_per_node", 0))
+    tracking = prepared.config.tracking
     return RunJob(
-        run_id=run_id, config_path=str(config_path), run_dir=str(run_dir), tracking_uri=config.tracking.uri,
-        experiment=config.tracking.experiment, label=label, train=train, evaluate=bool(config.eval.benchmarks),
-        gpus=gpus, python=executor.python, accelerate_config=executor.accelerate_config,
-        env={**_passed_env(), **executor.env, **(extra_env or {})}, parent_run_id=parent_run_id, cwd=os.getcwd(),
+        run_id=prepared.run_id, run_dir=str(prepared.layout.root), tracking_uri=tracking.uri,
+        experiment=tracking.experiment, label=label, gpus=gpus, python=executor.python,
+        accelerate_config=executor.accelerate_config, env={**_passed_env(), **executor.env, **(extra_env or {})},
+        parent_run_id=parent_run_id, cwd=os.getcwd(),
     )
-
-
-def _move_orphaned(run_dir: Path) -> None:
-    from lgrpo_bench.training.run import latest_checkpoint
-
-    if latest_checkpoint(run_dir) is not None or (run_dir / "final").exists():
-        run_dir.rename(run_dir.with_name(f"{run_dir.name}.orphaned-{time.strftime('%Y%m%d-%H%M%S')}"))
 
 
 def _parent_runs(expanded: ExpandedGrid, points: Sequence[GridPoint], clients: dict[str, Any]) -> dict[tuple[str, str], str]:
@@ -193,7 +181,7 @@ def _parent_runs(expanded: ExpandedGrid, points: Sequence[GridPoint], clients: d
         location = _location(point)
         if location in parents:
             continue
-        config = resolved_config(point)
+        runs_dir = prepare_run(point.config, rid=point.run_id, write=False).config.tracking.runs_dir
         client = clients.get(location[0]) or clients.setdefault(location[0], t.open_client(location[0]))
         experiment_id = t.get_or_create_experiment(client, location[1])
         found = t.find_runs_by_tag(client, experiment_id, t.TAG_GRID, expanded.grid.name,
@@ -201,15 +189,14 @@ def _parent_runs(expanded: ExpandedGrid, points: Sequence[GridPoint], clients: d
         if found:
             parent_id = found[0].info.run_id
             client.update_run(parent_id, status="RUNNING")
+            record.set_parent_state(client, parent_id, t.STATE_RUNNING)
         else:
-            parent_id = client.create_run(experiment_id, run_name=f"grid-{expanded.grid.name}", tags={
-                t.TAG_KIND: t.KIND_GRID, t.TAG_GRID: expanded.grid.name, t.TAG_VERSIONS: t.versions_tag_value(),
-            }).info.run_id
-        client.set_tag(parent_id, t.TAG_STATE, t.STATE_RUNNING)
+            parent_id = record.create_run(client, experiment_id, run_name=f"grid-{expanded.grid.name}", tags={
+                t.TAG_KIND: t.KIND_GRID, t.TAG_GRID: expanded.grid.name, t.TAG_VERSIONS: t.versions_tag_value()})
         client.set_tag(parent_id, TAG_GRID_POINTS, str(len(expanded.points)))
-        client.set_tag(parent_id, TAG_GRID_RUNS_DIR, config.tracking.runs_dir)
+        client.set_tag(parent_id, TAG_GRID_RUNS_DIR, runs_dir)
         if grid_text:
-            client.log_text(parent_id, grid_text, "grid.yaml")
+            client.log_text(parent_id, grid_text, t.ARTIFACT_GRID)
         parents[location] = parent_id
     return parents
 
@@ -271,7 +258,7 @@ def run_grid(expanded: ExpandedGrid, *, slots: int | None = None, dry_run: bool 
 
     planned = set(summary.planned)
     todo = [p for p in expanded.points if p.run_id in planned]
-    runs_dir = Path(resolved_config(expanded.points[0]).tracking.runs_dir)
+    runs_dir = Path(prepare_run(expanded.points[0].config, rid=expanded.points[0].run_id, write=False).config.tracking.runs_dir)
     with grid_lock(runs_dir, expanded.grid.name), _StopRequest() as stop:
         parents = _parent_runs(expanded, todo, clients)
         jobs = build_jobs(expanded, statuses, parents)
@@ -292,8 +279,7 @@ def run_grid(expanded: ExpandedGrid, *, slots: int | None = None, dry_run: bool 
                         pending.discard(result.run_id)
                         job = by_id[result.run_id]
                         if not result.ok and not result.cancelled and not result.recorded:
-                            result.error = record_failure(job, result.step or "train", result.error,
-                                                          Path(job.run_dir) / "run.log")
+                            result.error = record_failure(job, result.error)
                         view.finished(result)
                         if result.ok:
                             summary.done.append(result.run_id)
@@ -315,7 +301,7 @@ def run_grid(expanded: ExpandedGrid, *, slots: int | None = None, dry_run: bool 
                     state, status = t.STATE_FAILED, "FAILED"
                 else:  # interrupted, or runs left to other orchestrators: work remains, nothing failed
                     state, status = t.STATE_RUNNING, "KILLED" if summary.cancelled else "FINISHED"
-                clients[location[0]].set_tag(parent_id, t.TAG_STATE, state)
+                record.set_parent_state(clients[location[0]], parent_id, state)
                 clients[location[0]].set_terminated(parent_id, status)
     summary.seconds = time.perf_counter() - started
     return summary

@@ -153,7 +153,7 @@ class GridProgress:
 
     def progress_of(self, rid: str) -> tuple[int, int, float] | None:
         job = self.jobs.get(rid)
-        return read_log_progress(Path(job.run_dir) / "run.log") if job else None
+        return read_log_progress(job.layout.run_log) if job else None
 
     def eta_s(self) -> float | None:
         """elapsed · (1 − f) / f, with f the finished fraction of this session's work (running runs count by step)."""

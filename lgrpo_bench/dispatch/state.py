@@ -37,7 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lgrpo_bench.tracking.record import RunLayout
 from lgrpo_bench.tracking.schema import (
+    FAILURE_TAG_PREFIX,
     KIND_EVAL,
     KIND_GRID,
     KIND_TRAIN,
@@ -45,6 +47,8 @@ from lgrpo_bench.tracking.schema import (
     STATE_DONE,
     STATE_FAILED,
     STATE_TRAINED,
+    TAG_ERROR,
+    TAG_FAILED_STEP,
     TAG_GRID,
     TAG_KIND,
     TAG_RUN_ID,
@@ -53,8 +57,8 @@ from lgrpo_bench.tracking.schema import (
 
 __all__ = [
     "DONE", "FAILED", "GRID_STATES", "HEARTBEAT_S", "NEW", "PARTIAL", "RUNNING", "STALE_AFTER_S", "RunStatus",
-    "TAG_ERROR", "TAG_FAILED_STEP", "classify", "failure_tag", "grid_status", "latest_checkpoint_name",
-    "pid_alive", "process_start_ticks", "read_worker", "search_experiment_runs", "store_exists", "worker_alive",
+    "StoreGrid", "classify", "grid_status", "store_grids", "pid_alive", "process_start_ticks", "read_worker", "search_experiment_runs",
+    "store_exists", "worker_alive",
 ]
 
 NEW, RUNNING, DONE, PARTIAL, FAILED = "new", "running", "done", "partial", "failed"
@@ -62,21 +66,10 @@ GRID_STATES: tuple[str, ...] = (NEW, RUNNING, DONE, PARTIAL, FAILED)
 
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0
-WORKER_FILE = "worker.json"
-TAG_ERROR = "lgrpo.error"
-"""Short error of a failed run (set by training, or by the job runner when the process died)."""
-TAG_FAILED_STEP = "lgrpo.failed_step"
-"""``train`` or ``eval``: the step of the run that failed last."""
-FAILURE_TAG_PREFIX = "lgrpo.failed."
-"""On a grid's parent run: ``lgrpo.failed.<run_id>`` = error of a run that failed before creating its MLflow run."""
 
 
 TRAIN_AND_GRID_FILTER = (f"tags.`{TAG_KIND}` != '{KIND_EVAL}' AND tags.`{TAG_KIND}` != '{KIND_WARM_START}'")
 """Train and grid runs (MLflow filters have no IN for tags): the one search per experiment."""
-
-
-def failure_tag(rid: str) -> str:
-    return f"{FAILURE_TAG_PREFIX}{rid}"
 
 
 @dataclass
@@ -133,7 +126,7 @@ def _proc_state(pid: int) -> str | None:
 
 def read_worker(run_dir: str | Path) -> dict[str, Any] | None:
     try:
-        record = json.loads((Path(run_dir) / WORKER_FILE).read_text())
+        record = json.loads(RunLayout(Path(run_dir)).worker_file.read_text())
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) and "pid" in record and "host" in record else None
@@ -148,13 +141,6 @@ def worker_alive(record: dict[str, Any] | None, *, now: float | None = None, hos
         return pid_alive(int(record["pid"]), record.get("pid_start"))
     now = time.time() if now is None else now
     return now - float(record.get("heartbeat", 0.0)) < STALE_AFTER_S
-
-
-def latest_checkpoint_name(run_dir: str | Path) -> str | None:
-    from lgrpo_bench.training.run import latest_checkpoint
-
-    checkpoint = latest_checkpoint(Path(run_dir))
-    return checkpoint.name if checkpoint else None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -215,16 +201,41 @@ def store_exists(uri: str) -> bool:
     return path is None or path.exists()
 
 
+def read_train_and_grid_runs(uri: str, experiment: str, clients: dict[str, Any]) -> list:
+    """Train and grid runs of ``experiment`` in the store at ``uri``, newest first; [] when neither exists.
+
+    A SQLite store is read directly (:class:`~lgrpo_bench.tracking.sqlstore.StoreReader`, no MLflow import);
+    other stores through ``MlflowClient`` (one search per experiment)."""
+    from lgrpo_bench.tracking.store import open_client, sqlite_path
+
+    db = sqlite_path(uri)
+    if db is not None:
+        if not db.exists():
+            return []
+        from lgrpo_bench.tracking.sqlstore import StoreReader
+
+        with StoreReader(db) as reader:
+            experiment_id = reader.experiment_id(experiment)
+            if experiment_id is None:
+                return []
+            return reader.runs([experiment_id], tag_not_in={TAG_KIND: (KIND_EVAL, KIND_WARM_START)})
+    client = clients.get(uri) or clients.setdefault(uri, open_client(uri))
+    found = client.get_experiment_by_name(experiment)
+    if found is None or found.lifecycle_stage != "active":
+        return []
+    return search_experiment_runs(client, found.experiment_id, TRAIN_AND_GRID_FILTER)
+
+
 def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | None = None,
                 finished_pid: int | None = None) -> dict[str, RunStatus]:
-    """:class:`RunStatus` of every point (keyed by run id), with one ``search_runs`` per (store, experiment).
+    """:class:`RunStatus` of every point (keyed by run id), with one read per (store, experiment).
 
     ``points`` are :class:`~lgrpo_bench.config.grid.GridPoint` (their ``config.tracking`` says where to look).
     Nothing is created: a store or experiment that does not exist yet means every run is new.
     ``finished_pid``: liveness records of this process on this host count as gone (an orchestrator whose jobs
     have all returned, reading a record that a read-only run folder kept it from removing).
     """
-    from lgrpo_bench.tracking.store import open_client, resolve_tracking_uri
+    from lgrpo_bench.tracking.store import resolve_tracking_uri
 
     clients = {} if clients is None else clients
     by_location: dict[tuple[str, str], list] = {}
@@ -242,19 +253,15 @@ def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | N
     for (uri, experiment), members in by_location.items():
         train_runs: dict[str, Any] = {}
         failures: dict[str, str] = {}
-        if store_exists(uri):
-            client = clients.get(uri) or clients.setdefault(uri, open_client(uri))
-            found = client.get_experiment_by_name(experiment)
-            if found is not None and found.lifecycle_stage == "active":
-                for run in search_experiment_runs(client, found.experiment_id, TRAIN_AND_GRID_FILTER):
-                    tags = run.data.tags
-                    kind = tags.get(TAG_KIND)
-                    if kind == KIND_TRAIN and TAG_RUN_ID in tags:
-                        train_runs.setdefault(tags[TAG_RUN_ID], run)  # newest first
-                    elif kind == KIND_GRID and tags.get(TAG_GRID) == grid_name:
-                        for key, value in tags.items():
-                            if key.startswith(FAILURE_TAG_PREFIX):
-                                failures.setdefault(key[len(FAILURE_TAG_PREFIX):], value)
+        for run in read_train_and_grid_runs(uri, experiment, clients):
+            tags = run.data.tags
+            kind = tags.get(TAG_KIND)
+            if kind == KIND_TRAIN and TAG_RUN_ID in tags:
+                train_runs.setdefault(tags[TAG_RUN_ID], run)  # newest first
+            elif kind == KIND_GRID and tags.get(TAG_GRID) == grid_name:
+                for key, value in tags.items():
+                    if key.startswith(FAILURE_TAG_PREFIX):
+                        failures.setdefault(key[len(FAILURE_TAG_PREFIX):], value)
         for point in members:
             rid = point.run_id
             configured_dir = point.config.tracking.runs_dir
@@ -270,9 +277,9 @@ def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | N
             tags = dict(run.data.tags) if run is not None else None
             state, detail, needs_train = classify(tags, run.info.status if run else None, alive, failures.get(rid))
             if state in (PARTIAL, FAILED) and needs_train:
-                checkpoint = latest_checkpoint_name(run_dir)
-                if checkpoint and run is not None:
-                    detail = f"{detail}; resumes from {checkpoint}" if detail else f"resumes from {checkpoint}"
+                checkpoint = RunLayout(run_dir).latest_checkpoint()
+                if checkpoint is not None and run is not None:
+                    detail = f"{detail}; resumes from {checkpoint.name}" if detail else f"resumes from {checkpoint.name}"
             statuses[rid] = RunStatus(rid, state, detail, needs_train, run.info.run_id if run else None,
                                       dict(run.data.metrics) if run else {}, tags or {}, worker if alive else None)
     return statuses
@@ -283,7 +290,7 @@ def _runs_with_worker_records(runs_dir: Path) -> set[str]:
         entries = list(os.scandir(runs_dir))
     except OSError:
         return set()
-    return {entry.name for entry in entries if entry.is_dir() and os.path.exists(os.path.join(entry.path, WORKER_FILE))}
+    return {entry.name for entry in entries if entry.is_dir() and RunLayout(Path(entry.path)).worker_file.exists()}
 
 
 def count_states(statuses: Iterable[RunStatus]) -> dict[str, int]:
@@ -291,3 +298,54 @@ def count_states(statuses: Iterable[RunStatus]) -> dict[str, int]:
     for status in statuses:
         counts[status.state] = counts.get(status.state, 0) + 1
     return counts
+
+
+@dataclass
+class StoreGrid:
+    """One grid parent run of a store and how many of its points are in each state."""
+
+    name: str
+    experiment: str
+    points: int
+    counts: dict[str, int]
+    parent_run_id: str
+
+
+def store_grids(uri: str, experiment: str | None = None) -> list[StoreGrid] | None:
+    """Every grid that ran in the store at ``uri`` (only ``experiment`` when given), with its points' states read
+    from the store and the liveness records; None when the store does not exist."""
+    from lgrpo_bench.tracking.schema import TAG_GRID_POINTS, TAG_GRID_RUNS_DIR
+    from lgrpo_bench.tracking.store import open_client, sqlite_path
+
+    if not store_exists(uri):
+        return None
+    clients: dict[str, Any] = {}
+    db = sqlite_path(uri)
+    if db is not None:
+        from lgrpo_bench.tracking.sqlstore import StoreReader
+
+        with StoreReader(db) as reader:
+            names = [name for _, name in reader.experiments()]
+    else:
+        names = [e.name for e in open_client(uri).search_experiments()]
+    if experiment is not None:
+        names = [name for name in names if name == experiment]
+    grids = []
+    for name in names:
+        runs = read_train_and_grid_runs(uri, name, clients)
+        for parent in (r for r in runs if r.data.tags.get(TAG_KIND) == KIND_GRID):
+            grid = parent.data.tags.get(TAG_GRID, "")
+            runs_dir = Path(parent.data.tags.get(TAG_GRID_RUNS_DIR, "runs"))
+            children: dict[str, Any] = {}
+            for run in runs:
+                tags = run.data.tags
+                if tags.get(TAG_KIND) == KIND_TRAIN and tags.get(TAG_GRID) == grid:
+                    children.setdefault(tags.get(TAG_RUN_ID), run)
+            counts = dict.fromkeys(GRID_STATES, 0)
+            for rid, run in children.items():
+                alive = worker_alive(read_worker(runs_dir / str(rid)))
+                counts[classify(dict(run.data.tags), run.info.status, alive)[0]] += 1
+            points = int(parent.data.tags.get(TAG_GRID_POINTS, len(children)))
+            counts[NEW] += max(points - len(children), 0)
+            grids.append(StoreGrid(grid, name, points, counts, parent.info.run_id))
+    return grids

@@ -6,7 +6,10 @@
   scorer, per-doc metrics.
 * :mod:`.metrics` — pure statistics: acc, its standard error, unbiased pass@k.
 * :mod:`.oracle` — ``oracle:gold`` / ``oracle:wrong`` lm-eval models.
-* :mod:`.runner` — :func:`evaluate` and :func:`evaluate_run` (MLflow logging, identity, skipping).
+* :mod:`.protocol` — a benchmark's resolved settings, its identity, the metrics of its records.
+* :mod:`.backends` — HF / vLLM / oracle models and the lm-eval run.
+* :mod:`.runner` — :func:`evaluate` and :func:`evaluate_run`: MLflow bookkeeping (identity tags, skipping what
+  is logged, per-problem records).
 
 Heavy imports (lm-eval, torch) happen inside the functions; importing this package is cheap.
 """
@@ -22,19 +25,17 @@ from lgrpo_bench.evaluation.benchmarks import (
     load_problems,
 )
 from lgrpo_bench.evaluation.metrics import mean_stderr, pass_at_k, pass_at_k_values, reported_ks
+from lgrpo_bench.evaluation.backends import VLLM_INSTALL_HINT, BackendUnavailable, resolve_backend
+from lgrpo_bench.evaluation.protocol import BenchmarkSettings, resolve_settings
 from lgrpo_bench.evaluation.runner import (
-    VLLM_INSTALL_HINT,
-    BackendUnavailable,
     BenchmarkResult,
-    BenchmarkSettings,
     EvalIdentityConflict,
     EvaluationResult,
     RunNotTrained,
     evaluate,
     evaluate_run,
     find_train_run,
-    resolve_backend,
-    resolve_settings,
+    logged_benchmarks,
 )
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "evaluate",
     "evaluate_run",
     "find_train_run",
+    "logged_benchmarks",
     "get_benchmark",
     "load_problems",
     "mean_stderr",

@@ -24,50 +24,37 @@ Contract:
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import json
 import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lgrpo_bench.evaluation.benchmarks import TASK_DIR, get_benchmark, load_problems
-from lgrpo_bench.evaluation.metrics import mean_stderr, pass_at_k_values, reported_ks
+from lgrpo_bench.evaluation.backends import build_model, resolve_backend, run_lm_eval
+from lgrpo_bench.evaluation.benchmarks import get_benchmark, load_problems
+from lgrpo_bench.evaluation.protocol import identity_of, records_and_metrics, resolve_settings
 
 if TYPE_CHECKING:
     from lgrpo_bench.config.schema import EvalConfig, RunConfig
 
 __all__ = [
     "BenchmarkResult",
-    "BenchmarkSettings",
-    "BackendUnavailable",
     "EvalIdentityConflict",
     "EvaluationResult",
     "RunNotTrained",
-    "VLLM_INSTALL_HINT",
     "evaluate",
     "evaluate_run",
     "find_train_run",
-    "resolve_backend",
-    "resolve_settings",
+    "logged_benchmarks",
 ]
 
 LOG = logging.getLogger("lgrpo_bench.eval")
-VLLM_INSTALL_HINT = 'backend vllm needs vLLM and a CUDA GPU: install the extra with `pip install -e ".[vllm]"` (or use --backend hf)'
-SMALL_MODEL_PARAMS = 20_000_000
-CPU_BATCH_SMALL, CPU_BATCH_LARGE = 64, 8
-TAG_EVAL_MODEL = "lgrpo.model"
 _PASS_AT_K_STORED = re.compile(r"^pass_(\d+)$")
 """MLflow rejects ``@`` in names: ``pass@8`` is stored as ``eval/<benchmark>/pass_8`` and read back as ``pass@8``."""
-
-
-class BackendUnavailable(RuntimeError):
-    """The requested backend cannot run here (vLLM not installed, no GPU)."""
 
 
 class EvalIdentityConflict(RuntimeError):
@@ -76,29 +63,6 @@ class EvalIdentityConflict(RuntimeError):
 
 class RunNotTrained(RuntimeError):
     """The training run to evaluate does not exist or has not finished training."""
-
-
-@dataclass(frozen=True)
-class BenchmarkSettings:
-    """The resolved protocol of one benchmark evaluation."""
-
-    benchmark: str
-    k: int
-    temperature: float
-    top_p: float
-    max_tokens: int
-    template: str
-
-    @property
-    def protocol(self) -> str:
-        return "greedy" if self.temperature == 0 else f"avg@{self.k}"
-
-    def generation_kwargs(self) -> dict[str, Any]:
-        """lm-eval ``generation_kwargs``: stop at end of sequence only; top-k off when sampling."""
-        if self.temperature == 0:
-            return {"do_sample": False, "temperature": 0.0, "max_gen_toks": self.max_tokens, "until": []}
-        return {"do_sample": True, "temperature": self.temperature, "top_p": self.top_p, "top_k": 0,
-                "max_gen_toks": self.max_tokens, "until": []}
 
 
 @dataclass
@@ -127,49 +91,6 @@ class EvaluationResult:
         return {name: dict(result.metrics) for name, result in self.benchmarks.items()}
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Settings and identity
-# ---------------------------------------------------------------------------------------------------------
-def resolve_settings(benchmark: str, eval_config: EvalConfig, run_template: str | None = None) -> BenchmarkSettings:
-    """Task-file defaults < ``eval_config.overrides[benchmark]``; template as in the module docstring."""
-    from lgrpo_bench.evaluation.pack import DEFAULT_MATH_TEMPLATE
-
-    default = get_benchmark(benchmark)
-    override = eval_config.overrides.get(benchmark)
-
-    def pick(name: str, fallback):
-        value = getattr(override, name) if override is not None else None
-        return fallback if value is None else value
-
-    if default.scorer == "arith":
-        template = "arith"
-    else:
-        template = run_template if run_template and run_template != "arith" else DEFAULT_MATH_TEMPLATE
-    template = pick("template", template)
-    temperature = float(pick("temperature", default.temperature))
-    k = int(pick("k", default.k))
-    if temperature == 0 and k > 1:
-        raise ValueError(f"{benchmark}: k={k} samples at temperature 0 repeat the greedy answer; set a temperature > 0")
-    return BenchmarkSettings(benchmark, k, temperature, float(pick("top_p", default.top_p)),
-                             int(pick("max_tokens", default.max_tokens)), template)
-
-
-def _number(value: float) -> str:
-    return f"{value:g}"
-
-
-def identity_of(settings: BenchmarkSettings, problems: Sequence) -> dict[str, str]:
-    """The identity tags' values (field → string) of evaluating ``problems`` with ``settings``."""
-    from lgrpo_bench.tasks.math_data import problems_hash
-
-    benchmark = get_benchmark(settings.benchmark)
-    return {
-        "name": benchmark.name, "version": benchmark.version, "n": str(len(problems)), "hash": problems_hash(problems),
-        "protocol": settings.protocol, "k": str(settings.k), "temperature": _number(settings.temperature),
-        "top_p": _number(settings.top_p), "max_tokens": str(settings.max_tokens), "template": settings.template,
-    }
-
-
 def _logged_identity(run, benchmark: str) -> dict[str, str] | None:
     from lgrpo_bench.tracking.schema import EVAL_IDENTITY_FIELDS, eval_tag
 
@@ -185,129 +106,6 @@ def _logged_metrics(run, benchmark: str) -> dict[str, float]:
     prefix = eval_metric(benchmark, "x")[:-1]
     return {_PASS_AT_K_STORED.sub(r"pass@\1", parse_eval_metric(name)[1]): value
             for name, value in run.data.metrics.items() if name.startswith(prefix)}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Backends
-# ---------------------------------------------------------------------------------------------------------
-def resolve_backend(requested: str) -> str:
-    """``hf`` or ``vllm`` for ``requested`` in ``auto``/``hf``/``vllm``; :class:`BackendUnavailable` for vllm
-    without vLLM installed or without CUDA (the message says how to install the extra)."""
-    import torch
-
-    has_vllm = importlib.util.find_spec("vllm") is not None
-    if requested == "auto":
-        return "vllm" if has_vllm and torch.cuda.is_available() else "hf"
-    if requested == "vllm" and not (has_vllm and torch.cuda.is_available()):
-        raise BackendUnavailable(VLLM_INSTALL_HINT if not has_vllm else "backend vllm needs a CUDA GPU; use --backend hf")
-    if requested not in ("hf", "vllm"):
-        raise ValueError(f"unknown backend {requested!r}; choose auto, hf or vllm")
-    return requested
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    import torch
-
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@dataclass
-class _Model:
-    """An lm-eval model plus how to count completion tokens and how many torch threads generation uses."""
-
-    lm: Any
-    count_tokens: Callable[[str], int]
-    threads: int | None = None
-
-
-def _cpu_batch_size(n_params: int) -> int:
-    return CPU_BATCH_SMALL if n_params < SMALL_MODEL_PARAMS else CPU_BATCH_LARGE
-
-
-def _build_model(name_or_path: str, backend: str, eval_config: EvalConfig, dtype: str = "auto") -> _Model:
-    from lgrpo_bench.evaluation.oracle import ORACLE_WRONG, ORACLES, OracleLM
-
-    if name_or_path in ORACLES:
-        oracle = OracleLM(wrong=name_or_path == ORACLE_WRONG)
-        return _Model(oracle, oracle.count_tokens)
-    if backend == "vllm":
-        from lm_eval.models.vllm_causallms import VLLM
-
-        lm = VLLM(pretrained=name_or_path, tensor_parallel_size=eval_config.tensor_parallel_size,
-                  gpu_memory_utilization=eval_config.gpu_memory_utilization, dtype=dtype if dtype != "auto" else "auto",
-                  seed=eval_config.seed, batch_size="auto", max_batch_size=eval_config.max_batch_size)
-        tokenizer = lm.tokenizer
-        return _Model(lm, lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]))
-
-    import torch
-    from lm_eval.models.huggingface import HFLM
-
-    from lgrpo_bench.models.loading import load_model_and_tokenizer
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, tokenizer = load_model_and_tokenizer(name_or_path, dtype=dtype, device=device)
-    model.eval()
-    n_params = model.num_parameters()
-    batch_size: int | str = eval_config.batch_size
-    if batch_size == "auto" and device == "cpu":
-        batch_size = _cpu_batch_size(n_params)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_batch_size=eval_config.max_batch_size,
-              device=device)
-    threads = 1 if device == "cpu" and n_params < SMALL_MODEL_PARAMS else None
-    return _Model(lm, lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]), threads)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Running lm-eval
-# ---------------------------------------------------------------------------------------------------------
-def _run_lm_eval(model: _Model, plan: dict[str, BenchmarkSettings], *, data_dir: str | None, tokenizer: str | None,
-                 limit: int | None, seed: int) -> dict[str, Any]:
-    from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
-
-    from lgrpo_bench.evaluation import oracle  # noqa: F401  (registers the oracle models with lm-eval)
-
-    metadata = {"data_dir": data_dir, "templates": {name: s.template for name, s in plan.items()}, "tokenizer": tokenizer}
-    manager = TaskManager(include_path=str(TASK_DIR), include_defaults=False, metadata=metadata)
-    loaded = manager.load([get_benchmark(name).task_name for name in plan])
-    for name, settings in plan.items():
-        task = loaded["tasks"][get_benchmark(name).task_name]
-        task.set_config(key="repeats", value=settings.k)
-        task.set_config(key="generation_kwargs", value=settings.generation_kwargs())
-    with _torch_threads(model.threads):
-        return simple_evaluate(model=model.lm, tasks=list(loaded["tasks"].values()), task_manager=manager, limit=limit, bootstrap_iters=1,
-                               log_samples=True, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
-                               fewshot_random_seed=seed)
-
-
-def _records_and_metrics(samples: list[dict], settings: BenchmarkSettings, count_tokens) -> tuple[list[dict], dict[str, float]]:
-    records: list[dict[str, Any]] = []
-    per_problem: list[tuple[int, int]] = []
-    for sample in sorted(samples, key=lambda s: int(s["doc_id"])):
-        doc = sample["doc"]
-        (scored,) = sample["filtered_resps"]
-        for index, item in enumerate(scored):
-            records.append({"problem_id": str(doc["id"]), "sample": index, "completion": item["completion"],
-                            "extracted": item["extracted"], "gold": str(doc["answer"]), "correct": bool(item["correct"]),
-                            "length": int(count_tokens(item["completion"]))})
-        per_problem.append((len(scored), sum(bool(item["correct"]) for item in scored)))
-    accuracies = [c / n for n, c in per_problem]
-    metrics = {"acc": sum(accuracies) / len(accuracies), "acc_stderr": mean_stderr(accuracies)}
-    if settings.protocol != "greedy":
-        for k in reported_ks(settings.k):
-            metrics[f"pass@{k}"] = pass_at_k_values(per_problem, k)
-    metrics["mean_length"] = sum(r["length"] for r in records) / len(records)
-    metrics["n"] = float(len(per_problem))
-    return records, metrics
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -329,15 +127,14 @@ def _log_benchmark(client, mlflow_run_id: str, result: BenchmarkResult) -> None:
 
 def _eval_run(client, experiment_id: str, model_key: str) -> str:
     from lgrpo_bench import tracking as t
+    from lgrpo_bench.tracking import record
 
-    existing = t.find_runs_by_tag(client, experiment_id, TAG_EVAL_MODEL, model_key,
+    existing = t.find_runs_by_tag(client, experiment_id, t.TAG_MODEL, model_key,
                                   extra_filter=f"tags.`{t.TAG_KIND}` = '{t.KIND_EVAL}'")
     if existing:
         return existing[0].info.run_id
-    run = client.create_run(experiment_id, run_name=f"eval-{Path(model_key).name}", tags={
-        t.TAG_KIND: t.KIND_EVAL, TAG_EVAL_MODEL: model_key, t.TAG_STATE: t.STATE_RUNNING,
-        t.TAG_VERSIONS: t.versions_tag_value()})
-    return run.info.run_id
+    return record.create_run(client, experiment_id, run_name=f"eval-{Path(model_key).name}", tags={
+        t.TAG_KIND: t.KIND_EVAL, t.TAG_MODEL: model_key, t.TAG_VERSIONS: t.versions_tag_value()})
 
 
 def _model_key(spec: str) -> str:
@@ -422,7 +219,7 @@ def evaluate(
 
             model_path = resolve_model(model, cache_dir=cache_dir).name_or_path
         emit(f"evaluating {model} ({backend}) on {', '.join(f'{n} [{s.protocol}]' for n, s in todo.items())}")
-        built = _build_model(model_path, backend, eval_config, dtype)
+        built = build_model(model_path, backend, eval_config, dtype)
         max_length = getattr(built.lm, "max_length", None)
         for name, settings in todo.items():
             if isinstance(max_length, int) and settings.max_tokens >= max_length:
@@ -430,11 +227,11 @@ def evaluate(
                                  f"{max_length} tokens; set eval.overrides.{name}.max_tokens lower")
         data_dir = str(eval_config.data_dir) if eval_config.data_dir else None
         tokenizer = model_path if backend != "oracle" else None
-        output = _run_lm_eval(built, todo, data_dir=data_dir, tokenizer=tokenizer, limit=eval_config.limit,
+        output = run_lm_eval(built, todo, data_dir=data_dir, tokenizer=tokenizer, limit=eval_config.limit,
                               seed=eval_config.seed)
         for name, settings in todo.items():
             task_name = get_benchmark(name).task_name
-            records, metrics = _records_and_metrics(output["samples"][task_name], settings, built.count_tokens)
+            records, metrics = records_and_metrics(output["samples"][task_name], settings, built.count_tokens)
             harness_acc = output["results"][task_name]["acc,score"]
             if not math.isclose(harness_acc, metrics["acc"], rel_tol=1e-9, abs_tol=1e-12):
                 raise RuntimeError(f"{name}: lm-eval's acc {harness_acc} differs from the records' {metrics['acc']}")
@@ -445,10 +242,11 @@ def evaluate(
             emit(f"{name}: acc {metrics['acc']:.4f} ± {metrics['acc_stderr']:.4f} over {int(metrics['n'])} problems")
     if client is not None:
         from lgrpo_bench import tracking as t
+        from lgrpo_bench.tracking import record
 
         tags = client.get_run(mlflow_run_id).data.tags
         if tags.get(t.TAG_KIND) == t.KIND_EVAL:
-            client.set_tag(mlflow_run_id, t.TAG_STATE, t.STATE_DONE)
+            record.set_state(client, mlflow_run_id, t.STATE_DONE, current=tags.get(t.TAG_STATE))
     ordered = {name: results[name] for name in names}
     return EvaluationResult(model, backend, mlflow_run_id, ordered, time.perf_counter() - started)
 
@@ -470,37 +268,38 @@ def find_train_run(client, experiment: str, run_id_or_mlflow_id: str):
     return run if run.data.tags.get(t.TAG_KIND) == t.KIND_TRAIN else None
 
 
-def evaluate_run(config: RunConfig, *, benchmarks: Sequence[str] | None = None, force: bool = False,
+def evaluate_run(config: RunConfig, run_id: str, *, benchmarks: Sequence[str] | None = None, force: bool = False,
                  emit: Callable[[str], None] | None = None) -> EvaluationResult:
-    """Evaluate the final model of the training run ``config`` describes, logging into its MLflow run.
+    """Evaluate the final model of training run ``run_id`` (resolved ``config``), logging into its MLflow run.
 
     ``benchmarks`` defaults to ``config.eval.benchmarks``. The run must have finished training
     (``lgrpo.state`` ``trained`` or ``done``), else :class:`RunNotTrained`; a ``pruned`` run (a sweep trial
-    stopped early) is not evaluated and gives an empty result. Afterwards the run's state becomes
-    ``done`` when every benchmark of ``config.eval.benchmarks`` is logged. Idempotent: a second call logs
-    nothing (see :func:`evaluate`).
+    stopped early) is not evaluated and gives an empty result. Idempotent: a second call logs nothing (see
+    :func:`evaluate`). Moving the run to ``done`` is the lifecycle's job
+    (:func:`lgrpo_bench.runs.lifecycle.evaluate_step`).
     """
     from lgrpo_bench import tracking as t
-    from lgrpo_bench.config import run_id
+    from lgrpo_bench.tracking.record import RunLayout
 
-    rid = run_id(config)
     client = t.open_client(config.tracking.uri)
-    run = find_train_run(client, config.tracking.experiment, rid)
+    run = find_train_run(client, config.tracking.experiment, run_id)
     if run is not None and run.data.tags.get(t.TAG_STATE) == t.STATE_PRUNED:
-        (emit or (lambda line: None))(f"run {rid} was pruned by its sweep; a pruned run is not evaluated")
+        (emit or (lambda line: None))(f"run {run_id} was pruned by its sweep; a pruned run is not evaluated")
         return EvaluationResult(model="", backend="", mlflow_run_id=run.info.run_id, benchmarks={})
     if run is None or run.data.tags.get(t.TAG_STATE) not in (t.STATE_TRAINED, t.STATE_DONE):
         state = "no MLflow run" if run is None else f"state {run.data.tags.get(t.TAG_STATE)!r}"
-        raise RunNotTrained(f"run {rid} has not finished training ({state} in experiment "
+        raise RunNotTrained(f"run {run_id} has not finished training ({state} in experiment "
                             f"{config.tracking.experiment!r}); train it first: lgrpo-bench train <config>")
-    model_dir = run.data.tags.get("lgrpo.model_dir") or str(Path(config.tracking.runs_dir).resolve() / rid / "final")
+    model_dir = run.data.tags.get(t.TAG_MODEL_DIR) or str(RunLayout.of(config.tracking.runs_dir, run_id).final_dir)
     names = list(benchmarks) if benchmarks else list(config.eval.benchmarks)
-    result = evaluate(model_dir, names, config.eval, run_template=config.resolved_template,
-                      tracking_uri=config.tracking.uri, mlflow_run_id=run.info.run_id, force=force,
-                      dtype=config.model.dtype, emit=emit)
-    refreshed = client.get_run(run.info.run_id)
-    if refreshed.data.tags.get(t.TAG_STATE) == t.STATE_TRAINED and all(
-        _logged_identity(refreshed, name) is not None for name in config.eval.benchmarks
-    ):
-        client.set_tag(run.info.run_id, t.TAG_STATE, t.STATE_DONE)
-    return result
+    return evaluate(model_dir, names, config.eval, run_template=config.resolved_template,
+                    tracking_uri=config.tracking.uri, mlflow_run_id=run.info.run_id, force=force,
+                    dtype=config.model.dtype, emit=emit)
+
+
+def logged_benchmarks(run) -> set[str]:
+    """Benchmarks whose evaluation is completely logged in ``run`` (their identity tags exist)."""
+    from lgrpo_bench.tracking.schema import EVAL_TAG_PREFIX
+
+    return {key[len(EVAL_TAG_PREFIX):].rsplit(".", 1)[0] for key in run.data.tags
+            if key.startswith(EVAL_TAG_PREFIX) and key.endswith(".hash")}

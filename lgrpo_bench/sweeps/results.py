@@ -31,7 +31,7 @@ class StudyOverview:
 
 def load_study(name: str, storage_url: str) -> optuna.Study:
     """Load a stored study; a clear :class:`ConfigError` listing the studies when it is not there."""
-    from lgrpo_bench.training.pruning import open_storage
+    from lgrpo_bench.tracking.studies import open_storage
 
     storage = open_storage(storage_url)
     try:

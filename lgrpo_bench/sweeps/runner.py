@@ -33,14 +33,15 @@ import optuna
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
-from lgrpo_bench.config import run_id
 from lgrpo_bench.config.loading import ConfigError
 from lgrpo_bench.config.sweep import LoadedSweep, trial_run_config
 from lgrpo_bench.dispatch.executors import Executor, make_executor
 from lgrpo_bench.dispatch.job import JobResult, RunJob, record_failure
-from lgrpo_bench.dispatch.orchestrator import grid_lock, make_job, redact_executor_env, resolved_config
+from lgrpo_bench.dispatch.orchestrator import grid_lock, make_job, redact_executor_env
+from lgrpo_bench.runs.resolve import prepare_run
 from lgrpo_bench.sweeps.study import distribution, objective_value, open_study
-from lgrpo_bench.training.pruning import TRIAL_ENV, TrialLink, retry_callback
+from lgrpo_bench.tracking import record
+from lgrpo_bench.tracking.studies import TRIAL_ENV, TrialLink, retry_callback
 
 __all__ = ["JOURNAL_HEARTBEAT_ATTR", "SweepSummary", "run_sweep", "study_parent_run"]
 
@@ -79,13 +80,12 @@ def study_parent_run(client, experiment_id: str, study: str, sweep_text: str = "
     if found:
         parent_id = found[0].info.run_id
         client.update_run(parent_id, status="RUNNING")
+        record.set_parent_state(client, parent_id, t.STATE_RUNNING)
     else:
-        parent_id = client.create_run(experiment_id, run_name=f"study-{study}", tags={
-            t.TAG_KIND: t.KIND_STUDY, t.TAG_STUDY: study, t.TAG_VERSIONS: t.versions_tag_value(),
-        }).info.run_id
+        parent_id = record.create_run(client, experiment_id, run_name=f"study-{study}", tags={
+            t.TAG_KIND: t.KIND_STUDY, t.TAG_STUDY: study, t.TAG_VERSIONS: t.versions_tag_value()})
         if sweep_text:
-            client.log_text(parent_id, sweep_text, "sweep.yaml")
-    client.set_tag(parent_id, t.TAG_STATE, t.STATE_RUNNING)
+            client.log_text(parent_id, sweep_text, t.ARTIFACT_SWEEP)
     return parent_id
 
 
@@ -181,7 +181,7 @@ def run_sweep(loaded: LoadedSweep, *, emit: Callable[[str], None] | None = None,
     summary = SweepSummary(sweep.name, n_trials=sweep.n_trials)
     study = open_study(loaded)
     distributions = {key: distribution(entry) for key, entry in sweep.space.items()}
-    base_config = resolved_config(trial_run_config(loaded, {}))
+    base_config = prepare_run(trial_run_config(loaded, {}), write=False).config
     client = t.open_client(base_config.tracking.uri)
     experiment_id = t.get_or_create_experiment(client, base_config.tracking.experiment)
     runs_dir = Path(base_config.tracking.runs_dir)
@@ -223,13 +223,13 @@ def run_sweep(loaded: LoadedSweep, *, emit: Callable[[str], None] | None = None,
             trial = study.ask(fixed_distributions=distributions)
         params = dict(trial.params)
         try:
-            config = resolved_config(trial_run_config(loaded, params))
+            prepared = prepare_run(trial_run_config(loaded, params), write=False)
         except ConfigError as error:
             study.tell(trial, state=TrialState.FAIL)
             summary.failed[trial.number] = str(error)
             say(f"trial {trial.number}: its parameters make an invalid run config: {error}")
             return True
-        rid = run_id(config)
+        rid = prepared.run_id
         summary.started.append(trial.number)
         if rid in in_flight:
             in_flight[rid].append(trial)
@@ -243,9 +243,8 @@ def run_sweep(loaded: LoadedSweep, *, emit: Callable[[str], None] | None = None,
             return True
         link = TrialLink(storage=loaded.storage, study=sweep.name, trial_id=trial._trial_id, number=trial.number,
                          metric=sweep.pruner.metric, every=sweep.pruner.every, pruner=sweep.pruner.model_dump(mode="json"))
-        job = make_job(config, rid, sweep.executor, label=f"trial {trial.number}",
-                       train=existing is None or existing.data.tags.get(t.TAG_STATE) != t.STATE_TRAINED,
-                       parent_run_id=parent_id, extra_env={TRIAL_ENV: link.to_env()})
+        job = make_job(prepared, sweep.executor, label=f"trial {trial.number}", parent_run_id=parent_id,
+                       extra_env={TRIAL_ENV: link.to_env()})
         in_flight[rid] = [trial]
         jobs[rid] = job
         heartbeats.add(trial._trial_id)
@@ -264,7 +263,7 @@ def run_sweep(loaded: LoadedSweep, *, emit: Callable[[str], None] | None = None,
             return
         error = result.error
         if not result.cancelled and not result.recorded:
-            error = record_failure(job, result.step or "train", result.error, Path(job.run_dir) / "run.log")
+            error = record_failure(job, result.error)
         for trial in trials:
             study.tell(trial, state=TrialState.FAIL)
             summary.failed[trial.number] = error or "cancelled"
@@ -318,7 +317,7 @@ def run_sweep(loaded: LoadedSweep, *, emit: Callable[[str], None] | None = None,
                 finally:
                     executor.close()
             finished = finished_count()
-            client.set_tag(parent_id, t.TAG_STATE, t.STATE_DONE if finished >= sweep.n_trials else t.STATE_FAILED)
+            record.set_parent_state(client, parent_id, t.STATE_DONE if finished >= sweep.n_trials else t.STATE_FAILED)
             client.set_terminated(parent_id, "FINISHED" if finished >= sweep.n_trials else "KILLED")
     finally:
         for signum, handler in previous.items():

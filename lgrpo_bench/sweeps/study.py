@@ -16,7 +16,7 @@ import optuna
 from lgrpo_bench.config.loading import ConfigError
 from lgrpo_bench.config.sweep import LoadedSweep, SpaceEntry, SweepConfig
 from lgrpo_bench.dispatch.orchestrator import REDACTED, SECRET_ENV_KEY
-from lgrpo_bench.training.pruning import make_pruner, open_storage, retry_callback
+from lgrpo_bench.tracking.studies import make_pruner, open_storage, retry_callback
 
 __all__ = [
     "ATTR_BASE", "ATTR_EXECUTOR", "ATTR_OBJECTIVE", "ATTR_SPACE", "ATTR_SWEEP_HASH", "distribution",

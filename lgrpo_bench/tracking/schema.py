@@ -60,63 +60,6 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
-__all__ = [
-    "TAG_TRIAL",
-    "TAG_STUDY",
-    "STATE_PRUNED",
-    "eval_records_artifact_dir",
-    "eval_tag",
-    "EVAL_METRICS",
-    "EVAL_RECORD_FIELDS",
-    "EVAL_RECORDS_FILENAME",
-    "EVAL_IDENTITY_FIELDS",
-    "EVAL_TAG_PREFIX",
-    "STATE_TRAINED",
-    "KINDS",
-    "KIND_EVAL",
-    "KIND_GRID",
-    "KIND_STUDY",
-    "KIND_TRAIN",
-    "KIND_WARM_START",
-    "MAX_METRIC_NAME_LENGTH",
-    "MAX_PARAM_KEY_LENGTH",
-    "MAX_PARAM_VALUE_LENGTH",
-    "MAX_TAG_VALUE_LENGTH",
-    "PARAM_TRUNCATION_MARKER",
-    "STATES",
-    "STATE_DONE",
-    "STATE_FAILED",
-    "STATE_RUNNING",
-    "TAG_ALGORITHM",
-    "TAG_GIT_COMMIT",
-    "TAG_GRID",
-    "TAG_KIND",
-    "TAG_MODEL",
-    "TAG_MODEL_SIZE",
-    "TAG_PARENT_RUN_ID",
-    "TAG_RUN_ID",
-    "TAG_SEED",
-    "TAG_STATE",
-    "TAG_TASK",
-    "TAG_VERSIONS",
-    "TRAINER_EVAL_BENCHMARK",
-    "TRAIN_METRICS",
-    "TRL_TO_SCHEMA",
-    "VERSIONED_PACKAGES",
-    "GIT_COMMIT_UNKNOWN",
-    "eval_metric",
-    "flatten_params",
-    "is_valid_metric_name",
-    "map_trl_key",
-    "map_trl_logs",
-    "package_versions",
-    "parse_eval_metric",
-    "sanitize_metric_name",
-    "strict_metric_name",
-    "train_metric",
-    "unflatten_params",
-    "versions_tag_value",
-]
 
 _logger = logging.getLogger(__name__)
 
@@ -143,6 +86,29 @@ GIT_COMMIT_UNKNOWN = "unknown"
 TAG_VERSIONS = "lgrpo.versions"
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"
 """MLflow's own parent link (``mlflow.utils.mlflow_tags.MLFLOW_PARENT_RUN_ID``); the UI nests runs by it."""
+
+TAG_ERROR = "lgrpo.error"
+"""Short error of a failed run (set by training, or by the job runner when the process died)."""
+TAG_FAILED_STEP = "lgrpo.failed_step"
+"""``train`` or ``eval``: the step of the run that failed last."""
+FAILURE_TAG_PREFIX = "lgrpo.failed."
+"""On a grid's parent run: ``lgrpo.failed.<run_id>`` = error of a run that failed before creating its MLflow run."""
+TAG_MODEL_DIR = "lgrpo.model_dir"
+"""Train runs: the folder of the final model (``<runs_dir>/<run_id>/final``)."""
+TAG_WARM_START_KEY = "lgrpo.warm_start_key"
+"""Warm-start runs: the cache key of the tiny checkpoint they describe (one warm-start run per key)."""
+TAG_GRID_POINTS = "lgrpo.grid.n_points"
+"""Grid parent runs: how many points the grid file had when it last ran."""
+TAG_GRID_RUNS_DIR = "lgrpo.grid.runs_dir"
+"""Grid parent runs: the absolute runs folder of the grid's runs."""
+TAG_GRID_RUN_IDS = "lgrpo.grid.run_ids"
+"""Grid parent runs: JSON list of the run ids of the grid's current points (the last version that ran)."""
+
+
+def failure_tag(run_id: str) -> str:
+    """``lgrpo.failed.<run_id>``: the tag a grid parent run carries for a run that failed before its MLflow run existed."""
+    return f"{FAILURE_TAG_PREFIX}{run_id}"
+
 
 # Algorithm axes (one tag per axis, so reports and the MLflow UI can group runs by them)
 TAG_AGGREGATION = "lgrpo.algorithm.aggregation"
@@ -263,6 +229,29 @@ def package_versions(packages: Iterable[str] = VERSIONED_PACKAGES) -> dict[str, 
 def versions_tag_value(packages: Iterable[str] = VERSIONED_PACKAGES) -> str:
     """The value of ``lgrpo.versions``: compact JSON ``{"torch": "2.13.0", ...}`` in :data:`VERSIONED_PACKAGES` order."""
     return json.dumps(package_versions(packages), separators=(",", ":"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Artifact names
+# ---------------------------------------------------------------------------------------------------------
+ARTIFACT_CONFIG = "config.yaml"
+ARTIFACT_TRAIN_LOG = "train.log"
+ARTIFACT_ERROR = "error.txt"
+ARTIFACT_TRAIN_LOG_TAIL = "train_log_tail.txt"
+ARTIFACT_RUN_LOG_TAIL = "run_log_tail.txt"
+ARTIFACT_TOKEN_WEIGHTS = "token_weights.jsonl"
+ARTIFACT_GRID = "grid.yaml"
+ARTIFACT_SWEEP = "sweep.yaml"
+
+
+def failure_log_artifact(run_id: str) -> str:
+    """On a grid's parent run: the run log tail of a run that failed before its MLflow run existed."""
+    return f"failures/{run_id}/{ARTIFACT_RUN_LOG_TAIL}"
+
+
+def samples_artifact(step: int) -> str:
+    """The sample-completion table of optimizer step ``step``."""
+    return f"samples/step_{step:05d}.json"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -624,3 +613,10 @@ def unflatten_params(flat: Mapping[str, str], prefix: str = "") -> dict[str, Any
             node = child
         node[parts[-1]] = {} if value == "{}" else value
     return nested
+
+
+__all__ = sorted(
+    name for name, value in list(globals().items())
+    if not name.startswith("_") and (name.isupper() or (callable(value) and getattr(value, "__module__", None) == __name__))
+)
+"""Every constant (tag keys and values, metric and artifact names, limits) and every function of the schema."""

@@ -8,6 +8,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from lgrpo_bench.tracking.schema import samples_artifact
+
 ScoreFn = Callable[[str, str], float]
 
 
@@ -103,4 +105,4 @@ class SampleTableCallback(TrainerCallback):
         rewards = {name: list(values)[-n:] for name, values in logs["rewards"].items()}
         table = {"step": [state.global_step] * n, "prompt": prompts[-n:], "completion": completions[-n:],
                  "advantage": list(logs["advantages"])[-n:], **rewards}
-        self.log_table(table, f"samples/step_{state.global_step:05d}.json")
+        self.log_table(table, samples_artifact(state.global_step))

@@ -1,13 +1,14 @@
-"""``train(run_config)``: one training run, end to end, resumable, logged to MLflow.
+"""``train(config, run_id)``: the training of one run, resumable, logged to MLflow.
 
 Contract:
-- the run's identity is :func:`lgrpo_bench.config.run_id` (a content hash of the resolved config); its
-  folder is ``<tracking.runs_dir>/<run_id>/`` (resolved config, checkpoints, ``train.log``, final model);
-- the MLflow run carrying tag ``lgrpo.run_id`` is found in the store: a ``done`` or ``trained`` run is not
-  trained again (``trained``: training finished, the configured evaluation is not logged yet; it ends as
-  ``trained`` when ``eval.benchmarks`` is non-empty, else ``done``);
-  an unfinished one is resumed from its last checkpoint *into the same MLflow run*, and steps that were
-  already logged are not logged again (no duplicated points);
+- the caller resolved ``config`` and computed ``run_id`` once (:mod:`lgrpo_bench.runs`); the run's folder is
+  :class:`~lgrpo_bench.tracking.record.RunLayout` ``<tracking.runs_dir>/<run_id>/`` and its ``config.yaml`` is
+  already written; training writes checkpoints, ``train.log`` and ``final/`` there;
+- the MLflow run carrying tag ``lgrpo.run_id`` is found in the store: a ``done``, ``trained`` or ``pruned`` run is
+  not trained again; an unfinished one is resumed from its last complete checkpoint *into the same MLflow run*,
+  and steps that were already logged are not logged again (no duplicated points);
+- training ends in state ``trained`` (or ``pruned`` for a sweep trial stopped by its pruner); evaluating and
+  marking the run ``done`` is the lifecycle's job (:func:`lgrpo_bench.runs.lifecycle.execute_run`);
 - tiny presets are built (or taken from the cache) first and their warm start is logged once, as its own
   MLflow run (``lgrpo.kind = warm_start``), so the starting accuracy is on record;
 - a failure marks the run ``failed`` with the error and the log tail as artifacts, then re-raises;
@@ -21,44 +22,53 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import subprocess
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
+from typing import Any
 
-from lgrpo_bench.config import RunConfig, dump_yaml, identity_payload, run_id
+from lgrpo_bench.config import RunConfig, dump_yaml, identity_payload
+from lgrpo_bench.tracking import record
+from lgrpo_bench.tracking.record import PARENT_RUN_ENV, RunLayout
 
 LOG = logging.getLogger("lgrpo_bench.train")
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-PARENT_RUN_ENV = "LGRPO_PARENT_RUN_ID"
-"""MLflow id of a parent run (a grid's); a new run is created with ``mlflow.parentRunId`` set to it."""
-
 
 @dataclass
 class TrainResult:
-    """What a finished (or skipped) run returns."""
+    """What a finished (or skipped) training returns. ``state``: the run's ``lgrpo.state`` afterwards."""
 
     run_id: str
-    mlflow_run_id: str
+    mlflow_run_id: str | None
     run_dir: Path
+    state: str
     skipped: bool = False
     model_dir: Path | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The ``checkpoint-N`` folder with the largest N that holds a complete trainer state."""
-    best: tuple[int, Path] | None = None
-    if run_dir.is_dir():
-        for child in run_dir.iterdir():
-            match = CHECKPOINT_RE.match(child.name)
-            if match and (child / "trainer_state.json").exists() and (best is None or int(match[1]) > best[0]):
-                best = (int(match[1]), child)
-    return None if best is None else best[1]
+@dataclass
+class _Attempt:
+    """One attempt at training a run: what every stage of :func:`_train` needs."""
+
+    config: RunConfig
+    run_id: str
+    layout: RunLayout
+    say: Callable[[str], None]
+    started: float
+    client: Any = None
+    """MLflow client; None on ranks other than 0 of a multi-process run (they train untracked)."""
+    experiment_id: str | None = None
+    mlflow_run_id: str | None = None
+    skip_until: int = -1
+    """Steps ≤ this were logged by an earlier attempt and are not logged again."""
+
+    @property
+    def tracked(self) -> bool:
+        return self.client is not None
 
 
 def is_main_process(environ: dict[str, str] | None = None) -> bool:
@@ -89,7 +99,7 @@ def run_tags(config: RunConfig, rid: str, size_label: str) -> dict[str, str]:
         t.TAG_KIND: t.KIND_TRAIN, t.TAG_RUN_ID: rid, t.TAG_ALGORITHM: config.algorithm.name,
         t.TAG_MODEL: config.model.name, t.TAG_MODEL_SIZE: size_label, t.TAG_SEED: str(config.train.seed),
         t.TAG_TASK: config.task.name, t.TAG_GIT_COMMIT: git_commit(), t.TAG_VERSIONS: t.versions_tag_value(),
-        t.TAG_STATE: t.STATE_RUNNING, "mlflow.runName": f"{config.algorithm.name}-{config.model.name}-s{config.train.seed}",
+        "mlflow.runName": f"{config.algorithm.name}-{config.model.name}-s{config.train.seed}",
     }
     if config.tracking.grid:
         tags[t.TAG_GRID] = config.tracking.grid
@@ -100,25 +110,28 @@ def run_tags(config: RunConfig, rid: str, size_label: str) -> dict[str, str]:
 
 
 def log_warm_start(client, experiment_id: str, model_name: str, build) -> None:
-    """One MLflow run per warm-started tiny checkpoint (found again by its folder name)."""
+    """One MLflow run per warm-started tiny checkpoint (found again by its cache key)."""
     from lgrpo_bench import tracking as t
 
     key = build.path.name
-    if t.find_runs_by_tag(client, experiment_id, "lgrpo.warm_start_key", key):
+    if t.find_runs_by_tag(client, experiment_id, t.TAG_WARM_START_KEY, key):
         return
-    run = client.create_run(experiment_id, run_name=f"warm-start-{key}", tags={
-        t.TAG_KIND: t.KIND_WARM_START, t.TAG_MODEL: model_name, "lgrpo.warm_start_key": key,
-        t.TAG_STATE: t.STATE_DONE, t.TAG_VERSIONS: t.versions_tag_value()})
+    warm_start_run = record.create_run(client, experiment_id, run_name=f"warm-start-{key}", tags={
+        t.TAG_KIND: t.KIND_WARM_START, t.TAG_MODEL: model_name, t.TAG_WARM_START_KEY: key,
+        t.TAG_VERSIONS: t.versions_tag_value()})
     numbers = {k: float(v) for k, v in build.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    with t.BatchedMetricLogger(client, run.info.run_id, background=False) as metric_logger:
+    with t.BatchedMetricLogger(client, warm_start_run, background=False) as metric_logger:
         metric_logger.log({f"warm_start/{k}": v for k, v in numbers.items()}, step=0)
-    client.log_param(run.info.run_id, "path", str(build.path))
-    client.set_terminated(run.info.run_id, "FINISHED")
+    client.log_param(warm_start_run, "path", str(build.path))
+    record.set_state(client, warm_start_run, t.STATE_DONE, current=t.STATE_RUNNING)
+    client.set_terminated(warm_start_run, "FINISHED")
 
 
 def last_logged_step(client, mlflow_run_id: str) -> int:
     """The last step an earlier attempt logged (train/loss each step, held-out accuracy at step 0)."""
-    steps = [m.step for name in ("train/loss", "train/heldout_acc") for m in client.get_metric_history(mlflow_run_id, name)]
+    from lgrpo_bench import tracking as t
+
+    steps = [m.step for name in (t.TRAIN_LOSS, t.TRAIN_HELDOUT_ACC) for m in client.get_metric_history(mlflow_run_id, name)]
     return max(steps, default=-1)
 
 
@@ -132,28 +145,25 @@ def _score_fn(task: str) -> Callable[[str, str], float]:
     return lambda completion, answer: float(score_math(completion, answer).correct)
 
 
-def train(config: RunConfig, *, emit: Callable[[str], None] | None = None) -> TrainResult:
-    """Train (or resume, or skip) the run described by ``config``; see the module docstring."""
+def train(config: RunConfig, run_id: str, *, emit: Callable[[str], None] | None = None) -> TrainResult:
+    """Train (or resume, or skip) run ``run_id`` of the resolved ``config``; see the module docstring."""
     from lgrpo_bench import tracking as t
 
     emit = emit or (lambda line: None)
     started = time.perf_counter()
-    rid = run_id(config)
-    run_dir = Path(config.tracking.runs_dir).resolve() / rid
-    uri = t.resolve_tracking_uri(config.tracking.uri)
-    client = t.open_client(uri)
+    layout = RunLayout.of(config.tracking.runs_dir, run_id)
+    client = t.open_client(t.resolve_tracking_uri(config.tracking.uri))
     experiment_id = t.get_or_create_experiment(client, config.tracking.experiment)
-    existing = t.find_runs_by_tag(client, experiment_id, t.TAG_RUN_ID, rid, extra_filter=f"tags.`{t.TAG_KIND}` = 'train'")
+    existing = t.find_runs_by_tag(client, experiment_id, t.TAG_RUN_ID, run_id,
+                                  extra_filter=f"tags.`{t.TAG_KIND}` = '{t.KIND_TRAIN}'")
     state = existing[0].data.tags.get(t.TAG_STATE) if existing else None
     if state in (t.STATE_DONE, t.STATE_TRAINED, t.STATE_PRUNED):
-        pending = "; its evaluation is pending (lgrpo-bench eval --config ...)" if state == t.STATE_TRAINED else ""
-        emit(f"run {rid}: already {state} (MLflow run {existing[0].info.run_id}), training skipped{pending}")
-        return TrainResult(rid, existing[0].info.run_id, run_dir, skipped=True,
-                           metrics=dict(existing[0].data.metrics))
+        emit(f"run {run_id}: already {state} (MLflow run {existing[0].info.run_id}), training skipped")
+        return TrainResult(run_id, existing[0].info.run_id, layout.root, state, skipped=True,
+                           model_dir=layout.final_dir, metrics=dict(existing[0].data.metrics))
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(dump_yaml(config))
-    file_handler = logging.FileHandler(run_dir / "train.log")
+    layout.root.mkdir(parents=True, exist_ok=True)
+    file_handler = logging.FileHandler(layout.train_log)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     watched = [logging.getLogger(name) for name in ("lgrpo_bench", "transformers", "trl")]
     for watched_logger in watched:
@@ -164,55 +174,63 @@ def train(config: RunConfig, *, emit: Callable[[str], None] | None = None) -> Tr
         LOG.info(line)
         emit(line)
 
-    if not is_main_process():  # another rank of a multi-process run: rank 0 tracks
-        try:
-            return _train(config, None, None, rid, run_dir, None, -1, say, started)
-        finally:
-            for watched_logger in watched:
-                watched_logger.removeHandler(file_handler)
-            file_handler.close()
-    if existing:
-        mlflow_run_id = existing[0].info.run_id
-        client.set_tag(mlflow_run_id, t.TAG_STATE, t.STATE_RUNNING)
-        skip_until = last_logged_step(client, mlflow_run_id)
-        say(f"run {rid}: resuming MLflow run {mlflow_run_id} (steps ≤ {skip_until} already logged)")
-    else:
-        mlflow_run_id = None
-        skip_until = -1
+    attempt = _Attempt(config, run_id, layout, say, started)
     try:
-        return _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_until, say, started)
-    except BaseException as error:
-        if mlflow_run_id is None:
-            found = t.find_runs_by_tag(client, experiment_id, t.TAG_RUN_ID, rid)
-            mlflow_run_id = found[0].info.run_id if found else None
-        if mlflow_run_id is not None:
-            _mark_failed(client, mlflow_run_id, run_dir, error)
-        raise
+        if not is_main_process():  # another rank of a multi-process run: rank 0 tracks
+            return _train(attempt)
+        attempt.client, attempt.experiment_id = client, experiment_id
+        if existing:
+            attempt.mlflow_run_id = existing[0].info.run_id
+            record.set_state(client, attempt.mlflow_run_id, t.STATE_RUNNING, current=state)
+            attempt.skip_until = last_logged_step(client, attempt.mlflow_run_id)
+            say(f"run {run_id}: resuming MLflow run {attempt.mlflow_run_id} (steps ≤ {attempt.skip_until} already logged)")
+        try:
+            return _train(attempt)
+        except BaseException as error:
+            if attempt.mlflow_run_id is not None:
+                _mark_failed(attempt, error)
+            raise
     finally:
         for watched_logger in watched:
             watched_logger.removeHandler(file_handler)
         file_handler.close()
 
 
-def _mark_failed(client, mlflow_run_id: str, run_dir: Path, error: BaseException) -> None:
+def _mark_failed(attempt: _Attempt, error: BaseException) -> None:
     from lgrpo_bench import tracking as t
 
+    client, mlflow_run_id = attempt.client, attempt.mlflow_run_id
     try:
-        kind = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-        client.set_tag(mlflow_run_id, t.TAG_STATE, t.STATE_FAILED)
-        client.set_tag(mlflow_run_id, "lgrpo.error", f"{type(error).__name__}: {error}"[:5000])
-        client.log_text(mlflow_run_id, "".join(traceback.format_exception(error)), "error.txt")
-        log_file = run_dir / "train.log"
-        if log_file.exists():
-            client.log_text(mlflow_run_id, log_file.read_text(errors="replace")[-20000:], "train_log_tail.txt")
-        client.set_terminated(mlflow_run_id, "KILLED" if kind == "interrupted" else "FAILED")
+        interrupted = isinstance(error, KeyboardInterrupt)
+        record.mark_failed(client, mlflow_run_id, f"{type(error).__name__}: {error}", step="train")
+        client.log_text(mlflow_run_id, "".join(traceback.format_exception(error)), t.ARTIFACT_ERROR)
+        if attempt.layout.train_log.exists():
+            client.log_text(mlflow_run_id, attempt.layout.train_log.read_text(errors="replace")[-20000:],
+                            t.ARTIFACT_TRAIN_LOG_TAIL)
+        client.set_terminated(mlflow_run_id, "KILLED" if interrupted else "FAILED")
     except Exception:  # the store itself may be the failure; the original error matters more
         LOG.exception("could not record the failure in MLflow")
 
 
-def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_until, say, started) -> TrainResult:
-    import torch
+def _start_mlflow_run(attempt: _Attempt, size_label: str) -> None:
+    """Create the run's MLflow run (state running) with its tags, params and config artifact."""
     from mlflow.entities import Param
+
+    from lgrpo_bench import tracking as t
+
+    config, client = attempt.config, attempt.client
+    attempt.mlflow_run_id = record.create_run(client, attempt.experiment_id, tags=run_tags(config, attempt.run_id, size_label))
+    params = t.flatten_params(identity_payload(config))
+    params["run_id"] = attempt.run_id
+    items = [Param(key, value) for key, value in params.items()]
+    for start in range(0, len(items), 100):  # MLflow takes at most 100 params per log_batch
+        client.log_batch(attempt.mlflow_run_id, params=items[start : start + 100])
+    client.log_text(attempt.mlflow_run_id, dump_yaml(config), t.ARTIFACT_CONFIG)
+    attempt.say(f"run {attempt.run_id}: MLflow run {attempt.mlflow_run_id} in experiment {config.tracking.experiment!r}")
+
+
+def _train(attempt: _Attempt) -> TrainResult:
+    import torch
 
     from lgrpo_bench import tracking as t
     from lgrpo_bench.algorithms import get_algorithm
@@ -223,6 +241,7 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
     from lgrpo_bench.training.data import build_task_data
     from lgrpo_bench.training.trainer import UnifiedLossGRPOTrainer
 
+    config, say, layout = attempt.config, attempt.say, attempt.layout
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     cache_dir = Path(config.tracking.cache_dir) if config.tracking.cache_dir else None
@@ -231,23 +250,15 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
         sft_steps=config.model.warm_start_steps,
         progress=lambda step, total, loss: say(f"warm start {step}/{total} loss {loss:.3f}") if step % 200 == 0 or step == total else None,
     )
-    tracked = client is not None  # False on ranks other than 0 of a multi-process run
-    if resolved.build is not None and tracked:
-        log_warm_start(client, experiment_id, config.model.name, resolved.build)
+    if resolved.build is not None and attempt.tracked:
+        log_warm_start(attempt.client, attempt.experiment_id, config.model.name, resolved.build)
         m = resolved.build.metrics
         say(f"model {config.model.name}: {m.get('n_params', 0):,} parameters, warm-start greedy accuracy "
             f"{m.get('greedy_acc', float('nan')):.3f} ({'cached' if m.get('cached') else 'built'})")
 
-    if mlflow_run_id is None and tracked:
-        run = client.create_run(experiment_id, tags=run_tags(config, rid, resolved.size_label))
-        mlflow_run_id = run.info.run_id
-        params = t.flatten_params(identity_payload(config))
-        params["run_id"] = rid
-        items = [Param(key, value) for key, value in params.items()]
-        for start in range(0, len(items), 100):  # MLflow takes at most 100 params per log_batch
-            client.log_batch(mlflow_run_id, params=items[start : start + 100])
-        client.log_text(mlflow_run_id, dump_yaml(config), "config.yaml")
-        say(f"run {rid}: MLflow run {mlflow_run_id} in experiment {config.tracking.experiment!r}")
+    if attempt.mlflow_run_id is None and attempt.tracked:
+        _start_mlflow_run(attempt, resolved.size_label)
+    client, mlflow_run_id = attempt.client, attempt.mlflow_run_id
 
     model, tokenizer = load_model_and_tokenizer(resolved.name_or_path, dtype=config.model.dtype)
     if config.train.num_threads is None and not torch.cuda.is_available() and model.num_parameters() < SMALL_MODEL_PARAMS:
@@ -255,7 +266,7 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
     data = build_task_data(config, tokenizer)
     spec = get_algorithm(config.algorithm.name)
     reward_funcs, reward_weights = make_reward_funcs_for(config, spec)
-    args = grpo_config(config, run_dir)
+    args = grpo_config(config, layout.root)
     args.reward_weights = reward_weights
     trainer = UnifiedLossGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=data.train, processing_class=tokenizer,
@@ -274,12 +285,12 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
         extra = heldout.pop_latest()
         if "loss" not in logs:
             return extra
-        extra["train/reward_timeouts"] = float(sum(f.stats.timeouts for f in reward_funcs if hasattr(f, "stats")))
+        extra[t.TRAIN_REWARD_TIMEOUTS] = float(sum(f.stats.timeouts for f in reward_funcs if hasattr(f, "stats")))
         correctness = logs.get(f"rewards/{reward_funcs[0].__name__}/mean")
         if correctness is not None:
-            extra["train/accuracy"] = correctness
+            extra[t.TRAIN_ACCURACY] = correctness
         if logs.get("step_time") and "completions/mean_length" in logs:
-            extra["train/tokens_per_s"] = logs["completions/mean_length"] * completions_per_step / logs["step_time"]
+            extra[t.TRAIN_TOKENS_PER_S] = logs["completions/mean_length"] * completions_per_step / logs["step_time"]
         return extra
 
     from transformers.trainer_callback import PrinterCallback, ProgressCallback as StockProgress
@@ -287,9 +298,9 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
     trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; ours prints one line per step
     trainer.remove_callback(StockProgress)
     pruning = mlflow_callback = None
-    if tracked:
+    if attempt.tracked:
         mlflow_callback = t.MlflowStepCallback(client, mlflow_run_id, extra_metrics_fn=extra_metrics,
-                                               skip_steps_up_to=skip_until)
+                                               skip_steps_up_to=attempt.skip_until)
         trainer.add_callback(heldout)
         pruning = _pruning_callback(client, mlflow_run_id, heldout, say, can_stop=world_size() == 1)
         if pruning is not None:  # before the MLflow callback, which consumes the held-out values
@@ -300,36 +311,37 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
             trainer, lambda table, name: client.log_table(mlflow_run_id, data=table, artifact_file=name),
             every=config.train.samples_every))
 
-    checkpoint = latest_checkpoint(run_dir)
+    checkpoint = layout.latest_checkpoint()
     if checkpoint is not None:
-        say(f"run {rid}: resuming from {checkpoint.name}")
+        say(f"run {attempt.run_id}: resuming from {checkpoint.name}")
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
-    final_dir = run_dir / "final"
+    final_dir = layout.final_dir
     trainer.save_model(str(final_dir))  # writes on the main process only
-    if not tracked:
-        return TrainResult(rid, None, run_dir, model_dir=final_dir, seconds=time.perf_counter() - started)
+    if not attempt.tracked:
+        return TrainResult(attempt.run_id, None, layout.root, t.STATE_TRAINED, model_dir=final_dir,
+                           seconds=time.perf_counter() - attempt.started)
     mlflow_callback.close()
     tokenizer.save_pretrained(str(final_dir))
-    (final_dir / "lambda_state.json").write_text(json.dumps({"lambda": float(trainer.lam.detach())}))
+    (final_dir / record.LAMBDA_STATE_FILE).write_text(json.dumps({"lambda": float(trainer.lam.detach())}))
     if trainer.token_weight_records:
         lines = "\n".join(json.dumps({"step": s, "length": n, "weight": w}) for s, n, w in trainer.token_weight_records)
-        client.log_text(mlflow_run_id, lines + "\n", "token_weights.jsonl")
-    client.log_artifact(mlflow_run_id, str(run_dir / "train.log"))
-    client.set_tag(mlflow_run_id, "lgrpo.model_dir", str(final_dir))
-    # "done" only once the configured evaluation is logged too (lgrpo_bench.evaluation.evaluate_run sets it)
-    final_state = t.STATE_TRAINED if config.eval.benchmarks else t.STATE_DONE
+        client.log_text(mlflow_run_id, lines + "\n", t.ARTIFACT_TOKEN_WEIGHTS)
+    client.log_artifact(mlflow_run_id, str(layout.train_log))
+    client.set_tag(mlflow_run_id, t.TAG_MODEL_DIR, str(final_dir))
+    final_state = t.STATE_TRAINED  # the lifecycle evaluates and marks it done (lgrpo_bench.runs.lifecycle)
     if pruning is not None and pruning.pruned_at is not None:
         final_state = t.STATE_PRUNED
-        say(f"run {rid}: pruned by study {pruning.link.study!r} at step {pruning.pruned_at}")
-    client.set_tag(mlflow_run_id, t.TAG_STATE, final_state)
+        say(f"run {attempt.run_id}: pruned by study {pruning.link.study!r} at step {pruning.pruned_at}")
+    record.set_state(client, mlflow_run_id, final_state, current=t.STATE_RUNNING)
     client.set_terminated(mlflow_run_id, "FINISHED")
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - attempt.started
     metrics = dict(client.get_run(mlflow_run_id).data.metrics)
     trajectory = " → ".join(f"{acc:.3f}" for _, acc in heldout.history[:1] + heldout.history[-1:])
-    say(f"run {rid}: done in {seconds:.1f} s (MLflow run {mlflow_run_id})"
+    say(f"run {attempt.run_id}: trained in {seconds:.1f} s (MLflow run {mlflow_run_id})"
         + (f"; held-out accuracy {trajectory}" if trajectory else ""))
-    return TrainResult(rid, mlflow_run_id, run_dir, model_dir=final_dir, metrics=metrics, seconds=seconds)
+    return TrainResult(attempt.run_id, mlflow_run_id, layout.root, final_state, model_dir=final_dir, metrics=metrics,
+                       seconds=seconds)
 
 
 def _pruning_callback(client, mlflow_run_id: str, heldout, say, *, can_stop: bool = True):
@@ -337,7 +349,8 @@ def _pruning_callback(client, mlflow_run_id: str, heldout, say, *, can_stop: boo
 
     ``can_stop`` False (a multi-process run): values are reported, the pruner's verdict is not acted on."""
     from lgrpo_bench import tracking as t
-    from lgrpo_bench.training.pruning import PruningCallback, TrialLink
+    from lgrpo_bench.training.pruning import PruningCallback
+    from lgrpo_bench.tracking.studies import TrialLink
 
     link = TrialLink.from_env()
     if link is None:

@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
 from trl import GRPOTrainer
 
 from lgrpo_bench.algorithms import AlgorithmSpec, WeightInputs, relative_token_weight
-
-LAMBDA_STATE_FILE = "lambda_state.json"
+from lgrpo_bench.tracking.record import LAMBDA_STATE_FILE, RunLayout, write_checkpoint_manifest
 
 
 def row_group_statistics(
@@ -265,9 +265,10 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            folder = RunLayout(Path(self._get_output_dir(trial=trial))).checkpoint_dir(self.state.global_step)
             with open(os.path.join(folder, LAMBDA_STATE_FILE), "w") as handle:
                 json.dump({"lambda": float(self.lam.detach()), "learnable": self.lambda_learnable}, handle)
+            write_checkpoint_manifest(folder)  # last: a checkpoint without it is incomplete (never resumed from)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         if checkpoint is not None:
