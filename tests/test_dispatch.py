@@ -26,9 +26,11 @@ from lgrpo_bench.dispatch.state import (
     DONE,
     FAILED,
     NEW,
-    PARTIAL,
+    PRUNED,
     RUNNING,
     STALE_AFTER_S,
+    STOPPED,
+    TRAINED,
     classify,
     process_start_ticks,
     worker_alive,
@@ -202,14 +204,17 @@ def test_submission_up_to_sbatch_is_the_real_submitit_path(tmp_path, monkeypatch
     (None, None, True, None, (RUNNING, "starting", True)),
     (None, None, False, "train exit code 2", (FAILED, "train exit code 2", True)),
     ({"lgrpo.state": "done"}, "FINISHED", False, None, (DONE, "", False)),
-    ({"lgrpo.state": "trained"}, "FINISHED", False, None, (PARTIAL, "trained, evaluation pending", False)),
+    ({"lgrpo.state": "trained"}, "FINISHED", False, None, (TRAINED, "evaluation pending", False)),
     ({"lgrpo.state": "trained"}, "FINISHED", True, None, (RUNNING, "evaluating", False)),
     ({"lgrpo.state": "trained", "lgrpo.failed_step": "eval", "lgrpo.error": "boom"}, "FINISHED", False, None,
      (FAILED, "evaluation failed: boom", False)),
     ({"lgrpo.state": "running"}, "RUNNING", True, None, (RUNNING, "", True)),
-    ({"lgrpo.state": "running"}, "RUNNING", False, None, (PARTIAL, "interrupted (its process is gone)", True)),
+    ({"lgrpo.state": "running"}, "RUNNING", False, None,
+     (STOPPED, "its process is gone (killed, or its machine went away)", True)),
     ({"lgrpo.state": "failed", "lgrpo.error": "OSError: x"}, "FAILED", False, None, (FAILED, "OSError: x", True)),
-    ({"lgrpo.state": "failed"}, "KILLED", False, None, (PARTIAL, "interrupted (Ctrl-C)", True)),
+    ({"lgrpo.state": "stopped"}, "KILLED", False, None, (STOPPED, "interrupted (Ctrl-C or SIGTERM)", True)),
+    ({"lgrpo.state": "stopped"}, "KILLED", True, None, (RUNNING, "retrying", True)),
+    ({"lgrpo.state": "pruned"}, "FINISHED", False, None, (PRUNED, "stopped by its sweep's pruner", False)),
     ({"lgrpo.state": "failed"}, "FAILED", True, None, (RUNNING, "retrying", True)),
 ])
 def test_classify(tags, status, alive, parent_failure, expected):
@@ -370,7 +375,7 @@ def test_local_grid_finishes_skips_retries_and_resumes(warm_tiny, tmp_path):
         time.sleep(0.1)
     assert not _alive(worker["child_pid"]), "the training process outlived its orchestrator"
     assert list((tmp_path / "runs").glob(f"{target}.orphaned-*")), "the deleted run's old folder was moved aside"
-    assert states(grid) == {**dict.fromkeys(set(good) | set(bad) - {target}, DONE), target: PARTIAL}
+    assert states(grid) == {**dict.fromkeys(set(good) | set(bad) - {target}, DONE), target: STOPPED}
 
     # 5. the next run resumes exactly that run, from its checkpoint, into one MLflow run
     fifth = cli("run", str(grid), cwd=tmp_path)

@@ -238,7 +238,7 @@ def test_sigkill_of_the_orchestrator_takes_both_runs_down_and_the_next_run_resum
     time.sleep(2.0)
     assert {rid: metric_points(tmp_path, runs[rid]) for rid in rids} == points, "metrics landed after the kill"
     assert max(timestamp for found in points.values() for _, _, timestamp, _ in found) <= dead_ms
-    assert states(grid) == dict.fromkeys(rids, "partial")
+    assert states(grid) == dict.fromkeys(rids, "stopped")
 
     final = assert_completes(grid, tmp_path, ran=2, skipped=0)
     assert {rid: run.info.run_id for rid, run in final.items()} == {rid: run.info.run_id for rid, run in runs.items()}
@@ -335,7 +335,7 @@ def test_a_run_folder_that_turns_read_only_fails_that_run_and_it_completes_once_
             orchestrator.kill()
 
     assert orchestrator.returncode == 1, output
-    assert "done 1, failed 1" in output and "states now: new 0  running 0  done 1  partial 0  failed 1" in output, output
+    assert "done 1, failed 1" in output and "states now: new 0  running 0  trained 0  stopped 0  failed 1  pruned 0  done 1" in output, output
     errno = "Permission denied" if mechanism == "chmod 555" else "Operation not permitted"
     assert f"failed {target}: train exit code 1: PermissionError: [Errno {1 if errno.startswith('Op') else 13}] " \
            f"{errno}: '{run_dir}/checkpoint-" in output, (mechanism, output)

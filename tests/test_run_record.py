@@ -15,13 +15,22 @@ from lgrpo_bench.tracking.record import (
     checkpoint_problem,
     write_checkpoint_manifest,
 )
-from lgrpo_bench.tracking.schema import STATE_DONE, STATE_FAILED, STATE_PRUNED, STATE_RUNNING, STATE_TRAINED, STATES
+from lgrpo_bench.tracking.schema import (
+    STATE_DONE,
+    STATE_FAILED,
+    STATE_PRUNED,
+    STATE_RUNNING,
+    STATE_STOPPED,
+    STATE_TRAINED,
+    STATES,
+)
 
 ALLOWED = {
     (None, STATE_RUNNING),
     (STATE_RUNNING, STATE_RUNNING), (STATE_RUNNING, STATE_TRAINED), (STATE_RUNNING, STATE_DONE),
-    (STATE_RUNNING, STATE_FAILED), (STATE_RUNNING, STATE_PRUNED),
+    (STATE_RUNNING, STATE_FAILED), (STATE_RUNNING, STATE_PRUNED), (STATE_RUNNING, STATE_STOPPED),
     (STATE_FAILED, STATE_RUNNING), (STATE_FAILED, STATE_FAILED),
+    (STATE_STOPPED, STATE_RUNNING), (STATE_STOPPED, STATE_STOPPED),
     (STATE_TRAINED, STATE_DONE),
     (STATE_DONE, STATE_DONE), (STATE_PRUNED, STATE_PRUNED),
 }
@@ -128,3 +137,17 @@ def test_the_config_is_written_once_and_atomically(tmp_path):
     assert layout.config_file.read_text() == "a: 2\n"
     assert sorted(p.name for p in layout.root.iterdir()) == ["config.yaml"]
     assert layout.run_id == "abc" and layout.root == (tmp_path / "runs" / "abc").resolve()
+
+
+def test_the_resume_point_skips_and_sets_aside_incomplete_checkpoints(tmp_path):
+    layout = RunLayout(tmp_path / "abc")
+    assert layout.resume_point() == (None, [])
+    _checkpoint(layout, 2)
+    _checkpoint(layout, 4, manifest=False)
+    checkpoint, problems = layout.resume_point()
+    assert checkpoint == layout.checkpoint_dir(2) and problems == [f"checkpoint-4 has no {CHECKPOINT_MANIFEST} (the write did not finish)"]
+    assert not layout.checkpoint_dir(4).exists() and len(list(layout.root.glob("checkpoint-4.incomplete-*"))) == 1
+    (layout.checkpoint_dir(2) / "model.safetensors").write_bytes(b"")
+    checkpoint, problems = layout.resume_point()
+    assert checkpoint is None and len(problems) == 1 and "model.safetensors has 0 bytes" in problems[0]
+    assert [step for step, _ in layout.checkpoints()] == []

@@ -4,7 +4,7 @@
     from lgrpo_bench.dispatch import plan_grid, run_grid
 
     grid = load_grid("experiments/quickstart.yaml")   # validated, every point resolved with its run id
-    statuses = plan_grid(grid)                         # run id -> RunStatus (new/running/done/partial/failed)
+    statuses = plan_grid(grid)                         # run id -> RunStatus (new/running/trained/stopped/failed/pruned/done)
     summary = run_grid(grid)                           # launch what is not done; summary.exit_code
 
 Modules: :mod:`.state` (states, liveness, bulk store reads), :mod:`.commands` (the worker's argv, accelerate launch,

@@ -3,7 +3,7 @@
 Contract of :func:`run_grid`:
 
 * what runs is decided from the store (:func:`~lgrpo_bench.dispatch.state.grid_status`): done runs are
-  skipped, runs a live process works on are left alone, new / partial / failed runs are launched — training
+  skipped, runs a live process works on are left alone, new / trained / stopped / failed runs are launched — training
   resumes unfinished ones from their checkpoint into their MLflow run, and a ``trained`` run only gets its
   evaluation. A new run whose folder still holds checkpoints (its MLflow run was deleted) starts clean: the
   old folder is moved to ``<run_id>.orphaned-<time>``, so no run mixes two MLflow histories;
@@ -13,7 +13,7 @@ Contract of :func:`run_grid`:
 * one orchestrator per grid at a time: an ``flock`` on ``<runs_dir>/.grid-<name>.lock`` (:class:`GridBusy`);
 * a failed run does not stop the others; SIGINT / SIGTERM stop the grid: runs get SIGINT (training records
   them as interrupted, resumable) and SIGKILL 15 s later; SIGKILL of the orchestrator kills its local runs
-  (``PR_SET_PDEATHSIG``) and leaves them ``running`` with no live process, which ``plan`` shows as partial;
+  (``PR_SET_PDEATHSIG``) and leaves them ``running`` with no live process, which ``plan`` shows as stopped;
 * the returned :class:`GridRunSummary` says what happened; its ``exit_code`` is 1 when a run failed or the
   grid was stopped, else 0.
 """
@@ -35,7 +35,7 @@ from lgrpo_bench.config import ConfigError
 from lgrpo_bench.config.grid import ExpandedGrid, GridPoint, LocalExecutorConfig, RayExecutorConfig, SlurmExecutorConfig
 from lgrpo_bench.dispatch.executors import Executor, make_executor
 from lgrpo_bench.dispatch.job import RunJob, record_failure
-from lgrpo_bench.dispatch.state import DONE, FAILED, NEW, PARTIAL, RUNNING, RunStatus, grid_status
+from lgrpo_bench.dispatch.state import DONE, FAILED, NEW, PRUNED, RESUMABLE, RUNNING, RunStatus, grid_status
 from lgrpo_bench.runs.resolve import PreparedRun, prepare_run
 from lgrpo_bench.tracking import record
 from lgrpo_bench.tracking.schema import TAG_GRID_POINTS, TAG_GRID_RUNS_DIR, failure_tag
@@ -130,7 +130,8 @@ def _passed_env() -> dict[str, str]:
 
 def build_jobs(expanded: ExpandedGrid, statuses: dict[str, RunStatus], parents: dict[tuple[str, str], str],
                *, write: bool = True) -> list[RunJob]:
-    """A :class:`RunJob` for every point that is new, partial or failed (resolved configs written when ``write``).
+    """A :class:`RunJob` for every point in a :data:`~lgrpo_bench.dispatch.state.RESUMABLE` state (resolved configs
+    written when ``write``).
 
     A new run whose folder still holds results of an earlier attempt (its MLflow run was deleted) starts clean:
     the folder is moved aside (:meth:`~lgrpo_bench.tracking.record.RunLayout.move_aside`), so no run mixes two
@@ -138,7 +139,7 @@ def build_jobs(expanded: ExpandedGrid, statuses: dict[str, RunStatus], parents: 
     jobs = []
     for point in expanded.points:
         status = statuses[point.run_id]
-        if status.state not in (NEW, PARTIAL, FAILED):
+        if status.state not in RESUMABLE:
             continue
         prepared = prepare_run(point.config, rid=point.run_id, write=False)
         if write and status.state == NEW and status.mlflow_run_id is None and prepared.layout.has_outputs():
@@ -241,7 +242,7 @@ def run_grid(expanded: ExpandedGrid, *, slots: int | None = None, dry_run: bool 
     summary = GridRunSummary(expanded.grid.name, dry_run=dry_run, statuses=statuses)
     for point in expanded.points:
         state = statuses[point.run_id].state
-        if state == DONE:
+        if state in (DONE, PRUNED):
             summary.skipped_done.append(point.run_id)
         elif state == RUNNING:
             summary.running_elsewhere.append(point.run_id)

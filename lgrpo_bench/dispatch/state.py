@@ -1,19 +1,23 @@
 """The state of every run of a grid, read from the MLflow store in bulk (one search per experiment).
 
-States shown by ``plan`` / ``status``:
+States shown by ``plan``, ``status`` and the closing lines of ``run``: the run record's words
+(:mod:`lgrpo_bench.tracking.record`), plus ``new``:
 
 =========  ==================================================================================================
 new        no MLflow run carries the run id (and no process works on it)
 running    a live process works on it (see *Liveness* below)
+trained    training finished; the configured evaluation is not logged yet (the next ``run`` only evaluates)
+stopped    interrupted on request (Ctrl-C, SIGINT/SIGTERM of the orchestrator; ``lgrpo.state = stopped``), or
+           ``lgrpo.state = running`` with no live process (its process died without a word: SIGKILL, a crash)
+failed     ``lgrpo.state = failed`` (an exception, a kill), or a ``trained`` run whose evaluation failed
+           (``lgrpo.failed_step = eval``), or a run that failed before it could create its MLflow run
+           (recorded on the grid's parent run)
+pruned     a sweep trial stopped by its pruner (final)
 done       ``lgrpo.state = done``: trained and, when configured, evaluated
-partial    unfinished and resumable: trained but not evaluated (``trained``), or interrupted — Ctrl-C (MLflow
-           status ``KILLED``) or a process that died without a word (``running`` with no live process)
-failed     ``lgrpo.state = failed`` (an exception, a crash, a kill), or an evaluation that failed after training,
-           or a run that failed before it could create its MLflow run (recorded on the grid's parent run)
 =========  ==================================================================================================
 
-``run`` launches new, partial and failed runs; training resumes from the last checkpoint into the same
-MLflow run, so no run is ever logged twice.
+``run`` launches new, trained, stopped and failed runs; training resumes from the newest complete checkpoint
+into the same MLflow run, so no run is ever logged twice.
 
 Liveness
 --------
@@ -46,6 +50,9 @@ from lgrpo_bench.tracking.schema import (
     KIND_WARM_START,
     STATE_DONE,
     STATE_FAILED,
+    STATE_PRUNED,
+    STATE_RUNNING,
+    STATE_STOPPED,
     STATE_TRAINED,
     TAG_ERROR,
     TAG_FAILED_STEP,
@@ -56,13 +63,19 @@ from lgrpo_bench.tracking.schema import (
 )
 
 __all__ = [
-    "DONE", "FAILED", "GRID_STATES", "HEARTBEAT_S", "NEW", "PARTIAL", "RUNNING", "STALE_AFTER_S", "RunStatus",
+    "DONE", "FAILED", "GRID_STATES", "HEARTBEAT_S", "NEW", "PRUNED", "RESUMABLE", "RUNNING", "STALE_AFTER_S",
+    "STOPPED", "TRAINED", "RunStatus",
     "StoreGrid", "classify", "grid_status", "store_grids", "pid_alive", "process_start_ticks", "read_worker", "search_experiment_runs",
     "store_exists", "worker_alive",
 ]
 
-NEW, RUNNING, DONE, PARTIAL, FAILED = "new", "running", "done", "partial", "failed"
-GRID_STATES: tuple[str, ...] = (NEW, RUNNING, DONE, PARTIAL, FAILED)
+NEW = "new"
+RUNNING, TRAINED, DONE, FAILED, PRUNED, STOPPED = (
+    STATE_RUNNING, STATE_TRAINED, STATE_DONE, STATE_FAILED, STATE_PRUNED, STATE_STOPPED)
+GRID_STATES: tuple[str, ...] = (NEW, RUNNING, TRAINED, STOPPED, FAILED, PRUNED, DONE)
+"""The states a grid's run can be shown in, in the order tables list them."""
+RESUMABLE: tuple[str, ...] = (NEW, TRAINED, STOPPED, FAILED)
+"""States ``run`` launches (new runs start; the others resume where they stopped)."""
 
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0
@@ -149,7 +162,7 @@ def worker_alive(record: dict[str, Any] | None, *, now: float | None = None, hos
 def classify(tags: dict[str, str] | None, mlflow_status: str | None, alive: bool,
              parent_failure: str | None = None) -> tuple[str, str, bool]:
     """(state, detail, needs_train) of a run from its train run's tags and MLflow status (None: no run yet),
-    whether a live process works on it, and a failure recorded on the grid's parent run."""
+    whether a live process works on it, and a failure recorded on the grid's parent run (see the module docstring)."""
     if tags is None:
         if alive:
             return RUNNING, "starting", True
@@ -160,19 +173,21 @@ def classify(tags: dict[str, str] | None, mlflow_status: str | None, alive: bool
     error = tags.get(TAG_ERROR, "")
     if state == STATE_DONE:
         return DONE, "", False
+    if state == STATE_PRUNED:
+        return PRUNED, "stopped by its sweep's pruner", False
     if state == STATE_TRAINED:
         if alive:
             return RUNNING, "evaluating", False
         if tags.get(TAG_FAILED_STEP) == "eval":
             return FAILED, f"evaluation failed: {error}" if error else "evaluation failed", False
-        return PARTIAL, "trained, evaluation pending", False
+        return TRAINED, "evaluation pending", False
     if alive:
-        return RUNNING, "retrying" if state == STATE_FAILED else "", True
+        return RUNNING, "retrying" if state in (STATE_FAILED, STATE_STOPPED) else "", True
     if state == STATE_FAILED:
-        if mlflow_status == "KILLED":
-            return PARTIAL, "interrupted (Ctrl-C)", True
         return FAILED, error, True
-    return PARTIAL, "interrupted (its process is gone)", True
+    if state == STATE_STOPPED:
+        return STOPPED, "interrupted (Ctrl-C or SIGTERM)", True
+    return STOPPED, "its process is gone (killed, or its machine went away)", True
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -276,7 +291,7 @@ def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | N
             run = train_runs.get(rid)
             tags = dict(run.data.tags) if run is not None else None
             state, detail, needs_train = classify(tags, run.info.status if run else None, alive, failures.get(rid))
-            if state in (PARTIAL, FAILED) and needs_train:
+            if state in (STOPPED, FAILED) and needs_train:
                 checkpoint = RunLayout(run_dir).latest_checkpoint()
                 if checkpoint is not None and run is not None:
                     detail = f"{detail}; resumes from {checkpoint.name}" if detail else f"resumes from {checkpoint.name}"

@@ -19,12 +19,15 @@ State
 A training run's MLflow run carries ``lgrpo.state``; this module holds the only code that writes it::
 
     new ──► running ──► trained ──► done
-               │  ▲        │
-               ▼  │        └──(evaluation fails: stays trained, lgrpo.failed_step = eval)
-             failed        running ──► pruned (a sweep trial stopped by its pruner)
+             ▲  │  │        │
+             │  │  │        └──(evaluation fails: stays trained, lgrpo.failed_step = eval)
+             │  │  └──► failed ──► running          (an error; resumed by the next run)
+             │  └─────► stopped ──► running         (Ctrl-C / SIGTERM: interrupted on request)
+             └── running ──► pruned                 (a sweep trial stopped by its pruner)
 
 ``new`` is not a tag: it is a run id with no MLflow run yet. ``running → running`` is a resume after a process
-died without a word; ``failed → running`` a resume after a recorded failure; ``done`` and ``pruned`` are final.
+died without a word; ``failed → running`` and ``stopped → running`` resumes; ``done`` and ``pruned`` are final.
+``plan``, ``status`` and the closing line of ``run`` use these words too (:mod:`lgrpo_bench.dispatch.state`).
 Grid and study parent runs move between ``running``, ``done`` and ``failed``; evaluation-only runs
 (``lgrpo.kind = eval``) between ``running`` and ``done``. Writing any other transition raises
 :class:`IllegalTransition`: a bug, never a user error.
@@ -46,6 +49,7 @@ from lgrpo_bench.tracking.schema import (
     STATE_FAILED,
     STATE_PRUNED,
     STATE_RUNNING,
+    STATE_STOPPED,
     STATE_TRAINED,
     STATES,
     TAG_ERROR,
@@ -68,6 +72,7 @@ __all__ = [
     "check_transition",
     "create_run",
     "mark_failed",
+    "mark_stopped",
     "set_parent_state",
     "set_state",
 ]
@@ -90,8 +95,9 @@ train run is created with ``mlflow.parentRunId`` set to it."""
 
 TRANSITIONS: dict[str | None, frozenset[str]] = {
     None: frozenset({STATE_RUNNING}),
-    STATE_RUNNING: frozenset({STATE_RUNNING, STATE_TRAINED, STATE_DONE, STATE_FAILED, STATE_PRUNED}),
+    STATE_RUNNING: frozenset({STATE_RUNNING, STATE_TRAINED, STATE_DONE, STATE_FAILED, STATE_PRUNED, STATE_STOPPED}),
     STATE_FAILED: frozenset({STATE_RUNNING, STATE_FAILED}),
+    STATE_STOPPED: frozenset({STATE_RUNNING, STATE_STOPPED}),
     STATE_TRAINED: frozenset({STATE_DONE}),
     STATE_DONE: frozenset({STATE_DONE}),
     STATE_PRUNED: frozenset({STATE_PRUNED}),
@@ -142,6 +148,15 @@ def create_run(client, experiment_id: str, tags: Mapping[str, str], run_name: st
         raise IllegalTransition("create_run sets the state itself; do not pass lgrpo.state")
     run = client.create_run(experiment_id, run_name=run_name, tags={**tags, TAG_STATE: STATE_RUNNING})
     return run.info.run_id
+
+
+def mark_stopped(client, mlflow_run_id: str, *, current: str | None | object = ...) -> None:
+    """Record an interruption on request (Ctrl-C, SIGINT/SIGTERM): state ``stopped``, except for a run whose training
+    is finished, which keeps its state (only its evaluation was interrupted)."""
+    if current is ...:
+        current = client.get_run(mlflow_run_id).data.tags.get(TAG_STATE)
+    if current not in (STATE_TRAINED, STATE_DONE):
+        set_state(client, mlflow_run_id, STATE_STOPPED, current=current)
 
 
 def mark_failed(client, mlflow_run_id: str, error: str, *, step: str | None = None,
@@ -212,6 +227,20 @@ class RunLayout:
             if checkpoint_problem(folder) is None:
                 return folder
         return None
+
+    def resume_point(self) -> tuple[Path | None, list[str]]:
+        """The checkpoint to resume from, and why newer ones were passed over (empty when none was).
+
+        Incomplete checkpoints newer than the one chosen (a write that a kill or a full disk cut short) are moved
+        aside to ``checkpoint-N.incomplete-<time>`` so that training writes that step again into a clean folder."""
+        problems: list[str] = []
+        for _, folder in self.checkpoints():
+            problem = checkpoint_problem(folder)
+            if problem is None:
+                return folder, problems
+            problems.append(problem)
+            folder.rename(folder.with_name(f"{folder.name}.incomplete-{time.strftime('%Y%m%d-%H%M%S')}"))
+        return None, problems
 
     def has_outputs(self) -> bool:
         """Whether the folder holds results of an earlier attempt (a checkpoint or a final model)."""

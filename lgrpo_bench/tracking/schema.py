@@ -156,9 +156,12 @@ STATE_DONE = "done"
 STATE_FAILED = "failed"
 STATE_PRUNED = "pruned"
 """A sweep trial stopped early by the study's pruner (final: not resumed, not evaluated)."""
-STATES: tuple[str, ...] = (STATE_RUNNING, STATE_TRAINED, STATE_DONE, STATE_FAILED, STATE_PRUNED)
+STATE_STOPPED = "stopped"
+"""Interrupted on request (Ctrl-C, SIGINT/SIGTERM of the orchestrator): resumable, nothing failed."""
+STATES: tuple[str, ...] = (STATE_RUNNING, STATE_TRAINED, STATE_DONE, STATE_FAILED, STATE_PRUNED, STATE_STOPPED)
 """Every value ``lgrpo.state`` may take. A train run goes running → trained → done (``done`` only once every
-benchmark of ``eval.benchmarks`` is logged; straight to ``done`` when the list is empty), or → failed."""
+benchmark of ``eval.benchmarks`` is logged), or → failed / stopped (both resumable); see
+:mod:`lgrpo_bench.tracking.record` for the state machine."""
 
 # ---------------------------------------------------------------------------------------------------------
 # Evaluation identity and per-problem records

@@ -201,13 +201,16 @@ def _mark_failed(attempt: _Attempt, error: BaseException) -> None:
 
     client, mlflow_run_id = attempt.client, attempt.mlflow_run_id
     try:
-        interrupted = isinstance(error, KeyboardInterrupt)
+        if isinstance(error, KeyboardInterrupt):  # SIGINT: the orchestrator stops the grid (Ctrl-C, SIGTERM)
+            record.mark_stopped(client, mlflow_run_id)
+            client.set_terminated(mlflow_run_id, "KILLED")
+            return
         record.mark_failed(client, mlflow_run_id, f"{type(error).__name__}: {error}", step="train")
         client.log_text(mlflow_run_id, "".join(traceback.format_exception(error)), t.ARTIFACT_ERROR)
         if attempt.layout.train_log.exists():
             client.log_text(mlflow_run_id, attempt.layout.train_log.read_text(errors="replace")[-20000:],
                             t.ARTIFACT_TRAIN_LOG_TAIL)
-        client.set_terminated(mlflow_run_id, "KILLED" if interrupted else "FAILED")
+        client.set_terminated(mlflow_run_id, "FAILED")
     except Exception:  # the store itself may be the failure; the original error matters more
         LOG.exception("could not record the failure in MLflow")
 
@@ -311,9 +314,16 @@ def _train(attempt: _Attempt) -> TrainResult:
             trainer, lambda table, name: client.log_table(mlflow_run_id, data=table, artifact_file=name),
             every=config.train.samples_every))
 
-    checkpoint = layout.latest_checkpoint()
+    checkpoint, passed_over = layout.resume_point()
+    for problem in passed_over:
+        say(f"run {attempt.run_id}: not resuming from an incomplete checkpoint: {problem}")
     if checkpoint is not None:
         say(f"run {attempt.run_id}: resuming from {checkpoint.name}")
+    elif passed_over:
+        say(f"run {attempt.run_id}: no complete checkpoint left; training again from step 0 into the same MLflow run "
+            f"(steps ≤ {attempt.skip_until} keep the values logged the first time)")
+    if attempt.tracked and (checkpoint is not None or passed_over):
+        client.set_tag(mlflow_run_id, t.TAG_RESUMED_FROM, checkpoint.name if checkpoint is not None else "scratch")
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     final_dir = layout.final_dir

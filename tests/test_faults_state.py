@@ -1,0 +1,80 @@
+"""Faults that must leave a true and resumable state (issue 18): a SIGTERM'd orchestrator, a truncated checkpoint.
+
+Real processes and the real MLflow SQLite store, as in tests/test_faults.py (whose helpers these reuse).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from test_faults import (
+    assert_completes,
+    checkpointed_not_final,
+    cli,
+    loss_steps,
+    run_ids,
+    start_run,
+    states,
+    train_runs,
+    wait_until,
+    write_grid,
+)
+
+
+@pytest.mark.slow
+def test_sigterm_of_the_orchestrator_says_stopped_in_the_store_the_plan_and_the_closing_lines(warm_tiny, tmp_path):
+    grid = write_grid(tmp_path, str(warm_tiny.path), steps=30)
+    rids = run_ids(grid)
+    orchestrator = start_run(grid, tmp_path)
+    wait_until(lambda: all(checkpointed_not_final(tmp_path / "runs" / rid) for rid in rids), orchestrator,
+               "both runs to be between checkpoints")
+    orchestrator.send_signal(signal.SIGTERM)
+    output = orchestrator.communicate(timeout=180)[0]
+
+    assert orchestrator.returncode == 1, output
+    assert "done 0, failed 0, stopped 2" in output, output
+    assert "states now: new 0  running 0  trained 0  stopped 2  failed 0  pruned 0  done 0" in output, output
+    runs = train_runs(tmp_path)
+    assert {rid: run.data.tags["lgrpo.state"] for rid, run in runs.items()} == dict.fromkeys(rids, "stopped")
+    assert {run.info.status for run in runs.values()} == {"KILLED"}
+    assert states(grid) == dict.fromkeys(rids, "stopped")
+    plan = cli("plan", str(grid), cwd=tmp_path)
+    assert plan.stdout.count("stopped") >= 2 and "interrupted (Ctrl-C or SIGTERM)" in plan.stdout, plan.stdout
+
+    final = assert_completes(grid, tmp_path, ran=2, skipped=0)
+    for rid in rids:
+        assert final[rid].info.run_id == runs[rid].info.run_id
+        assert loss_steps(tmp_path, final[rid]) == list(range(1, 31))
+
+
+@pytest.mark.slow
+def test_a_truncated_checkpoint_is_passed_over_for_the_newest_complete_one(warm_tiny, tmp_path):
+    grid = write_grid(tmp_path, str(warm_tiny.path), seeds=(0,), slots=1, steps=12)
+    (rid,) = run_ids(grid)
+    run_dir = tmp_path / "runs" / rid
+    orchestrator = start_run(grid, tmp_path)
+    wait_until(lambda: (run_dir / "checkpoint-3" / "lgrpo-manifest.json").exists() and not (run_dir / "final").exists(),
+               orchestrator, "three checkpoints")
+    child = json.loads((run_dir / "worker.json").read_text())["child_pid"]
+    subprocess.run(["kill", "-9", str(child)], check=True)
+    orchestrator.communicate(timeout=180)
+
+    newest = max((int(p.name.split("-")[1]), p) for p in run_dir.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
+    weights = newest[1] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    fallback = f"checkpoint-{newest[0] - 1}"
+    plan = cli("plan", str(grid), cwd=tmp_path)
+    assert f"resumes from {fallback}" in plan.stdout and f"resumes from {newest[1].name}" not in plan.stdout, plan.stdout
+
+    final = assert_completes(grid, tmp_path, ran=1, skipped=0)[rid]
+    log = (run_dir / "run.log").read_text()
+    assert f"not resuming from an incomplete checkpoint: {newest[1].name}/model.safetensors has" in log, log[-3000:]
+    assert f"resuming from {fallback}" in log
+    assert final.data.tags["lgrpo.resumed_from"] == fallback
+    assert loss_steps(tmp_path, final) == list(range(1, 13))
+    assert list(run_dir.glob(f"{newest[1].name}.incomplete-*")), "the incomplete checkpoint was moved aside"
