@@ -111,6 +111,10 @@ def plan(
         title += f" — {expanded.grid.description}"
     console.print(plan_table(expanded, statuses, title=title))
     console.print(states_line(count_states(statuses.values())), highlight=False)
+    from lgrpo_bench.reports.power import grid_power_lines  # what the grid's seeds can detect, from earlier runs
+
+    for line in grid_power_lines(expanded.points, expanded.points[0].config.tracking.uri):
+        console.print(line, highlight=False)
 
 
 @app.command("status")
