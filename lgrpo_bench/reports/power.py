@@ -88,16 +88,27 @@ def t_test_power(effect: float, std: float, n: int, *, paired: bool, alpha: floa
 def minimum_detectable_effect(
     std: float | None, n: int, *, paired: bool, alpha: float = DEFAULT_ALPHA, power: float = DEFAULT_POWER,
 ) -> float | None:
-    """The δ > 0 with :func:`t_test_power` (δ) = ``power``; ``None`` without a positive std or with n < 2."""
+    """The δ > 0 with :func:`t_test_power` (δ) = ``power``; ``None`` without a positive std or with n < 2.
+
+    Root search (Brent) bracketed around the approximation (t_{1−α/2, df} + t_{power, df})·SE.
+    """
+    from scipy import stats
     from scipy.optimize import brentq
 
     if std is None or not std > 0 or n < 2:
         return None
     df, se = _design(n, std, paired)
-    high = 4.0 * se * (1 + 10.0 / df)  # a δ with power above 80 % for every df ≥ 1, widened below when not
-    while t_test_power(high, std, n, paired=paired, alpha=alpha) < power:
+    guess = float(stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se
+
+    def shortfall(effect: float) -> float:
+        return t_test_power(effect, std, n, paired=paired, alpha=alpha) - power
+
+    low, high = 0.5 * guess, 1.5 * guess
+    while shortfall(low) > 0:
+        low /= 2
+    while shortfall(high) < 0:
         high *= 2
-    return float(brentq(lambda e: t_test_power(e, std, n, paired=paired, alpha=alpha) - power, 0.0, high, xtol=1e-12 * high))
+    return float(brentq(shortfall, low, high, xtol=1e-10 * guess))
 
 
 def seeds_needed(
@@ -105,15 +116,33 @@ def seeds_needed(
     max_seeds: int = MAX_SEEDS,
 ) -> int | None:
     """The smallest n ≥ 2 with :func:`t_test_power` ≥ ``power`` (pairs, or seeds per row); ``None`` above ``max_seeds``
-    or without a positive std. Power grows with n, so a bisection finds it."""
+    or without a positive std.
+
+    Power grows with n, and the t test never has more power than the z test, so the search starts just below the
+    normal-approximation n_z = (z_{1−α/2} + z_{power})²·σ²/δ² (×2 unpaired), gallops up and bisects.
+    """
+    from scipy import stats
+
     if std is None or not std > 0 or not effect > 0:
         return None
-    if t_test_power(effect, std, max_seeds, paired=paired, alpha=alpha) < power:
+
+    def enough(n: int) -> bool:
+        return t_test_power(effect, std, n, paired=paired, alpha=alpha) >= power
+
+    z = float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
+    n_z = (z * std / effect) ** 2 * (1 if paired else 2)
+    low = int(min(max(1.0, math.floor(n_z) - 1), max_seeds))  # no test (n = 1) or below n_z: not enough
+    if low >= 2 and enough(low):
+        low = 1
+    step, high = 1, low + 1
+    while high < max_seeds and not enough(high):
+        low, step = high, step * 2
+        high = min(low + step, max_seeds)
+    if high >= max_seeds and not enough(max_seeds):
         return None
-    low, high = 1, max_seeds  # power(low) < target (n = 1 has no test), power(high) ≥ target
     while high - low > 1:
         middle = (low + high) // 2
-        if t_test_power(effect, std, middle, paired=paired, alpha=alpha) >= power:
+        if enough(middle):
             high = middle
         else:
             low = middle
