@@ -75,7 +75,7 @@ def _print_results(expanded, console) -> None:
     from lgrpo_bench.tracking.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(expanded.points[0].config.tracking.uri)
-    print_summary_table(uri, grid=expanded.grid.name, console=console)
+    print_summary_table(uri, grid=expanded.grid.name, console=console, key_order=expanded.value_keys)
 
 
 def _run_dir(expanded, rid: str) -> Path:

@@ -205,13 +205,14 @@ def _delta_caption(table: ReportTable) -> str:
         return text + "; no intervals (--no-stats)"
     paired = any(d.cells[k].interval is not None and d.cells[k].interval.method == PAIRED_T
                  for g in table.groups for d in g.deltas for k in table.value_keys)
+    small = _small_benchmarks(table)
     return (text + f" [{level} t interval over seeds: " + ("paired by seed, df = seeds − 1" if paired else "Welch, unpaired")
             + "; Welch when the seed sets differ] p = two-sided p-value; "
             f"{NOT_SIGNIFICANT} = the interval contains 0; (1 seed) = no interval: seed-to-seed variation cannot be "
             "estimated from one run and an interval over problems alone would be too narrow. "
             f"{MDE_LABEL}: the smallest true Δ a two-sided 5 % test detects 80 % of the time with n seeds, from the "
             "pooled std of the paired per-seed differences (or the pooled seed std when unpaired); "
-            f"{SEEDS_LABEL}: seeds needed to detect a 1- or 2-point gain")
+            f"{SEEDS_LABEL}: seeds needed to detect a 1- or 2-point gain" + (f". {small}" if small else ""))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -261,18 +261,20 @@ def print_summary_table(
     *,
     baseline: str = "grpo",
     statistics: bool = True,
+    key_order: Sequence[str] = (),
 ) -> ReportTable | None:
     """Print the summary (and Δ) table with rich, e.g. at the end of ``lgrpo-bench run``.
 
     Reads the runs of ``experiment`` and/or ``grid``; prints a one-line note instead of raising when there
-    is nothing to report (the caller's work is done either way). Returns the table, or ``None``.
+    is nothing to report (the caller's work is done either way). ``key_order``: the grid's axis keys (order
+    of the key columns). Returns the table, or ``None``.
     """
     from rich.console import Console
 
     console = console or Console()
     try:
         table, _, _ = load_report_table(tracking, experiments=[experiment] if experiment else None, grid=grid,
-                                        baseline=baseline, statistics=statistics)
+                                        baseline=baseline, statistics=statistics, key_order=key_order)
     except ReportInputError as error:
         console.print(f"[yellow]no results table:[/yellow] {error}", markup=True, highlight=False)
         return None
