@@ -302,3 +302,9 @@ def test_sql_fast_path_reads_what_search_runs_reads(paper_store):
         fast, slow = load_runs(client, ["paper"], grid=grid), load_runs(client, ["paper"], grid=grid, fast=False)
         assert fast.runs == slow.runs and fast.grid_runs == slow.grid_runs and fast.skipped == slow.skipped
         assert len(fast.runs) == 8
+    # tag filters (what `plan` reads: model and task), with and without the grid
+    tags = {t.TAG_MODEL_SIZE: "1B", t.TAG_ALGORITHM: "grpo"}
+    fast, slow = load_runs(client, tags=tags), load_runs(client, tags=tags, fast=False)
+    assert fast.runs == slow.runs and [r.run_id for r in fast.runs] == ["grpo-1B-s0", "grpo-1B-s1", "grpo-1B-s2"]
+    assert load_runs(client, grid="g1", tags=tags).runs == fast.runs
+    assert fast.runs[0].params["train.num_generations"] == "4"  # every logged param is kept (row keys come from them)

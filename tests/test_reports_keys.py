@@ -250,3 +250,26 @@ def test_plan_prints_what_the_grid_can_detect(key_store):
     assert f"1 point: {seeds_needed(0.01, power.std, paired=True)} seeds" in text
     assert "of paired per-seed differences" in text
     assert plan_power_lines(uri, "tiny-s", "math", 3) == []  # no earlier runs of that task
+
+
+def test_algorithm_options_that_follow_from_the_algorithm_are_not_shown():
+    """dapo_full's resolved epsilon_high (0.28 against 0.2) varies among the runs but only with the algorithm: a row
+    key in the CSVs, not a table column; Δ compares dapo_full with grpo at grpo's 0.2."""
+    from lgrpo_bench.reports.loader import RunRecord
+    from lgrpo_bench.reports.render import results_csv
+
+    def run(algorithm, seed, epsilon_high, acc):
+        name = f"{algorithm}{seed}"
+        return RunRecord(name, name, algorithm, "tiny-s", "0.2M", str(seed), "done", None, "0", 0,
+                         eval_metrics={"arith": {"acc": acc}}, eval_identity={"arith": {"hash": "h"}}, eval_source={"arith": name},
+                         params={"algorithm.name": algorithm, "algorithm.epsilon_high": epsilon_high, "train.seed": str(seed)})
+
+    runs = [run("grpo", s, "0.2", 0.5 + 0.01 * s) for s in range(2)] + [run("dapo_full", s, "0.28", 0.6 + 0.02 * s) for s in range(2)]
+    table = build_table(runs)
+    assert table.row_keys.keys == ("algorithm.epsilon_high",) and table.row_keys.shown == ()
+    assert [r.n for r in table.groups[0].rows] == [2, 2]
+    delta = table.groups[0].deltas[0]
+    assert delta.cells["arith"].delta == pytest.approx(0.105) and delta.baseline_keys_text == "epsilon_high=0.2"
+    assert _markdown_rows(to_markdown(table))[0] == ["Size", "Algorithm", "n", "arith", "Average"]
+    header = results_csv(table, runs).splitlines()[0].split(",")
+    assert header[header.index("algorithm") + 1] == "epsilon_high"

@@ -123,7 +123,9 @@ class RowKeys:
     """``{key: column name}`` for :attr:`keys` and :attr:`averaged`."""
     shown: tuple[str, ...]
     """Keys the tables show: those chosen with ``--group-by``, else those with several values within a model
-    size (a key constant within every model size says nothing the Size column does not; the CSVs keep it)."""
+    size (a key constant within every model size says nothing the Size column does not), leaving out algorithm
+    options that follow from the algorithm (one value per algorithm and model size, like dapo_full's resolved
+    ``epsilon_high`` 0.28 against 0.2: the Algorithm column says it). The CSVs keep every key."""
     averaged: tuple[str, ...] = ()
     """``--average-over`` keys: replicate axes, like the seed."""
     chosen: bool = False
@@ -194,9 +196,16 @@ def resolve_row_keys(
         shown = tuple(keys)
     else:
         by_size: dict[str, list[RunRecord]] = {}
+        by_algorithm: dict[tuple[str, str], list[RunRecord]] = {}
         for run in runs:
             by_size.setdefault(run.model_size, []).append(run)
-        shown = tuple(k for k in keys if any(len({r.params.get(k) for r in members}) > 1 for members in by_size.values()))
+            by_algorithm.setdefault((run.model_size, run.algorithm), []).append(run)
+
+        def varies(key: str, groups: Iterable[list[RunRecord]]) -> bool:
+            return any(len({r.params.get(key) for r in members}) > 1 for members in groups)
+
+        shown = tuple(k for k in keys if varies(k, by_size.values())
+                      and (not k.startswith(ALGORITHM_OPTIONS_PREFIX) or varies(k, by_algorithm.values())))
     return RowKeys(tuple(keys), labels, shown, tuple(averaged), group_by is not None)
 
 

@@ -26,7 +26,7 @@ problem), so an interval over runs covers both; an interval over problems alone 
 * **Welch** (the seed sets differ, each row has ≥ 2 runs): Δ = ȳ_c − ȳ_b, SE² = s_c²/n_c + s_b²/n_b,
   Welch–Satterthwaite ν = SE⁴ / ((s_c²/n_c)²/(n_c − 1) + (s_b²/n_b)²/(n_b − 1)), interval Δ ± t_{1−α/2, ν}·SE.
 * **One seed** (a shared seed set of one, or one row with a single run and different seeds): no interval.
-  Seed-to-seed variation, the largest source of noise in RL fine-tuning, cannot be estimated from one run;
+  Seed-to-seed variation, often the largest source of noise in RL fine-tuning, cannot be estimated from one run;
   an interval over problems alone would be too narrow (it ignores that another seed gives another model), so
   the report shows Δ without an interval and says why.
 * A zero SE (identical values) gives the interval [Δ, Δ] and p = 1 when Δ = 0, else 0.
@@ -34,12 +34,13 @@ problem), so an interval over runs covers both; an interval over problems alone 
 Why this method: with 2–20 seeds the t quantile on n − 1 degrees of freedom is what makes the coverage right
 (t_{0.975, 2} = 4.30 for 3 seeds, against the 1.96 a normal or percentile-bootstrap interval effectively uses).
 The percentile bootstrap over seeds and problems this replaces marked identical algorithms different 10.0 %
-of the time at 6-point seed effects with 3 seeds and 19.8 % at 10 points (nominal 5 %;
-``benchmarks/interval_calibration.py`` reproduces it): a bootstrap of 3 values has only 10 distinct resample
-means and a variance shrunk by (n − 1)/n. Seed variance as the dominant, often ignored, source of variance:
-Bouthillier et al. 2021, "Accounting for Variance in Machine Learning Benchmarks" (MLSys, arXiv 2103.03098);
-testing over runs rather than over test items, and the t test when the aggregated statistic is near normal:
-Dror et al. 2018, "The Hitchhiker's Guide to Testing Statistical Significance in NLP" (ACL); several
+of the time at 6-point seed effects with 3 seeds and 19.8 % at 10 points in the issue's simulation (nominal 5 %;
+``benchmarks/interval_calibration.py`` measures 18.1 % and 23.6 % in its own): a bootstrap of 3 values has only
+10 distinct resample means and a variance shrunk by (n − 1)/n, so its interval is about the range of the 3
+per-seed differences, which all share a sign 25 % of the time. Seed variance as a large, often ignored, source
+of variance in benchmarks: Bouthillier et al. 2021, "Accounting for Variance in Machine Learning Benchmarks"
+(MLSys, arXiv 2103.03098); a parametric t test when the compared statistic is close to normal: Dror et al. 2018,
+"The Hitchhiker's Guide to Testing Statistical Significance in NLP" (ACL); several
 accuracy points of seed variance on small math benchmarks, and the call to report it: Hochlehnert et al.
 2025, "A Sober Look at Progress in Language Model Reasoning" (arXiv 2504.07086). A run's accuracy is a mean
 over hundreds of problems plus a seed effect, so it is close to normal; ``tests/test_reports_stats.py``
