@@ -44,6 +44,7 @@ __all__ = [
     "is_row_key_candidate",
     "match_baseline",
     "resolve_row_keys",
+    "sort_key",
 ]
 
 SEED_KEYS: tuple[str, ...] = ("train.seed", "eval.seed")
@@ -128,8 +129,6 @@ class RowKeys:
     ``epsilon_high`` 0.28 against 0.2: the Algorithm column says it). The CSVs keep every key."""
     averaged: tuple[str, ...] = ()
     """``--average-over`` keys: replicate axes, like the seed."""
-    chosen: bool = False
-    """The keys come from ``--group-by``."""
 
     def values(self, run: RunRecord) -> tuple[str | None, ...]:
         """The run's value of each row key (``None``: the run did not log it)."""
@@ -206,7 +205,7 @@ def resolve_row_keys(
 
         shown = tuple(k for k in keys if varies(k, by_size.values())
                       and (not k.startswith(ALGORITHM_OPTIONS_PREFIX) or varies(k, by_algorithm.values())))
-    return RowKeys(tuple(keys), labels, shown, tuple(averaged), group_by is not None)
+    return RowKeys(tuple(keys), labels, shown, tuple(averaged))
 
 
 def sort_key(values: Sequence[str | None]) -> tuple:

@@ -39,6 +39,7 @@ __all__ = [
     "MAX_SEEDS",
     "TARGET_EFFECTS",
     "PowerSummary",
+    "describe_power",
     "grid_power_lines",
     "minimum_detectable_effect",
     "plan_power_lines",
@@ -183,13 +184,13 @@ def _seeds_text(n: int | None) -> str:
     return f"> {MAX_SEEDS}" if n is None else str(n)
 
 
-def describe_power(summary: PowerSummary, column: str) -> str:
-    """One line: MDE with n seeds and the seeds 1 and 2 points need, naming the std it comes from."""
+def describe_power(summary: PowerSummary) -> str:
+    """One sentence: MDE with n seeds and the seeds 1 and 2 points need, naming the std it comes from."""
     design = "of paired per-seed differences" if summary.paired else "over seeds within rows (unpaired)"
     needed = ", ".join(f"{100 * effect:g} point{'s' if effect != 0.01 else ''}: {_seeds_text(summary.seeds_for[effect])} seeds"
                        for effect in TARGET_EFFECTS)
     mde = "—" if summary.mde is None else f"{100 * summary.mde:.1f} points"
-    return (f"{column}: with {summary.n} seeds the minimum detectable effect is {mde} (80 % power, two-sided 5 %; "
+    return (f"with {summary.n} seeds the minimum detectable effect is {mde} (80 % power, two-sided 5 %; "
             f"pooled std {100 * summary.std:.1f} points {design}, {summary.std_df} df); seeds needed for {needed}")
 
 
@@ -225,9 +226,8 @@ def plan_power_lines(
             summary = group.power.get(key)
             if summary is None:
                 continue
-            label = table.label(key)
-            lines.append(f"power ({len(data.runs)} earlier runs of {model} on {task}, {label}): "
-                         + describe_power(summary.with_seeds(n_seeds), label).split(": ", 1)[1])
+            lines.append(f"power ({len(data.runs)} earlier runs of {model} on {task}, {table.label(key)}): "
+                         + describe_power(summary.with_seeds(n_seeds)))
     return lines
 
 
