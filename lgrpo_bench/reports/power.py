@@ -68,17 +68,17 @@ def t_test_power(effect: float, std: float, n: int, *, paired: bool, alpha: floa
 
     ``std``: σ_d of per-seed differences (``paired``) or σ within rows (two-sample); ``n``: seeds (pairs, or per row).
     """
-    from scipy import stats
+    from scipy import special  # ufuncs only: scipy.stats would double the import time of `plan`
 
     if n < 2:
         raise ValueError(f"a t test needs at least 2 seeds, got {n}")
     if not std > 0:
         raise ValueError(f"the std must be positive, got {std}")
     df, se = _design(n, std, paired)
-    critical = float(stats.t.ppf(1 - alpha / 2, df))
+    critical = float(special.stdtrit(df, 1 - alpha / 2))
     ncp = effect / se
-    upper, lower = float(stats.nct.sf(critical, df, ncp)), float(stats.nct.cdf(-critical, df, ncp))
-    # scipy's noncentral t returns NaN far in a tail (e.g. df 2, ncp 24); there the tail is 0 or 1 to double precision
+    upper, lower = 1.0 - float(special.nctdtr(df, ncp, critical)), float(special.nctdtr(df, ncp, -critical))
+    # the noncentral t CDF returns NaN far in a tail (e.g. df 1, ncp 14, x −12.7); there the tail is 0 or 1
     if math.isnan(upper):
         upper = 1.0 if ncp > critical else 0.0
     if math.isnan(lower):
@@ -91,25 +91,31 @@ def minimum_detectable_effect(
 ) -> float | None:
     """The δ > 0 with :func:`t_test_power` (δ) = ``power``; ``None`` without a positive std or with n < 2.
 
-    Root search (Brent) bracketed around the approximation (t_{1−α/2, df} + t_{power, df})·SE.
+    Power grows with δ: bisection (to 1e-12 relative) in a bracket around the approximation
+    (t_{1−α/2, df} + t_{power, df})·SE.
     """
-    from scipy import stats
-    from scipy.optimize import brentq
+    from scipy import special
 
     if std is None or not std > 0 or n < 2:
         return None
     df, se = _design(n, std, paired)
-    guess = float(stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se
+    guess = float(special.stdtrit(df, 1 - alpha / 2) + special.stdtrit(df, power)) * se
 
-    def shortfall(effect: float) -> float:
-        return t_test_power(effect, std, n, paired=paired, alpha=alpha) - power
+    def enough(effect: float) -> bool:
+        return t_test_power(effect, std, n, paired=paired, alpha=alpha) >= power
 
     low, high = 0.5 * guess, 1.5 * guess
-    while shortfall(low) > 0:
+    while enough(low):
         low /= 2
-    while shortfall(high) < 0:
+    while not enough(high):
         high *= 2
-    return float(brentq(shortfall, low, high, xtol=1e-10 * guess))
+    while high - low > 1e-12 * high:
+        middle = (low + high) / 2
+        if enough(middle):
+            high = middle
+        else:
+            low = middle
+    return (low + high) / 2
 
 
 def seeds_needed(
@@ -122,7 +128,7 @@ def seeds_needed(
     Power grows with n, and the t test never has more power than the z test, so the search starts just below the
     normal-approximation n_z = (z_{1−α/2} + z_{power})²·σ²/δ² (×2 unpaired), gallops up and bisects.
     """
-    from scipy import stats
+    from scipy import special
 
     if std is None or not std > 0 or not effect > 0:
         return None
@@ -130,7 +136,7 @@ def seeds_needed(
     def enough(n: int) -> bool:
         return t_test_power(effect, std, n, paired=paired, alpha=alpha) >= power
 
-    z = float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
+    z = float(special.ndtri(1 - alpha / 2) + special.ndtri(power))
     n_z = (z * std / effect) ** 2 * (1 if paired else 2)
     low = int(min(max(1.0, math.floor(n_z) - 1), max_seeds))  # no test (n = 1) or below n_z: not enough
     if low >= 2 and enough(low):
