@@ -5,8 +5,8 @@ run), then times, in this order:
 
 1. ``generate_report`` for the 1,000 runs: tables only (md, latex, csv), and everything (+ html + plots);
 2. the CLI ``lgrpo-bench report`` in a fresh process (interpreter start-up and imports included);
-3. a paper-sized grid with per-problem records (4 algorithms × 3 seeds × 3 sizes × 9 benchmarks ×
-   500 problems) with the bootstrap statistics (the part that downloads artifacts).
+3. a paper-sized grid (4 algorithms × 3 seeds × 3 sizes × 9 benchmarks) with the statistics: t intervals
+   over seeds and the power rows (minimum detectable effect, seeds needed).
 
     .venv/bin/python benchmarks/report_speed.py [--runs 1000] [--keep DIR]
 """
@@ -56,13 +56,12 @@ def large_specs(n_runs: int, rng: np.random.Generator) -> list[RunSpec]:
     return specs
 
 
-def paper_specs(rng: np.random.Generator, problems: int = 500) -> list[RunSpec]:
+def paper_specs(rng: np.random.Generator) -> list[RunSpec]:
     specs = []
     for size in ("1.5B", "3B", "7B"):
         for algorithm in ("grpo", "dapo", "dr_grpo", "lambda_grpo"):
             for seed in range(3):
-                records = {b: list(rng.random(problems) < 0.4) for b in BENCHMARKS}
-                specs.append(RunSpec(algorithm, seed, size, records=records))
+                specs.append(RunSpec(algorithm, seed, size, acc={b: float(rng.uniform(0.3, 0.5)) for b in BENCHMARKS}))
     return specs
 
 
@@ -107,8 +106,8 @@ def main() -> None:
         paper_uri = f"sqlite:///{root / 'paper' / 'mlflow.db'}"
     else:
         paper_uri, _, _, _ = build_store(root / "paper", paper_specs(rng), experiment="paper")
-    print(f"paper grid (36 runs × 9 benchmarks × 500 problems) ready in {time.perf_counter() - start:.1f} s")
-    stats = timed("report, paper grid with bootstrap statistics (2000 resamples)", lambda: generate_report(
+    print(f"paper grid (36 runs × 9 benchmarks) ready in {time.perf_counter() - start:.1f} s")
+    stats = timed("report, paper grid with statistics (t intervals, power rows)", lambda: generate_report(
         paper_uri, experiments=["paper"], formats=["md", "csv"], out_dir=out / "paper", plots=False))
     print(f"\ntarget < 5 s for {args.runs} runs: tables {tables:.2f} s ({'met' if tables < 5 else 'MISSED'}) after "
           f"{opened:.2f} s of MLflow import + store opening; with plots {everything:.2f} s; whole CLI process {cli:.2f} s "

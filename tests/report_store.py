@@ -37,10 +37,12 @@ class RunSpec:
     })
     eval_in_child: bool = False
     """Log the evaluation into a separate ``lgrpo.kind = eval`` run whose parent is the train run."""
+    name: str | None = None
+    """The lgrpo run id (tag ``lgrpo.run_id``); default ``<algorithm>-<model size>-s<seed>``."""
 
     @property
     def run_id(self) -> str:
-        return f"{self.algorithm}-{self.model_size}-s{self.seed}"
+        return self.name or f"{self.algorithm}-{self.model_size}-s{self.seed}"
 
 
 def identity_tags(benchmark: str, n: int, overrides: dict[str, str] | None = None) -> dict[str, str]:
@@ -48,6 +50,25 @@ def identity_tags(benchmark: str, n: int, overrides: dict[str, str] | None = Non
               "k": "1", "temperature": "0.0", "top_p": "1.0", "max_tokens": "64", "template": "boxed"}
     values.update(overrides or {})
     return {t.eval_tag(benchmark, name): value for name, value in values.items()}
+
+
+def grid_specs(grid_file: Path, acc, *, model_size: str = "0.2M", curves=None) -> list[RunSpec]:
+    """One :class:`RunSpec` per point of a real grid file, logged as training logs it: params = the flattened
+    identity payload of the point's resolved config plus ``run_id``, tag ``lgrpo.run_id`` = the point's run id.
+
+    ``acc(config)`` → ``{benchmark: accuracy}``; ``curves(config)`` → step metrics (optional).
+    """
+    from lgrpo_bench.config import load_grid
+    from lgrpo_bench.config.loading import identity_payload
+
+    expanded = load_grid(grid_file)
+    specs = []
+    for point in expanded.points:
+        config = point.config
+        params = t.flatten_params(identity_payload(config)) | {"run_id": point.run_id}
+        specs.append(RunSpec(config.algorithm.name, config.train.seed, model_size, model=config.model.name, acc=acc(config),
+                             curves=curves(config) if curves else {}, grid=expanded.grid.name, params=params, name=point.run_id))
+    return specs
 
 
 def store_uri(folder: Path) -> str:

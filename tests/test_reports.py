@@ -7,17 +7,17 @@ import io
 import math
 import re
 
-import numpy as np
 import pytest
 from report_store import RunSpec, build_store
 
 from lgrpo_bench.reports import IncomparableRuns, ReportInputError, build_table, generate_report, load_report_table, load_runs
 from lgrpo_bench.reports.render import escape_latex, escape_markdown, to_latex, to_latex_deltas, to_markdown
+from lgrpo_bench.reports.loader import load_problem_records
 from lgrpo_bench.reports.stats import (
     aggregate_curves,
     generated_tokens,
     learning_curve_mean,
-    paired_bootstrap,
+    per_problem_accuracy,
     pooled_seed_std,
     seed_stats,
 )
@@ -86,66 +86,6 @@ def test_aggregate_curves_mean_band_and_coverage():
 
 def test_generated_tokens():
     assert generated_tokens([10.0, 20.0, 30.0], completions_per_step=8) == 480.0
-
-
-def _bernoulli(rng, p, seeds):
-    return (rng.random((seeds, p.size)) < p).astype(float)
-
-
-def test_bootstrap_identical_algorithms_is_not_significant():
-    rng = np.random.default_rng(3)
-    difficulty = rng.uniform(0.1, 0.9, 300)
-    same = _bernoulli(rng, difficulty, 3)
-    result = paired_bootstrap([same], [same.copy()])
-    assert (result.delta, result.low, result.high) == (0.0, 0.0, 0.0)
-    assert not result.significant and result.p_improvement == 0.5
-    # two independent draws of the same algorithm: the interval contains 0 as well
-    result = paired_bootstrap([_bernoulli(rng, difficulty, 3)], [_bernoulli(rng, difficulty, 3)])
-    assert result.low < 0 < result.high and not result.significant
-    assert 0.05 < result.p_improvement < 0.95
-
-
-def test_bootstrap_clearly_better_algorithm_is_significant():
-    rng = np.random.default_rng(4)
-    difficulty = rng.uniform(0.1, 0.6, 300)
-    better, baseline = _bernoulli(rng, difficulty + 0.3, 3), _bernoulli(rng, difficulty, 3)
-    result = paired_bootstrap([better], [baseline])
-    assert result.delta == pytest.approx(better.mean() - baseline.mean())
-    assert 0 < result.low < result.delta < result.high
-    assert result.significant and result.p_improvement > 0.999
-    assert result.paired_seeds and result.n_problems == 300
-
-
-def test_bootstrap_matches_an_independent_resampler():
-    """Percentile interval of scipy's bootstrap vs a numpy resampler of the same design (paired problems and seeds)."""
-    rng = np.random.default_rng(5)
-    difficulty = rng.uniform(0.2, 0.8, 120)
-    cand, base = _bernoulli(rng, difficulty + 0.05, 3), _bernoulli(rng, difficulty, 3)
-    ours = paired_bootstrap([cand], [base], n_resamples=20000, seed=1)
-    draws = np.random.default_rng(2)
-    deltas = np.empty(20000)
-    diff = cand - base
-    for index in range(deltas.size):
-        problems = draws.integers(0, diff.shape[1], diff.shape[1])
-        seeds = draws.integers(0, diff.shape[0], diff.shape[0])
-        deltas[index] = diff[np.ix_(seeds, problems)].mean()
-    low, high = np.percentile(deltas, [2.5, 97.5])
-    assert ours.low == pytest.approx(low, abs=0.004) and ours.high == pytest.approx(high, abs=0.004)
-    assert ours.p_improvement == pytest.approx(np.mean(deltas > 0) + 0.5 * np.mean(deltas == 0), abs=0.01)
-
-
-def test_bootstrap_unpaired_seeds_and_benchmark_average():
-    rng = np.random.default_rng(6)
-    p1, p2 = rng.uniform(0.2, 0.8, 50), rng.uniform(0.2, 0.8, 80)
-    c = [_bernoulli(rng, p1, 3), _bernoulli(rng, p2, 3)]
-    b = [_bernoulli(rng, p1, 2), _bernoulli(rng, p2, 2)]
-    result = paired_bootstrap(c, b)
-    assert not result.paired_seeds
-    assert result.delta == pytest.approx(((c[0].mean() - b[0].mean()) + (c[1].mean() - b[1].mean())) / 2)
-    assert result.low <= result.delta <= result.high
-    assert paired_bootstrap([np.ones((2, 1))], [np.zeros((2, 1))]) is None  # one problem: nothing to resample
-    with pytest.raises(ValueError, match="different problem counts"):
-        paired_bootstrap([np.ones((2, 3))], [np.ones((2, 4))])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -274,25 +214,44 @@ def test_mixed_hashes_or_protocols_are_refused_naming_the_runs_or_split():
     assert all(sum(row.cells[c.key].stats.n for c in table.columns) == row.n for g in table.groups for row in g.rows)
 
 
-def test_statistics_from_per_problem_records(tmp_path):
-    """Per-problem artifacts drive the Δ intervals: identical → n.s.; clearly better → significant."""
-    rng = np.random.default_rng(7)
-    difficulty = rng.uniform(0.1, 0.5, 80)
-    draws = {s: list(rng.random(80) < difficulty) for s in range(3)}
-    specs = [RunSpec("grpo", s, records={"b1": draws[s]}) for s in range(3)]
-    specs += [RunSpec("dapo", s, records={"b1": draws[s]}) for s in range(3)]  # identical records
-    specs += [RunSpec("lambda_grpo", s, records={"b1": list(rng.random(80) < difficulty + 0.45)}) for s in range(3)]
+def test_statistics_from_the_store(tmp_path):
+    """Δ intervals from the logged accuracies: identical runs → [0, 0] n.s.; a clearly better row → significant,
+    with the paired t interval computed by hand; the power rows under the Δ table."""
+    base = [0.40, 0.50, 0.45]
+    specs = [RunSpec("grpo", s, acc={"b1": base[s]}) for s in range(3)]
+    specs += [RunSpec("dapo", s, acc={"b1": base[s]}) for s in range(3)]  # identical values
+    specs += [RunSpec("lambda_grpo", s, acc={"b1": base[s] + d}) for s, d in enumerate([0.10, 0.20, 0.30])]
     uri, _, _, _ = build_store(tmp_path, specs)
-    result = generate_report(uri, formats=["md", "csv"], out_dir=tmp_path / "out", plots=False, n_resamples=2000)
+    result = generate_report(uri, formats=["md", "csv"], out_dir=tmp_path / "out", plots=False)
     deltas = {row.algorithm: row.cells["b1"] for row in result.table.groups[0].deltas}
-    assert deltas["dapo"].delta == 0 and not deltas["dapo"].bootstrap.significant
-    assert deltas["lambda_grpo"].bootstrap.significant and deltas["lambda_grpo"].bootstrap.p_improvement > 0.99
+    assert deltas["dapo"].delta == 0 and not deltas["dapo"].interval.significant
+    assert (deltas["dapo"].interval.low, deltas["dapo"].interval.high, deltas["dapo"].interval.p_value) == (0.0, 0.0, 1.0)
+    lam = deltas["lambda_grpo"].interval
+    # d = (0.1, 0.2, 0.3): mean 0.2, sd 0.1, SE 0.1/√3; t_{0.975, 2} = 4.302653 → 0.2 ± 0.248414
+    assert lam.method == "paired t" and lam.n_pairs == 3 and lam.df == 2
+    assert (lam.low, lam.high) == pytest.approx((0.2 - 0.248414, 0.2 + 0.248414), abs=1e-6)
+    assert not lam.significant  # 3 seeds: a 20-point gain with a 10-point spread of differences is not enough
     markdown = (tmp_path / "out" / "table.md").read_text()
-    assert re.search(r"\| tiny \| dapo \| \+0\.0 \[\+0\.0, \+0\.0\] P=0\.50 n\.s\. \|", markdown)
-    lam_row = next(line for line in markdown.splitlines() if line.startswith("| tiny | lambda\\_grpo | +"))
-    assert "n.s." not in lam_row.split("|")[3]
+    assert re.search(r"\| tiny \| dapo \| \+0\.0 \[\+0\.0, \+0\.0\] p=1\.000 n\.s\. \|", markdown)
+    assert "| tiny | lambda\\_grpo | +20.0 [-4.8, +44.8] p=0.074 n.s. |" in markdown
+    assert "MDE (80 % power)" in markdown and "seeds for 1 / 2 pts" in markdown
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "deltas.csv").read_text())))
-    assert {(r["algorithm"], r["column"], r["significant"]) for r in rows} >= {("dapo", "b1", "false"), ("lambda_grpo", "b1", "true")}
+    got = {(r["algorithm"], r["column"]): r for r in rows}
+    assert got[("dapo", "b1")]["significant"] == "false" and got[("lambda_grpo", "b1")]["method"] == "paired t"
+    assert float(got[("lambda_grpo", "b1")]["p_value"]) == pytest.approx(0.074180, abs=1e-6)
+
+
+def test_per_problem_records_are_read_back(tmp_path):
+    """load_problem_records + per_problem_accuracy (for notebooks): the artifact of each run, None when absent."""
+    specs = [RunSpec("grpo", 0, records={"b1": [True, False, True]}), RunSpec("grpo", 1, acc={"b1": 0.5}, eval_in_child=True)]
+    uri, client, ids, _ = build_store(tmp_path, specs)
+    data = load_runs(client)
+    wanted = [(run.eval_source["b1"], "b1") for run in data.runs]
+    roots = {run_id: uri for run in data.runs for run_id, uri in run.artifact_uris.items()}
+    records = load_problem_records(client, wanted, roots)
+    by_run = {run.run_id: records[(run.eval_source["b1"], "b1")] for run in data.runs}
+    assert per_problem_accuracy(by_run["grpo-tiny-s0"]) == {"p0": 1.0, "p1": 0.0, "p2": 1.0}
+    assert by_run["grpo-tiny-s1"] is None
 
 
 def test_plots_written_and_logged_to_the_grid_parent_run(paper_store, tmp_path):
@@ -343,3 +302,9 @@ def test_sql_fast_path_reads_what_search_runs_reads(paper_store):
         fast, slow = load_runs(client, ["paper"], grid=grid), load_runs(client, ["paper"], grid=grid, fast=False)
         assert fast.runs == slow.runs and fast.grid_runs == slow.grid_runs and fast.skipped == slow.skipped
         assert len(fast.runs) == 8
+    # tag filters (what `plan` reads: model and task), with and without the grid
+    tags = {t.TAG_MODEL_SIZE: "1B", t.TAG_ALGORITHM: "grpo"}
+    fast, slow = load_runs(client, tags=tags), load_runs(client, tags=tags, fast=False)
+    assert fast.runs == slow.runs and [r.run_id for r in fast.runs] == ["grpo-1B-s0", "grpo-1B-s1", "grpo-1B-s2"]
+    assert load_runs(client, grid="g1", tags=tags).runs == fast.runs
+    assert fast.runs[0].params["train.num_generations"] == "4"  # every logged param is kept (row keys come from them)

@@ -26,7 +26,7 @@ def _invoke(*args: str):
 def test_all_formats_written(store, tmp_path):
     uri, _, _, _ = store
     result = _invoke("--experiment", "cli", "--format", "md,latex,csv,html", "--out", str(tmp_path), "--tracking-uri", uri,
-                     "--no-plots", "--resamples", "500")
+                     "--no-plots")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deltas.csv", "deltas.tex", "report.html", "results.csv", "table.md", "table.tex"]
     assert "| 0.5B | grpo | 2 |" in (tmp_path / "table.md").read_text()

@@ -75,7 +75,7 @@ def _print_results(expanded, console) -> None:
     from lgrpo_bench.tracking.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(expanded.points[0].config.tracking.uri)
-    print_summary_table(uri, grid=expanded.grid.name, console=console)
+    print_summary_table(uri, grid=expanded.grid.name, console=console, key_order=expanded.value_keys)
 
 
 def _layout(expanded, rid: str):
@@ -113,6 +113,10 @@ def plan(
         title += f" — {expanded.grid.description}"
     console.print(plan_table(expanded, statuses, title=title))
     console.print(states_line(count_states(statuses.values())), highlight=False)
+    from lgrpo_bench.reports.power import grid_power_lines  # what the grid's seeds can detect, from earlier runs
+
+    for line in grid_power_lines(expanded.points, expanded.points[0].config.tracking.uri):
+        console.print(line, highlight=False)
 
 
 @app.command("status")

@@ -42,14 +42,11 @@ __all__ = [
     "load_histories",
     "load_problem_records",
     "load_runs",
+    "open_store",
     "resolve_experiment_ids",
 ]
 
 REPORTED_STATES: tuple[str, ...] = (t.STATE_DONE, t.STATE_TRAINED)
-#: Params a report reads (compute axis: completions per step; token-preference plot: G, L_max, r).
-REPORT_PARAMS: tuple[str, ...] = (
-    "train.prompts_per_step", "train.num_generations", "train.max_completion_length", "algorithm.r", "train.max_steps",
-)
 _logger = logging.getLogger(__name__)
 _PAGE_SIZE = 1000
 _BULK_CHUNK = 500  # run ids per bulk history query (SQLite caps bound variables)
@@ -86,7 +83,8 @@ class RunRecord:
     train_metrics: dict[str, float] = field(default_factory=dict)
     """Latest value of every ``train/*`` metric."""
     params: dict[str, str] = field(default_factory=dict)
-    """The params of :data:`REPORT_PARAMS` that the run logged."""
+    """Every param the run logged: its flattened config (:func:`~lgrpo_bench.tracking.schema.flatten_params`) and
+    ``run_id``. The row keys of a report come from here (:mod:`.keys`)."""
 
     @property
     def label(self) -> str:
@@ -114,6 +112,20 @@ class ReportData:
             return []
         name = grids.pop()
         return [run_id for run_id, grid in self.grid_runs.items() if grid == name]
+
+
+def open_store(tracking: MlflowClient | str | None) -> MlflowClient:
+    """An open client for ``tracking`` (a client, a URI, or ``None`` for the default store); a SQLite URI must
+    name an existing store (a report never creates one), else :class:`ReportInputError`."""
+    if tracking is None or isinstance(tracking, str):
+        from lgrpo_bench.tracking import open_client, resolve_tracking_uri, sqlite_path
+
+        resolved = resolve_tracking_uri(tracking)
+        db_file = sqlite_path(resolved)
+        if db_file is not None and not db_file.is_file():
+            raise ReportInputError(f"no MLflow store at {db_file} ({resolved}); pass --tracking-uri or set $MLFLOW_TRACKING_URI")
+        return open_client(resolved)
+    return tracking
 
 
 def resolve_experiment_ids(client: MlflowClient, names: Sequence[str] | None) -> tuple[list[str], list[str]]:
@@ -176,7 +188,7 @@ _SQL_RUNS = (
     "SELECT run_uuid, experiment_id, start_time, artifact_uri FROM runs "
     "WHERE experiment_id IN :experiments AND lifecycle_stage = 'active'"
 )
-_SQL_GRID = " AND run_uuid IN (SELECT run_uuid FROM tags WHERE key = :grid_tag AND value = :grid)"
+_SQL_TAG = " AND run_uuid IN (SELECT run_uuid FROM tags WHERE key = :tag_key_{i} AND value = :tag_value_{i})"
 _SQL_CHILDREN = {
     "tags": "SELECT run_uuid, key, value FROM tags WHERE run_uuid IN :runs",
     "params": "SELECT run_uuid, key, value FROM params WHERE run_uuid IN :runs",
@@ -184,8 +196,8 @@ _SQL_CHILDREN = {
 }
 
 
-def _search_sql(client: MlflowClient, experiment_ids: Sequence[str], grid: str | None) -> list[_StoredRun] | None:
-    """The runs :func:`_search_all` would return without a filter (or with the grid tag), read from a SQL store
+def _search_sql(client: MlflowClient, experiment_ids: Sequence[str], tags: Mapping[str, str]) -> list[_StoredRun] | None:
+    """The runs :func:`_search_all` would return without a filter (or with tag equalities), read from a SQL store
     in four queries (runs, tags, params, latest metrics) instead of MLflow's ORM, which builds one Python
     object per tag, param and metric (about 8 s for 1,000 runs × 9 benchmarks here, against 0.2 s).
 
@@ -199,10 +211,10 @@ def _search_sql(client: MlflowClient, experiment_ids: Sequence[str], grid: str |
         return None
     from sqlalchemy import bindparam, text
 
-    runs_query = _SQL_RUNS + (_SQL_GRID if grid is not None else "") + " ORDER BY start_time ASC, run_uuid ASC"
+    runs_query = _SQL_RUNS + "".join(_SQL_TAG.format(i=i) for i in range(len(tags))) + " ORDER BY start_time ASC, run_uuid ASC"
     parameters: dict = {"experiments": [int(i) if str(i).isdigit() else i for i in experiment_ids]}
-    if grid is not None:
-        parameters |= {"grid_tag": t.TAG_GRID, "grid": grid}
+    for i, (key, value) in enumerate(tags.items()):
+        parameters |= {f"tag_key_{i}": key, f"tag_value_{i}": value}
     try:
         with engine.connect() as connection:
             rows = connection.execute(text(runs_query).bindparams(bindparam("experiments", expanding=True)), parameters).fetchall()
@@ -253,6 +265,7 @@ def load_runs(
     grid: str | None = None,
     filter_string: str | None = None,
     fast: bool = True,
+    tags: Mapping[str, str] | None = None,
 ) -> ReportData:
     """The reportable train runs of the selection, with eval runs merged in (see the module doc).
 
@@ -262,6 +275,8 @@ def load_runs(
     Args:
         experiment_names: experiments to read; ``None``/empty = every active experiment of the store.
         grid: keep runs whose ``lgrpo.grid`` tag is this name.
+        tags: keep runs with each of these tag values (``{"lgrpo.model": "tiny-s"}``); like ``grid``, eval runs
+            merged into a train run must carry them too.
         filter_string: an MLflow search filter AND-ed in (``"tags.`lgrpo.model_size` = '0.5B'"``).
     Raises:
         ReportInputError: unknown experiment, a filter MLflow rejects, or no reportable run.
@@ -269,16 +284,15 @@ def load_runs(
     from mlflow.exceptions import MlflowException
 
     ids, names = resolve_experiment_ids(client, experiment_names)
-    clauses = []
-    if grid is not None:
-        clauses.append(f"tags.`{t.TAG_GRID}` = {_quote(grid)}")
+    wanted_tags = dict(tags or {}) | ({t.TAG_GRID: grid} if grid is not None else {})
+    clauses = [f"tags.`{key}` = {_quote(value)}" for key, value in wanted_tags.items()]
     if filter_string and filter_string.strip():
         clauses.append(filter_string.strip())
     where = " AND ".join(clauses)
     described = f"experiment(s) {', '.join(names) or '(none)'}" + (f" where {where}" if where else "")
     if not ids:
         raise ReportInputError(f"{client.tracking_uri} has no experiment to report")
-    found = None if (filter_string and filter_string.strip()) or not fast else _search_sql(client, ids, grid)
+    found = None if (filter_string and filter_string.strip()) or not fast else _search_sql(client, ids, wanted_tags)
     if found is None:
         try:
             found = _search_all(client, ids, where)
@@ -290,30 +304,30 @@ def load_runs(
     skipped: dict[str, int] = {}
     evals: list[Run] = []
     for run in found:  # oldest first: a newer run with the same lgrpo.run_id replaces an older one
-        tags = run.data.tags
-        kind = tags.get(t.TAG_KIND)
+        run_tags = run.data.tags
+        kind = run_tags.get(t.TAG_KIND)
         if kind == t.KIND_GRID:
-            grid_runs[run.info.run_id] = tags.get(t.TAG_GRID, "")
+            grid_runs[run.info.run_id] = run_tags.get(t.TAG_GRID, "")
             continue
         if kind == t.KIND_EVAL:
             evals.append(run)
             continue
         if kind != t.KIND_TRAIN:
             continue
-        state = tags.get(t.TAG_STATE, "")
+        state = run_tags.get(t.TAG_STATE, "")
         if state not in REPORTED_STATES:
             skipped[state or "unknown"] = skipped.get(state or "unknown", 0) + 1
             continue
         metrics, identity = _eval_parts(run)
         record = RunRecord(
             mlflow_run_id=run.info.run_id,
-            run_id=tags.get(t.TAG_RUN_ID, run.info.run_id),
-            algorithm=tags.get(t.TAG_ALGORITHM, "?"),
-            model=tags.get(t.TAG_MODEL, "?"),
-            model_size=tags.get(t.TAG_MODEL_SIZE) or tags.get(t.TAG_MODEL, "?"),
-            seed=tags.get(t.TAG_SEED, "?"),
+            run_id=run_tags.get(t.TAG_RUN_ID, run.info.run_id),
+            algorithm=run_tags.get(t.TAG_ALGORITHM, "?"),
+            model=run_tags.get(t.TAG_MODEL, "?"),
+            model_size=run_tags.get(t.TAG_MODEL_SIZE) or run_tags.get(t.TAG_MODEL, "?"),
+            seed=run_tags.get(t.TAG_SEED, "?"),
             state=state,
-            grid=tags.get(t.TAG_GRID),
+            grid=run_tags.get(t.TAG_GRID),
             experiment_id=run.info.experiment_id,
             start_time=int(run.info.start_time or 0),
             eval_metrics=metrics,
@@ -321,7 +335,7 @@ def load_runs(
             eval_source={benchmark: run.info.run_id for benchmark in metrics},
             artifact_uris={run.info.run_id: run.info.artifact_uri},
             train_metrics={k: float(v) for k, v in run.data.metrics.items() if k.startswith(t.TRAIN_PREFIX)},
-            params={k: v for k, v in run.data.params.items() if k in REPORT_PARAMS},
+            params=dict(run.data.params),
         )
         trains[record.run_id] = record
     by_mlflow_train = {record.mlflow_run_id: record for record in trains.values()}

@@ -90,15 +90,16 @@ def token_preference_figure(
 
 
 def accuracy_vs_compute_figure(points_by_size: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]], ylabel: str):
-    """One panel per model size: every run as a point (generated tokens, accuracy), one colour per algorithm."""
+    """One panel per model size (``{size: {row label: [(tokens, accuracy) per run]}}``): every run as a point
+    (generated tokens, accuracy), one colour per table row, named in the legend."""
     sizes = sorted(points_by_size)
     figure, axes = _figure(max(len(sizes), 1), 4.5, 3.6)
     for axis, size in zip(axes[0], sizes):
-        for algorithm in sorted(points_by_size[size]):
-            values = np.array(points_by_size[size][algorithm], dtype=float)
+        for label in sorted(points_by_size[size]):
+            values = np.array(points_by_size[size][label], dtype=float)
             if not values.size:
                 continue
-            axis.scatter(values[:, 0], 100 * values[:, 1], label=algorithm, alpha=0.8)
+            axis.scatter(values[:, 0], 100 * values[:, 1], label=label, alpha=0.8)
         axis.set_xlabel("generated tokens in training")
         axis.set_ylabel(ylabel)
         axis.set_title(size, fontsize=9)

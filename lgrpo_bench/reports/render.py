@@ -1,8 +1,11 @@
 """Renderers of a :class:`~lgrpo_bench.reports.table.ReportTable`: Markdown, LaTeX, CSV, HTML and rich.
 
 Numbers are shown in points (percent of the metric, one decimal). Missing data is ``—`` (``--`` in
-LaTeX), never 0; a single seed shows its std as missing. A Δ whose interval contains 0 carries ``n.s.``
-(not significant) in every format.
+LaTeX), never 0; a single seed shows its std as missing. Row keys (the config keys that tell rows apart) get
+one column each, named by the key. A Δ reads ``+3.1 [-0.4, +6.6] p=0.071 n.s.``: the t interval over seeds,
+its p-value, and ``n.s.`` (not significant) when the interval contains 0; ``+3.1 (1 seed)`` when no interval
+can be estimated. Under each model size the Δ table has two power rows: the minimum detectable effect and the
+seeds needed for 1 / 2 points (:mod:`.power`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from lgrpo_bench.reports.loader import RunRecord
-from lgrpo_bench.reports.table import Cell, DeltaCell, ReportTable
+from lgrpo_bench.reports.power import MAX_SEEDS, TARGET_EFFECTS
+from lgrpo_bench.reports.stats import PAIRED_T
+from lgrpo_bench.reports.table import SMALL_BENCHMARK, Cell, DeltaCell, ReportTable
 
 __all__ = [
     "MISSING",
@@ -37,10 +42,16 @@ RESULTS_CSV_FIELDS: tuple[str, ...] = (
     "experiment_id", "mlflow_run_id", "run_id", "model_size", "model", "algorithm", "seed", "state",
     "benchmark", "metric", "value", "hash", "protocol", "k", "temperature", "top_p",
 )
+"""Fixed columns of ``results.csv``; one column per row key (and ``--average-over`` key) follows ``algorithm``."""
 DELTAS_CSV_FIELDS: tuple[str, ...] = (
-    "model_size", "algorithm", "baseline", "column", "delta", "ci_low", "ci_high", "confidence",
-    "p_improvement", "significant", "n_problems", "paired_seeds",
+    "model_size", "algorithm", "baseline", "matched_keys", "baseline_keys", "column", "delta", "ci_low", "ci_high",
+    "confidence", "p_value", "significant", "method", "df", "n_seeds", "n_seeds_baseline", "no_interval",
 )
+"""Fixed columns of ``deltas.csv``; one column per row key follows ``algorithm``. ``matched_keys``: the keys the
+baseline row agrees on (``;``-separated); ``baseline_keys``: the baseline's values of the algorithm options it
+was not matched on; ``method``: ``paired t`` or ``Welch t``; ``no_interval``: why there is none."""
+MDE_LABEL = "MDE (80 % power)"
+SEEDS_LABEL = "seeds for " + " / ".join(f"{100 * e:g}" for e in TARGET_EFFECTS) + " pts"
 #: ``train/heldout_acc`` learning-curve mean in the tidy CSV: benchmark ``train``, this metric name.
 EFFICIENCY_CSV_METRIC = "heldout_acc_curve_mean"
 
@@ -75,35 +86,74 @@ def _cell_text(cell: Cell, row_n: int, style: _Style) -> str:
     return text
 
 
+def _p_text(p_value: float) -> str:
+    return "p<0.001" if p_value < 0.001 else f"p={p_value:.3f}"
+
+
 def _delta_text(cell: DeltaCell, style: _Style) -> str:
     if cell.delta is None:
         return style.missing
     text = points(cell.delta, signed=True)
-    result = cell.bootstrap
+    result = cell.interval
     if result is not None:
-        text += f" [{points(result.low, signed=True)}, {points(result.high, signed=True)}] P={result.p_improvement:.2f}"
-        if not result.significant:
-            text += f" {NOT_SIGNIFICANT}"
+        if result.low is None:
+            text += " (1 seed)"
+        else:
+            text += f" [{points(result.low, signed=True)}, {points(result.high, signed=True)}] {_p_text(result.p_value)}"
+            if not result.significant:
+                text += f" {NOT_SIGNIFICANT}"
     return text.replace("-", style.minus)
+
+
+def _key_cells(values: Sequence[str | None], table: ReportTable, style: _Style) -> list[str]:
+    by_key = dict(zip(table.row_keys.keys, values))
+    return [style.missing if by_key.get(key) is None else style.escape(by_key[key]) for key in table.row_keys.shown]
+
+
+SEED_STD_LABEL = "seed std (pooled)"
+
+
+def _label_columns(table: ReportTable) -> int:
+    """Left-aligned columns before the numbers: Size, Algorithm and the shown row keys."""
+    return 2 + len(table.row_keys.shown)
 
 
 def _summary_lines(table: ReportTable, style: _Style) -> tuple[list[str], list[list[str]], list[int]]:
     """(header, rows, indices of rows that start a model size) with cells already escaped and styled."""
-    header = ["Size", "Algorithm", "n"] + [style.escape(table.label(k)) for k in table.value_keys]
+    header = (["Size", "Algorithm"] + [style.escape(label) for label in table.key_labels] + ["n"]
+              + [style.escape(table.label(k)) for k in table.value_keys])
+    blank_keys = [""] * len(table.row_keys.shown)
     rows: list[list[str]] = []
     starts: list[int] = []
     for group in table.groups:
         starts.append(len(rows))
         for row in group.rows:
-            rows.append([style.escape(group.model_size), style.escape(row.algorithm), str(row.n)]
-                        + [_cell_text(row.cells[k], row.n, style) for k in table.value_keys])
+            rows.append([style.escape(group.model_size), style.escape(row.algorithm)] + _key_cells(row.key_values, table, style)
+                        + [str(row.n)] + [_cell_text(row.cells[k], row.n, style) for k in table.value_keys])
         seed_line = [points(group.seed_std[k]) or style.missing for k in table.value_keys]
-        rows.append([style.escape(group.model_size), "seed std (pooled)", ""] + seed_line)
+        rows.append([style.escape(group.model_size), SEED_STD_LABEL] + blank_keys + [""] + seed_line)
     return header, rows, starts
 
 
+def _power_cells(table: ReportTable, group, style: _Style) -> tuple[list[str], list[str]]:
+    """The MDE row and the seeds-needed row of a model size (``—`` where no std could be pooled)."""
+    mde, seeds = [], []
+    for key in table.value_keys:
+        summary = group.power.get(key)
+        if summary is None:
+            mde.append(style.missing)
+            seeds.append(style.missing)
+            continue
+        mde.append(f"{points(summary.mde)} (n={summary.n})" if summary.mde is not None else style.missing)
+        seeds.append(" / ".join(f">{MAX_SEEDS}" if summary.seeds_for[e] is None else str(summary.seeds_for[e]) for e in TARGET_EFFECTS))
+    return mde, seeds
+
+
 def _delta_lines(table: ReportTable, style: _Style) -> tuple[list[str], list[list[str]], list[int]]:
-    header = ["Size", "Algorithm"] + [style.escape(table.label(k)) for k in table.value_keys]
+    with_keys = bool(table.row_keys.shown)
+    header = (["Size", "Algorithm"] + [style.escape(label) for label in table.key_labels] + (["vs"] if with_keys else [])
+              + [style.escape(table.label(k)) for k in table.value_keys])
+    blank = [""] * (len(table.row_keys.shown) + with_keys)
     rows: list[list[str]] = []
     starts: list[int] = []
     for group in table.groups:
@@ -111,21 +161,58 @@ def _delta_lines(table: ReportTable, style: _Style) -> tuple[list[str], list[lis
             continue
         starts.append(len(rows))
         for delta_row in group.deltas:
+            versus: list[str] = []
+            if with_keys:
+                match = delta_row.match
+                if match is not None and match.index is None:
+                    versus = [style.escape(match.reason or f"no {table.baseline} row")]
+                else:
+                    versus = [style.escape(table.baseline + (f" at {delta_row.baseline_keys_text}" if delta_row.baseline_keys_text else ""))]
             rows.append([style.escape(group.model_size), style.escape(delta_row.algorithm)]
+                        + _key_cells(delta_row.key_values, table, style) + versus
                         + [_delta_text(delta_row.cells[k], style) for k in table.value_keys])
+        if table.statistics:
+            mde, seeds = _power_cells(table, group, style)
+            rows.append([style.escape(group.model_size), style.escape(MDE_LABEL)] + blank + mde)
+            rows.append([style.escape(group.model_size), style.escape(SEEDS_LABEL)] + blank + seeds)
     return header, rows, starts
 
 
+def _small_benchmarks(table: ReportTable) -> str:
+    small = [c for c in table.columns if c.n_problems and c.n_problems < SMALL_BENCHMARK]
+    return "; ".join(f"{c.label}: {c.n_problems} problems, ± 1 problem = {100 / c.n_problems:.1f} points" for c in small)
+
+
 def _caption(table: ReportTable) -> str:
-    return (f"{table.metric} in points, mean ± std over seeds (n = seeds per row; a cell with fewer shows its own n); "
-            f"best per column and model size in bold; — = missing")
+    keys = table.row_keys
+    averaged = ""
+    if keys.averaged:
+        averaged = (f"; rows also average over {', '.join(keys.labels[k] for k in keys.averaged)} (--average-over: "
+                    f"treated as replicates on purpose, n counts them)")
+    by_keys = f"; one row per {', '.join(table.key_labels)}" if table.key_labels else ""
+    small = _small_benchmarks(table)
+    return (f"{table.metric} in points, mean ± std over seeds (n = seeds per row; a cell with fewer shows its own n){by_keys}"
+            f"{averaged}; best per column and model size in bold; — = missing" + (f"; {small}" if small else ""))
 
 
 def _delta_caption(table: ReportTable) -> str:
     level = f"{100 * table.confidence:g} %"
-    return (f"Δ vs {table.baseline} in points: difference of seed means [{level} paired bootstrap interval over problems and "
-            f"seeds] P = probability of improvement; {NOT_SIGNIFICANT} = the interval contains 0; "
-            f"sample efficiency Δ has no interval")
+    matched = ", ".join(["model size", *table.matched_labels])
+    text = f"Δ vs {table.baseline} in points: difference of seed means, each row against the {table.baseline} row with the same {matched}"
+    if table.row_keys.shown:
+        text += " (vs: the baseline row; algorithm options the baseline never varies are compared as they are)"
+    if not table.statistics:
+        return text + "; no intervals (--no-stats)"
+    paired = any(d.cells[k].interval is not None and d.cells[k].interval.method == PAIRED_T
+                 for g in table.groups for d in g.deltas for k in table.value_keys)
+    small = _small_benchmarks(table)
+    return (text + f" [{level} t interval over seeds: " + ("paired by seed, df = seeds − 1" if paired else "Welch, unpaired")
+            + "; Welch when the seed sets differ] p = two-sided p-value; "
+            f"{NOT_SIGNIFICANT} = the interval contains 0; (1 seed) = no interval: seed-to-seed variation cannot be "
+            "estimated from one run and an interval over problems alone would be too narrow. "
+            f"{MDE_LABEL}: the smallest true Δ a two-sided 5 % test detects 80 % of the time with n seeds, from the "
+            "pooled std of the paired per-seed differences (or the pooled seed std when unpaired); "
+            f"{SEEDS_LABEL}: seeds needed to detect a 1- or 2-point gain" + (f". {small}" if small else ""))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -152,10 +239,11 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], numeri
 def to_markdown(table: ReportTable) -> str:
     """README-ready Markdown: the summary table, the Δ table and the notes."""
     header, rows, _ = _summary_lines(table, _MARKDOWN)
-    parts = [_markdown_table(header, rows, 2), "", f"*{escape_markdown(_caption(table))}*"]
+    parts = [_markdown_table(header, rows, _label_columns(table)), "", f"*{escape_markdown(_caption(table))}*"]
     delta_header, delta_rows, _ = _delta_lines(table, _MARKDOWN)
     if delta_rows:
-        parts += ["", _markdown_table(delta_header, delta_rows, 2), "", f"*{escape_markdown(_delta_caption(table))}*"]
+        numeric_from = _label_columns(table) + bool(table.row_keys.shown)
+        parts += ["", _markdown_table(delta_header, delta_rows, numeric_from), "", f"*{escape_markdown(_delta_caption(table))}*"]
     if table.notes:
         parts += [""] + [f"- {escape_markdown(note)}" for note in table.notes]
     return "\n".join(parts) + "\n"
@@ -193,8 +281,9 @@ def _latex_table(header: Sequence[str], rows: Sequence[Sequence[str]], starts: S
 def to_latex(table: ReportTable) -> str:
     """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``) of the summary, ready to ``\\input``."""
     header, rows, starts = _summary_lines(table, _LATEX)
-    header = header[:2] + ["$n$"] + header[3:]
-    return _latex_table(header, rows, starts, 2, _caption(table).replace("—", "--"))
+    n_at = _label_columns(table)
+    header = header[:n_at] + ["$n$"] + header[n_at + 1:]
+    return _latex_table(header, rows, starts, n_at, _caption(table).replace("—", "--"))
 
 
 def to_latex_deltas(table: ReportTable) -> str | None:
@@ -202,24 +291,38 @@ def to_latex_deltas(table: ReportTable) -> str | None:
     header, rows, starts = _delta_lines(table, _LATEX)
     if not rows:
         return None
-    return _latex_table(header, rows, starts, 2, _delta_caption(table))
+    return _latex_table(header, rows, starts, _label_columns(table) + bool(table.row_keys.shown), _delta_caption(table).replace("—", "--"))
 
 
 # ---------------------------------------------------------------------------------------------------------
 # CSV
 # ---------------------------------------------------------------------------------------------------------
-def results_csv(runs: Sequence[RunRecord], efficiency: Mapping[str, float | None] | None = None) -> str:
+def _csv_key_columns(table: ReportTable, averaged: bool) -> list[tuple[str, str]]:
+    """(column name, dotted key) of every row key (and ``--average-over`` key when ``averaged``)."""
+    keys = [*table.row_keys.keys, *(table.row_keys.averaged if averaged else ())]
+    return [(table.row_keys.labels[key], key) for key in keys]
+
+
+def _with_keys(fields: Sequence[str], key_columns: Sequence[tuple[str, str]]) -> list[str]:
+    at = list(fields).index("algorithm") + 1
+    return [*fields[:at], *(name for name, _ in key_columns), *fields[at:]]
+
+
+def results_csv(table: ReportTable, runs: Sequence[RunRecord], efficiency: Mapping[str, float | None] | None = None) -> str:
     """Tidy CSV: one row per run × benchmark × eval metric (all logged metrics, not only the table's).
 
-    With ``efficiency`` (``{MLflow run id: learning-curve mean}``), one more row per run: benchmark
-    ``train``, metric :data:`EFFICIENCY_CSV_METRIC`. Values are as logged (fractions), full precision.
+    One column per row key of ``table`` and per ``--average-over`` key, after ``algorithm``, holding the
+    run's logged value. With ``efficiency`` (``{MLflow run id: learning-curve mean}``), one more row per run:
+    benchmark ``train``, metric :data:`EFFICIENCY_CSV_METRIC`. Values are as logged (fractions), full precision.
     """
+    key_columns = _csv_key_columns(table, averaged=True)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULTS_CSV_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=_with_keys(RESULTS_CSV_FIELDS, key_columns), lineterminator="\n")
     writer.writeheader()
     for run in runs:
         base = {"experiment_id": run.experiment_id, "mlflow_run_id": run.mlflow_run_id, "run_id": run.run_id,
                 "model_size": run.model_size, "model": run.model, "algorithm": run.algorithm, "seed": run.seed, "state": run.state}
+        base |= {name: run.params.get(key, "") for name, key in key_columns}
         for benchmark in sorted(run.eval_metrics):
             identity = run.eval_identity.get(benchmark, {})
             for metric in sorted(run.eval_metrics[benchmark]):
@@ -232,24 +335,40 @@ def results_csv(runs: Sequence[RunRecord], efficiency: Mapping[str, float | None
 
 
 def deltas_csv(table: ReportTable) -> str:
-    """One row per model size × algorithm × column of the Δ table (empty fields where missing)."""
+    """One row per model size × compared row × column of the Δ table (empty fields where missing), with one
+    column per row key."""
+    key_columns = _csv_key_columns(table, averaged=False)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=DELTAS_CSV_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=_with_keys(DELTAS_CSV_FIELDS, key_columns), lineterminator="\n")
     writer.writeheader()
+    labels = table.row_keys.labels
     for group in table.groups:
         for delta_row in group.deltas:
+            match = delta_row.match
+            keys = {name: "" if value is None else value for (name, _), value in zip(key_columns, delta_row.key_values)}
             for key in table.value_keys:
                 cell = delta_row.cells[key]
-                result = cell.bootstrap
-                writer.writerow({
-                    "model_size": group.model_size, "algorithm": delta_row.algorithm, "baseline": table.baseline, "column": key,
+                result = cell.interval
+                has_interval = result is not None and result.low is not None
+                no_interval = ""
+                if match is not None and match.index is None:
+                    no_interval = match.reason or ""
+                elif result is not None and result.reason:
+                    no_interval = result.reason
+                writer.writerow(keys | {
+                    "model_size": group.model_size, "algorithm": delta_row.algorithm, "baseline": table.baseline,
+                    "matched_keys": ";".join(labels[k] for k in match.matched) if match is not None else "",
+                    "baseline_keys": delta_row.baseline_keys_text, "column": key,
                     "delta": "" if cell.delta is None else repr(cell.delta),
-                    "ci_low": "" if result is None else repr(result.low), "ci_high": "" if result is None else repr(result.high),
-                    "confidence": "" if result is None else repr(result.confidence),
-                    "p_improvement": "" if result is None else repr(result.p_improvement),
-                    "significant": "" if result is None else str(result.significant).lower(),
-                    "n_problems": "" if result is None else str(result.n_problems),
-                    "paired_seeds": "" if result is None else str(result.paired_seeds).lower(),
+                    "ci_low": repr(result.low) if has_interval else "", "ci_high": repr(result.high) if has_interval else "",
+                    "confidence": repr(result.confidence) if has_interval else "",
+                    "p_value": repr(result.p_value) if has_interval else "",
+                    "significant": str(result.significant).lower() if has_interval else "",
+                    "method": result.method if has_interval else "",
+                    "df": repr(result.df) if has_interval and result.df is not None else "",
+                    "n_seeds": str(result.n_candidate) if result is not None else "",
+                    "n_seeds_baseline": str(result.n_baseline) if result is not None else "",
+                    "no_interval": no_interval,
                 })
     return buffer.getvalue()
 
@@ -283,10 +402,11 @@ def to_html(table: ReportTable, images: Mapping[str, bytes] | None = None, title
 
     header, rows, starts = _summary_lines(table, _HTML)
     parts = [f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>", _html_table(header, rows, starts, 2, _caption(table))]
+             f"<h1>{html.escape(title)}</h1>", _html_table(header, rows, starts, _label_columns(table), _caption(table))]
     delta_header, delta_rows, delta_starts = _delta_lines(table, _HTML)
     if delta_rows:
-        parts.append(_html_table(delta_header, delta_rows, delta_starts, 2, _delta_caption(table)))
+        numeric_from = _label_columns(table) + bool(table.row_keys.shown)
+        parts.append(_html_table(delta_header, delta_rows, delta_starts, numeric_from, _delta_caption(table)))
     if table.notes:
         parts.append("<ul>" + "".join(f"<li>{html.escape(note)}</li>" for note in table.notes) + "</ul>")
     for name, png in (images or {}).items():
@@ -308,16 +428,21 @@ def rich_tables(table: ReportTable) -> list:
     header, rows, starts = _summary_lines(table, style)
     summary = Table(title=f"{table.metric} (points, mean ± std over seeds)", caption=_caption(table), caption_justify="left")
     for index, name in enumerate(header):
-        summary.add_column(name, justify="left" if index < 2 else "right")
+        summary.add_column(name, justify="left" if index < _label_columns(table) else "right")
     for index, row in enumerate(rows):
-        summary.add_row(*row, end_section=index + 1 in starts, style="dim" if row[1] == "seed std (pooled)" else None)
+        summary.add_row(*row, end_section=index + 1 in starts, style="dim" if row[1] == SEED_STD_LABEL else None)
     tables = [summary]
     delta_header, delta_rows, delta_starts = _delta_lines(table, style)
     if delta_rows:
         deltas = Table(title=f"Δ vs {table.baseline}", caption=_delta_caption(table), caption_justify="left")
+        numeric_from = _label_columns(table) + bool(table.row_keys.shown)
         for index, name in enumerate(delta_header):
-            deltas.add_column(name, justify="left" if index < 2 else "right")
+            deltas.add_column(name, justify="left" if index < numeric_from else "right")
+        power_rows = {escape(MDE_LABEL), escape(SEEDS_LABEL)}
         for index, row in enumerate(delta_rows):
-            deltas.add_row(*row, end_section=index + 1 in delta_starts)
+            last_of_group = index + 1 in delta_starts or index + 1 == len(delta_rows)
+            before_power = index + 1 < len(delta_rows) and delta_rows[index + 1][1] == escape(MDE_LABEL)
+            deltas.add_row(*row, end_section=(last_of_group or before_power) and index + 1 != len(delta_rows),
+                           style="dim" if row[1] in power_rows else None)
         tables.append(deltas)
     return tables

@@ -18,15 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lgrpo_bench.reports import render
-from lgrpo_bench.reports.loader import (
-    ReportData,
-    ReportInputError,
-    RunRecord,
-    load_histories,
-    load_problem_records,
-    load_runs,
-)
-from lgrpo_bench.reports.stats import DEFAULT_RESAMPLES, generated_tokens, learning_curve_mean, per_problem_accuracy
+from lgrpo_bench.reports.loader import ReportData, ReportInputError, RunRecord, load_histories, load_runs, open_store
+from lgrpo_bench.reports.stats import generated_tokens, learning_curve_mean
 from lgrpo_bench.reports.table import ReportTable, build_table
 from lgrpo_bench.tracking import schema as t
 
@@ -50,19 +43,6 @@ class ReportResult:
     belongs to (:attr:`ReportData.grid_parents`)."""
 
 
-def _client(tracking: MlflowClient | str | None) -> MlflowClient:
-    """An open client; a SQLite URI must name an existing store (a report never creates one)."""
-    if tracking is None or isinstance(tracking, str):
-        from lgrpo_bench.tracking import open_client, resolve_tracking_uri, sqlite_path
-
-        resolved = resolve_tracking_uri(tracking)
-        db_file = sqlite_path(resolved)
-        if db_file is not None and not db_file.is_file():
-            raise ReportInputError(f"no MLflow store at {db_file} ({resolved}); pass --tracking-uri or set $MLFLOW_TRACKING_URI")
-        return open_client(resolved)
-    return tracking
-
-
 def load_report_table(
     tracking: MlflowClient | str | None = None,
     *,
@@ -73,27 +53,24 @@ def load_report_table(
     metric: str = "acc",
     split: bool = False,
     statistics: bool = True,
-    n_resamples: int = DEFAULT_RESAMPLES,
+    group_by: Sequence[str] | None = None,
+    average_over: Sequence[str] = (),
+    key_order: Sequence[str] = (),
     extra_histories: Sequence[str] = (),
 ) -> tuple[ReportTable, ReportData, dict[str, dict[str, tuple[list[int], list[float]]]]]:
     """(table, runs, histories) of a selection: the library entry point for notebooks and other tools.
 
-    ``statistics=False`` skips the per-problem downloads (Δ without intervals). ``extra_histories``: more
-    metric histories to load with ``train/heldout_acc`` (``{metric: {MLflow run id: (steps, values)}}``).
+    ``statistics=False``: Δ without intervals and power rows. ``group_by`` / ``average_over`` / ``key_order``:
+    the row keys (:func:`~lgrpo_bench.reports.table.build_table`). ``extra_histories``: more metric histories
+    to load with ``train/heldout_acc`` (``{metric: {MLflow run id: (steps, values)}}``).
     """
-    client = _client(tracking)
+    client = open_store(tracking)
     data = load_runs(client, experiments, grid=grid, filter_string=filter_string)
     run_ids = [run.mlflow_run_id for run in data.runs]
     histories = load_histories(client, run_ids, list(dict.fromkeys([t.TRAIN_HELDOUT_ACC, *extra_histories])))
-    problem_accuracy = {}
-    if statistics:
-        requests = [(run.eval_source[b], b) for run in data.runs for b in run.eval_metrics if metric in run.eval_metrics[b]]
-        roots = {run_id: uri for run in data.runs for run_id, uri in run.artifact_uris.items()}
-        records = load_problem_records(client, requests, roots)
-        problem_accuracy = {key: (per_problem_accuracy(value) if value else None) for key, value in records.items()}
     table = build_table(
-        data.runs, metric=metric, baseline=baseline, heldout_curves=histories[t.TRAIN_HELDOUT_ACC],
-        problem_accuracy=problem_accuracy, split=split, n_resamples=n_resamples,
+        data.runs, metric=metric, baseline=baseline, heldout_curves=histories[t.TRAIN_HELDOUT_ACC], split=split,
+        statistics=statistics, group_by=group_by, average_over=average_over, key_order=key_order,
     )
     if data.skipped:
         left_out = ", ".join(f"{count} {state}" for state, count in sorted(data.skipped.items()))
@@ -114,18 +91,21 @@ def generate_report(
     split: bool = False,
     plots: bool = True,
     statistics: bool = True,
-    n_resamples: int = DEFAULT_RESAMPLES,
+    group_by: Sequence[str] | None = None,
+    average_over: Sequence[str] = (),
+    key_order: Sequence[str] = (),
     log_to_grid: bool = True,
 ) -> ReportResult:
     """Load, build and write a report (see the module doc for the files). Raises ``ReportInputError``."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ReportInputError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
-    client = _client(tracking)
+    client = open_store(tracking)
     curve_metrics = ("train/reward_mean", "train/completion_length_mean", "train/entropy", "train/lambda") if plots else ()
     table, data, histories = load_report_table(
         client, experiments=experiments, grid=grid, filter_string=filter_string, baseline=baseline, metric=metric,
-        split=split, statistics=statistics, n_resamples=n_resamples, extra_histories=curve_metrics,
+        split=split, statistics=statistics, group_by=group_by, average_over=average_over, key_order=key_order,
+        extra_histories=curve_metrics,
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,7 +121,8 @@ def generate_report(
     writers = {
         "md": lambda: {"table.md": render.to_markdown(table)},
         "latex": lambda: {"table.tex": render.to_latex(table)} | ({"deltas.tex": d} if (d := render.to_latex_deltas(table)) else {}),
-        "csv": lambda: {"results.csv": render.results_csv(data.runs, _efficiency(data.runs, histories)), "deltas.csv": render.deltas_csv(table)},
+        "csv": lambda: {"results.csv": render.results_csv(table, data.runs, _efficiency(data.runs, histories)),
+                        "deltas.csv": render.deltas_csv(table)},
         "html": lambda: {"report.html": render.to_html(table, images, title=f"lgrpo-bench report: {data.selection}")},
     }
     for fmt in formats:
@@ -178,18 +159,24 @@ def _int_param(run: RunRecord, key: str) -> int | None:
 def report_figures(table: ReportTable, runs: Sequence[RunRecord], histories, names: Sequence[str] = PLOT_NAMES) -> dict:
     """``{name: matplotlib Figure}`` for the ``names`` asked (of :data:`PLOT_NAMES`), from loaded data.
 
-    ``histories`` as :func:`load_report_table` returns them (with the curve metrics in ``extra_histories``):
-    training curves (mean ± std over seeds per algorithm), the implied token preference (λ-GRPO at the mean
-    final ``train/lambda`` of its runs; G, L_max and r from the runs' params), accuracy vs generated tokens
-    (Σ steps ``train/completion_length_mean`` × prompts_per_step × num_generations; ``train/num_tokens`` when
-    those params are missing).
+    ``histories`` as :func:`load_report_table` returns them (with the curve metrics in ``extra_histories``).
+    One series per table row (algorithm and row keys, never several configurations as one line), named in the
+    legend: training curves (mean ± std over the row's seeds), the implied token preference (λ-GRPO at the
+    mean final ``train/lambda`` of the row's runs; G, L_max and r from the runs' params), accuracy vs generated
+    tokens (Σ steps ``train/completion_length_mean`` × prompts_per_step × num_generations; ``train/num_tokens``
+    when those params are missing).
     """
     from lgrpo_bench.reports import plots
 
     multi_size = len({run.model_size for run in runs}) > 1
+    row_of = table.row_of()
 
     def label(run: RunRecord) -> str:
-        return f"{run.algorithm} ({run.model_size})" if multi_size else run.algorithm
+        row = row_of.get(run.mlflow_run_id)
+        details = [run.model_size] if multi_size else []
+        if row is not None and row.keys_text:
+            details.append(row.keys_text)
+        return f"{run.algorithm} ({', '.join(details)})" if details else run.algorithm
 
     curves: dict[str, dict[str, list]] = {}
     for metric in plots.CURVE_METRICS:
@@ -203,7 +190,7 @@ def report_figures(table: ReportTable, runs: Sequence[RunRecord], histories, nam
     if "token_preference" in names:
         figures["token_preference"] = _token_preference(runs, label)
     if "accuracy_vs_compute" in names:
-        figures["accuracy_vs_compute"] = _accuracy_vs_compute(table, runs, histories)
+        figures["accuracy_vs_compute"] = _accuracy_vs_compute(table, runs, histories, label)
     return figures
 
 
@@ -232,7 +219,7 @@ def _token_preference(runs: Sequence[RunRecord], label):
     )
 
 
-def _accuracy_vs_compute(table: ReportTable, runs: Sequence[RunRecord], histories):
+def _accuracy_vs_compute(table: ReportTable, runs: Sequence[RunRecord], histories, label):
     from lgrpo_bench.reports import plots
 
     lengths = histories.get(t.TRAIN_COMPLETION_LENGTH_MEAN, {})
@@ -246,7 +233,7 @@ def _accuracy_vs_compute(table: ReportTable, runs: Sequence[RunRecord], historie
         else:
             tokens = run.train_metrics.get("train/num_tokens")
         if accuracy is not None and tokens is not None:
-            by_size.setdefault(run.model_size, {}).setdefault(run.algorithm, []).append((tokens, accuracy))
+            by_size.setdefault(run.model_size, {}).setdefault(label(run), []).append((tokens, accuracy))
     ylabel = f"{table.metric} (points, {'average over benchmarks' if table.has_average else column_keys[0] if column_keys else '?'})"
     return plots.accuracy_vs_compute_figure(by_size, ylabel)
 
@@ -274,18 +261,20 @@ def print_summary_table(
     *,
     baseline: str = "grpo",
     statistics: bool = True,
+    key_order: Sequence[str] = (),
 ) -> ReportTable | None:
     """Print the summary (and Δ) table with rich, e.g. at the end of ``lgrpo-bench run``.
 
     Reads the runs of ``experiment`` and/or ``grid``; prints a one-line note instead of raising when there
-    is nothing to report (the caller's work is done either way). Returns the table, or ``None``.
+    is nothing to report (the caller's work is done either way). ``key_order``: the grid's axis keys (order
+    of the key columns). Returns the table, or ``None``.
     """
     from rich.console import Console
 
     console = console or Console()
     try:
         table, _, _ = load_report_table(tracking, experiments=[experiment] if experiment else None, grid=grid,
-                                        baseline=baseline, statistics=statistics)
+                                        baseline=baseline, statistics=statistics, key_order=key_order)
     except ReportInputError as error:
         console.print(f"[yellow]no results table:[/yellow] {error}", markup=True, highlight=False)
         return None

@@ -1,40 +1,52 @@
-"""The paper table as data: groups by model size, one row per algorithm, benchmark columns, Δ vs a baseline.
+"""The paper table as data: groups by model size, one row per configuration, benchmark columns, Δ vs a baseline.
 
-Pure: built from :class:`~lgrpo_bench.reports.loader.RunRecord` objects, learning curves and per-problem
-accuracies that the caller loaded; renderers (:mod:`.render`) only format it.
+Pure: built from :class:`~lgrpo_bench.reports.loader.RunRecord` objects and learning curves that the caller
+loaded; renderers (:mod:`.render`) only format it.
 
 Rules
 -----
+* Rows: one per model size × algorithm × value of the row keys (:mod:`.keys`: every config key that varies
+  among the runs, except seeds), so different configurations are never averaged as seeds. Two runs of one
+  row with the same seed are an error naming both.
 * Cell: mean ± std over seeds (:func:`~lgrpo_bench.reports.stats.seed_stats`) of one eval metric (``acc``
   by default); a row's ``n`` is its number of runs (seeds); a cell built from fewer runs carries its own n.
 * Average: per run, the mean over the table's benchmark columns (only for runs that have all of them),
   then mean ± std over seeds. Sample efficiency: per run, :func:`~lgrpo_bench.reports.stats.learning_curve_mean`
   of ``train/heldout_acc``, then mean ± std over seeds (the column exists when any run logged it).
 * Best: the highest mean of a column within a model size is marked (when at least two rows have a value).
-* Seed std line: :func:`~lgrpo_bench.reports.stats.pooled_seed_std` per column and model size.
-* Δ: per model size, every algorithm minus the baseline (difference of seed means), with the interval and
-  probability of improvement of :func:`~lgrpo_bench.reports.stats.paired_bootstrap` where every run involved
-  has per-problem records.
+* Seed std line: :func:`~lgrpo_bench.reports.stats.pooled_seed_std` per column and model size, over its rows.
+* Δ: every non-baseline row minus the baseline row of its model size with the same key values
+  (:func:`~lgrpo_bench.reports.keys.match_baseline`), difference of seed means, with the t interval over
+  seeds of :func:`~lgrpo_bench.reports.stats.delta_interval` (paired by seed when both rows ran the same seeds).
+* Power: per model size and column, the minimum detectable effect and the seeds 1 and 2 points need
+  (:mod:`.power`), from the pooled std of the paired per-seed differences when some Δ is paired, else from
+  the pooled seed std, and the most common number of seeds (pairs, or runs per row).
 * Comparability: two evaluations of a benchmark go into the same column only when their identity tags
   ``hash``, ``protocol``, ``k``, ``temperature`` and ``top_p`` agree. Otherwise :func:`build_table`
   refuses (:class:`IncomparableRuns`, naming the runs of each variant) or, with ``split=True``, gives each
   variant its own column (and leaves the Average out, since rows would average different sets).
+* Small benchmarks: a column of fewer than :data:`SMALL_BENCHMARK` problems knows its problem count, so the
+  captions can say what one problem moves (100 / n points).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from lgrpo_bench.reports.keys import BaselineMatch, RowKeys, check_replicates, match_baseline, resolve_row_keys, sort_key
 from lgrpo_bench.reports.loader import ReportInputError, RunRecord
+from lgrpo_bench.reports.power import PowerSummary, power_summary
 from lgrpo_bench.reports.stats import (
-    DEFAULT_RESAMPLES,
-    BootstrapResult,
+    DEFAULT_CONFIDENCE,
+    PAIRED_T,
+    DeltaInterval,
     SeedStats,
+    delta_interval,
     learning_curve_mean,
-    paired_bootstrap,
     pooled_seed_std,
     seed_stats,
 )
@@ -43,6 +55,7 @@ __all__ = [
     "AVERAGE",
     "COMPARABILITY_FIELDS",
     "EFFICIENCY",
+    "SMALL_BENCHMARK",
     "Cell",
     "Column",
     "DeltaCell",
@@ -59,6 +72,8 @@ COMPARABILITY_FIELDS: tuple[str, ...] = ("hash", "protocol", "k", "temperature",
 """Eval identity fields that must agree for two evaluations of a benchmark to be averaged or compared."""
 AVERAGE = "average"
 EFFICIENCY = "sample_efficiency"
+SMALL_BENCHMARK = 100
+"""Benchmarks with fewer problems get a note of what one problem moves (AIME: 30, AMC: 40)."""
 _MAX_NAMED_RUNS = 8
 
 
@@ -74,6 +89,8 @@ class Column:
     benchmark: str
     identity: tuple[tuple[str, str], ...]
     label: str
+    n_problems: int | None = None
+    """Problems of the benchmark (identity tag ``n``), when the runs logged it."""
 
 
 @dataclass
@@ -89,18 +106,27 @@ class Row:
     runs: list[RunRecord]
     cells: dict[str, Cell]
     """Keyed by column key, :data:`AVERAGE` and :data:`EFFICIENCY`."""
+    key_values: tuple[str | None, ...] = ()
+    """Values of :attr:`ReportTable.row_keys` ``.keys``, in that order."""
+    keys_text: str = ""
+    """The shown keys as ``lam_init=1.0, learning_rate=3e-05`` (empty without shown keys)."""
 
     @property
     def n(self) -> int:
         return len(self.runs)
 
+    @property
+    def label(self) -> str:
+        """How plots and messages name the row: ``lambda_grpo (lam_init=1.0)``."""
+        return f"{self.algorithm} ({self.keys_text})" if self.keys_text else self.algorithm
+
 
 @dataclass
 class DeltaCell:
     delta: float | None
-    """Difference of seed means (fraction); ``None`` when either side is missing."""
-    bootstrap: BootstrapResult | None = None
-    """Interval and P(improvement); ``None`` when per-problem records are missing."""
+    """Difference of seed means (fraction); ``None`` when either side is missing or there is no baseline row."""
+    interval: DeltaInterval | None = None
+    """The t interval over seeds (or why there is none); ``None`` without statistics."""
 
 
 @dataclass
@@ -108,6 +134,12 @@ class DeltaRow:
     model_size: str
     algorithm: str
     cells: dict[str, DeltaCell]
+    key_values: tuple[str | None, ...] = ()
+    keys_text: str = ""
+    match: BaselineMatch | None = None
+    """Which baseline row the row is compared with, and on which keys (``index is None``: none)."""
+    baseline_keys_text: str = ""
+    """The baseline row's values of the algorithm options it was not matched on (``lam_init=0.0``)."""
 
 
 @dataclass
@@ -117,6 +149,8 @@ class Group:
     seed_std: dict[str, float | None]
     deltas: list[DeltaRow]
     baseline_present: bool
+    power: dict[str, PowerSummary | None] = field(default_factory=dict)
+    """Per column: what a Δ of this model size can detect (only with statistics)."""
 
 
 @dataclass
@@ -129,6 +163,9 @@ class ReportTable:
     has_efficiency: bool
     confidence: float
     notes: list[str] = field(default_factory=list)
+    row_keys: RowKeys = field(default_factory=lambda: RowKeys((), {}, ()))
+    statistics: bool = True
+    """Intervals and power were computed."""
 
     @property
     def value_keys(self) -> list[str]:
@@ -141,6 +178,24 @@ class ReportTable:
                 return column.label
         return {AVERAGE: "Average", EFFICIENCY: "Sample eff."}[key]
 
+    @property
+    def key_labels(self) -> list[str]:
+        """Column names of the shown row keys, in order."""
+        return [self.row_keys.labels[key] for key in self.row_keys.shown]
+
+    @property
+    def matched_labels(self) -> list[str]:
+        """Names of the keys every Δ row with a baseline was matched on, in key order."""
+        matches = [d.match for g in self.groups for d in g.deltas if d.match is not None and d.match.index is not None]
+        if not matches:
+            return []
+        common = set.intersection(*(set(m.matched) for m in matches))
+        return [self.row_keys.labels[key] for key in self.row_keys.keys if key in common]
+
+    def row_of(self) -> dict[str, Row]:
+        """``{MLflow run id: its row}``."""
+        return {run.mlflow_run_id: row for group in self.groups for row in group.rows for run in row.runs}
+
 
 def _identity_key(run: RunRecord, benchmark: str) -> tuple[tuple[str, str], ...]:
     identity = run.eval_identity.get(benchmark, {})
@@ -149,6 +204,17 @@ def _identity_key(run: RunRecord, benchmark: str) -> tuple[tuple[str, str], ...]
 
 def _describe_identity(identity: tuple[tuple[str, str], ...]) -> str:
     return ", ".join(f"{name}={value or '?'}" for name, value in identity)
+
+
+def _problem_count(runs: Sequence[RunRecord], benchmark: str) -> int | None:
+    counts = Counter(run.eval_identity.get(benchmark, {}).get("n") or run.eval_metrics.get(benchmark, {}).get("n") for run in runs)
+    counts.pop(None, None)
+    if not counts:
+        return None
+    try:
+        return int(float(counts.most_common(1)[0][0]))
+    except ValueError:
+        return None
 
 
 def table_columns(runs: Sequence[RunRecord], metric: str, split: bool) -> tuple[list[Column], list[str]]:
@@ -166,8 +232,8 @@ def table_columns(runs: Sequence[RunRecord], metric: str, split: bool) -> tuple[
             if metric in run.eval_metrics.get(benchmark, {}):
                 variants.setdefault(_identity_key(run, benchmark), []).append(run)
         if len(variants) == 1:
-            identity = next(iter(variants))
-            columns.append(Column(benchmark, benchmark, identity, benchmark))
+            identity, members = next(iter(variants.items()))
+            columns.append(Column(benchmark, benchmark, identity, benchmark, _problem_count(members, benchmark)))
             continue
         if not split:
             lines = []
@@ -181,7 +247,7 @@ def table_columns(runs: Sequence[RunRecord], metric: str, split: bool) -> tuple[
             fields = dict(identity)
             suffix = f"{fields['protocol'] or '?'}, {(fields['hash'] or '?')[:8]}"
             key = f"{benchmark}[{suffix}]"
-            columns.append(Column(key, benchmark, identity, f"{benchmark} ({suffix})"))
+            columns.append(Column(key, benchmark, identity, f"{benchmark} ({suffix})", _problem_count(variants[identity], benchmark)))
         notes.append(f"{benchmark}: {len(variants)} evaluation variants shown as separate columns")
     if problems:
         raise IncomparableRuns(
@@ -204,22 +270,29 @@ def build_table(
     metric: str = "acc",
     baseline: str = "grpo",
     heldout_curves: Mapping[str, tuple[Sequence[int], Sequence[float]]] | None = None,
-    problem_accuracy: Mapping[tuple[str, str], Mapping[str, float] | None] | None = None,
     split: bool = False,
-    confidence: float = 0.95,
-    n_resamples: int = DEFAULT_RESAMPLES,
-    bootstrap_seed: int = 0,
+    statistics: bool = True,
+    confidence: float = DEFAULT_CONFIDENCE,
+    group_by: Sequence[str] | None = None,
+    average_over: Sequence[str] = (),
+    key_order: Sequence[str] = (),
 ) -> ReportTable:
     """The :class:`ReportTable` of ``runs`` (see the module doc for every rule).
 
     Args:
         heldout_curves: ``{MLflow run id: (steps, train/heldout_acc values)}``; empty = no efficiency column.
-        problem_accuracy: ``{(MLflow run id holding the eval, benchmark): {problem_id: accuracy}}``
-            (``None`` values: no records); empty = Δ without intervals.
         split: give each evaluation variant of a benchmark its own column instead of refusing.
+        statistics: compute the Δ intervals and the power lines (off: Δ only).
+        group_by: the row keys (dotted config keys, or their last part); default: every varying key.
+        average_over: keys to treat as replicates, like the seed (stated in the caption).
+        key_order: preferred order of the key columns (a grid's axes).
+    Raises:
+        ReportInputError: no run, bad ``group_by``/``average_over``, two runs of one row with one seed;
+            :class:`IncomparableRuns` for differently evaluated benchmarks without ``split``.
     """
     if not runs:
         raise ReportInputError("no run to report")
+    row_keys = resolve_row_keys(runs, group_by=group_by, average_over=average_over, key_order=key_order)
     columns, notes = table_columns(runs, metric, split)
     split_happened = len({c.benchmark for c in columns}) != len(columns)
     has_average = bool(columns) and not split_happened
@@ -228,6 +301,7 @@ def build_table(
     curves = heldout_curves or {}
     efficiency = {run.mlflow_run_id: learning_curve_mean(*curves[run.mlflow_run_id]) for run in runs if run.mlflow_run_id in curves}
     has_efficiency = any(value is not None for value in efficiency.values())
+    keys = [c.key for c in columns] + ([AVERAGE] if has_average else []) + ([EFFICIENCY] if has_efficiency else [])
 
     def run_values(run: RunRecord) -> dict[str, float | None]:
         values: dict[str, float | None] = {c.key: _value(run, c, metric) for c in columns}
@@ -238,41 +312,99 @@ def build_table(
             values[EFFICIENCY] = efficiency.get(run.mlflow_run_id)
         return values
 
-    keys = [c.key for c in columns] + ([AVERAGE] if has_average else []) + ([EFFICIENCY] if has_efficiency else [])
-    by_size: dict[str, dict[str, list[RunRecord]]] = {}
+    values_of = {run.mlflow_run_id: run_values(run) for run in runs}
+    by_size: dict[str, dict[tuple, list[RunRecord]]] = {}
     for run in runs:
-        by_size.setdefault(run.model_size, {}).setdefault(run.algorithm, []).append(run)
+        by_size.setdefault(run.model_size, {}).setdefault((run.algorithm, row_keys.values(run)), []).append(run)
 
     groups = []
     for size in sorted(by_size, key=_size_sort_key):
-        algorithms = by_size[size]
-        order = sorted(algorithms, key=lambda a: (a != baseline, a))
-        values_by_algorithm = {a: [run_values(r) for r in algorithms[a]] for a in order}
+        configurations = by_size[size]
+        order = sorted(configurations, key=lambda c: (c[0] != baseline, c[0], sort_key(c[1])))
         rows = []
-        for algorithm in order:
-            cells = {key: Cell(seed_stats(v[key] for v in values_by_algorithm[algorithm])) for key in keys}
-            rows.append(Row(size, algorithm, algorithms[algorithm], cells))
+        for algorithm, key_values in order:
+            members = configurations[(algorithm, key_values)]
+            row = Row(size, algorithm, members, {}, key_values, row_keys.describe(key_values))
+            check_replicates(f"model size {size}, {row.label}", members, row_keys)
+            row.cells = {key: Cell(seed_stats(values_of[r.mlflow_run_id][key] for r in members)) for key in keys}
+            rows.append(row)
         for key in keys:
             means = [row.cells[key].stats.mean for row in rows if row.cells[key].stats.mean is not None]
             if len(means) >= 2:
                 best = max(means)
                 for row in rows:
                     row.cells[key].best = row.cells[key].stats.mean == best
-        seed_std = {key: pooled_seed_std([[v[key] for v in values_by_algorithm[a]] for a in order]) for key in keys}
-        baseline_present = baseline in algorithms
+        per_row = {key: [[values_of[r.mlflow_run_id][key] for r in row.runs] for row in rows] for key in keys}
+        seed_std = {key: pooled_seed_std(per_row[key]) for key in keys}
+        base_rows = [row for row in rows if row.algorithm == baseline]
         deltas = []
-        if baseline_present:
-            base_row = rows[0]
-            for row in rows[1:]:
-                deltas.append(DeltaRow(size, row.algorithm, {
-                    key: _delta_cell(row, base_row, key, columns, has_average, problem_accuracy or {},
-                                     confidence, n_resamples, bootstrap_seed)
-                    for key in keys if key != EFFICIENCY
-                } | ({EFFICIENCY: DeltaCell(_difference(row, base_row, EFFICIENCY))} if has_efficiency else {})))
+        if base_rows:
+            for row in rows:
+                if row.algorithm != baseline:
+                    deltas.append(_delta_row(row, base_rows, keys, values_of, row_keys, baseline, statistics, confidence))
         else:
             notes.append(f"model size {size}: no {baseline!r} runs, so no Δ vs baseline (choose another with --baseline)")
-        groups.append(Group(size, rows, seed_std, deltas, baseline_present))
-    return ReportTable(metric, baseline, columns, groups, has_average, has_efficiency, confidence, notes)
+        power = {key: _power(key, rows, deltas, base_rows, per_row[key], values_of, row_keys) for key in keys} if statistics else {}
+        groups.append(Group(size, rows, seed_std, deltas, bool(base_rows), power))
+    return ReportTable(metric, baseline, columns, groups, has_average, has_efficiency, confidence, notes, row_keys, statistics)
+
+
+def _replicate_values(row: Row, key: str, values_of: Mapping[str, Mapping[str, float | None]], row_keys: RowKeys) -> dict:
+    return {row_keys.replicate(run): values_of[run.mlflow_run_id][key] for run in row.runs}
+
+
+def _delta_row(
+    row: Row, base_rows: Sequence[Row], keys: Sequence[str], values_of: Mapping[str, Mapping[str, float | None]],
+    row_keys: RowKeys, baseline: str, statistics: bool, confidence: float,
+) -> DeltaRow:
+    match = match_baseline(row.key_values, [b.key_values for b in base_rows], row_keys, baseline)
+    if match.index is None:
+        return DeltaRow(row.model_size, row.algorithm, {key: DeltaCell(None) for key in keys}, row.key_values, row.keys_text, match)
+    base = base_rows[match.index]
+    cells = {}
+    for key in keys:
+        delta = _difference(row, base, key)
+        interval = None
+        if statistics and delta is not None:
+            interval = delta_interval(_replicate_values(row, key, values_of, row_keys),
+                                      _replicate_values(base, key, values_of, row_keys), confidence=confidence)
+        cells[key] = DeltaCell(delta, interval)
+    unmatched = ", ".join(f"{row_keys.labels[k]}={'—' if v is None else v}" for k, v in match.unmatched.items())
+    return DeltaRow(row.model_size, row.algorithm, cells, row.key_values, row.keys_text, match, unmatched)
+
+
+def _difference(row: Row, base: Row, key: str) -> float | None:
+    a, b = row.cells[key].stats.mean, base.cells[key].stats.mean
+    return None if a is None or b is None else a - b
+
+
+def _power(
+    key: str, rows: Sequence[Row], deltas: Sequence[DeltaRow], base_rows: Sequence[Row], per_row: Sequence[Sequence[float | None]],
+    values_of: Mapping[str, Mapping[str, float | None]], row_keys: RowKeys,
+) -> PowerSummary | None:
+    """What a Δ in this column can detect (module doc): paired design when some Δ of the group is paired."""
+    differences: list[list[float]] = []
+    for delta_row in deltas:
+        cell = delta_row.cells[key]
+        if cell.interval is None or cell.interval.method != PAIRED_T:
+            continue
+        row = next(r for r in rows if r.algorithm == delta_row.algorithm and r.key_values == delta_row.key_values)
+        candidate = _replicate_values(row, key, values_of, row_keys)
+        base = _replicate_values(base_rows[delta_row.match.index], key, values_of, row_keys)
+        differences.append([candidate[s] - base[s] for s in candidate if candidate[s] is not None and base.get(s) is not None])
+    if differences:
+        std, df = pooled_seed_std(differences), sum(len(d) - 1 for d in differences)
+        n = Counter(len(d) for d in differences).most_common(1)[0][0]
+        paired = True
+    else:
+        present = [[v for v in values if v is not None] for values in per_row]
+        std, df = pooled_seed_std(present), sum(max(len(v) - 1, 0) for v in present)
+        counts = Counter(len(v) for v in present if v)
+        n = counts.most_common(1)[0][0] if counts else 0
+        paired = False
+    if std is None or not std > 0:
+        return None
+    return power_summary(std, n, paired=paired, std_df=df)
 
 
 def _size_sort_key(size: str) -> tuple[float, str]:
@@ -285,51 +417,3 @@ def _size_sort_key(size: str) -> tuple[float, str]:
         return (float("inf"), size)
 
 
-def _difference(row: Row, base: Row, key: str) -> float | None:
-    a, b = row.cells[key].stats.mean, base.cells[key].stats.mean
-    return None if a is None or b is None else a - b
-
-
-def _accuracy_matrix(
-    runs: Sequence[RunRecord], column: Column, problem_ids: Sequence[str],
-    problem_accuracy: Mapping[tuple[str, str], Mapping[str, float] | None],
-) -> np.ndarray:
-    return np.array([[problem_accuracy[(r.eval_source[column.benchmark], column.benchmark)][p] for p in problem_ids] for r in runs])
-
-
-def _delta_cell(
-    row: Row, base: Row, key: str, columns: Sequence[Column], has_average: bool,
-    problem_accuracy: Mapping[tuple[str, str], Mapping[str, float] | None],
-    confidence: float, n_resamples: int, bootstrap_seed: int,
-) -> DeltaCell:
-    delta = _difference(row, base, key)
-    if delta is None or not problem_accuracy:
-        return DeltaCell(delta)
-    used = list(columns) if key == AVERAGE else [c for c in columns if c.key == key]
-    if key == AVERAGE and not has_average:
-        return DeltaCell(delta)
-
-    def usable(runs: Sequence[RunRecord]) -> list[RunRecord] | None:
-        """The runs sorted by seed when every one has records for every column used, else None."""
-        for run in runs:
-            for column in used:
-                source = run.eval_source.get(column.benchmark)
-                if _identity_key(run, column.benchmark) != column.identity or problem_accuracy.get((source, column.benchmark)) is None:
-                    return None
-        return sorted(runs, key=lambda r: r.seed)
-
-    candidate_runs, baseline_runs = usable(row.runs), usable(base.runs)
-    if not candidate_runs or not baseline_runs:
-        return DeltaCell(delta)
-    candidates, baselines = [], []
-    for column in used:
-        shared = set.intersection(*[set(problem_accuracy[(r.eval_source[column.benchmark], column.benchmark)]) for r in candidate_runs + baseline_runs])
-        problem_ids = sorted(shared)
-        if len(problem_ids) < 2:
-            return DeltaCell(delta)
-        candidates.append(_accuracy_matrix(candidate_runs, column, problem_ids, problem_accuracy))
-        baselines.append(_accuracy_matrix(baseline_runs, column, problem_ids, problem_accuracy))
-    paired = [r.seed for r in candidate_runs] == [r.seed for r in baseline_runs]
-    result = paired_bootstrap(candidates, baselines, paired_seeds=paired, confidence=confidence,
-                              n_resamples=n_resamples, seed=bootstrap_seed)
-    return DeltaCell(delta, result)
