@@ -292,6 +292,8 @@ def record_failure(job: RunJob, step: str, how: str, log_path: Path | None = Non
                 error = error.replace("train ", "eval ", 1)
             if tags.get(t.TAG_STATE) == t.STATE_FAILED and tags.get(TAG_ERROR) and step == "train":
                 error = f"{step} {how}: {tags[TAG_ERROR]}"  # training's own record is the most precise
+                if tags[TAG_ERROR].startswith(f"{step} "):  # a worker's account ("train killed by SIGTERM"):
+                    client.set_tag(mlflow_run_id, TAG_ERROR, error[:5000])  # the cause found since goes first
             else:
                 if step == "train" or tags.get(t.TAG_STATE) not in (t.STATE_TRAINED, t.STATE_DONE):
                     client.set_tag(mlflow_run_id, t.TAG_STATE, t.STATE_FAILED)

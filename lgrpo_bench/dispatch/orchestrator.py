@@ -35,7 +35,7 @@ from lgrpo_bench.config import ConfigError, RunConfig, dump_yaml
 from lgrpo_bench.config.grid import ExpandedGrid, GridPoint, LocalExecutorConfig, RayExecutorConfig, SlurmExecutorConfig
 from lgrpo_bench.dispatch.executors import Executor, make_executor
 from lgrpo_bench.dispatch.job import RunJob, record_failure
-from lgrpo_bench.dispatch.state import DONE, FAILED, NEW, PARTIAL, RUNNING, RunStatus, failure_tag, grid_status
+from lgrpo_bench.dispatch.state import DONE, FAILED, NEW, PARTIAL, QUEUED, RUNNING, RunStatus, failure_tag, grid_status
 
 __all__ = ["GridBusy", "GridRunSummary", "PASSED_ENV_PREFIXES", "REDACTED", "SECRET_ENV_KEY", "build_jobs", "grid_lock", "make_job",
            "plan_grid", "redact_executor_env", "resolved_config", "run_grid"]
@@ -256,7 +256,7 @@ def run_grid(expanded: ExpandedGrid, *, slots: int | None = None, dry_run: bool 
         state = statuses[point.run_id].state
         if state == DONE:
             summary.skipped_done.append(point.run_id)
-        elif state == RUNNING:
+        elif state in (RUNNING, QUEUED):  # a live process or a SLURM job of another orchestrator has it
             summary.running_elsewhere.append(point.run_id)
         else:
             summary.planned.append(point.run_id)
