@@ -334,7 +334,7 @@ class RayCluster:
         common = ["--disable-usage-stats", "--object-store-memory", str(128 * 1024**2), "--num-gpus", "0"]
         self._ray("--head", f"--port={self.port}", f"--num-cpus={self.head_cpus}", "--include-dashboard=false",
                   f"--temp-dir={self.root}", "--node-ip-address=127.0.0.1", f"--ray-client-server-port={free_port()}",
-                  f"--dashboard-agent-listen-port={free_port()}", *common)
+                  f"--dashboard-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}", *common)
         log(f"ray head up at {self.address} ({self.head_cpus} CPUs, temp dir {self.root})")
         for cpus in self.worker_cpus:
             self._ray(f"--address={self.address}", f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1",

@@ -70,7 +70,8 @@ class LivenessWatch:
                     parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
                 except (OSError, ValueError, KeyError, IndexError):
                     continue
-                self.workers[record.parent.name] = (pid, parent)
+                if self.workers.get(record.parent.name, (None,))[0] != pid:  # the parent when first seen
+                    self.workers[record.parent.name] = (pid, parent)
             self.snapshots.append(working)
             self._stop.wait(self.period_s)
 
