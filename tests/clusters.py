@@ -44,13 +44,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+CLUSTER_LOG_ENV = "LGRPO_CLUSTER_LOG"
+"""A file that :func:`log` appends to as well (``.ci/run`` prints it at the end: pytest captures the output of
+passing tests)."""
+
+
 def log(line: str) -> None:
-    """A line for the test log (pytest -s, or CI's output): when a cluster starts, what runs, when it stops."""
-    print(f"[clusters {time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
+    """A line for the test log: when a cluster starts, what runs on it, when it stops (stderr, and the file
+    named by ``$LGRPO_CLUSTER_LOG``)."""
+    text = f"[clusters {time.strftime('%H:%M:%S')}] {line}"
+    print(text, file=sys.stderr, flush=True)
+    path = os.environ.get(CLUSTER_LOG_ENV)
+    if path:
+        with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+
+
+def slurm_command(name: str) -> str | None:
+    """Full path of a SLURM or munge command (daemons live in /usr/sbin, often not on a user's PATH)."""
+    return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
 
 
 def _missing_slurm() -> list[str]:
-    return [name for name in SLURM_COMMANDS if shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None]
+    return [name for name in SLURM_COMMANDS if slurm_command(name) is None]
 
 
 def ensure_slurm_installed() -> str | None:
@@ -195,6 +211,7 @@ class SlurmCluster:
         key.chmod(0o400)
 
     def _spawn(self, name: str, argv: list[str]) -> None:
+        argv = [slurm_command(argv[0]) or argv[0], *argv[1:]]
         out = open(self.root / "log" / f"{name}.out", "ab")
         self.processes[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                                 env=self.env, start_new_session=True)

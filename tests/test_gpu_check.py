@@ -48,9 +48,10 @@ def test_gpu_check_runs_to_the_cuda_boundary_and_says_what_it_skipped(warm_tiny,
     assert f"gpu_check: 2 ok, {len(gpu_checks)} skipped, 0 failed in " in done.stdout
 
 
-def test_gpu_check_fails_over_budget(warm_tiny, tiny_cache, capsys):
+def test_gpu_check_fails_over_budget(warm_tiny, tiny_cache, capsys, monkeypatch):
     spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
     gpu_check = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)  # its dataclasses look their module up there
     spec.loader.exec_module(gpu_check)
     # the session's tiny-s (cached): nothing fails, but no run fits in a budget of 0 s
     assert gpu_check.main(["--cache-dir", str(tiny_cache), "--warm-start-steps", "120", "--budget-s", "0"]) == 1

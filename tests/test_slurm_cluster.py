@@ -237,7 +237,9 @@ def test_slurm_job_array_queues_cancels_times_out_and_resumes(on_slurm, warm_tin
 
 
 def test_plan_shows_queued_only_while_slurm_lists_the_job_as_pending(on_slurm, tmp_path):
-    """The submission record alone never makes a run queued: SLURM must list its job as pending."""
+    """The submission record alone never makes a run queued: SLURM must list its job as pending. A queued run
+    is left to the job that holds it: ``run`` does not submit it again."""
+    from lgrpo_bench.dispatch import run_grid
     from lgrpo_bench.dispatch.state import write_submitted
 
     grid = slurm_grid(tmp_path, "tiny-s", seeds=(0,), executor={})
@@ -249,7 +251,44 @@ def test_plan_shows_queued_only_while_slurm_lists_the_job_as_pending(on_slurm, t
     write_submitted(run_dir, "slurm", held)
     status = plan_grid(load_grid(grid))[rid]
     assert (status.state, status.detail) == ("queued", f"SLURM job {held} pending, JobHeldUser")
+    summary = run_grid(load_grid(grid), dry_run=True)
+    assert summary.running_elsewhere == [rid] and summary.planned == []
     on_slurm.scancel(held)
     assert plan_grid(load_grid(grid))[rid].state == "new"  # cancelled: the store decides again
     write_submitted(run_dir, "slurm", "999999")  # a job SLURM does not know
     assert plan_grid(load_grid(grid))[rid].state == "new"
+
+
+def test_jobs_cancelled_in_the_queue_end_failed_cancelled_by_slurm(on_slurm, tmp_path):
+    """The executor on its own: a job array whose jobs may not start for an hour (``--begin``) is queued with
+    submission records; after ``scancel`` the jobs leave no result file, and the executor reports them from
+    ``squeue`` as failed, "cancelled by SLURM", and removes the records."""
+    from lgrpo_bench.config.grid import SlurmExecutorConfig
+    from lgrpo_bench.dispatch import RunJob
+    from lgrpo_bench.dispatch.executors import SubmititExecutor
+    from lgrpo_bench.dispatch.state import read_submitted, slurm_job_states
+
+    config = SlurmExecutorConfig(cpus_per_task=1, time=5, folder=str(tmp_path / "submitit"),
+                                 additional={"begin": "now+1hour"})
+    executor = SubmititExecutor(config, "held")
+    executor.start()
+    jobs = [RunJob(f"run{i}", str(tmp_path / f"run{i}" / "config.yaml"), str(tmp_path / f"run{i}"), "sqlite:///unused",
+                   "e") for i in range(2)]
+    for job in jobs:
+        Path(job.run_dir).mkdir()
+    executor.submit(jobs)
+    job_ids = [read_submitted(job.run_dir)["job_id"] for job in jobs]
+    array_id = job_ids[0].split("_")[0]
+    assert job_ids == [f"{array_id}_0", f"{array_id}_1"]
+    assert {jid: state for jid, (state, _reason) in slurm_job_states(job_ids).items()} == dict.fromkeys(job_ids, "PENDING")
+    assert executor.wait(timeout_s=1.0) == []  # queued: nothing has ended
+    on_slurm.scancel(array_id)
+    results = []
+    deadline = time.monotonic() + 90
+    while len(results) < 2 and time.monotonic() < deadline:
+        results += executor.wait(timeout_s=2.0)
+    assert sorted(r.run_id for r in results) == ["run0", "run1"]
+    for result in results:
+        assert not result.ok and not result.cancelled and not result.recorded
+        assert result.error.startswith(f"cancelled by SLURM (job {array_id}_{result.run_id[-1]} CANCELLED"), result.error
+    assert all(read_submitted(job.run_dir) is None for job in jobs)
