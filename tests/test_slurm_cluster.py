@@ -12,7 +12,8 @@ SLURM cannot limit a job to less than a minute, so the main test runs two grids 
   and the job-completion log's start and end times), and 2 do.
 * grid ``limit``: one run with ``time: 00:01:00`` whose training is paused after its first checkpoint, so it
   is still running when the limit strikes, whatever the speed of the machine (SLURM sends SIGCONT and SIGTERM,
-  SIGKILL after KillWait): ``failed``, "timed out".
+  SIGKILL after KillWait): ``failed``, "timed out". It starts first, alone, so that its first checkpoint comes
+  well within the minute on a loaded machine; the array starts once it is paused.
 
 The next ``lgrpo-bench run`` of each grid (the limit raised in its file: not part of a run's identity)
 resubmits exactly the failed run, which resumes from its checkpoint into its MLflow run (every step logged
@@ -150,10 +151,13 @@ def test_slurm_job_array_queues_cancels_times_out_and_resumes(on_slurm, warm_tin
         f"grid 'limit': {timed_out} outlives its 1-minute limit")
 
     with ConcurrencyWatch(slurm) as watch:
-        orchestrators = [start_grid(array, tmp_path), start_grid(limit, tmp_path)]
+        # the limit's run starts alone: it must reach its first checkpoint well within its minute
+        orchestrators = [start_grid(limit, tmp_path)]
         try:
-            pause_after_first_checkpoint([run_dirs[r] for r in (timed_out, cancelled, finishing)], orchestrators)
-            array_id = json.loads((run_dirs[queued] / "submitted.json").read_text())["job_id"].split("_")[0]
+            pause_after_first_checkpoint([run_dirs[timed_out]], orchestrators)
+            orchestrators.insert(0, start_grid(array, tmp_path))
+            pause_after_first_checkpoint([run_dirs[cancelled], run_dirs[finishing]], orchestrators)
+            array_id = json.loads((run_dirs[cancelled] / "submitted.json").read_text())["job_id"].split("_")[0]
             log(f"squeue while runs 0 and 1 of array {array_id} are paused: {slurm.squeue()}")
 
             # the third run of the array waits for a slot: queued, with its SLURM job id, in plan and status
