@@ -172,12 +172,16 @@ def worker_alive(record: dict[str, Any] | None, *, now: float | None = None, hos
 # Queued (SLURM)
 # ---------------------------------------------------------------------------------------------------------
 def write_submitted(run_dir: str | Path, scheduler: str, job_id: str) -> None:
-    """Record that the run was submitted as ``job_id`` (see *Queued* in the module docstring)."""
+    """Record that the run was submitted as ``job_id`` (see *Queued* in the module docstring). Never raises:
+    the job is submitted already, and a run folder that refuses the record only loses the ``queued`` state."""
     path = Path(run_dir) / SUBMITTED_FILE
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"scheduler": scheduler, "job_id": str(job_id), "submitted": time.time(),
-                               "host": socket.gethostname()}))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps({"scheduler": scheduler, "job_id": str(job_id), "submitted": time.time(),
+                                   "host": socket.gethostname()}))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def read_submitted(run_dir: str | Path) -> dict[str, Any] | None:
