@@ -335,7 +335,7 @@ def test_a_run_folder_that_turns_read_only_fails_that_run_and_it_completes_once_
             orchestrator.kill()
 
     assert orchestrator.returncode == 1, output
-    assert "done 1, failed 1" in output and "states now: new 0  running 0  trained 0  stopped 0  failed 1  pruned 0  done 1" in output, output
+    assert "done 1, failed 1" in output and "states now: new 0  queued 0  running 0  trained 0  stopped 0  failed 1  pruned 0  done 1" in output, output
     errno = "Permission denied" if mechanism == "chmod 555" else "Operation not permitted"
     assert f"failed {target}: train exit code 1: PermissionError: [Errno {1 if errno.startswith('Op') else 13}] " \
            f"{errno}: '{run_dir}/checkpoint-" in output, (mechanism, output)

@@ -90,7 +90,7 @@ def plan(
     grid_file: Path = typer.Argument(..., help="Grid YAML"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per run) instead of a table"),
 ) -> None:
-    """List a grid's runs with their state (new/running/trained/stopped/failed/pruned/done); runs nothing. Example: lgrpo-bench plan experiments/quickstart.yaml"""
+    """List a grid's runs with their state (new/queued/running/trained/stopped/failed/pruned/done); runs nothing. Example: lgrpo-bench plan experiments/quickstart.yaml"""
     expanded = _load(grid_file)
     from lgrpo_bench.dispatch.orchestrator import plan_grid
     from lgrpo_bench.dispatch.progress import plan_table, states_line

@@ -15,7 +15,15 @@
   ``CUDA_VISIBLE_DEVICES``), on an existing cluster or on a local Ray started for the grid and stopped after it.
   ``max_retries=0``: a run is retried by the next ``lgrpo-bench run``, which resumes it from its checkpoint.
 * :class:`SubmititExecutor` — one SLURM job array through submitit (``cluster: local`` runs the same jobs as
-  local processes through submitit's LocalExecutor). The orchestrator stays alive to follow the jobs.
+  local processes through submitit's LocalExecutor). The orchestrator stays alive to follow the jobs. Each
+  submitted run gets a submission record (``queued`` in ``plan``; :mod:`lgrpo_bench.dispatch.state`), and the
+  executor asks ``squeue`` how jobs end, because ``sacct`` (submitit's source) needs SLURM's accounting
+  database, which many clusters and single-node set-ups lack: a job that SLURM ended — ``scancel``, its time
+  limit, a node failure, preemption — is reported with SLURM's reason (``cancelled by SLURM``, ``timed out``)
+  even when it left no result. Departure from submitit: the signal it has SLURM send 90 s before the time
+  limit (SIGUSR2, to every process of the job) is ignored — its default action would kill the training
+  process, and submitit's handler would stop the run and call it a failure in its own words; a run trains
+  until SLURM stops it, and the next ``lgrpo-bench run`` resumes it from its last checkpoint.
 
 Every executor turns a worker that dies without returning (a Ray worker crash, a SLURM time limit) into a
 failed :class:`~lgrpo_bench.dispatch.job.JobResult` whose failure the orchestrator records.
@@ -24,7 +32,9 @@ failed :class:`~lgrpo_bench.dispatch.job.JobResult` whose failure the orchestrat
 from __future__ import annotations
 
 import collections
+import os
 import queue
+import signal
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -34,6 +44,7 @@ from typing import Any
 from lgrpo_bench.config.grid import LocalExecutorConfig, RayExecutorConfig, SlurmExecutorConfig
 from lgrpo_bench.dispatch.commands import GpuPool
 from lgrpo_bench.dispatch.job import JobResult, RunJob, execute_job
+from lgrpo_bench.dispatch.state import SLURM_ACTIVE_STATES, SLURM_PENDING_STATES, slurm_job_states
 
 __all__ = ["Executor", "LocalExecutor", "RayExecutor", "SubmititExecutor", "make_executor", "slurm_parameters",
            "submitit_parameters"]
@@ -272,6 +283,48 @@ def submitit_parameters(config: SlurmExecutorConfig, grid_name: str) -> dict[str
     return params
 
 
+SLURM_ENDS = {
+    "CANCELLED": "cancelled by SLURM (job {job} CANCELLED: scancel, or an administrator)",
+    "TIMEOUT": "timed out: SLURM stopped job {job} at its time limit ({limit})",
+    "PREEMPTED": "preempted by SLURM (job {job})",
+    "NODE_FAIL": "its node failed (SLURM job {job} NODE_FAIL)",
+    "BOOT_FAIL": "its node failed to boot (SLURM job {job} BOOT_FAIL)",
+    "OUT_OF_MEMORY": "out of memory (SLURM job {job} OUT_OF_MEMORY: raise executor.mem)",
+    "DEADLINE": "SLURM job {job} missed its deadline",
+}
+"""Job states in which SLURM, not the run, ended the job, and how a failed run reports them."""
+SQUEUE_POLL_S = 5.0
+FORCED_POLL_S = 1.0
+"""Seconds between ``squeue`` calls while jobs run, and while a failed result waits for SLURM's verdict."""
+RESULT_GRACE_S = 15.0
+"""How long a job SLURM lists as ended may take to show its result file (shared file systems lag)."""
+ATTRIBUTION_WAIT_S = 180.0
+"""How long a failed result waits for SLURM to say how its job ended (a scancel or time limit first shows as
+COMPLETING while SLURM's KillWait runs)."""
+
+
+def slurm_end_reason(state: str, job_id: str, limit: str) -> str | None:
+    """Why SLURM ended a job in ``state`` (``squeue %T``), in words; None for an end the run itself made."""
+    template = SLURM_ENDS.get(state.split()[0] if state else "")
+    return template.format(job=job_id, limit=limit) if template else None
+
+
+def _slurm_execute(job: RunJob) -> JobResult:
+    """:func:`execute_job` in a SLURM job, ignoring submitit's time-limit signal (module docstring).
+
+    SLURM sends it (``--signal=USR2@90``, set by submitit) to every process of the job, ``signal_delay_s``
+    seconds before the limit: with its default action it would kill the training process, and submitit's
+    handler would stop the run; ignored here, the disposition is inherited by the run's processes.
+    """
+    signal.signal(_submitit_signal(), signal.SIG_IGN)
+    return execute_job(job)
+
+
+def _submitit_signal() -> signal.Signals:
+    """The signal submitit asks SLURM to send before the time limit (``$SUBMITIT_PREEMPT_SIGNAL``, default USR2)."""
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), signal.SIGUSR2)
+
+
 class SubmititExecutor(Executor):
     """The grid's jobs as one submitit job array; see the module docstring."""
 
@@ -284,6 +337,11 @@ class SubmititExecutor(Executor):
         self._executor = None
         self._jobs: dict[str, tuple[Any, RunJob]] = {}
         self._dropped: list[JobResult] = []
+        self._scheduler: dict[str, tuple[str, str]] = {}  # SLURM job id -> (state, reason) at the last squeue
+        self._ended_since: dict[str, float] = {}  # run id -> when SLURM first listed its job as ended (or forgot it)
+        self._held: dict[str, tuple[JobResult, float]] = {}  # run id -> failed result waiting for SLURM's verdict
+        self._polled_at = float("-inf")
+        self._squeue_failing = False
 
     def start(self) -> None:
         import submitit
@@ -295,38 +353,112 @@ class SubmititExecutor(Executor):
             params["slurm_array_parallelism"] = self.array_parallelism
         self._executor.update_parameters(**params)
 
+    @property
+    def _on_slurm(self) -> bool:
+        return self.config.cluster == "slurm"
+
     def submit(self, jobs: Sequence[RunJob]) -> None:
         if not jobs:
             return
-        submitted = self._executor.map_array(execute_job, list(jobs))
+        submitted = self._executor.map_array(_slurm_execute if self._on_slurm else execute_job, list(jobs))
         for handle, job in zip(submitted, jobs):
             self._jobs[job.run_id] = (handle, job)
+            if self._on_slurm:
+                job.layout.write_submitted("slurm", handle.job_id)
+
+    def _poll_scheduler(self, force: bool = False) -> None:
+        if not self._on_slurm or not self._jobs:
+            return
+        now = time.monotonic()
+        if now - self._polled_at < (FORCED_POLL_S if force else SQUEUE_POLL_S):
+            return
+        self._polled_at = now
+        states = slurm_job_states(handle.job_id for handle, _job in self._jobs.values())
+        self._squeue_failing = states is None
+        if states is None:
+            return  # squeue failed this time: keep what we knew, and let submitit (sacct) say when jobs are done
+        self._scheduler.update(states)
+        for rid, (handle, _job) in self._jobs.items():
+            state = states.get(handle.job_id, ("", ""))[0]
+            ended = state not in SLURM_PENDING_STATES and state not in SLURM_ACTIVE_STATES
+            if ended:
+                self._ended_since.setdefault(rid, now)
+            else:
+                self._ended_since.pop(rid, None)
+
+    def _has_result(self, handle) -> bool:
+        """On SLURM, whether the job's result file exists (``squeue`` says when a job ended without one);
+        elsewhere submitit's ``done()`` (on SLURM it would call ``sacct`` and warn wherever accounting is off)."""
+        if not self._on_slurm or self._squeue_failing:
+            return handle.done()
+        return handle.paths.result_pickle.exists()
+
+    def _outcome(self, rid: str, handle) -> JobResult:
+        try:
+            return handle.result()
+        except Exception as error:  # noqa: BLE001 - submitit raises for jobs that died (time limit, node failure)
+            return JobResult(rid, False, "train", error=f"submitit job {handle.job_id} failed: {_first_line(error)}",
+                             recorded=False)
+
+    def _attributed(self, result: JobResult, handle) -> JobResult:
+        """``result`` with SLURM's reason when SLURM ended the job (the orchestrator records it: ``recorded``
+        False; the worker's own account, e.g. ``train killed by SIGTERM``, follows it in MLflow)."""
+        state = self._scheduler.get(handle.job_id, ("", ""))[0]
+        reason = slurm_end_reason(state, handle.job_id, str(self.config.time))
+        if reason is None:
+            return result
+        return JobResult(result.run_id, False, result.step or "train", result.returncode, reason, result.seconds,
+                         recorded=False)
+
+    def _finished(self, rid: str, handle, now: float) -> JobResult | None:
+        """The result of run ``rid`` if its job has ended (see the module docstring), else None."""
+        if rid in self._held:
+            result, since = self._held[rid]
+        elif self._has_result(handle):
+            result, since = self._outcome(rid, handle), now
+            if result.ok or not self._on_slurm or self._squeue_failing:
+                return result
+            self._held[rid] = (result, since)
+            self._poll_scheduler(force=True)
+        elif self._on_slurm and now - self._ended_since.get(rid, now) > RESULT_GRACE_S:
+            state = self._scheduler.get(handle.job_id, ("", ""))[0]
+            reason = slurm_end_reason(state, handle.job_id, str(self.config.time))
+            return JobResult(rid, False, "train", error=reason or f"SLURM job {handle.job_id} ended "
+                             f"{state or '(no longer listed by squeue)'} without a result", recorded=False)
+        else:
+            return None
+        if rid not in self._ended_since and now - since < ATTRIBUTION_WAIT_S:
+            return None  # SLURM still lists the job as running or completing: wait for how it ended
+        self._held.pop(rid, None)
+        return self._attributed(result, handle)
 
     def wait(self, timeout_s: float) -> list[JobResult]:
         finished = self._dropped
         self._dropped = []
         deadline = time.monotonic() + timeout_s
         while True:
-            for rid, (handle, _job) in list(self._jobs.items()):
-                if not handle.done():
+            self._poll_scheduler(force=bool(self._held))
+            now = time.monotonic()
+            for rid, (handle, job) in list(self._jobs.items()):
+                result = self._finished(rid, handle, now)
+                if result is None:
                     continue
                 del self._jobs[rid]
-                try:
-                    finished.append(handle.result())
-                except Exception as error:  # noqa: BLE001 - submitit raises for jobs that died (time limit, node failure)
-                    finished.append(JobResult(rid, False, "train", error=f"submitit job {handle.job_id} failed: "
-                                              f"{_first_line(error)}", recorded=False))
+                self._ended_since.pop(rid, None)
+                job.layout.clear_submitted()
+                finished.append(result)
             if finished or not self._jobs or time.monotonic() >= deadline:
                 return finished
             time.sleep(min(0.5, max(deadline - time.monotonic(), 0.0)))
 
     def cancel(self) -> None:
-        for rid, (handle, _job) in list(self._jobs.items()):
+        for rid, (handle, job) in list(self._jobs.items()):
             try:
                 handle.cancel(check=False)
             except Exception:  # noqa: BLE001 - best effort; the job may be gone already
                 pass
             del self._jobs[rid]
+            job.layout.clear_submitted()
             self._dropped.append(JobResult(rid, False, error="cancelled", cancelled=True))
 
     def running(self) -> set[str]:

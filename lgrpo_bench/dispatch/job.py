@@ -276,6 +276,8 @@ def record_failure(job: RunJob, how: str, log_path: Path | None = None) -> str:
             error = f"{step} {how}" + (f": {detail}" if detail else "")
             if state == t.STATE_FAILED and tags.get(t.TAG_ERROR) and step == "train":
                 error = f"{step} {how}: {tags[t.TAG_ERROR]}"  # training's own record is the most precise
+                if tags[t.TAG_ERROR].startswith(f"{step} "):  # a worker's account ("train killed by SIGTERM"):
+                    client.set_tag(run.info.run_id, t.TAG_ERROR, error[:5000])  # the cause found since goes first
                 client.set_tag(run.info.run_id, t.TAG_FAILED_STEP, step)
             else:
                 record.mark_failed(client, run.info.run_id, error, step=step, current=state)

@@ -35,7 +35,7 @@ from lgrpo_bench.config import ConfigError
 from lgrpo_bench.config.grid import ExpandedGrid, GridPoint, LocalExecutorConfig, RayExecutorConfig, SlurmExecutorConfig
 from lgrpo_bench.dispatch.executors import Executor, make_executor
 from lgrpo_bench.dispatch.job import RunJob, record_failure
-from lgrpo_bench.dispatch.state import DONE, FAILED, NEW, PRUNED, RESUMABLE, RUNNING, RunStatus, grid_status
+from lgrpo_bench.dispatch.state import DONE, FAILED, NEW, PRUNED, QUEUED, RESUMABLE, RUNNING, RunStatus, grid_status
 from lgrpo_bench.runs.resolve import PreparedRun, prepare_run
 from lgrpo_bench.tracking import record
 from lgrpo_bench.tracking.schema import TAG_GRID_POINTS, TAG_GRID_RUNS_DIR, failure_tag
@@ -244,7 +244,7 @@ def run_grid(expanded: ExpandedGrid, *, slots: int | None = None, dry_run: bool 
         state = statuses[point.run_id].state
         if state in (DONE, PRUNED):
             summary.skipped_done.append(point.run_id)
-        elif state == RUNNING:
+        elif state in (RUNNING, QUEUED):  # a live process or a SLURM job of another orchestrator has it
             summary.running_elsewhere.append(point.run_id)
         else:
             summary.planned.append(point.run_id)

@@ -19,14 +19,14 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from lgrpo_bench.dispatch.state import DONE, FAILED, GRID_STATES, NEW, PRUNED, RUNNING, STOPPED, TRAINED, RunStatus
+from lgrpo_bench.dispatch.state import DONE, FAILED, GRID_STATES, NEW, PRUNED, QUEUED, RUNNING, STOPPED, TRAINED, RunStatus
 
 __all__ = ["GridProgress", "format_seconds", "plan_table", "read_log_progress",
            "states_line"]
 
 PROGRESS_RE = re.compile(r"step (\d+)/(\d+)\s+reward (-?[\d.]+(?:e[-+]?\d+)?|nan)")
 LOG_TAIL_BYTES = 16384
-STATE_STYLES = {NEW: "cyan", RUNNING: "yellow", TRAINED: "blue", STOPPED: "magenta", FAILED: "red", PRUNED: "dim",
+STATE_STYLES = {NEW: "cyan", QUEUED: "bright_blue", RUNNING: "yellow", TRAINED: "blue", STOPPED: "magenta", FAILED: "red", PRUNED: "dim",
                 DONE: "green"}
 
 

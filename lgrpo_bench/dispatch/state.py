@@ -5,7 +5,12 @@ States shown by ``plan``, ``status`` and the closing lines of ``run``: the run r
 
 =========  ==================================================================================================
 new        no MLflow run carries the run id (and no process works on it)
-running    a live process works on it (see *Liveness* below)
+queued     submitted to a scheduler that has not started it yet: SLURM lists its job as pending (see *Queued*
+           below); the detail names the SLURM job id and SLURM's reason. ``run`` leaves it alone
+running    a live process works on it (see *Liveness* below), or SLURM has started its job and the process is
+           coming up
+running    a live process works on it (see *Liveness* below), or SLURM has started its job and the process is
+           coming up
 trained    training finished; the configured evaluation is not logged yet (the next ``run`` only evaluates)
 stopped    interrupted on request (Ctrl-C, SIGINT/SIGTERM of the orchestrator; ``lgrpo.state = stopped``), or
            ``lgrpo.state = running`` with no live process (its process died without a word: SIGKILL, a crash)
@@ -28,6 +33,15 @@ and removes it when it ends. A record is live when its host is this host and tha
 still exists, or, for another host, when its heartbeat is younger than :data:`STALE_AFTER_S` seconds.
 Runs on other nodes (Ray, SLURM) need ``runs_dir`` on a shared file system — they need it anyway to resume
 from checkpoints anywhere.
+
+Queued
+------
+A run waiting in a SLURM queue has no process yet. When the SLURM executor submits a run it writes
+``<runs_dir>/<run_id>/submitted.json`` (scheduler, job id such as ``812_3``, time) and removes it when the job
+has ended. A run without a live worker whose record names a job that ``squeue`` lists as pending is ``queued``
+(one ``squeue`` call for the whole grid: :func:`slurm_job_states`); a job that has started is ``running``; a
+job SLURM no longer lists, or one that has ended, leaves the record without effect (the store decides). Where
+``squeue`` cannot be run, the record is only mentioned in the detail: a stale record must never hide a run.
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -63,22 +78,25 @@ from lgrpo_bench.tracking.schema import (
 )
 
 __all__ = [
-    "DONE", "FAILED", "GRID_STATES", "HEARTBEAT_S", "NEW", "PRUNED", "RESUMABLE", "RUNNING", "STALE_AFTER_S",
-    "STOPPED", "TRAINED", "RunStatus",
-    "StoreGrid", "classify", "grid_status", "store_grids", "pid_alive", "process_start_ticks", "read_worker", "search_experiment_runs",
-    "store_exists", "worker_alive",
+    "DONE", "FAILED", "GRID_STATES", "HEARTBEAT_S", "NEW", "PRUNED", "QUEUED", "RESUMABLE", "RUNNING",
+    "STALE_AFTER_S", "STOPPED", "TRAINED", "RunStatus", "StoreGrid", "classify", "grid_status", "pid_alive",
+    "process_start_ticks", "read_worker", "search_experiment_runs", "slurm_job_states", "store_exists", "store_grids",
+    "worker_alive",
 ]
 
-NEW = "new"
+NEW, QUEUED = "new", "queued"
 RUNNING, TRAINED, DONE, FAILED, PRUNED, STOPPED = (
     STATE_RUNNING, STATE_TRAINED, STATE_DONE, STATE_FAILED, STATE_PRUNED, STATE_STOPPED)
-GRID_STATES: tuple[str, ...] = (NEW, RUNNING, TRAINED, STOPPED, FAILED, PRUNED, DONE)
+GRID_STATES: tuple[str, ...] = (NEW, QUEUED, RUNNING, TRAINED, STOPPED, FAILED, PRUNED, DONE)
 """The states a grid's run can be shown in, in the order tables list them."""
 RESUMABLE: tuple[str, ...] = (NEW, TRAINED, STOPPED, FAILED)
 """States ``run`` launches (new runs start; the others resume where they stopped)."""
 
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0
+SLURM_PENDING_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED"})
+SLURM_ACTIVE_STATES = frozenset({"RUNNING", "CONFIGURING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"})
+"""SLURM job states (``squeue %T``) of a job that waits for, or holds, its allocation; any other state has ended."""
 
 
 TRAIN_AND_GRID_FILTER = (f"tags.`{TAG_KIND}` != '{KIND_EVAL}' AND tags.`{TAG_KIND}` != '{KIND_WARM_START}'")
@@ -154,6 +172,31 @@ def worker_alive(record: dict[str, Any] | None, *, now: float | None = None, hos
         return pid_alive(int(record["pid"]), record.get("pid_start"))
     now = time.time() if now is None else now
     return now - float(record.get("heartbeat", 0.0)) < STALE_AFTER_S
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Queued (SLURM)
+# ---------------------------------------------------------------------------------------------------------
+def slurm_job_states(job_ids: Iterable[str], *, timeout_s: float = 30.0) -> dict[str, tuple[str, str]] | None:
+    """``{job id: (state, reason)}`` of the jobs SLURM still lists (pending, running, or ended less than
+    ``MinJobAge`` ago), array tasks as ``<array id>_<index>``, from one ``squeue`` call; jobs SLURM no longer
+    knows are absent. None when ``squeue`` cannot be run or fails (no SLURM client here, controller down)."""
+    base_ids = sorted({str(job_id).split("_", 1)[0] for job_id in job_ids})
+    if not base_ids:
+        return {}
+    argv = ["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T|%r", f"--jobs={','.join(base_ids)}"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return {} if "Invalid job id" in done.stderr else None  # every job ended long enough ago to be forgotten
+    states: dict[str, tuple[str, str]] = {}
+    for line in done.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3:
+            states[parts[0]] = (parts[1], parts[2])
+    return states
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -261,6 +304,8 @@ def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | N
         by_location.setdefault((uri, point.config.tracking.experiment), []).append(point)
     runs_dirs: dict[str, Path] = {}
     working: dict[Path, set[str]] = {}  # per runs_dir: run ids with a liveness record (one directory scan)
+    submitted: dict[Path, set[str]] = {}  # per runs_dir: run ids with a submission record (same scan)
+    awaiting: dict[str, dict[str, Any]] = {}  # run id -> submission record of runs no process works on yet
 
     statuses: dict[str, RunStatus] = {}
     host = socket.gethostname()
@@ -283,7 +328,7 @@ def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | N
             runs_dir = runs_dirs.get(configured_dir) or runs_dirs.setdefault(
                 configured_dir, Path(configured_dir).expanduser().resolve())
             if runs_dir not in working:
-                working[runs_dir] = _runs_with_worker_records(runs_dir)
+                working[runs_dir], submitted[runs_dir] = _runs_with_worker_records(runs_dir)
             run_dir = runs_dir / rid
             worker = read_worker(run_dir) if rid in working[runs_dir] else None
             alive = worker_alive(worker, now=now, host=host) and not (
@@ -295,17 +340,44 @@ def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | N
                 checkpoint = RunLayout(run_dir).latest_checkpoint()
                 if checkpoint is not None and run is not None:
                     detail = f"{detail}; resumes from {checkpoint.name}" if detail else f"resumes from {checkpoint.name}"
+            if state in RESUMABLE and rid in submitted[runs_dir]:
+                submission = RunLayout(run_dir).read_submitted()
+                if submission:
+                    awaiting[rid] = submission
             statuses[rid] = RunStatus(rid, state, detail, needs_train, run.info.run_id if run else None,
                                       dict(run.data.metrics) if run else {}, tags or {}, worker if alive else None)
+    if awaiting:
+        _apply_scheduler_states(statuses, awaiting)
     return statuses
 
 
-def _runs_with_worker_records(runs_dir: Path) -> set[str]:
+def _apply_scheduler_states(statuses: dict[str, RunStatus], records: dict[str, dict[str, Any]]) -> None:
+    """``queued`` / ``running`` for runs whose SLURM job waits or has started (see *Queued*)."""
+    scheduler = slurm_job_states(record["job_id"] for record in records.values())
+    for rid, record in records.items():
+        status = statuses[rid]
+        job_id = record["job_id"]
+        if scheduler is None:
+            note = f"submitted as SLURM job {job_id} (squeue unavailable here: not checked)"
+            status.detail = f"{status.detail}; {note}" if status.detail else note
+            continue
+        job_state, reason = scheduler.get(job_id, ("", ""))
+        if job_state in SLURM_PENDING_STATES:
+            waiting = f", {reason}" if reason and reason != "None" else ""
+            status.state, status.detail = QUEUED, f"SLURM job {job_id} {job_state.lower()}{waiting}"
+        elif job_state in SLURM_ACTIVE_STATES:
+            status.state, status.detail = RUNNING, f"SLURM job {job_id} started"
+
+
+def _runs_with_worker_records(runs_dir: Path) -> tuple[set[str], set[str]]:
+    """Run ids under ``runs_dir`` with a liveness record, and those with a submission record (one scan)."""
     try:
-        entries = list(os.scandir(runs_dir))
+        entries = [entry for entry in os.scandir(runs_dir) if entry.is_dir()]
     except OSError:
-        return set()
-    return {entry.name for entry in entries if entry.is_dir() and RunLayout(Path(entry.path)).worker_file.exists()}
+        return set(), set()
+    layouts = [RunLayout(Path(entry.path)) for entry in entries if entry.is_dir()]
+    return ({layout.run_id for layout in layouts if layout.worker_file.exists()},
+            {layout.run_id for layout in layouts if layout.submitted_file.exists()})
 
 
 def count_states(statuses: Iterable[RunStatus]) -> dict[str, int]:

@@ -10,6 +10,7 @@ Every run of lgrpo-bench has a folder ``<runs_dir>/<run_id>/`` whose layout is :
 ``run.log``           stdout and stderr of every process of every attempt (appended)
 ``train.log``         the training process's own log lines (Python logging)
 ``worker.json``       liveness record while a worker executes the run (see :mod:`lgrpo_bench.dispatch.state`)
+``submitted.json``    the scheduler job a run was submitted as (SLURM), while it is queued or running
 ``checkpoint-N/``     trainer checkpoints after optimizer step N; complete once ``lgrpo-manifest.json`` is in it
 ``final/``            the final model, its tokenizer and ``lambda_state.json``
 ====================  ==============================================================================================
@@ -81,6 +82,7 @@ CONFIG_FILE = "config.yaml"
 RUN_LOG = "run.log"
 TRAIN_LOG = "train.log"
 WORKER_FILE = "worker.json"
+SUBMITTED_FILE = "submitted.json"
 FINAL_DIR = "final"
 LAMBDA_STATE_FILE = "lambda_state.json"
 """λ and whether it is learnable: in every checkpoint folder and in ``final/``."""
@@ -202,6 +204,37 @@ class RunLayout:
     @property
     def worker_file(self) -> Path:
         return self.root / WORKER_FILE
+
+    @property
+    def submitted_file(self) -> Path:
+        return self.root / SUBMITTED_FILE
+
+    def write_submitted(self, scheduler: str, job_id: str) -> None:
+        """Record that the run was submitted as scheduler job ``job_id``. Never raises: the job is submitted
+        already, and a run folder that refuses the record only loses the ``queued`` state."""
+        import socket
+
+        tmp = self.submitted_file.with_suffix(f".tmp{os.getpid()}")
+        try:
+            tmp.write_text(json.dumps({"scheduler": scheduler, "job_id": str(job_id), "submitted": time.time(),
+                                       "host": socket.gethostname()}))
+            os.replace(tmp, self.submitted_file)
+        except OSError:
+            pass
+
+    def read_submitted(self) -> dict[str, Any] | None:
+        """The submission record (``scheduler``, ``job_id``, ``submitted``, ``host``), or None."""
+        try:
+            submission = json.loads(self.submitted_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return submission if isinstance(submission, dict) and submission.get("job_id") else None
+
+    def clear_submitted(self) -> None:
+        try:
+            self.submitted_file.unlink()
+        except OSError:
+            pass
 
     @property
     def final_dir(self) -> Path:
