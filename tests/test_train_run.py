@@ -153,7 +153,8 @@ def test_train_cli_evaluates_in_a_fresh_process_and_both_steps_are_idempotent(wa
     again = subprocess.run([sys.executable, "-m", "lgrpo_bench.cli", "train", str(config_file)], capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "training skipped" in again.stdout and "arith: already logged" in again.stdout
+    assert "already done" in again.stdout and "training skipped" in again.stdout
+    assert "evaluating" not in again.stdout  # a done run has nothing left: no evaluation process is started
     assert len(client.search_runs([experiment_id], f"tags.`lgrpo.run_id` = '{rid}'")) == 1
     assert len(client.get_metric_history(run.info.run_id, "eval/arith/acc")) == 1
 
