@@ -18,6 +18,8 @@ NAME = "sapo"
 
 def loss(per_token_logps, old_per_token_logps, advantages, mask, params: SurrogateParams) -> SurrogateOutput:
     ratio = torch.exp(per_token_logps - old_per_token_logps)
-    temperatures = torch.where(advantages > 0, params.sapo_temperature_pos, params.sapo_temperature_neg).to(ratio.dtype)
+    positive, negative = (torch.tensor(t, dtype=ratio.dtype, device=ratio.device)
+                          for t in (params.sapo_temperature_pos, params.sapo_temperature_neg))
+    temperatures = torch.where(advantages > 0, positive, negative)
     gate = torch.sigmoid(temperatures * (ratio - 1)) * 4 / temperatures
     return SurrogateOutput(-gate * advantages, ratio)
