@@ -166,6 +166,24 @@ def test_gradient_invariant_to_micro_batch_split(model, tokenizer, tmp_path, nam
         assert grad_dropped.abs().max() == 0
 
 
+@pytest.mark.parametrize("aggregation", ["lambda", "prompt_mean", "seq_mean_token_mean", "constant"])
+def test_trainer_row_weights_equal_the_whole_batch_weights(model, tokenizer, tmp_path, aggregation):
+    """The rows the trainer weights (their group's lengths, index in the group, N, Σ|o|, P) give w_i of the whole batch."""
+    from lgrpo_bench.algorithms import completion_weights
+
+    algorithm = preset_algorithm("dapo", aggregation=aggregation, lam_init=0.8, r=0.3, num_generations=4,
+                                 max_completion_length=MAX_LEN)
+    trainer = build(UnifiedLossGRPOTrainer, model, tokenizer, tmp_path, algorithm, 4)
+    batch = fixed_batch(model, 4, seed=5)
+    torch.manual_seed(0)
+    shuffled = shuffle_sequence_dict(batch)  # rows out of their groups, as TRL hands them to the loss
+    weights, _ = trainer.completion_weights_for(shuffled)
+    expected = completion_weights(aggregation, batch["lgrpo_lengths"], group_size=4, lam=0.8, r=0.3,
+                                  max_completion_length=MAX_LEN)
+    order = [int(torch.nonzero(torch.all(batch["completion_ids"] == row, dim=1))[0]) for row in shuffled["completion_ids"]]
+    assert torch.allclose(weights.detach(), expected[order], atol=1e-7)
+
+
 @pytest.mark.parametrize("surrogate", ["clip", "cispo", "sapo", "gspo"])
 def test_dloss_dlambda_matches_finite_difference_in_the_trainer(model, tokenizer, tmp_path, surrogate):
     algorithm = preset_algorithm("lambda_grpo", surrogate=surrogate, lam_init=0.5, r=0.3, num_generations=4,
@@ -324,6 +342,7 @@ def test_lambda_optimizer_step_in_a_real_trainer_step(warm_tiny, tmp_path, optim
         sum(e["train/lambda_rate_limited"] for e in logs) / 2)
     in_policy_optimizer = any(group["params"][0] is trainer.lam for group in trainer.optimizer.param_groups)
     assert in_policy_optimizer == (optimizer == "adam")
+    assert trainer.lam.grad is None  # cleared after every step: the next step does not accumulate this one's gradient
 
 
 def test_trainer_refuses_trl_loss_options_that_contradict_its_algorithm(model, tokenizer, tmp_path):
