@@ -260,3 +260,18 @@ def test_adam_on_a_one_sign_gradient_is_rate_limited_whatever_its_size():
             flags.append(lambda_rate_limited(lam.item() - before, 0.05, "adam"))
         assert all(flags), scale
         assert lam.item() == pytest.approx(1.0, rel=0.05)  # ≈ lr × steps, not a function of the gradient's size
+
+
+# --- the report's token-preference view covers every aggregation ----------------------------------------------------
+def test_token_preference_view_covers_every_aggregation():
+    from lgrpo_bench.reports.preference import example_group_lengths, implied_token_weights
+
+    lengths = example_group_lengths(4, 40)  # [10, 20, 30, 40]
+    weights = {name: implied_token_weights(name, lengths, max_completion_length=40, lam=1.0, r=0.3) for name in AGGREGATIONS}
+    for name in ("token_mean", "local_token_mean", "prompt_mean"):
+        assert weights[name].tolist() == pytest.approx([1.0] * 4), name  # one group, one micro-batch: every token alike
+    assert weights["seq_mean_token_mean"].tolist() == pytest.approx([100 / (4 * n) for n in lengths])  # ∝ 1/|o|
+    assert weights["constant"].tolist() == pytest.approx([100 / (4 * 40)] * 4)  # flat, Σ|o|/(G·L_max)
+    assert list(weights["lambda"]) == sorted(weights["lambda"]) and weights["lambda"].sum() == pytest.approx(4.0)
+    # presets are drawn by their aggregation
+    assert implied_token_weights("gspo", lengths, max_completion_length=40).tolist() == pytest.approx(weights["seq_mean_token_mean"].tolist())

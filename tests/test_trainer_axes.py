@@ -324,19 +324,21 @@ def test_lambda_optimizer_step_in_a_real_trainer_step(warm_tiny, tmp_path, optim
     trainer = UnifiedLossGRPOTrainer(model=AutoModelForCausalLM.from_pretrained(warm_tiny.path),
                                      reward_funcs=[length_parity_reward], args=args, train_dataset=prompts_dataset(),
                                      processing_class=AutoTokenizer.from_pretrained(warm_tiny.path), algorithm=algorithm)
+    backward_grads: list[float] = []  # dL/dλ as autograd computes it, before any optimizer hook sees it
+    trainer.lam.register_hook(lambda grad: backward_grads.append(grad.item()))
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "lambda" in entry]
     assert len(logs) == 2 and logs[1]["learning_rate"] < logs[0]["learning_rate"]
-    for entry in logs:
+    for entry, true_grad in zip(logs, backward_grads):
         grad, step = entry["lambda_grad"], entry["dlambda"]
-        assert abs(grad) > 1e-6
+        assert grad == pytest.approx(true_grad, rel=1e-6) and abs(grad) > 1e-6  # the step descends the real gradient
         factor = entry["learning_rate"] / args.learning_rate  # the policy's schedule, which λ follows
         if optimizer == "sgd":
             assert step == pytest.approx(-lr * factor * grad, rel=1e-4, abs=1e-7)  # plain gradient descent, no clipping
             assert entry["train/lambda_rate_limited"] == 0.0
     if optimizer == "adam":
         first = logs[0]
-        assert abs(first["dlambda"]) == pytest.approx(lr, rel=1e-4) and first["dlambda"] * first["lambda_grad"] < 0
+        assert abs(first["dlambda"]) == pytest.approx(lr, rel=1e-4) and first["dlambda"] * backward_grads[0] < 0
         assert first["train/lambda_rate_limited"] == 1.0
     assert trainer.lambda_rate_limited_fraction == pytest.approx(
         sum(e["train/lambda_rate_limited"] for e in logs) / 2)

@@ -50,6 +50,15 @@ def make_trainer(model, tokenizer, tmp_path, algorithm, trainer_cls=UnifiedLossG
     return trainer
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models are chains of tiny ops: two threads on a shared 2-core machine spin against each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tokenizer():
     return make_tokenizer()
