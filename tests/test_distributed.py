@@ -178,7 +178,7 @@ def resample_rounds(rank: int, world_size: int) -> dict:
 def test_resampling_takes_the_same_rounds_on_every_process_and_fills_each_batch(two_processes):
     ranks = [rank_results["resample"] for rank_results in two_processes]
     assert ranks[0]["rounds"] == ranks[1]["rounds"] and ranks[0]["cap"] == ranks[1]["cap"]
-    for step, rounds in enumerate(ranks[0]["rounds"]):
+    for step in range(len(ranks[0]["rounds"])):
         local_kept = [rank["kept"][step][0] for rank in ranks]
         assert ranks[0]["kept"][step][1] == ranks[1]["kept"][step][1] == sum(local_kept)  # N spans both processes
         if ranks[0]["cap"][step] == 0:

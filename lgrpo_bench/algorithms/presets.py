@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: Axis name -> {value: one-line description (equation and source)}. The order is the order of listings.
@@ -343,16 +343,8 @@ def trl_scale_rewards(advantage: str) -> str:
     return _TRL_SCALE_REWARDS[advantage]
 
 
-def with_overrides(algorithm: ResolvedAlgorithm, **changes: Any) -> ResolvedAlgorithm:
-    """A copy with some fields changed (tests and benchmarks); no rule is re-checked."""
-    unknown = set(changes) - {f.name for f in fields(ResolvedAlgorithm)}
-    if unknown:
-        raise AlgorithmError(f"unknown field(s) {', '.join(sorted(unknown))} of ResolvedAlgorithm")
-    return replace(algorithm, **changes)
-
-
 __all__ = [
     "AXES", "AXIS_NAMES", "AlgorithmError", "DEFAULT_CISPO_EPSILON_MAX", "DEFAULT_MAX_GENERATION_BATCHES", "PRESETS",
     "Preset", "ResolvedAlgorithm", "TOKEN_LEVEL_AGGREGATIONS", "get_preset", "max_safe_r", "preset_algorithm",
-    "resolve_algorithm", "trl_equivalent", "trl_loss_type", "trl_scale_rewards", "with_overrides",
+    "resolve_algorithm", "trl_equivalent", "trl_loss_type", "trl_scale_rewards",
 ]
