@@ -51,6 +51,10 @@ BAD_RUN_CONFIGS = [
     ("python object tag", "model: !!python/object/apply:os.system ['touch pwned']\n", "malformed YAML"),
     ("avg@k at temperature 0", "eval:\n  benchmarks: [aime24]\n  overrides:\n    aime24: {k: 8, temperature: 0}\n",
      "eval.overrides: aime24: k=8 samples at temperature 0"),
+    ("unknown surrogate", "algorithm:\n  name: cispo\n  surrogate: ppo\n",
+     "algorithm.surrogate: unknown surrogate 'ppo': choose one of clip, cispo, sapo, gspo"),
+    ("CISPO cap below 1", "algorithm:\n  name: cispo\n  cispo_epsilon_max: 0.2\n",
+     "algorithm.cispo_epsilon_max=0.2 caps the importance weight below 1"),
 ]
 
 
@@ -87,6 +91,8 @@ BAD_GRIDS = [
     ("repeated axis value", grid_text(axes={"train.seed": [0, 1, 0]}), ["{grid}: axes.train.seed[2]: value 0 repeats axes.train.seed[0]"]),
     ("unknown algorithm", grid_text(axes={"algorithm.name": ["grpo", "ppo"]}),
      ["{grid}: axes.algorithm.name[1]: unknown algorithm 'ppo': choose one of grpo, dapo", "(got 'ppo')"]),
+    ("unknown axis value", grid_text(axes={"algorithm.aggregation": ["token_mean", "sum"]}),
+     ["{grid}: axes.algorithm.aggregation[1]: unknown aggregation 'sum': choose one of seq_mean_token_mean", "(got 'sum')"]),
     ("wrong value type", grid_text(axes={"train.max_steps": [5, "ten"]}),
      ["{grid}: axes.train.max_steps[1]: Input should be a valid integer", "(got 'ten')"]),
     ("value out of range", grid_text(axes={"train.num_generations": [1]}),

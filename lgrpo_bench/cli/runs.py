@@ -62,16 +62,26 @@ def config_show(
     except ConfigError as error:
         fail_input(str(error))
     typer.echo(f"# run id: {run_id(config)}")
+    algorithm = config.resolved_algorithm
+    typer.echo("# algorithm: " + ", ".join(f"{k}={v}" for k, v in algorithm.identity().items() if v is not None))
+    for note in algorithm.notes:
+        typer.echo(f"# note: {note}")
     typer.echo(dump_yaml(config))
 
 
 @app.command()
 def algorithms() -> None:
-    """List the registered algorithms and what distinguishes them. Example: lgrpo-bench algorithms"""
-    from lgrpo_bench.algorithms import ALGORITHMS
+    """List the presets (algorithm.name) and the four axes with their choices. Example: lgrpo-bench algorithms"""
+    from lgrpo_bench.algorithms.presets import AXES, PRESETS
 
-    for name, spec in ALGORITHMS.items():
-        typer.echo(f"{name:12s} {spec.summary}\n{'':12s} ref: {spec.reference}")
+    typer.echo("presets (algorithm.name): aggregation × surrogate × advantage × group_filter")
+    for name, preset in PRESETS.items():
+        typer.echo(f"  {name:12s} {preset.aggregation} × {preset.surrogate} × {preset.advantage} × {preset.group_filter}"
+                   f"\n  {'':12s} {preset.summary}\n  {'':12s} ref: {preset.reference}")
+    for axis, choices in AXES.items():
+        typer.echo(f"\naxis algorithm.{axis}:")
+        for value, description in choices.items():
+            typer.echo(f"  {value:20s} {description}")
 
 
 @app.command()

@@ -131,7 +131,12 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
 
 
 def identity_payload(config: RunConfig) -> dict[str, Any]:
-    """The resolved config minus fields that do not change results (tracking, verbosity)."""
+    """The resolved config minus fields that do not change results (tracking, verbosity).
+
+    The ``algorithm`` section is the resolved algorithm (``ResolvedAlgorithm.identity()``): the preset name, the
+    four axis values and the hyperparameters those values use (unused ones are None). So ``{name: dapo}`` and
+    ``{name: grpo, aggregation: token_mean}`` train identically but have different run ids (reports group rows by
+    the preset name), while options a run does not use (``lambda_lr`` of grpo) never split a run id."""
     data = config.model_dump(mode="json")  # a fresh structure: nothing of the config is shared
     for section, fields in IDENTITY_EXCLUDED.items():
         if fields is None:
@@ -139,8 +144,7 @@ def identity_payload(config: RunConfig) -> dict[str, Any]:
         else:
             for name in fields:
                 data.get(section, {}).pop(name, None)
-    data["algorithm"]["epsilon_low"] = config.epsilon_low
-    data["algorithm"]["epsilon_high"] = config.epsilon_high
+    data["algorithm"] = config.resolved_algorithm.identity()
     data["task"]["template"] = config.resolved_template
     return data
 

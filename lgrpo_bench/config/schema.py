@@ -7,10 +7,10 @@ where it matters, where its default comes from.
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
 class _Strict(BaseModel):
@@ -80,28 +80,74 @@ class TaskConfig(_Strict):
 
 
 class AlgorithmConfig(_Strict):
-    """Which GRPO-family loss (see lgrpo_bench.algorithms) and its options."""
+    """Which GRPO-family loss: a preset (``name``) that sets four axes and their hyperparameters, each of which may be
+    overridden (lgrpo_bench.algorithms; ``lgrpo-bench algorithms`` lists them). Hyperparameters the chosen axis
+    values do not use are ignored and left out of the run id."""
 
-    name: str = Field("lambda_grpo", description="grpo, dapo, dr_grpo, lambda_grpo or dapo_full")
-    r: float = Field(1 / 9, gt=0, description="λ-GRPO: scale of the length z-score in h = 1 + r·z (paper: 1/9)")
-    lam_init: float = Field(0.0, description="λ-GRPO: initial λ (0 = DAPO's token mean; not stated in the paper)")
-    lambda_lr: float = Field(1e-2, gt=0, description="λ-GRPO: Adam learning rate of λ (no weight decay)")
-    lambda_learnable: bool = Field(True, description="λ-GRPO: learn λ; false freezes it at lam_init (ablations)")
-    epsilon_low: float | None = Field(None, gt=0, lt=1, description="Lower clip ε_low; None = the algorithm's default (0.2)")
-    epsilon_high: float | None = Field(None, gt=0, description="Upper clip ε_high; None = the algorithm's default (0.2; dapo_full 0.28)")
+    name: str = Field(
+        "lambda_grpo", description="Preset: grpo, dapo, dr_grpo, lambda_grpo, dapo_full, gspo, cispo, sapo or bnpo; it "
+        "sets aggregation, surrogate, advantage, group_filter and their hyperparameters (the fields below override them)",
+    )
+    aggregation: str | None = Field(
+        None, description="w_i in L = Σ_i w_i Σ_t ℓ_it: seq_mean_token_mean (GRPO, arXiv 2402.03300: 1/(N·|o_i|)), "
+        "token_mean (DAPO, arXiv 2503.14476: 1/Σ|o|), constant (Dr. GRPO, arXiv 2503.20783: 1/(N·L_max)), "
+        "local_token_mean (TRL bnpo: token mean per micro-batch), prompt_mean (ScaleRL, arXiv 2510.13786: "
+        "1/(P·Σ_{j∈g}|o_j|)), lambda (λ-GRPO, arXiv 2510.06870: f_i/Σ|o|); None = the preset's",
+    )
+    surrogate: str | None = Field(
+        None, description="ℓ_it: clip (PPO/GRPO, ε_low/ε_high), cispo (MiniMax-M1, arXiv 2506.13585: "
+        "−sg(min(ρ, ε_max))·A·log π), sapo (arXiv 2511.20347: soft gate, τ_pos/τ_neg), gspo (arXiv 2507.18071: "
+        "sequence-level ratio clipped per sequence); None = the preset's",
+    )
+    advantage: str | None = Field(
+        None, description="A_i: group_std ((R − mean_g)/(std_g + 1e-4), GRPO), group_mean (R − mean_g, Dr. GRPO), "
+        "batch_std ((R − mean_g)/(std over the batch + 1e-4), PPO-Lite arXiv 2508.08221); None = the preset's",
+    )
+    group_filter: str | None = Field(
+        None, description="Which groups enter the loss, decided on accuracy (the correctness reward) as in DAPO "
+        "(arXiv 2503.14476 §3.2): none, drop (uniform-accuracy groups leave the loss; the batch shrinks), resample "
+        "(generate from new prompts until the batch holds prompts_per_step mixed groups); None = the preset's",
+    )
+    max_generation_batches: int | None = Field(
+        None, ge=1, description="group_filter resample: generation rounds one step may use at most (verl "
+        "max_num_gen_batches; its 0 = unbounded is refused here); a step that reaches it trains on the mixed groups "
+        "it has and logs train/group_filter_cap_reached; None = the preset's (10)",
+    )
+    r: float = Field(1 / 9, gt=0, description="aggregation lambda: scale of the length z-score in h = 1 + r·z (paper: 1/9); "
+                     "must stay below 1/sqrt(G-1)")
+    lam_init: float = Field(0.0, description="aggregation lambda: initial λ (0 = DAPO's token mean; not stated in the paper)")
+    lambda_lr: float = Field(1e-2, gt=0, description="aggregation lambda: learning rate of λ (follows the policy's LR schedule)")
+    lambda_learnable: bool = Field(True, description="aggregation lambda: learn λ; false freezes it at lam_init (ablations)")
+    lambda_optimizer: Literal["adam", "sgd"] = Field(
+        "adam", description="aggregation lambda: λ's optimizer. adam (a param group of the policy's AdamW, no weight "
+        "decay): while its gradient keeps one sign λ moves by about lambda_lr per step whatever the gradient's size "
+        "(train/lambda_rate_limited says when); sgd: λ moves by lambda_lr × schedule × gradient, so its value shows "
+        "how strongly the data pulls it",
+    )
+    epsilon_low: float | None = Field(None, gt=0, lt=1, description="surrogate clip/gspo: lower clip ε_low; None = the "
+                                      "preset's (0.2; gspo 3e-4)")
+    epsilon_high: float | None = Field(None, gt=0, description="surrogate clip/gspo: upper clip ε_high; None = the preset's "
+                                       "(0.2; dapo_full 0.28, DAPO's clip-higher; gspo 4e-4)")
+    cispo_epsilon_max: float | None = Field(
+        None, gt=0, description="surrogate cispo: cap ε_max on the importance weight ρ (absolute, as in ScaleRL and TRL's "
+        "epsilon_high for cispo; must be ≥ 1); None = the preset's (5.0, TRL's recommendation)",
+    )
+    sapo_temperature_pos: float | None = Field(None, gt=0, description="surrogate sapo: gate temperature τ for A > 0; "
+                                               "None = the preset's (1.0, TRL's default)")
+    sapo_temperature_neg: float | None = Field(None, gt=0, description="surrogate sapo: gate temperature τ for A ≤ 0; "
+                                               "None = the preset's (1.05, TRL's default)")
+    mask_truncated_completions: bool | None = Field(
+        None, description="Completions that hit max_completion_length without EOS get no loss (DAPO §3.4); None = the "
+        "preset's (true for dapo_full)",
+    )
+    overlong_penalty: bool | None = Field(
+        None, description="Add DAPO's soft overlong punishment to the reward (DAPO §3.4); None = the preset's (true for "
+        "dapo_full)",
+    )
     overlong_buffer_tokens: int | None = Field(
-        None, ge=1, description="dapo_full: soft overlong punishment buffer; None = 20 % of max_completion_length "
+        None, ge=1, description="overlong_penalty: soft punishment buffer; None = 20 % of max_completion_length "
         "(DAPO: 4,096 of 20,480)", json_schema_extra=_unit("tokens"),
     )
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        from lgrpo_bench.algorithms import ALGORITHMS
-
-        if value not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {value!r}: choose one of {', '.join(ALGORITHMS)}")
-        return value
 
 
 class TrainConfig(_Strict):
@@ -232,16 +278,7 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "RunConfig":
-        from lgrpo_bench.algorithms import get_algorithm, max_safe_r
-
-        spec = get_algorithm(self.algorithm.name)
-        group_size = self.train.num_generations
-        if spec.uses_lambda and self.algorithm.r >= max_safe_r(group_size):
-            raise ValueError(
-                f"algorithm.r={self.algorithm.r:g} is too large for train.num_generations={group_size}: "
-                f"1 + r·z reaches 1 - r·sqrt(G-1) = {1 - self.algorithm.r * math.sqrt(group_size - 1):.3f} ≤ 0; "
-                f"use r < {max_safe_r(group_size):.4f}"
-            )
+        self.resolved_algorithm  # noqa: B018  (refuses an unknown name or a nonsense combination)
         if self.train.prompts_per_step % self.train.gradient_accumulation_steps:
             raise ValueError(
                 f"train.prompts_per_step={self.train.prompts_per_step} must be a multiple of "
@@ -267,16 +304,24 @@ class RunConfig(_Strict):
         return self.task.template or ("arith" if self.task.name == "arith" else "qwen_math")
 
     @property
-    def epsilon_low(self) -> float:
-        from lgrpo_bench.algorithms import get_algorithm
+    def resolved_algorithm(self):
+        """The algorithm this run trains with (:class:`lgrpo_bench.algorithms.presets.ResolvedAlgorithm`).
 
-        return self.algorithm.epsilon_low or get_algorithm(self.algorithm.name).epsilon_low
+        The one place ``config/`` reaches up into ``algorithms/`` (its torch-free presets module), until the run
+        resolve step of issue 15 takes it over. An unknown name or axis value is reported at its key; a refused
+        combination at the run config."""
+        from lgrpo_bench.algorithms.presets import AlgorithmError, resolve_algorithm
 
-    @property
-    def epsilon_high(self) -> float:
-        from lgrpo_bench.algorithms import get_algorithm
-
-        return self.algorithm.epsilon_high or get_algorithm(self.algorithm.name).epsilon_high
+        try:
+            return resolve_algorithm(self.algorithm.model_dump(), num_generations=self.train.num_generations,
+                                     max_completion_length=self.train.max_completion_length,
+                                     num_iterations=self.train.num_iterations)
+        except AlgorithmError as error:
+            if error.key is None:
+                raise ValueError(str(error)) from None
+            detail = InitErrorDetails(type=PydanticCustomError("value_error", str(error)),
+                                      loc=tuple(error.key.split(".")), input=error.value)
+            raise ValidationError.from_exception_data(type(self).__name__, [detail]) from None
 
 
 #: Sections and fields that do not change results, left out of the run identity.

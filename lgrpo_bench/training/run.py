@@ -101,6 +101,9 @@ def run_tags(config: RunConfig, rid: str, size_label: str) -> dict[str, str]:
         t.TAG_TASK: config.task.name, t.TAG_GIT_COMMIT: git_commit(), t.TAG_VERSIONS: t.versions_tag_value(),
         "mlflow.runName": f"{config.algorithm.name}-{config.model.name}-s{config.train.seed}",
     }
+    axes = config.resolved_algorithm.axes
+    tags.update({t.TAG_AGGREGATION: axes["aggregation"], t.TAG_SURROGATE: axes["surrogate"],
+                 t.TAG_ADVANTAGE: axes["advantage"], t.TAG_GROUP_FILTER: axes["group_filter"]})
     if config.tracking.grid:
         tags[t.TAG_GRID] = config.tracking.grid
     parent = os.environ.get(PARENT_RUN_ENV)
@@ -236,7 +239,6 @@ def _train(attempt: _Attempt) -> TrainResult:
     import torch
 
     from lgrpo_bench import tracking as t
-    from lgrpo_bench.algorithms import get_algorithm
     from lgrpo_bench.models.loading import load_model_and_tokenizer, resolve_model
     from lgrpo_bench.models.tiny import SMALL_MODEL_PARAMS
     from lgrpo_bench.training.arguments import grpo_config
@@ -267,14 +269,15 @@ def _train(attempt: _Attempt) -> TrainResult:
     if config.train.num_threads is None and not torch.cuda.is_available() and model.num_parameters() < SMALL_MODEL_PARAMS:
         torch.set_num_threads(1)  # tiny models: a chain of tiny ops; two threads spin against each other (~10x slower)
     data = build_task_data(config, tokenizer)
-    spec = get_algorithm(config.algorithm.name)
-    reward_funcs, reward_weights = make_reward_funcs_for(config, spec)
+    algorithm = config.resolved_algorithm
+    for note in algorithm.notes:
+        say(f"note: {note}")
+    reward_funcs, reward_weights = make_reward_funcs_for(config, algorithm)
     args = grpo_config(config, layout.root)
     args.reward_weights = reward_weights
     trainer = UnifiedLossGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=data.train, processing_class=tokenizer,
-        algorithm=spec, lam_init=config.algorithm.lam_init, lambda_lr=config.algorithm.lambda_lr,
-        lambda_learnable=config.algorithm.lambda_learnable, r=config.algorithm.r,
+        algorithm=algorithm, accuracy_reward_index=0,  # make_reward_funcs puts the correctness reward first
     )
     heldout = HeldoutAccuracyCallback(
         trainer, data.heldout_prompts, data.heldout_answers, _score_fn(config.task.name),
@@ -339,6 +342,8 @@ def _train(attempt: _Attempt) -> TrainResult:
         client.log_text(mlflow_run_id, lines + "\n", t.ARTIFACT_TOKEN_WEIGHTS)
     client.log_artifact(mlflow_run_id, str(layout.train_log))
     client.set_tag(mlflow_run_id, t.TAG_MODEL_DIR, str(final_dir))
+    if trainer.lambda_rate_limited_fraction is not None:
+        client.set_tag(mlflow_run_id, t.TAG_LAMBDA_RATE_LIMITED_FRAC, f"{trainer.lambda_rate_limited_fraction:.4f}")
     final_state = t.STATE_TRAINED  # the lifecycle evaluates and marks it done (lgrpo_bench.runs.lifecycle)
     if pruning is not None and pruning.pruned_at is not None:
         final_state = t.STATE_PRUNED
@@ -377,17 +382,17 @@ def _pruning_callback(client, mlflow_run_id: str, heldout, say, *, can_stop: boo
     return PruningCallback(link, values, can_stop=can_stop)
 
 
-def make_reward_funcs_for(config: RunConfig, spec) -> tuple[list, list[float]]:
-    """The task's reward functions plus DAPO's overlong penalty for ``dapo_full``, and their weights."""
+def make_reward_funcs_for(config: RunConfig, algorithm) -> tuple[list, list[float]]:
+    """The task's reward functions (correctness first) plus DAPO's overlong penalty when the algorithm uses it."""
     from lgrpo_bench.tasks.rewards import make_reward_funcs, overlong_penalty
 
     weighted = make_reward_funcs(config.task.name, timeout_s=config.task.reward_timeout_s,
                                  format_weight=config.task.format_reward_weight)
     funcs = [item.func for item in weighted]
     weights = [item.weight for item in weighted]
-    if spec.overlong_penalty:
+    if algorithm.overlong_penalty:
         max_length = config.train.max_completion_length
-        buffer = config.algorithm.overlong_buffer_tokens or max(1, max_length // 5)
+        buffer = algorithm.overlong_buffer_tokens
 
         def overlong_reward(completion_ids, **kwargs):
             return overlong_penalty([len(ids) for ids in completion_ids], max_length, buffer)
