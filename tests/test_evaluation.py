@@ -73,7 +73,7 @@ def test_hub_answers_are_normalized_like_our_files():
 
 
 def test_arith_benchmark_is_the_tiny_presets_heldout_split():
-    from lgrpo_bench.models.tiny import heldout_problems
+    from lgrpo_bench.models.heldout import heldout_problems
 
     problems = load_problems("arith")
     assert [(p.id, p.problem, p.answer) for p in problems] == [(p.id, p.problem, p.answer) for p in heldout_problems()]

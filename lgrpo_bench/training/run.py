@@ -82,7 +82,7 @@ def git_commit() -> str:
         return GIT_COMMIT_UNKNOWN
 
 
-def run_tags(config: RunConfig, rid: str, size_label: str) -> dict[str, str]:
+def run_tags(config: RunConfig, rid: str, size_label: str, warm_start=None) -> dict[str, str]:
     from lgrpo_bench import tracking as t
 
     tags = {
@@ -91,12 +91,23 @@ def run_tags(config: RunConfig, rid: str, size_label: str) -> dict[str, str]:
         t.TAG_TASK: config.task.name, t.TAG_GIT_COMMIT: git_commit(), t.TAG_VERSIONS: t.versions_tag_value(),
         t.TAG_STATE: t.STATE_RUNNING, "mlflow.runName": f"{config.algorithm.name}-{config.model.name}-s{config.train.seed}",
     }
+    if warm_start is not None:  # a tiny preset's build: the run rests on it
+        tags.update(warm_start_tags(warm_start))
     if config.tracking.grid:
         tags[t.TAG_GRID] = config.tracking.grid
     parent = os.environ.get(PARENT_RUN_ENV)
     if parent:  # set by lgrpo_bench.dispatch for runs of a grid: MLflow nests them under the grid's run
         tags[t.TAG_PARENT_RUN_ID] = parent
     return tags
+
+
+def warm_start_tags(build) -> dict[str, str]:
+    """Whether a tiny warm start lies in its band, and its greedy held-out accuracy, as MLflow tags."""
+    from lgrpo_bench.tracking.schema import TAG_WARM_START_GREEDY_ACC, TAG_WARM_START_IN_BAND
+
+    verdict = build.band
+    return {TAG_WARM_START_IN_BAND: str(verdict.in_band).lower(),
+            TAG_WARM_START_GREEDY_ACC: str(round(verdict.greedy_acc, 4))}
 
 
 def log_warm_start(client, experiment_id: str, model_name: str, build) -> None:
@@ -108,7 +119,7 @@ def log_warm_start(client, experiment_id: str, model_name: str, build) -> None:
         return
     run = client.create_run(experiment_id, run_name=f"warm-start-{key}", tags={
         t.TAG_KIND: t.KIND_WARM_START, t.TAG_MODEL: model_name, "lgrpo.warm_start_key": key,
-        t.TAG_STATE: t.STATE_DONE, t.TAG_VERSIONS: t.versions_tag_value()})
+        t.TAG_STATE: t.STATE_DONE, t.TAG_VERSIONS: t.versions_tag_value(), **warm_start_tags(build)})
     numbers = {k: float(v) for k, v in build.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     with t.BatchedMetricLogger(client, run.info.run_id, background=False) as metric_logger:
         metric_logger.log({f"warm_start/{k}": v for k, v in numbers.items()}, step=0)
@@ -217,7 +228,7 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
     from lgrpo_bench import tracking as t
     from lgrpo_bench.algorithms import get_algorithm
     from lgrpo_bench.models.loading import load_model_and_tokenizer, resolve_model
-    from lgrpo_bench.models.tiny import SMALL_MODEL_PARAMS
+    from lgrpo_bench.models.heldout import SMALL_MODEL_PARAMS
     from lgrpo_bench.training.arguments import grpo_config
     from lgrpo_bench.training.callbacks import HeldoutAccuracyCallback, ProgressCallback, SampleTableCallback
     from lgrpo_bench.training.data import build_task_data
@@ -230,6 +241,7 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
         config.model.name, cache_dir=cache_dir, seed=config.model.warm_start_seed,
         sft_steps=config.model.warm_start_steps,
         progress=lambda step, total, loss: say(f"warm start {step}/{total} loss {loss:.3f}") if step % 200 == 0 or step == total else None,
+        emit=say,
     )
     tracked = client is not None  # False on ranks other than 0 of a multi-process run
     if resolved.build is not None and tracked:
@@ -239,7 +251,7 @@ def _train(config, client, experiment_id, rid, run_dir, mlflow_run_id, skip_unti
             f"{m.get('greedy_acc', float('nan')):.3f} ({'cached' if m.get('cached') else 'built'})")
 
     if mlflow_run_id is None and tracked:
-        run = client.create_run(experiment_id, tags=run_tags(config, rid, resolved.size_label))
+        run = client.create_run(experiment_id, tags=run_tags(config, rid, resolved.size_label, resolved.build))
         mlflow_run_id = run.info.run_id
         params = t.flatten_params(identity_payload(config))
         params["run_id"] = rid
