@@ -46,19 +46,25 @@ GRID_NAME = "quickstart-robustness"
 WARM_START_AXIS = "model.warm_start_seed"
 METRICS = {"final": "final accuracy (eval/arith/acc)", "efficiency": "sample efficiency (mean train/heldout_acc)"}
 BASELINES = ("grpo", "dapo")
+ALGORITHM_ORDER = ("grpo", "dapo", "dr_grpo", "lambda_grpo", "dapo_full")
+"""Row order of the tables (others follow alphabetically)."""
 
 
-def derived_grid(quickstart: dict, work_dir: Path, warm_start_seeds: list[int], seeds: list[int] | None,
-                 steps: int | None, slots: int) -> dict:
+def derived_grid(quickstart: dict, work_dir: Path, options: argparse.Namespace) -> dict:
     """The quickstart grid with a warm-start axis, its own store and runs folder, ``slots`` runs at a time."""
     base = json.loads(json.dumps(quickstart.get("base", {})))
     base.setdefault("tracking", {}).update({
         "uri": f"sqlite:///{work_dir / 'mlflow.db'}", "runs_dir": str(work_dir / "runs"), "experiment": GRID_NAME})
-    if steps is not None:
-        base.setdefault("train", {})["max_steps"] = steps
-    axes = {WARM_START_AXIS: list(warm_start_seeds), **quickstart.get("axes", {})}
-    if seeds is not None:
-        axes["train.seed"] = list(seeds)
+    if options.steps is not None:
+        base.setdefault("train", {})["max_steps"] = options.steps
+    if options.warm_start_steps is not None:
+        base.setdefault("model", {})["warm_start_steps"] = options.warm_start_steps
+    axes = {WARM_START_AXIS: list(options.warm_start_seeds), **quickstart.get("axes", {})}
+    if options.seeds is not None:
+        axes["train.seed"] = list(options.seeds)
+    if options.algorithms is not None:
+        axes["algorithm.name"] = list(options.algorithms)
+    warm_start_seeds, slots = options.warm_start_seeds, options.slots
     return {"name": GRID_NAME, "description": f"{quickstart.get('name')} for warm-start seeds {warm_start_seeds}",
             "base": base, "axes": axes, "executor": {"kind": "local", "slots": slots}}
 
@@ -92,14 +98,16 @@ def read_store(work_dir: Path) -> tuple[list[dict], list[dict]]:
         runs.append({"algorithm": record.algorithm, "seed": int(record.seed),
                      "warm_start_seed": int(params[record.mlflow_run_id][WARM_START_AXIS]),
                      "final": final, "efficiency": learning_curve_mean(steps, values)})
-    warm = []
+    warm = {}  # two runs starting at once may both log the same warm start: one row per seed
     for run in client.search_runs([experiment.experiment_id], f"tags.`{t.TAG_KIND}` = '{t.KIND_WARM_START}'"):
         metrics = run.data.metrics
-        warm.append({"warm_start_seed": int(metrics["warm_start/seed"]), "greedy_acc": metrics["warm_start/greedy_acc"],
-                     "mixed": metrics.get("warm_start/mixed_group_fraction"),
-                     "sft_steps": int(metrics.get("warm_start/sft_steps", 0)),
-                     "in_band": run.data.tags.get(t.TAG_WARM_START_IN_BAND, "?")})
-    return runs, sorted(warm, key=lambda w: w["warm_start_seed"])
+        warm.setdefault(int(metrics["warm_start/seed"]), {
+            "warm_start_seed": int(metrics["warm_start/seed"]), "greedy_acc": metrics["warm_start/greedy_acc"],
+            "mixed": metrics.get("warm_start/mixed_group_fraction"), "sft_steps": int(metrics.get("warm_start/sft_steps", 0)),
+            "in_band": run.data.tags.get(t.TAG_WARM_START_IN_BAND, "?")})
+    order = {name: i for i, name in enumerate(ALGORITHM_ORDER)}
+    runs.sort(key=lambda r: (order.get(r["algorithm"], len(order)), r["algorithm"], r["warm_start_seed"], r["seed"]))
+    return runs, [warm[seed] for seed in sorted(warm)]
 
 
 # --------------------------------------------------------------------------------------------- statistics
@@ -191,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-start-seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="RL seeds (default: the quickstart's)")
     parser.add_argument("--steps", type=int, default=None, help="RL steps per run (default: the quickstart's)")
+    parser.add_argument("--algorithms", nargs="+", default=None, help="default: the quickstart's")
+    parser.add_argument("--warm-start-steps", type=int, default=None,
+                        help="warm-start SFT step budget (default: the preset's; smaller only for a smoke test)")
     parser.add_argument("--slots", type=int, default=2, help="runs at a time")
     parser.add_argument("--quickstart", type=Path, default=QUICKSTART)
     parser.add_argument("--report-only", action="store_true", help="read the store, run nothing")
@@ -201,8 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     work_dir.mkdir(parents=True, exist_ok=True)
     status = 0
     if not args.report_only:
-        grid = derived_grid(yaml.safe_load(args.quickstart.read_text()), work_dir, args.warm_start_seeds, args.seeds,
-                            args.steps, args.slots)
+        grid = derived_grid(yaml.safe_load(args.quickstart.read_text()), work_dir, args)
         grid_path = work_dir / "grid.yaml"
         grid_path.write_text(yaml.safe_dump(grid, sort_keys=False))
         status = run_grid(grid_path)

@@ -82,13 +82,18 @@ def test_check_steps():
     ([(100, 0.10), (125, 0.55)], StopDecision(125, 0.55, "in_target")),
     ([(100, 0.10), (125, 0.30), (150, 0.62)], StopDecision(125, 0.30, "overshoot")),  # 0.05 from it beats 0.07
     ([(100, 0.10), (125, 0.30), (150, 0.57)], StopDecision(150, 0.57, "overshoot")),  # 0.02 beats 0.05
-    ([(100, 0.30), (125, 0.60)], StopDecision(125, 0.60, "overshoot")),            # a tie goes to the later check
     ([(100, 0.10), (125, 0.20), (1000, 0.15)], StopDecision(125, 0.20, "budget")),  # budget spent: the closest
     ([(1000, 0.0)], StopDecision(1000, 0.0, "budget")),
     ([], None),
 ])
 def test_stop_decision_on_hand_made_trajectories(checks, expected):
     assert stop_decision(checks, RULE, max_steps=1000) == expected
+
+
+def test_stop_decision_tie_goes_to_the_later_check():
+    rule = StopRule(target_low=0.25, target_high=0.5)  # binary fractions: the two distances are exactly equal
+    assert stop_decision([(100, 0.125), (125, 0.625)], rule, 1000) == StopDecision(125, 0.625, "overshoot")
+    assert stop_decision([(100, 0.125), (125, 0.0), (150, 0.125)], rule, 150) == StopDecision(150, 0.125, "budget")
 
 
 def test_stop_rule_refuses_an_inverted_target():
@@ -169,13 +174,15 @@ def test_reduced_build_stops_by_the_rule(tmp_path):
     from lgrpo_bench.models.heldout import greedy_accuracy
     from lgrpo_bench.models.tiny import build_tiny
 
-    spec = _tiny_s(target_low=0.02, target_high=1.0, check_every=10, first_check=100, validation_size=100)
-    budget = 400
+    # the first right answer of 100 comes within ~50-100 steps; the rule must stop there, well before the budget
+    spec = _tiny_s(target_low=0.01, target_high=1.0, check_every=10, first_check=50, validation_size=100)
+    budget = 300
     result = build_tiny(spec, cache_dir=tmp_path, seed=1, sft_steps=budget, eval_problems=20, sampled_prompts=4)
     m = result.metrics
     checks = [tuple(check) for check in m["validation_checks"]]
-    assert m["stop_reason"] == "in_target" and m["sft_steps"] == checks[-1][0] < budget
-    assert all(acc < 0.02 for _, acc in checks[:-1]) and checks[-1][1] >= 0.02
+    assert m["stop_reason"] == "in_target" and m["sft_steps"] == m["sft_steps_run"] == checks[-1][0] < budget
+    assert [step for step, _ in checks] == list(range(50, checks[-1][0] + 1, 10))
+    assert all(acc < 0.01 for _, acc in checks[:-1]) and checks[-1][1] >= 0.01
     assert stop_decision(checks, spec.stop, budget) == StopDecision(m["sft_steps"], m["validation_acc"], "in_target")
     model, tokenizer = AutoModelForCausalLM.from_pretrained(result.path), AutoTokenizer.from_pretrained(result.path)
     assert greedy_accuracy(model, tokenizer, validation_problems(100))["acc"] == m["validation_acc"]

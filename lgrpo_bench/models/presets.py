@@ -125,7 +125,6 @@ class StopRule:
         return step == max_steps or (step >= self.first_check and step % self.check_every == 0)
 
 
-DEFAULT_STOP_RULE = StopRule(target_low=0.35, target_high=0.55)
 
 
 @dataclass(frozen=True)
@@ -150,7 +149,7 @@ class TinyPreset:
     digits: tuple[int, ...] = ARITH_DEFAULT_DIGITS
     max_position_embeddings: int = 256
     init_std: float = 0.02
-    stop: StopRule = DEFAULT_STOP_RULE
+    stop: StopRule = StopRule(target_low=0.30, target_high=0.50)
 
 
 TINY_PRESETS: dict[str, TinyPreset] = {
@@ -159,15 +158,15 @@ TINY_PRESETS: dict[str, TinyPreset] = {
     # init std of 0.05 instead of Qwen's 0.02 halved the steps the two larger models need.
     "tiny-s": TinyPreset(
         "tiny-s", hidden_size=64, num_layers=3, heads=4, kv_heads=2, intermediate=256,
-        sft_steps=1300, lr=3e-3, init_std=0.02,
+        sft_steps=3000, lr=3e-3, init_std=0.02, stop=StopRule(target_low=0.30, target_high=0.50, first_check=300),
     ),
     "tiny-m": TinyPreset(
         "tiny-m", hidden_size=96, num_layers=4, heads=6, kv_heads=2, intermediate=384,
-        sft_steps=450, lr=3e-3, init_std=0.05,
+        sft_steps=1500, lr=3e-3, init_std=0.05,
     ),
     "tiny-l": TinyPreset(
         "tiny-l", hidden_size=128, num_layers=5, heads=8, kv_heads=2, intermediate=512,
-        sft_steps=550, lr=2e-3, init_std=0.05,
+        sft_steps=1500, lr=2e-3, init_std=0.05,
     ),
 }
 
