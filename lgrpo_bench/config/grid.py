@@ -274,8 +274,7 @@ def _model_problem(name: str) -> str | None:
         return "no such folder"
     if HUB_ID_RE.match(name):
         return None
-    from lgrpo_bench.models.loading import QWEN_PRESETS
-    from lgrpo_bench.models.tiny import TINY_PRESETS
+    from lgrpo_bench.models.presets import QWEN_PRESETS, TINY_PRESETS
 
     if name in TINY_PRESETS or name.lower() in QWEN_PRESETS:
         return None

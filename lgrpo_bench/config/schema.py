@@ -33,7 +33,8 @@ class ModelConfig(_Strict):
         "auto", description="Weights and compute dtype: auto = bfloat16 on CUDA, float32 on CPU"
     )
     warm_start_steps: int | None = Field(
-        None, ge=0, description="Tiny presets only: SFT warm-start steps (None = the preset's default)",
+        None, ge=0, description="Tiny presets only: SFT step budget of the warm start; its validation stopping "
+        "rule usually ends it earlier (None = the preset's budget)",
         json_schema_extra=_unit("optimizer steps"),
     )
     warm_start_seed: int = Field(0, description="Tiny presets only: seed of the warm start (shared by all RL seeds)")

@@ -92,7 +92,7 @@ def git_commit() -> str:
         return GIT_COMMIT_UNKNOWN
 
 
-def run_tags(config: RunConfig, rid: str, size_label: str) -> dict[str, str]:
+def run_tags(config: RunConfig, rid: str, size_label: str, warm_start=None) -> dict[str, str]:
     from lgrpo_bench import tracking as t
 
     tags = {
@@ -104,12 +104,23 @@ def run_tags(config: RunConfig, rid: str, size_label: str) -> dict[str, str]:
     axes = config.resolved_algorithm.axes
     tags.update({t.TAG_AGGREGATION: axes["aggregation"], t.TAG_SURROGATE: axes["surrogate"],
                  t.TAG_ADVANTAGE: axes["advantage"], t.TAG_GROUP_FILTER: axes["group_filter"]})
+    if warm_start is not None:  # a tiny preset's build: the run rests on it
+        tags.update(warm_start_tags(warm_start))
     if config.tracking.grid:
         tags[t.TAG_GRID] = config.tracking.grid
     parent = os.environ.get(PARENT_RUN_ENV)
     if parent:  # set by lgrpo_bench.dispatch for runs of a grid: MLflow nests them under the grid's run
         tags[t.TAG_PARENT_RUN_ID] = parent
     return tags
+
+
+def warm_start_tags(build) -> dict[str, str]:
+    """Whether a tiny warm start lies in its band, and its greedy held-out accuracy, as MLflow tags."""
+    from lgrpo_bench.tracking.schema import TAG_WARM_START_GREEDY_ACC, TAG_WARM_START_IN_BAND
+
+    verdict = build.band
+    return {TAG_WARM_START_IN_BAND: str(verdict.in_band).lower(),
+            TAG_WARM_START_GREEDY_ACC: str(round(verdict.greedy_acc, 4))}
 
 
 def log_warm_start(client, experiment_id: str, model_name: str, build) -> None:
@@ -121,7 +132,7 @@ def log_warm_start(client, experiment_id: str, model_name: str, build) -> None:
         return
     warm_start_run = record.create_run(client, experiment_id, run_name=f"warm-start-{key}", tags={
         t.TAG_KIND: t.KIND_WARM_START, t.TAG_MODEL: model_name, t.TAG_WARM_START_KEY: key,
-        t.TAG_VERSIONS: t.versions_tag_value()})
+        t.TAG_VERSIONS: t.versions_tag_value(), **warm_start_tags(build)})
     numbers = {k: float(v) for k, v in build.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     with t.BatchedMetricLogger(client, warm_start_run, background=False) as metric_logger:
         metric_logger.log({f"warm_start/{k}": v for k, v in numbers.items()}, step=0)
@@ -218,14 +229,15 @@ def _mark_failed(attempt: _Attempt, error: BaseException) -> None:
         LOG.exception("could not record the failure in MLflow")
 
 
-def _start_mlflow_run(attempt: _Attempt, size_label: str) -> None:
+def _start_mlflow_run(attempt: _Attempt, size_label: str, warm_start=None) -> None:
     """Create the run's MLflow run (state running) with its tags, params and config artifact."""
     from mlflow.entities import Param
 
     from lgrpo_bench import tracking as t
 
     config, client = attempt.config, attempt.client
-    attempt.mlflow_run_id = record.create_run(client, attempt.experiment_id, tags=run_tags(config, attempt.run_id, size_label))
+    attempt.mlflow_run_id = record.create_run(client, attempt.experiment_id,
+                                              tags=run_tags(config, attempt.run_id, size_label, warm_start))
     params = t.flatten_params(identity_payload(config))
     params["run_id"] = attempt.run_id
     items = [Param(key, value) for key, value in params.items()]
@@ -240,7 +252,7 @@ def _train(attempt: _Attempt) -> TrainResult:
 
     from lgrpo_bench import tracking as t
     from lgrpo_bench.models.loading import load_model_and_tokenizer, resolve_model
-    from lgrpo_bench.models.tiny import SMALL_MODEL_PARAMS
+    from lgrpo_bench.models.heldout import SMALL_MODEL_PARAMS
     from lgrpo_bench.training.arguments import grpo_config
     from lgrpo_bench.training.callbacks import HeldoutAccuracyCallback, ProgressCallback, SampleTableCallback
     from lgrpo_bench.training.data import build_task_data
@@ -254,6 +266,7 @@ def _train(attempt: _Attempt) -> TrainResult:
         config.model.name, cache_dir=cache_dir, seed=config.model.warm_start_seed,
         sft_steps=config.model.warm_start_steps,
         progress=lambda step, total, loss: say(f"warm start {step}/{total} loss {loss:.3f}") if step % 200 == 0 or step == total else None,
+        emit=say,
     )
     if resolved.build is not None and attempt.tracked:
         log_warm_start(attempt.client, attempt.experiment_id, config.model.name, resolved.build)
@@ -262,7 +275,7 @@ def _train(attempt: _Attempt) -> TrainResult:
             f"{m.get('greedy_acc', float('nan')):.3f} ({'cached' if m.get('cached') else 'built'})")
 
     if attempt.mlflow_run_id is None and attempt.tracked:
-        _start_mlflow_run(attempt, resolved.size_label)
+        _start_mlflow_run(attempt, resolved.size_label, resolved.build)
     client, mlflow_run_id = attempt.client, attempt.mlflow_run_id
 
     model, tokenizer = load_model_and_tokenizer(resolved.name_or_path, dtype=config.model.dtype)
