@@ -52,13 +52,13 @@ from lgrpo_bench.algorithms.presets import PRESETS as ALGORITHMS  # noqa: E402
 from lgrpo_bench.config import (  # noqa: E402
     ConfigError,
     TrainConfig,
-    build_run_config,
     known_keys,
     parse_override,
     set_dotted,
 )
 from lgrpo_bench.models.tiny import TINY_PRESETS, build_tiny, default_cache_dir  # noqa: E402
 from lgrpo_bench.tracking import open_client  # noqa: E402
+from lgrpo_bench.runs.resolve import build_run as build_run_config  # noqa: E402
 from lgrpo_bench.runs.resolve import prepare_run  # noqa: E402
 from lgrpo_bench.training.run import train as train_run  # noqa: E402
 

@@ -58,14 +58,15 @@ def grid_specs(grid_file: Path, acc, *, model_size: str = "0.2M", curves=None) -
 
     ``acc(config)`` → ``{benchmark: accuracy}``; ``curves(config)`` → step metrics (optional).
     """
-    from lgrpo_bench.config import load_grid
+    from lgrpo_bench.algorithms.presets import algorithm_of
     from lgrpo_bench.config.loading import identity_payload
+    from lgrpo_bench.runs.resolve import load_grid
 
     expanded = load_grid(grid_file)
     specs = []
     for point in expanded.points:
         config = point.config
-        params = t.flatten_params(identity_payload(config)) | {"run_id": point.run_id}
+        params = t.flatten_params(identity_payload(config, algorithm_of(config).identity())) | {"run_id": point.run_id}
         specs.append(RunSpec(config.algorithm.name, config.train.seed, model_size, model=config.model.name, acc=acc(config),
                              curves=curves(config) if curves else {}, grid=expanded.grid.name, params=params, name=point.run_id))
     return specs

@@ -8,7 +8,10 @@ import sys
 
 import pytest
 
-from lgrpo_bench.config import ConfigError, RunConfig, build_run_config, load_run_config, run_id
+from lgrpo_bench.config import ConfigError, RunConfig
+from lgrpo_bench.runs.resolve import build_run as build_run_config
+from lgrpo_bench.runs.resolve import load_run as load_run_config
+from lgrpo_bench.runs.resolve import run_id
 
 
 def write(tmp_path, text, name="run.yaml"):
@@ -75,7 +78,7 @@ def test_run_id_ignores_tracking_and_verbosity_but_not_results():
 
 
 def test_run_id_is_stable_across_processes():
-    code = "from lgrpo_bench.config import RunConfig, run_id; print(run_id(RunConfig()))"
+    code = "from lgrpo_bench.config import RunConfig; from lgrpo_bench.runs.resolve import run_id; print(run_id(RunConfig()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == run_id(RunConfig())
 

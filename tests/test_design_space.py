@@ -17,14 +17,17 @@ from lgrpo_bench.algorithms.presets import (
     resolve_algorithm,
     trl_equivalent,
 )
-from lgrpo_bench.config import ConfigError, build_run_config, identity_payload, load_grid, run_id
+from lgrpo_bench.algorithms.presets import algorithm_of
+from lgrpo_bench.config import ConfigError, identity_payload
+from lgrpo_bench.runs.resolve import build_run as build_run_config
+from lgrpo_bench.runs.resolve import load_grid, run_id
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_presets_module_and_config_checks_do_not_import_torch():
     code = ("import sys, lgrpo_bench.algorithms.presets, lgrpo_bench.algorithms\n"
-            "from lgrpo_bench.config import build_run_config, run_id\n"
+            "from lgrpo_bench.runs.resolve import build_run as build_run_config, run_id\n"
             "config = build_run_config({'algorithm': {'name': 'cispo', 'aggregation': 'lambda'}})\n"
             "run_id(config)\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
@@ -147,7 +150,8 @@ def test_run_id_is_the_resolved_algorithm_plus_the_preset_name():
         return run_id(build_run_config({"algorithm": algorithm, "train": train}))
 
     # the identity holds the axis values and the hyperparameters they use
-    algorithm = identity_payload(build_run_config({"algorithm": {"name": "cispo", "aggregation": "lambda"}}))["algorithm"]
+    config = build_run_config({"algorithm": {"name": "cispo", "aggregation": "lambda"}})
+    algorithm = identity_payload(config, algorithm_of(config).identity())["algorithm"]
     assert algorithm["aggregation"] == "lambda" and algorithm["cispo_epsilon_max"] == 5.0 and algorithm["r"] == pytest.approx(1 / 9)
     # a preset's own value given explicitly does not change the run id; an unused option does not either
     assert rid({"name": "dapo"}) == rid({"name": "dapo", "aggregation": "token_mean", "epsilon_high": 0.2})
@@ -163,8 +167,8 @@ def test_run_id_is_the_resolved_algorithm_plus_the_preset_name():
 
 def test_design_space_grid_crosses_surrogate_and_aggregation():
     grid = load_grid(REPO / "experiments" / "design_space.yaml")
-    combos = {(p.config.resolved_algorithm.surrogate, p.config.resolved_algorithm.aggregation,
-               p.config.resolved_algorithm.group_filter) for p in grid.points}
+    combos = {(algorithm_of(p.config).surrogate, algorithm_of(p.config).aggregation,
+               algorithm_of(p.config).group_filter) for p in grid.points}
     assert {(s, a, "none") for s in ("clip", "cispo", "sapo", "gspo")
             for a in ("seq_mean_token_mean", "token_mean", "lambda")} <= combos
     assert ("clip", "token_mean", "resample") in combos

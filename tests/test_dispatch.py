@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lgrpo_bench.config import load_grid
+from lgrpo_bench.runs.resolve import load_grid
 from lgrpo_bench.config.grid import SlurmExecutorConfig
 from lgrpo_bench.dispatch import GpuPool, RunJob, make_executor, run_argv, slurm_parameters, submitit_parameters
 from lgrpo_bench.dispatch.job import describe_exit, job_steps

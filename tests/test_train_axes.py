@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from lgrpo_bench.config import build_run_config
+from lgrpo_bench.algorithms.presets import algorithm_of
+
+from lgrpo_bench.runs.resolve import build_run as build_run_config
 from lgrpo_bench.tracking import open_client
 from lgrpo_bench.tracking.schema import (
     ALGORITHM_AXIS_TAGS,
@@ -16,7 +18,7 @@ from lgrpo_bench.tracking.schema import (
     TRAIN_GROUPS_FILTERED_FRAC,
     TRAIN_LAMBDA_RATE_LIMITED,
 )
-from test_train_run import metric_steps, short_run
+from test_train_run import execute, metric_steps, short_run
 
 
 def history(client, run_id: str, name: str) -> list[float]:
@@ -34,14 +36,12 @@ POINTS = {
 
 @pytest.mark.parametrize("point", list(POINTS))
 def test_new_points_train_into_mlflow_with_their_axes(warm_tiny, tmp_path, point):
-    from lgrpo_bench.training.run import train
-
     config = build_run_config(short_run(tmp_path, warm_tiny.path, algorithm=POINTS[point],
                                         train={"num_iterations": 2, "heldout_every": 0, "samples_every": 0, "save_every": 0}))
-    result = train(config)
+    _, result = execute(config)
     client = open_client(config.tracking.uri)
     run = client.get_run(result.mlflow_run_id)
-    axes = config.resolved_algorithm.axes
+    axes = algorithm_of(config).axes
     assert [run.data.tags[tag] for tag in ALGORITHM_AXIS_TAGS] == [axes[a] for a in ("aggregation", "surrogate", "advantage", "group_filter")]
     assert all(run.data.params[f"algorithm.{axis}"] == value for axis, value in axes.items())
     assert run.data.tags["lgrpo.state"] == "done" and run.data.tags["lgrpo.algorithm"] == POINTS[point]["name"]
@@ -65,13 +65,11 @@ def test_dapo_full_says_when_its_cap_is_reached(warm_tiny, tmp_path):
     """The short test warm start solves almost no arith problem, so mixed groups are rare: steps reach the cap of
     2 generation rounds, train on the mixed groups they have and say so (the full-batch path is tested in
     test_trainer_axes on a reward with mixed groups)."""
-    from lgrpo_bench.training.run import train
-
     prompts = 4
     config = build_run_config(short_run(tmp_path, warm_tiny.path, algorithm={"name": "dapo_full", "max_generation_batches": 2},
                                         train={"max_steps": 2, "prompts_per_step": prompts, "heldout_every": 0,
                                                "samples_every": 0, "save_every": 0}))
-    result = train(config)
+    _, result = execute(config)
     client = open_client(config.tracking.uri)
     run_id = result.mlflow_run_id
     rounds = history(client, run_id, TRAIN_GENERATION_BATCHES)

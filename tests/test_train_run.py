@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lgrpo_bench.config import build_run_config, run_id
+from lgrpo_bench.runs.resolve import build_run as build_run_config
+from lgrpo_bench.runs.resolve import run_id
 from lgrpo_bench.tracking import open_client
 
 ALGORITHMS = ["grpo", "dapo", "dr_grpo", "lambda_grpo", "dapo_full"]

@@ -18,6 +18,7 @@ without importing torch. The equations live in the axis modules' docstrings; her
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -283,6 +284,22 @@ def resolve_algorithm(
                      "resample refills it")
     return ResolvedAlgorithm(name=preset.name, aggregation=aggregation, surrogate=surrogate, advantage=advantage,
                              group_filter=group_filter, notes=tuple(notes), **values)
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolve_cached(section_items: tuple, num_generations: int, max_completion_length: int,
+                    num_iterations: int) -> ResolvedAlgorithm:
+    return resolve_algorithm(dict(section_items), num_generations=num_generations,
+                             max_completion_length=max_completion_length, num_iterations=num_iterations)
+
+
+def algorithm_of(config) -> ResolvedAlgorithm:
+    """The algorithm a run config (:class:`~lgrpo_bench.config.RunConfig`) trains with; :class:`AlgorithmError` when
+    it is refused. Cached by the algorithm section and the train options it depends on (grids of 10,000 points
+    share a handful of algorithm sections)."""
+    section = tuple(sorted(config.algorithm.model_dump().items()))
+    return _resolve_cached(section, config.train.num_generations, config.train.max_completion_length,
+                           config.train.num_iterations)
 
 
 def preset_algorithm(name: str, *, num_generations: int = 8, max_completion_length: int = 512,

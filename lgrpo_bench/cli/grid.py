@@ -12,7 +12,8 @@ from lgrpo_bench.cli.common import EXIT_RUN_FAILED, app, fail_input, offline_def
 
 
 def _load(grid_file: Path):
-    from lgrpo_bench.config import ConfigError, load_grid
+    from lgrpo_bench.config import ConfigError
+    from lgrpo_bench.runs.resolve import load_grid
 
     try:
         return load_grid(grid_file)

@@ -18,11 +18,12 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print the final line"),
 ) -> None:
     """Train one run (resumes an interrupted one, skips a finished one). Example: lgrpo-bench train experiments/tiny_lambda.yaml"""
-    from lgrpo_bench.config import ConfigError, load_run_config
+    from lgrpo_bench.config import ConfigError
+    from lgrpo_bench.runs.resolve import load_run
 
     offline_defaults()
     try:
-        config = load_run_config(config_file, set_ or [])
+        config = load_run(config_file, set_ or [])
     except ConfigError as error:
         fail_input(str(error))
     from lgrpo_bench.runs.lifecycle import EvaluationFailed, execute_run
@@ -55,14 +56,16 @@ def config_show(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key: --set algorithm.lam_init=0.5"),
 ) -> None:
     """Validate a run config and print it resolved, with its run id. Example: lgrpo-bench config show run.yaml"""
-    from lgrpo_bench.config import ConfigError, dump_yaml, load_run_config, run_id
+    from lgrpo_bench.algorithms.presets import algorithm_of
+    from lgrpo_bench.config import ConfigError, dump_yaml
+    from lgrpo_bench.runs.resolve import load_run, run_id
 
     try:
-        config = load_run_config(config_file, set_ or [])
+        config = load_run(config_file, set_ or [])
     except ConfigError as error:
         fail_input(str(error))
     typer.echo(f"# run id: {run_id(config)}")
-    algorithm = config.resolved_algorithm
+    algorithm = algorithm_of(config)
     typer.echo("# algorithm: " + ", ".join(f"{k}={v}" for k, v in algorithm.identity().items() if v is not None))
     for note in algorithm.notes:
         typer.echo(f"# note: {note}")

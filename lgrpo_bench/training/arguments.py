@@ -13,6 +13,7 @@ import torch
 from trl import GRPOConfig
 
 from lgrpo_bench.algorithms.presets import trl_loss_type, trl_scale_rewards
+from lgrpo_bench.algorithms.presets import algorithm_of
 from lgrpo_bench.config import RunConfig
 
 
@@ -28,7 +29,7 @@ def grpo_config(config: RunConfig, output_dir: str | Path, *, cuda: bool | None 
     The loss options are set to the algorithm's values where TRL has them (``loss_type`` where TRL has an equivalent,
     else its default; the trainer computes the loss from the resolved algorithm either way), so a reader of the
     GRPOConfig sees what the run does and the trainer's consistency check passes."""
-    algorithm = config.resolved_algorithm
+    algorithm = algorithm_of(config)
     train = config.train
     cuda = torch.cuda.is_available() if cuda is None else cuda
     bf16 = cuda if train.bf16 is None else train.bf16

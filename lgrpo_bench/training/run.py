@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lgrpo_bench.algorithms.presets import algorithm_of
 from lgrpo_bench.config import RunConfig, dump_yaml, identity_payload
 from lgrpo_bench.tracking import record
 from lgrpo_bench.tracking.record import PARENT_RUN_ENV, RunLayout
@@ -101,7 +102,7 @@ def run_tags(config: RunConfig, rid: str, size_label: str, warm_start=None) -> d
         t.TAG_TASK: config.task.name, t.TAG_GIT_COMMIT: git_commit(), t.TAG_VERSIONS: t.versions_tag_value(),
         "mlflow.runName": f"{config.algorithm.name}-{config.model.name}-s{config.train.seed}",
     }
-    axes = config.resolved_algorithm.axes
+    axes = algorithm_of(config).axes
     tags.update({t.TAG_AGGREGATION: axes["aggregation"], t.TAG_SURROGATE: axes["surrogate"],
                  t.TAG_ADVANTAGE: axes["advantage"], t.TAG_GROUP_FILTER: axes["group_filter"]})
     if warm_start is not None:  # a tiny preset's build: the run rests on it
@@ -238,7 +239,7 @@ def _start_mlflow_run(attempt: _Attempt, size_label: str, warm_start=None) -> No
     config, client = attempt.config, attempt.client
     attempt.mlflow_run_id = record.create_run(client, attempt.experiment_id,
                                               tags=run_tags(config, attempt.run_id, size_label, warm_start))
-    params = t.flatten_params(identity_payload(config))
+    params = t.flatten_params(identity_payload(config, algorithm_of(config).identity()))
     params["run_id"] = attempt.run_id
     items = [Param(key, value) for key, value in params.items()]
     for start in range(0, len(items), 100):  # MLflow takes at most 100 params per log_batch
@@ -282,7 +283,7 @@ def _train(attempt: _Attempt) -> TrainResult:
     if config.train.num_threads is None and not torch.cuda.is_available() and model.num_parameters() < SMALL_MODEL_PARAMS:
         torch.set_num_threads(1)  # tiny models: a chain of tiny ops; two threads spin against each other (~10x slower)
     data = build_task_data(config, tokenizer)
-    algorithm = config.resolved_algorithm
+    algorithm = algorithm_of(config)
     for note in algorithm.notes:
         say(f"note: {note}")
     reward_funcs, reward_weights = make_reward_funcs_for(config, algorithm)
