@@ -11,12 +11,16 @@ import typer
 from lgrpo_bench.cli.common import EXIT_RUN_FAILED, app, fail_input, offline_defaults
 
 
-def _load(grid_file: Path):
+MAX_POINTS_HELP = "Refuse grids with more points than this (default 20,000; counted before anything is expanded)"
+
+
+def _load(grid_file: Path, max_points: int | None = None):
     from lgrpo_bench.config import ConfigError
+    from lgrpo_bench.config.grid import DEFAULT_MAX_POINTS
     from lgrpo_bench.runs.resolve import load_grid
 
     try:
-        return load_grid(grid_file)
+        return load_grid(grid_file, max_points=max_points or DEFAULT_MAX_POINTS)
     except ConfigError as error:
         fail_input(str(error))
 
@@ -33,10 +37,11 @@ def run(
     slots: Optional[int] = typer.Option(None, "--slots", min=1, help="Runs at once (local slots, Ray tasks in flight, "
                                         "SLURM array parallelism); default: the grid's executor"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run and the commands; launch and write nothing"),
+    max_points: Optional[int] = typer.Option(None, "--max-points", min=1, help=MAX_POINTS_HELP),
 ) -> None:
     """Run a grid: everything not done yet, resuming interrupted runs. Example: lgrpo-bench run experiments/quickstart.yaml"""
     offline_defaults()
-    expanded = _load(grid_file)
+    expanded = _load(grid_file, max_points)
     from lgrpo_bench.config import ConfigError
     from lgrpo_bench.dispatch.orchestrator import GridBusy, build_jobs, run_grid
     from lgrpo_bench.dispatch.progress import plan_table, states_line
@@ -90,12 +95,13 @@ def _layout(expanded, rid: str):
 def plan(
     grid_file: Path = typer.Argument(..., help="Grid YAML"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per run) instead of a table"),
+    max_points: Optional[int] = typer.Option(None, "--max-points", min=1, help=MAX_POINTS_HELP),
 ) -> None:
     """List a grid's runs with their state (new/queued/running/trained/stopped/failed/pruned/done); runs nothing. Example: lgrpo-bench plan experiments/quickstart.yaml"""
-    expanded = _load(grid_file)
+    expanded = _load(grid_file, max_points)
     from lgrpo_bench.dispatch.orchestrator import plan_grid
     from lgrpo_bench.dispatch.progress import plan_table, states_line
-    from lgrpo_bench.dispatch.state import count_states
+    from lgrpo_bench.dispatch.state import count_states, state_warnings
     from lgrpo_bench.tracking import TrackingUnavailable
 
     try:
@@ -114,6 +120,8 @@ def plan(
         title += f" — {expanded.grid.description}"
     console.print(plan_table(expanded, statuses, title=title))
     console.print(states_line(count_states(statuses.values())), highlight=False)
+    for line in state_warnings(statuses):
+        console.print(line, style="yellow", highlight=False)
     from lgrpo_bench.reports.power import grid_power_lines  # what the grid's seeds can detect, from earlier runs
 
     for line in grid_power_lines(expanded.points, expanded.points[0].config.tracking.uri):
@@ -128,7 +136,7 @@ def status(
 ) -> None:
     """Show a grid's progress from the store (states, step and reward of running runs, results). Example: lgrpo-bench status experiments/quickstart.yaml"""
     from lgrpo_bench.dispatch.progress import plan_table, read_log_progress, states_line
-    from lgrpo_bench.dispatch.state import RUNNING, count_states
+    from lgrpo_bench.dispatch.state import RUNNING, count_states, state_warnings
     from lgrpo_bench.tracking import TrackingUnavailable
 
     console = _console()
@@ -153,6 +161,8 @@ def status(
                 progress[point.run_id] = found
     console.print(plan_table(expanded, statuses, title=f"grid {expanded.grid.name}", progress=progress))
     console.print(states_line(count_states(statuses.values())), highlight=False)
+    for line in state_warnings(statuses):
+        console.print(line, style="yellow", highlight=False)
     _print_results(expanded, console)
 
 

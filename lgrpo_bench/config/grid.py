@@ -196,8 +196,8 @@ class GridConfig(_Strict):
     """A grid file: which runs (base × axes ± include/exclude) and where they run (executor)."""
 
     name: str = Field(
-        ..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        description="Grid name: tag lgrpo.grid of every run and name of the grid's parent run in MLflow",
+        ..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
+        description="Grid name (at most 100 characters): tag lgrpo.grid of every run and name of the grid's parent run in MLflow",
     )
     description: str = Field("", description="Free text shown by `lgrpo-bench plan`")
     base: dict[str, Any] | str = Field(

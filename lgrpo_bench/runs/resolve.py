@@ -62,7 +62,7 @@ def run_problems(config: RunConfig) -> list[ConfigProblem]:
     problems += _model_problems(config.model.name)
     problems += _split_problems(config)
     problems += _template_problems(config.task.template, "task.template")
-    problems += _eval_problems(tuple(config.eval.benchmarks), _overrides_key(config), config.eval.data_dir)
+    problems += eval_problems(config.eval)
     if config.task.name == "math" and config.task.data is not None:
         problems += _math_data_problems(config.task.data)
     return problems
@@ -74,7 +74,7 @@ def _algorithm_problems(config: RunConfig) -> list[ConfigProblem]:
     try:
         algorithm_of(config)
     except AlgorithmError as error:
-        return [ConfigProblem(error.key or "", str(error), error.value, show_value=False)]
+        return [ConfigProblem(error.key or "", str(error), error.value, show_value=error.key is not None)]
     return []
 
 
@@ -123,22 +123,21 @@ def _template_problems(template: str | None, key: str) -> tuple[ConfigProblem, .
     return (ConfigProblem(key, f"unknown template {template!r}; choose from {', '.join(TEMPLATES)}"),)
 
 
-def _overrides_key(config: RunConfig) -> tuple:
-    return _eval_overrides_key(config.eval)
-
-
 def _eval_overrides_key(eval_config) -> tuple:
     return tuple(sorted((name, tuple(sorted(override.model_dump().items())))
                         for name, override in eval_config.overrides.items()))
 
 
 def eval_problems(eval_config) -> list[ConfigProblem]:
-    """The benchmark checks of :func:`run_problems` for an ``eval`` section alone (``lgrpo-bench eval``)."""
-    return list(_eval_problems(tuple(eval_config.benchmarks), _eval_overrides_key(eval_config), eval_config.data_dir))
+    """The benchmark checks of :func:`run_problems` for an ``eval`` section (also ``lgrpo-bench eval``'s): names and
+    protocol overrides (cached), then each configured data file (re-read only when it changed)."""
+    benchmarks = tuple(eval_config.benchmarks)
+    problems = list(_eval_problems(benchmarks, _eval_overrides_key(eval_config)))
+    return problems or _benchmark_data_problems(benchmarks, eval_config.data_dir)
 
 
 @functools.lru_cache(maxsize=256)
-def _eval_problems(benchmarks: tuple[str, ...], overrides: tuple, data_dir: str | None) -> tuple[ConfigProblem, ...]:
+def _eval_problems(benchmarks: tuple[str, ...], overrides: tuple) -> tuple[ConfigProblem, ...]:
     from lgrpo_bench.evaluation.benchmarks import BENCHMARK_NAMES, get_benchmark
     from lgrpo_bench.tasks.templates import TEMPLATES
 
@@ -148,27 +147,26 @@ def _eval_problems(benchmarks: tuple[str, ...], overrides: tuple, data_dir: str 
             close = difflib.get_close_matches(name, BENCHMARK_NAMES, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             problems.append(ConfigProblem("eval.benchmarks", f"unknown benchmark {name!r}{hint}; choose from "
-                                                             f"{', '.join(BENCHMARK_NAMES)}"))
+                                                             f"{', '.join(BENCHMARK_NAMES)}", list(benchmarks), True))
+    key = "eval.overrides"
     for name, items in overrides:
         override = dict(items)
-        key = f"eval.overrides.{name}"
         if name not in BENCHMARK_NAMES:
-            problems.append(ConfigProblem(key, f"unknown benchmark; choose from {', '.join(BENCHMARK_NAMES)}"))
+            problems.append(ConfigProblem(key, f"{name}: unknown benchmark; choose from {', '.join(BENCHMARK_NAMES)}"))
             continue
         default = get_benchmark(name)
         k = override["k"] if override["k"] is not None else default.k
         temperature = override["temperature"] if override["temperature"] is not None else default.temperature
         if temperature == 0 and k > 1:
-            problems.append(ConfigProblem(key, f"k={k} samples at temperature 0 are {k} copies of the greedy answer; "
-                                               f"set temperature > 0 for avg@{k}, or k: 1"))
+            problems.append(ConfigProblem(key, f"{name}: k={k} samples at temperature 0 are {k} copies of the greedy "
+                                               f"answer; set temperature > 0 for avg@{k}, or k: 1"))
         template = override["template"]
         if template is not None and template not in TEMPLATES:
-            problems.append(ConfigProblem(f"{key}.template", f"unknown template {template!r}; choose from "
-                                                             f"{', '.join(TEMPLATES)}"))
+            problems.append(ConfigProblem(key, f"{name}.template: unknown template {template!r}; choose from "
+                                               f"{', '.join(TEMPLATES)}"))
         elif template is not None and (template == "arith") != (default.scorer == "arith"):
-            problems.append(ConfigProblem(f"{key}.template", f"{template!r} does not fit this benchmark's answer format"))
-    if not problems:
-        problems += _benchmark_data_problems(benchmarks, data_dir)
+            problems.append(ConfigProblem(key, f"{name}.template: {template!r} does not fit this benchmark's answer "
+                                               "format"))
     return tuple(problems)
 
 
@@ -219,8 +217,10 @@ def _math_data_problems(source: str) -> list[ConfigProblem]:
         return []  # a hub id: read when the run starts
     if path.is_dir():
         path = path / MATH_TRAIN_FILENAME
+        if not path.is_file():
+            return [ConfigProblem("task.data", f"the folder {source!r} has no {MATH_TRAIN_FILENAME}")]
     if not path.is_file():
-        return [ConfigProblem("task.data", f"no such file {str(path)!r} (a JSONL file, or a folder holding "
+        return [ConfigProblem("task.data", f"no such file {source!r} (a JSONL file, or a folder holding "
                                            f"{MATH_TRAIN_FILENAME})")]
     problem = _jsonl_problem(str(path), *_stamp(path))
     return [ConfigProblem("task.data", problem)] if problem else []
