@@ -140,6 +140,7 @@ def test_evaluation_is_logged_once_and_conflicts_are_refused(data_dir, tmp_path)
     run = client.get_run(first.mlflow_run_id)
     tags, metrics = run.data.tags, run.data.metrics
     assert tags["lgrpo.kind"] == "eval" and tags["lgrpo.state"] == "done" and tags["lgrpo.model"] == "oracle:wrong"
+    assert tags["lgrpo.hardware"].startswith("cpu:") and tags["lgrpo.host.cpu_capability"]  # where it was evaluated
     assert tags["lgrpo.eval.math500.n"] == "4" and tags["lgrpo.eval.math500.protocol"] == "greedy"
     assert tags["lgrpo.eval.math500.template"] == "qwen_math" and tags["lgrpo.eval.arith.template"] == "arith"
     assert len(tags["lgrpo.eval.math500.hash"]) == 16 and tags["lgrpo.eval.math500.version"] == "1"

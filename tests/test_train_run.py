@@ -62,6 +62,8 @@ def test_short_run_logs_the_documented_schema(warm_tiny, tmp_path, algorithm):
     assert tags["lgrpo.algorithm"] == algorithm and tags["lgrpo.run_id"] == run_id(config) == result.run_id
     assert tags["lgrpo.seed"] == "0" and tags["lgrpo.task"] == "arith" and tags["lgrpo.state"] == "done"
     assert tags["lgrpo.model_size"].endswith("M") and "torch" in tags["lgrpo.versions"] and tags["lgrpo.git_commit"]
+    assert tags["lgrpo.hardware"].startswith("cpu:") and tags["lgrpo.host.cpu_capability"] in tags["lgrpo.hardware"]
+    assert tags["lgrpo.host.torch_threads"] == "1" and tags["lgrpo.host.processes"] == "1"  # tiny models: one thread
     assert params["algorithm.name"] == algorithm and params["train.max_steps"] == "2" and params["run_id"] == result.run_id
     assert "tracking.uri" not in params  # not part of the identity
     for name in ("train/loss", "train/reward_mean", "train/reward_std", "train/completion_length_mean",

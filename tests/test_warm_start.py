@@ -221,6 +221,7 @@ def test_out_of_band_start_warns_once_and_is_tagged(tmp_path):
     acc = build.metrics["greedy_acc"]
     assert run.data.tags[TAG_WARM_START_IN_BAND] == "false"
     assert float(run.data.tags[TAG_WARM_START_GREEDY_ACC]) == pytest.approx(acc, abs=1e-4)
+    assert run.data.tags[t.TAG_HARDWARE] == build.metrics["provenance"][t.TAG_HARDWARE]  # the machine that built it
 
     config = build_run_config({"model": {"name": "tiny-s"}, "tracking": {"runs_dir": str(tmp_path / "runs")}})
     tags = run_tags(config, "rid", "0.2M", build)

@@ -94,6 +94,7 @@ from lgrpo_bench.models.presets import (
 from lgrpo_bench.models.sft import ProgressFn, run_sft
 from lgrpo_bench.models.tokenizer import EOS_TOKEN, make_tokenizer
 from lgrpo_bench.tasks.arith import ARITH_DEFAULT_DIGITS, ARITH_N_TEST, ARITH_SPLIT_SEED, validation_problems
+from lgrpo_bench.tracking.provenance import provenance_tags
 
 __all__ = [
     "RECIPE_VERSION",
@@ -274,6 +275,7 @@ def _build_into(
         "preset_spec": asdict(spec),
         "torch_version": torch.__version__,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "provenance": provenance_tags(use_cuda=False),  # the machine that built it, tagged on its warm-start run
     }
     # NaN (e.g. no worked samples) is stored as null; returning the JSON round trip makes a fresh build's
     # metrics equal to a cached load's.

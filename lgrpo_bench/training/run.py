@@ -131,9 +131,10 @@ def log_warm_start(client, experiment_id: str, model_name: str, build) -> None:
     key = build.path.name
     if t.find_runs_by_tag(client, experiment_id, t.TAG_WARM_START_KEY, key):
         return
+    built_on = build.metrics.get("provenance") or {}  # the machine that built it (a cached build may come from another)
     warm_start_run = record.create_run(client, experiment_id, run_name=f"warm-start-{key}", tags={
         t.TAG_KIND: t.KIND_WARM_START, t.TAG_MODEL: model_name, t.TAG_WARM_START_KEY: key,
-        t.TAG_VERSIONS: t.versions_tag_value(), **warm_start_tags(build)})
+        t.TAG_VERSIONS: t.versions_tag_value(), **warm_start_tags(build), **built_on})
     numbers = {k: float(v) for k, v in build.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     with t.BatchedMetricLogger(client, warm_start_run, background=False) as metric_logger:
         metric_logger.log({f"warm_start/{k}": v for k, v in numbers.items()}, step=0)
@@ -282,6 +283,12 @@ def _train(attempt: _Attempt) -> TrainResult:
     model, tokenizer = load_model_and_tokenizer(resolved.name_or_path, dtype=config.model.dtype)
     if config.train.num_threads is None and not torch.cuda.is_available() and model.num_parameters() < SMALL_MODEL_PARAMS:
         torch.set_num_threads(1)  # tiny models: a chain of tiny ops; two threads spin against each other (~10x slower)
+    if attempt.tracked:  # where this attempt computes (a resumed run records the machine of its last attempt)
+        from mlflow.entities import RunTag
+
+        from lgrpo_bench.tracking.provenance import provenance_tags
+
+        client.log_batch(mlflow_run_id, tags=[RunTag(k, v) for k, v in provenance_tags().items()])
     data = build_task_data(config, tokenizer)
     algorithm = algorithm_of(config)
     for note in algorithm.notes:
