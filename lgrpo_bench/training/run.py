@@ -35,6 +35,9 @@ from lgrpo_bench.config import RunConfig, dump_yaml, identity_payload
 from lgrpo_bench.tracking import record
 from lgrpo_bench.tracking.record import PARENT_RUN_ENV, RunLayout
 
+WARM_START_LINE_EVERY = 100
+"""A warm-start progress line every this many SFT steps (the grid's live view shows the latest)."""
+
 LOG = logging.getLogger("lgrpo_bench.train")
 
 @dataclass
@@ -125,16 +128,31 @@ def warm_start_tags(build) -> dict[str, str]:
 
 
 def log_warm_start(client, experiment_id: str, model_name: str, build) -> None:
-    """One MLflow run per warm-started tiny checkpoint (found again by its cache key)."""
+    """One MLflow run per warm-started tiny checkpoint and experiment (found again by its cache key), nested under the
+    grid run whose run built it (:data:`PARENT_RUN_ENV`); several runs racing for it (a grid's slots, two grids)
+    serialise on a lock file beside the cached build, so it is logged once."""
+    import fcntl
+
+    with open(build.path.parent / f".{build.path.name}.logged.lock", "a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            _log_warm_start_once(client, experiment_id, model_name, build)
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _log_warm_start_once(client, experiment_id: str, model_name: str, build) -> None:
     from lgrpo_bench import tracking as t
 
     key = build.path.name
     if t.find_runs_by_tag(client, experiment_id, t.TAG_WARM_START_KEY, key):
         return
     built_on = build.metrics.get("provenance") or {}  # the machine that built it (a cached build may come from another)
+    parent = os.environ.get(PARENT_RUN_ENV)
+    nesting = {t.TAG_PARENT_RUN_ID: parent} if parent else {}
     warm_start_run = record.create_run(client, experiment_id, run_name=f"warm-start-{key}", tags={
         t.TAG_KIND: t.KIND_WARM_START, t.TAG_MODEL: model_name, t.TAG_WARM_START_KEY: key,
-        t.TAG_VERSIONS: t.versions_tag_value(), **warm_start_tags(build), **built_on})
+        t.TAG_VERSIONS: t.versions_tag_value(), **warm_start_tags(build), **built_on, **nesting})
     numbers = {k: float(v) for k, v in build.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     with t.BatchedMetricLogger(client, warm_start_run, background=False) as metric_logger:
         metric_logger.log({f"warm_start/{k}": v for k, v in numbers.items()}, step=0)
@@ -254,6 +272,7 @@ def _train(attempt: _Attempt) -> TrainResult:
 
     from lgrpo_bench import tracking as t
     from lgrpo_bench.models.loading import load_model_and_tokenizer, resolve_model
+    from lgrpo_bench.models.presets import TINY_PRESETS
     from lgrpo_bench.models.heldout import SMALL_MODEL_PARAMS
     from lgrpo_bench.training.arguments import grpo_config
     from lgrpo_bench.training.callbacks import HeldoutAccuracyCallback, ProgressCallback, SampleTableCallback
@@ -264,12 +283,16 @@ def _train(attempt: _Attempt) -> TrainResult:
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     cache_dir = Path(config.tracking.cache_dir) if config.tracking.cache_dir else None
-    resolved = resolve_model(
-        config.model.name, cache_dir=cache_dir, seed=config.model.warm_start_seed,
-        sft_steps=config.model.warm_start_steps,
-        progress=lambda step, total, loss: say(f"warm start {step}/{total} loss {loss:.3f}") if step % 200 == 0 or step == total else None,
-        emit=say,
-    )
+    warm_start = f"warm start {config.model.name} (seed {config.model.warm_start_seed})"
+    if config.model.name in TINY_PRESETS:  # the grid's progress view shows these lines (lgrpo_bench.dispatch.progress)
+        say(f"preparing {warm_start}: a cached build, or one built now (other runs wait for it)")
+
+    def warm_start_progress(step: int, total: int, loss: float) -> None:
+        if step % WARM_START_LINE_EVERY == 0 or step == total:
+            say(f"building {warm_start} {step}/{total} loss {loss:.3f}")
+
+    resolved = resolve_model(config.model.name, cache_dir=cache_dir, seed=config.model.warm_start_seed,
+                             sft_steps=config.model.warm_start_steps, progress=warm_start_progress, emit=say)
     if resolved.build is not None and attempt.tracked:
         log_warm_start(attempt.client, attempt.experiment_id, config.model.name, resolved.build)
         m = resolved.build.metrics
