@@ -79,6 +79,8 @@ def test_short_run_logs_the_documented_schema(warm_tiny, tmp_path, algorithm):
     artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
     assert {"config.yaml", "train.log", "token_weights.jsonl", "samples"} <= artifacts
     assert (prepared_run.layout.final_dir / "model.safetensors").exists()
+    card = (prepared_run.layout.root / "README.md").read_text()  # TRL's model card, written with each checkpoint
+    assert f"trained with {algorithm} (aggregation " in card and "trained with GRPO" not in card, card
 
 
 def test_finished_run_is_skipped(warm_tiny, tmp_path):

@@ -128,6 +128,20 @@ def merge_generation_outputs(outputs: list[dict[str, Any]], rows: torch.Tensor, 
     return merged
 
 
+def model_card_identity(algorithm: ResolvedAlgorithm) -> tuple[str, dict[str, str | None]]:
+    """The trainer name and paper TRL writes into a run's model card (``README.md``): the preset and its four axis
+    values, and the preset's paper (title and arXiv id, from its reference)."""
+    import re
+
+    from lgrpo_bench.algorithms.presets import get_preset
+
+    preset = get_preset(algorithm.name)
+    axes = ", ".join(f"{axis} {value}" for axis, value in algorithm.axes.items())
+    found = re.search(r"arXiv[: ](\d{4}\.\d{4,5})", preset.reference)
+    return (f"{algorithm.name} ({axes}; lgrpo-bench's unified loss on TRL)",
+            {"title": preset.reference, "id": found.group(1) if found else None, "citation": None})
+
+
 class UnifiedLossGRPOTrainer(GRPOTrainer):
     """GRPOTrainer whose loss is ``Σ_i w_i Σ_t ℓ_{i,t}`` for a resolved algorithm (see the module docstring).
 
@@ -152,6 +166,7 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
         #: (step, completion length, weight per token relative to DAPO) of the rows of every micro-batch.
         self.token_weight_records: list[tuple[int, int, float]] = []
         self._rewards_per_func: torch.Tensor | None = None
+        self._name, self._paper = model_card_identity(algorithm)  # TRL's model card would say "GRPO" for every run
         super().__init__(*args, **kwargs)
         self._refuse_unsupported_options()
         self.mask_truncated_completions = algorithm.mask_truncated_completions
