@@ -37,7 +37,7 @@ def _view(tmp_path, monkeypatch, console, n_runs=2):
     from lgrpo_bench.runs.resolve import load_grid
 
     grid = tmp_path / "grid.yaml"
-    grid.write_text("name: live\nbase: {model: {name: tiny-s}}\naxes: {train.seed: %s}\n" % list(range(n_runs)))
+    grid.write_text(f"name: live\nbase: {{model: {{name: tiny-s}}}}\naxes: {{train.seed: {list(range(n_runs))}}}\n")
     expanded = load_grid(grid)
     jobs = [RunJob(p.run_id, str(tmp_path / p.run_id), "sqlite:///x", "e") for p in expanded.points]
     for job in jobs:
