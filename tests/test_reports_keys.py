@@ -96,8 +96,8 @@ def test_one_row_per_configuration_never_more_runs_than_seeds(key_store):
     assert lam1.cells["arith"].stats.std == pytest.approx(math.sqrt(((0.04) ** 2 + (0.01) ** 2 + (0.05) ** 2) / 2))
     markdown = to_markdown(table)
     lines = _markdown_rows(markdown)
-    assert lines[0] == ["Size", "Algorithm", "lam_init", "learning_rate", "n", "arith", "Average"]
-    assert ["0.2M", "lambda_grpo", "1.0", "1e-05", "3", "49.0 ± 4.6", "49.0 ± 4.6"] in lines
+    assert lines[0] == ["Size", "Algorithm", "lam_init", "learning_rate", "n", "arith"]  # one benchmark: no Average
+    assert ["0.2M", "lambda_grpo", "1.0", "1e-05", "3", "49.0 ± 4.6"] in lines
     assert "one row per lam\\_init, learning\\_rate" in markdown
 
 
@@ -119,7 +119,7 @@ def test_delta_against_the_baseline_at_the_same_keys(key_store):
     assert lam0.cells["arith"].delta == pytest.approx(0.02)
     markdown = to_markdown(table)
     delta_lines = _markdown_rows(markdown, block=1)
-    assert delta_lines[0] == ["Size", "Algorithm", "lam_init", "learning_rate", "vs", "arith", "Average"]
+    assert delta_lines[0] == ["Size", "Algorithm", "lam_init", "learning_rate", "vs", "arith"]
     assert any(line[:5] == ["0.2M", "lambda_grpo", "1.0", "1e-05", "grpo at lam_init=0.0"] and line[5].startswith("+7.0 [")
                for line in delta_lines)
     assert "with the same model size, learning\\_rate" in markdown
@@ -243,7 +243,7 @@ def test_plan_prints_what_the_grid_can_detect(key_store):
     result = CliRunner().invoke(app, ["plan", str(grid_file)])
     assert result.exit_code == 0, result.output
     table, _, _ = load_report_table(uri)
-    power = table.groups[0].power["average"]
+    power = table.groups[0].power["arith"]
     mde = minimum_detectable_effect(power.std, 3, paired=True)
     text = " ".join(result.output.split())
     assert f"with 3 seeds the minimum detectable effect is {100 * mde:.1f} points" in text
@@ -270,6 +270,6 @@ def test_algorithm_options_that_follow_from_the_algorithm_are_not_shown():
     assert [r.n for r in table.groups[0].rows] == [2, 2]
     delta = table.groups[0].deltas[0]
     assert delta.cells["arith"].delta == pytest.approx(0.105) and delta.baseline_keys_text == "epsilon_high=0.2"
-    assert _markdown_rows(to_markdown(table))[0] == ["Size", "Algorithm", "n", "arith", "Average"]
+    assert _markdown_rows(to_markdown(table))[0] == ["Size", "Algorithm", "n", "arith"]
     header = results_csv(table, runs).splitlines()[0].split(",")
     assert header[header.index("algorithm") + 1] == "epsilon_high"

@@ -38,6 +38,8 @@ def run(
                                         "SLURM array parallelism); default: the grid's executor"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run and the commands; launch and write nothing"),
     max_points: Optional[int] = typer.Option(None, "--max-points", min=1, help=MAX_POINTS_HELP),
+    baseline: str = typer.Option("grpo", "--baseline", help="Algorithm the results table's Δ compares against"),
+    metric: str = typer.Option("acc", "--metric", help="Eval metric of the results table (eval/<benchmark>/<metric>)"),
 ) -> None:
     """Run a grid: everything not done yet, resuming interrupted runs. Example: lgrpo-bench run experiments/quickstart.yaml"""
     offline_defaults()
@@ -70,18 +72,20 @@ def run(
     console.print(f"states now: {states_line(count_states(summary.statuses.values()))}", highlight=False)
     for rid, error in summary.failed.items():
         console.print(f"[red]failed[/red] {rid}: {error} (log: {_layout(expanded, rid).run_log})", highlight=False)
-    _print_results(expanded, console)
+    _print_results(expanded, console, baseline, metric)
     if summary.exit_code:
         raise typer.Exit(EXIT_RUN_FAILED)
 
 
-def _print_results(expanded, console) -> None:
-    """The report's results table (mean ± std over seeds, Δ vs grpo) for the grid's finished runs."""
+def _print_results(expanded, console, baseline: str = "grpo", metric: str = "acc") -> None:
+    """The report's results table (mean ± std over seeds, Δ vs baseline) for the finished runs of the grid's current points."""
     from lgrpo_bench.reports import print_summary_table
+    from lgrpo_bench.reports.grids import selection_of
     from lgrpo_bench.tracking.store import resolve_tracking_uri
 
-    uri = resolve_tracking_uri(expanded.points[0].config.tracking.uri)
-    print_summary_table(uri, grid=expanded.grid.name, console=console, key_order=expanded.value_keys)
+    selection = selection_of(expanded)
+    print_summary_table(resolve_tracking_uri(selection.tracking_uri), grid=selection.name, console=console, baseline=baseline,
+                        metric=metric, key_order=selection.key_order, run_ids=selection.run_ids)
 
 
 def _layout(expanded, rid: str):
@@ -133,6 +137,8 @@ def status(
     grid_file: Optional[Path] = typer.Argument(None, help="Grid YAML; without it, every grid in the store"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Store (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)"),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="Only this experiment (without a grid file)"),
+    baseline: str = typer.Option("grpo", "--baseline", help="Algorithm the results table's Δ compares against (with a grid file)"),
+    metric: str = typer.Option("acc", "--metric", help="Eval metric of the results table (with a grid file)"),
 ) -> None:
     """Show a grid's progress from the store (states, step and reward of running runs, results). Example: lgrpo-bench status experiments/quickstart.yaml"""
     from lgrpo_bench.dispatch.progress import plan_table, read_log_progress, states_line
@@ -163,7 +169,7 @@ def status(
     console.print(states_line(count_states(statuses.values())), highlight=False)
     for line in state_warnings(statuses):
         console.print(line, style="yellow", highlight=False)
-    _print_results(expanded, console)
+    _print_results(expanded, console, baseline, metric)
 
 
 def _status_of_store(console, tracking_uri: str | None, experiment: str | None) -> None:
