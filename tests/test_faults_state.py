@@ -37,7 +37,7 @@ def test_sigterm_of_the_orchestrator_says_stopped_in_the_store_the_plan_and_the_
 
     assert orchestrator.returncode == 1, output
     assert "done 0, failed 0, stopped 2" in output, output
-    assert "states now: new 0  running 0  trained 0  stopped 2  failed 0  pruned 0  done 0" in output, output
+    assert "states now: new 0  queued 0  running 0  trained 0  stopped 2  failed 0  pruned 0  done 0" in output, output
     runs = train_runs(tmp_path)
     assert {rid: run.data.tags["lgrpo.state"] for rid, run in runs.items()} == dict.fromkeys(rids, "stopped")
     assert {run.info.status for run in runs.values()} == {"KILLED"}

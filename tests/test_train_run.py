@@ -128,12 +128,17 @@ def test_sigkilled_run_resumes_into_the_same_mlflow_run(warm_tiny, tmp_path):
 
 
 def test_train_cli_rejects_bad_config_with_exit_2(tmp_path):
+    """Schema problems first (every one of them), then the registries (algorithm, model, benchmarks)."""
     bad = tmp_path / "bad.yaml"
-    bad.write_text("algorithm:\n  name: ppo\ntrain:\n  max_step: 3\n")
+    bad.write_text("algorithm:\n  name: grpo\ntrain:\n  max_step: 3\n  learning_rate: -1\n")
+    result = subprocess.run([sys.executable, "-m", "lgrpo_bench.cli", "train", str(bad)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert f"{bad}: train.max_step: unknown key" in result.stderr
+    assert f"{bad}: train.learning_rate:" in result.stderr
+    bad.write_text("algorithm:\n  name: ppo\n")
     result = subprocess.run([sys.executable, "-m", "lgrpo_bench.cli", "train", str(bad)], capture_output=True, text=True)
     assert result.returncode == 2
     assert f"{bad}: algorithm.name: unknown algorithm 'ppo'" in result.stderr
-    assert f"{bad}: train.max_step: unknown key" in result.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
 
 

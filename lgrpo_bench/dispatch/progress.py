@@ -187,7 +187,7 @@ class GridProgress:
                     self._warm_lines[rid] = milestone
                     self._line(f"{rid}: {progress.describe()}")
         else:
-            self.live.update(self._render())
+            self.live.update(self._render(), refresh=True)
 
     def finished(self, result) -> None:
         rid = result.run_id
