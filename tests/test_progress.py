@@ -110,3 +110,26 @@ def test_racing_runs_log_one_warm_start_run_nested_under_the_grid(tmp_path, monk
     runs = client.search_runs([experiment_id], f"tags.`{t.TAG_KIND}` = '{t.KIND_WARM_START}'")
     assert len(runs) == 1 and runs[0].data.tags[t.TAG_PARENT_RUN_ID] == parent
     assert runs[0].data.tags[t.TAG_STATE] == t.STATE_DONE
+
+
+def test_a_long_plan_table_shows_runs_with_news_first_and_says_what_it_left_out(tmp_path):
+    """Above the row limit the table keeps the non-new runs (in grid order), fills up with new ones, and its title
+    says how many rows it left out and how to see them; the limit off shows every row."""
+    from lgrpo_bench.dispatch.progress import plan_table
+    from lgrpo_bench.dispatch.state import RunStatus
+    from lgrpo_bench.runs.resolve import load_grid
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text("name: long\nbase: {model: {name: tiny-s}}\naxes: {train.seed: [0, 1, 2, 3, 4, 5]}\n")
+    expanded = load_grid(grid)
+    ids = [p.run_id for p in expanded.points]
+    statuses = {rid: RunStatus(rid, "new") for rid in ids}
+    statuses[ids[4]] = RunStatus(ids[4], "failed", "boom")
+    table = plan_table(expanded, statuses, title="t", limit=3)
+    console = Console(record=True, width=300, file=io.StringIO())
+    console.print(table)
+    text = console.export_text()
+    shown = [rid for rid in ids if rid[:8] in text]
+    assert shown == [ids[0], ids[1], ids[4]]
+    assert "showing 3 rows, runs with news first: 3 more not shown; --all lists every run" in " ".join(text.split())
+    assert table.row_count == 3 and plan_table(expanded, statuses, limit=None).row_count == 6

@@ -177,6 +177,10 @@ class ResolvedAlgorithm:
     def identity(self) -> dict[str, Any]:
         """What makes two runs train identically, plus the preset name (reports group rows by it): the run id's
         ``algorithm`` section. Unused hyperparameters are None, so they never split a run id."""
+        return dict(self._identity)
+
+    @functools.cached_property
+    def _identity(self) -> dict[str, Any]:  # computed once per resolved algorithm (grids share a handful)
         data = asdict(self)
         data.pop("notes")
         return data

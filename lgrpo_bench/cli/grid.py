@@ -12,6 +12,7 @@ from lgrpo_bench.cli.common import EXIT_RUN_FAILED, app, fail_input, offline_def
 
 
 MAX_POINTS_HELP = "Refuse grids with more points than this (default 20,000; counted before anything is expanded)"
+ALL_ROWS_HELP = "List every run in the table (default: at most 200 rows, runs with news first; the states line counts all)"
 
 
 def _load(grid_file: Path, max_points: int | None = None):
@@ -100,11 +101,12 @@ def plan(
     grid_file: Path = typer.Argument(..., help="Grid YAML"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per run) instead of a table"),
     max_points: Optional[int] = typer.Option(None, "--max-points", min=1, help=MAX_POINTS_HELP),
+    every_row: bool = typer.Option(False, "--all", help=ALL_ROWS_HELP),
 ) -> None:
     """List a grid's runs with their state (new/queued/running/trained/stopped/failed/pruned/done); runs nothing. Example: lgrpo-bench plan experiments/quickstart.yaml"""
     expanded = _load(grid_file, max_points)
     from lgrpo_bench.dispatch.orchestrator import plan_grid
-    from lgrpo_bench.dispatch.progress import plan_table, states_line
+    from lgrpo_bench.dispatch.progress import PLAN_TABLE_ROWS, plan_table, states_line
     from lgrpo_bench.dispatch.state import count_states, state_warnings
     from lgrpo_bench.tracking import TrackingUnavailable
 
@@ -122,7 +124,7 @@ def plan(
     title = f"grid {expanded.grid.name}: {len(expanded.points)} runs on {expanded.grid.executor.kind}"
     if expanded.grid.description:
         title += f" — {expanded.grid.description}"
-    console.print(plan_table(expanded, statuses, title=title))
+    console.print(plan_table(expanded, statuses, title=title, limit=None if every_row else PLAN_TABLE_ROWS))
     console.print(states_line(count_states(statuses.values())), highlight=False)
     for line in state_warnings(statuses):
         console.print(line, style="yellow", highlight=False)
@@ -139,9 +141,10 @@ def status(
     experiment: Optional[str] = typer.Option(None, "--experiment", help="Only this experiment (without a grid file)"),
     baseline: str = typer.Option("grpo", "--baseline", help="Algorithm the results table's Δ compares against (with a grid file)"),
     metric: str = typer.Option("acc", "--metric", help="Eval metric of the results table (with a grid file)"),
+    every_row: bool = typer.Option(False, "--all", help=ALL_ROWS_HELP),
 ) -> None:
     """Show a grid's progress from the store (states, step and reward of running runs, results). Example: lgrpo-bench status experiments/quickstart.yaml"""
-    from lgrpo_bench.dispatch.progress import plan_table, read_log_progress, states_line
+    from lgrpo_bench.dispatch.progress import PLAN_TABLE_ROWS, plan_table, read_log_progress, states_line
     from lgrpo_bench.dispatch.state import RUNNING, count_states, state_warnings
     from lgrpo_bench.tracking import TrackingUnavailable
 
@@ -165,7 +168,8 @@ def status(
             found = read_log_progress(_layout(expanded, point.run_id).run_log)
             if found:
                 progress[point.run_id] = found
-    console.print(plan_table(expanded, statuses, title=f"grid {expanded.grid.name}", progress=progress))
+    console.print(plan_table(expanded, statuses, title=f"grid {expanded.grid.name}", progress=progress,
+                             limit=None if every_row else PLAN_TABLE_ROWS))
     console.print(states_line(count_states(statuses.values())), highlight=False)
     for line in state_warnings(statuses):
         console.print(line, style="yellow", highlight=False)

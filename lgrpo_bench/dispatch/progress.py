@@ -100,10 +100,29 @@ def states_line(counts: dict[str, int]) -> str:
     return "  ".join(f"{state} {counts.get(state, 0)}" for state in GRID_STATES)
 
 
+PLAN_TABLE_ROWS = 200
+"""Rows a plan or status table shows unless asked for every row (``--all``): a terminal table of 10,000 rows
+takes minutes to lay out and nobody reads it; the states line under it counts every run."""
+
+
 def plan_table(expanded, statuses: dict[str, RunStatus], *, title: str | None = None,
-               progress: dict[str, LogProgress] | None = None) -> Table:
-    """One row per point: index, run id, the values that distinguish it, state and detail."""
+               progress: dict[str, LogProgress] | None = None, limit: int | None = None) -> Table:
+    """One row per point: index, run id, the values that distinguish it, state and detail. With ``limit``, the
+    first ``limit`` points that are not ``new`` (the ones with news), then new ones, in grid order, and a title
+    saying how many rows were left out and how to see them."""
     keys = expanded.value_keys
+    points = list(expanded.points)
+    if limit is not None and len(points) > limit:
+        def state_of(point) -> str:
+            status = statuses.get(point.run_id)
+            return status.state if status else NEW
+
+        news_first = [p for p in points if state_of(p) != NEW] + [p for p in points if state_of(p) == NEW]
+        chosen = {p.index for p in news_first[:limit]}
+        left_out = len(points) - len(chosen)
+        points = [p for p in points if p.index in chosen]
+        title = (title or "") + (f" (showing {len(points):,} rows, runs with news first: {left_out:,} more not shown; "
+                                 "--all lists every run, --json prints them)")
     table = Table(title=title, title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("run id")
@@ -111,7 +130,7 @@ def plan_table(expanded, statuses: dict[str, RunStatus], *, title: str | None = 
         table.add_column(key)
     table.add_column("state")
     table.add_column("detail", overflow="fold")
-    for point in expanded.points:
+    for point in points:
         status = statuses.get(point.run_id)
         state = status.state if status else NEW
         detail = status.detail if status else ""
