@@ -11,8 +11,8 @@ SLURM cannot limit a job to less than a minute, so the main test runs two grids 
   is ``failed``, "cancelled by SLURM". Never more than 2 of its jobs run at once (squeue polled every 0.3 s,
   and the job-completion log's start and end times), and 2 do.
 * grid ``limit``: one run with ``time: 00:01:00`` whose training is paused after its first checkpoint, so it
-  is still running when the limit strikes, whatever the speed of the machine (SLURM sends SIGCONT and SIGTERM,
-  SIGKILL after KillWait): ``failed``, "timed out". It starts first, alone, so that its first checkpoint comes
+  is still running when the limit strikes, whatever the speed of the machine (kept stopped: SLURM sends SIGCONT
+  with submitit's early warning signal, and SIGCONT and SIGTERM at the limit, SIGKILL after KillWait): ``failed``, "timed out". It starts first, alone, so that its first checkpoint comes
   well within the minute on a loaded machine; the array starts once it is paused.
 
 The next ``lgrpo-bench run`` of each grid (the limit raised in its file: not part of a run's identity)
@@ -99,6 +99,30 @@ class ConcurrencyWatch:
         self._thread.join(timeout=10)
 
 
+class KeepStopped:
+    """Re-sends SIGSTOP to a process every 0.2 s while held: SLURM sends a job SIGCONT with submitit's warning
+    signal (``--signal USR2@90``: at once for a job shorter than 90 s), which would let a paused run finish
+    before its time limit strikes. The limit's own SIGCONT + SIGTERM then leave it stopped, and SLURM kills it
+    after KillWait."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._hold, daemon=True)
+        self._thread.start()
+
+    def _hold(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                os.kill(self.pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                return
+
+    def release(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 def most_at_once(records: list[dict[str, str]]) -> int:
     """Largest number of jobs whose [StartTime, EndTime) intervals overlap (job-completion log, 1 s resolution)."""
     spans = [(datetime.fromisoformat(r["StartTime"]), datetime.fromisoformat(r["EndTime"])) for r in records
@@ -153,8 +177,10 @@ def test_slurm_job_array_queues_cancels_times_out_and_resumes(on_slurm, warm_tin
     with ConcurrencyWatch(slurm) as watch:
         # the limit's run starts alone: it must reach its first checkpoint well within its minute
         orchestrators = [start_grid(limit, tmp_path)]
+        held = None
         try:
             pause_after_first_checkpoint([run_dirs[timed_out]], orchestrators)
+            held = KeepStopped(training_pid(run_dirs[timed_out]))
             orchestrators.insert(0, start_grid(array, tmp_path))
             pause_after_first_checkpoint([run_dirs[cancelled], run_dirs[finishing]], orchestrators[:1])
             array_id = json.loads((run_dirs[cancelled] / "submitted.json").read_text())["job_id"].split("_")[0]
@@ -178,6 +204,8 @@ def test_slurm_job_array_queues_cancels_times_out_and_resumes(on_slurm, warm_tin
             os.kill(training_pid(run_dirs[finishing]), signal.SIGCONT)
             outputs = [process.communicate(timeout=400)[0] for process in orchestrators]
         finally:
+            if held is not None:
+                held.release()
             for process in orchestrators:
                 if process.poll() is None:
                     process.kill()
@@ -244,7 +272,7 @@ def test_plan_shows_queued_only_while_slurm_lists_the_job_as_pending(on_slurm, t
     """The submission record alone never makes a run queued: SLURM must list its job as pending. A queued run
     is left to the job that holds it: ``run`` does not submit it again."""
     from lgrpo_bench.dispatch import run_grid
-    from lgrpo_bench.dispatch.state import write_submitted
+    from lgrpo_bench.tracking.record import RunLayout
 
     grid = slurm_grid(tmp_path, "tiny-s", seeds=(0,), executor={})
     (rid,) = run_ids(grid)
@@ -252,14 +280,14 @@ def test_plan_shows_queued_only_while_slurm_lists_the_job_as_pending(on_slurm, t
     run_dir.mkdir(parents=True)
     held = subprocess.run(["sbatch", "--hold", "--parsable", "--wrap", "sleep 1"], capture_output=True, text=True,
                           check=True).stdout.strip()
-    write_submitted(run_dir, "slurm", held)
+    RunLayout(run_dir).write_submitted("slurm", held)
     status = plan_grid(load_grid(grid))[rid]
     assert (status.state, status.detail) == ("queued", f"SLURM job {held} pending, JobHeldUser")
     summary = run_grid(load_grid(grid), dry_run=True)
     assert summary.running_elsewhere == [rid] and summary.planned == []
     on_slurm.scancel(held)
     assert plan_grid(load_grid(grid))[rid].state == "new"  # cancelled: the store decides again
-    write_submitted(run_dir, "slurm", "999999")  # a job SLURM does not know
+    RunLayout(run_dir).write_submitted("slurm", "999999")  # a job SLURM does not know
     assert plan_grid(load_grid(grid))[rid].state == "new"
 
 
@@ -270,18 +298,18 @@ def test_jobs_cancelled_in_the_queue_end_failed_cancelled_by_slurm(on_slurm, tmp
     from lgrpo_bench.config.grid import SlurmExecutorConfig
     from lgrpo_bench.dispatch import RunJob
     from lgrpo_bench.dispatch.executors import SubmititExecutor
-    from lgrpo_bench.dispatch.state import read_submitted, slurm_job_states
+    from lgrpo_bench.dispatch.state import slurm_job_states
+    from lgrpo_bench.tracking.record import RunLayout
 
     config = SlurmExecutorConfig(cpus_per_task=1, time=5, folder=str(tmp_path / "submitit"),
                                  additional={"begin": "now+1hour"})
     executor = SubmititExecutor(config, "held")
     executor.start()
-    jobs = [RunJob(f"run{i}", str(tmp_path / f"run{i}" / "config.yaml"), str(tmp_path / f"run{i}"), "sqlite:///unused",
-                   "e") for i in range(2)]
+    jobs = [RunJob(f"run{i}", str(tmp_path / f"run{i}"), "sqlite:///unused", "e") for i in range(2)]
     for job in jobs:
         Path(job.run_dir).mkdir()
     executor.submit(jobs)
-    job_ids = [read_submitted(job.run_dir)["job_id"] for job in jobs]
+    job_ids = [RunLayout(Path(job.run_dir)).read_submitted()["job_id"] for job in jobs]
     array_id = job_ids[0].split("_")[0]
     assert job_ids == [f"{array_id}_0", f"{array_id}_1"]
     assert {jid: state for jid, (state, _reason) in slurm_job_states(job_ids).items()} == dict.fromkeys(job_ids, "PENDING")
@@ -295,4 +323,4 @@ def test_jobs_cancelled_in_the_queue_end_failed_cancelled_by_slurm(on_slurm, tmp
     for result in results:
         assert not result.ok and not result.cancelled and not result.recorded
         assert result.error.startswith(f"cancelled by SLURM (job {array_id}_{result.run_id[-1]} CANCELLED"), result.error
-    assert all(read_submitted(job.run_dir) is None for job in jobs)
+    assert all(RunLayout(Path(job.run_dir)).read_submitted() is None for job in jobs)
