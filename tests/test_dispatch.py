@@ -402,13 +402,10 @@ def _alive(pid: int | None) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("executor", [
-    {"kind": "ray", "address": None, "num_cpus_per_run": 1, "local_num_cpus": 2},
-    {"kind": "slurm", "cluster": "local", "time": 10},
-], ids=["ray-local", "submitit-local"])
-def test_ray_and_submitit_executors_run_a_two_run_grid(warm_tiny, tmp_path, executor):
-    if executor["kind"] == "slurm":
-        executor["folder"] = str(tmp_path / "submitit")
+def test_ray_executor_without_a_cluster_runs_a_two_run_grid(warm_tiny, tmp_path):
+    """``executor: {kind: ray}`` with no address starts Ray in-process. (SLURM through submitit's real
+    SlurmExecutor and a Ray cluster joined by address: tests/test_slurm_cluster.py, tests/test_ray_cluster.py.)"""
+    executor = {"kind": "ray", "address": None, "num_cpus_per_run": 1, "local_num_cpus": 2}
     grid = grid_config(tmp_path, str(warm_tiny.path), executor=executor, axes={"train.seed": [0, 1]})
     result = cli("run", str(grid), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
