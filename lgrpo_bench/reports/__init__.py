@@ -13,19 +13,42 @@
 * :mod:`.report` — :func:`generate_report` (all of it, to files) and :func:`print_summary_table` (terminal).
 """
 
-from lgrpo_bench.reports.loader import (
-    ReportData,
-    ReportInputError,
-    RunRecord,
-    SqliteStore,
-    Store,
-    load_histories,
-    load_problem_records,
-    load_runs,
-    open_store,
-)
-from lgrpo_bench.reports.report import FORMATS, ReportResult, generate_report, load_report_table, print_summary_table
-from lgrpo_bench.reports.table import IncomparableRuns, ReportTable, build_table
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lgrpo_bench.reports.loader import (
+        ReportData,
+        ReportInputError,
+        RunRecord,
+        SqliteStore,
+        Store,
+        load_histories,
+        load_problem_records,
+        load_runs,
+        open_store,
+    )
+    from lgrpo_bench.reports.report import FORMATS, ReportResult, generate_report, load_report_table, print_summary_table
+    from lgrpo_bench.reports.table import IncomparableRuns, ReportTable, build_table
+
+_HOMES = {
+    **dict.fromkeys(("ReportData", "ReportInputError", "RunRecord", "SqliteStore", "Store", "load_histories",
+                     "load_problem_records", "load_runs", "open_store"), "loader"),
+    **dict.fromkeys(("FORMATS", "ReportResult", "generate_report", "load_report_table", "print_summary_table"), "report"),
+    **dict.fromkeys(("IncomparableRuns", "ReportTable", "build_table"), "table"),
+}
+"""Where each public name lives: imported on first use, so ``plan`` (which needs only :mod:`.power`) does not pay
+for the renderers, plots and statistics."""
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "FORMATS",
