@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from lgrpo_bench.cli.common import EXIT_RUN_FAILED, app, fail_input, offline_defaults
+from lgrpo_bench.cli.common import EXIT_RUN_FAILED, PLAIN_HELP, app, fail_input, make_console, offline_defaults
 
 
 def _load(grid_file: Path):
@@ -20,18 +20,13 @@ def _load(grid_file: Path):
         fail_input(str(error))
 
 
-def _console():
-    from rich.console import Console
-
-    return Console(soft_wrap=False)
-
-
 @app.command("run")
 def run(
     grid_file: Path = typer.Argument(..., help="Grid YAML (see experiments/quickstart.yaml)"),
     slots: Optional[int] = typer.Option(None, "--slots", min=1, help="Runs at once (local slots, Ray tasks in flight, "
                                         "SLURM array parallelism); default: the grid's executor"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run and the commands; launch and write nothing"),
+    plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
 ) -> None:
     """Run a grid: everything not done yet, resuming interrupted runs. Example: lgrpo-bench run experiments/quickstart.yaml"""
     offline_defaults()
@@ -42,7 +37,7 @@ def run(
     from lgrpo_bench.dispatch.state import count_states
     from lgrpo_bench.tracking import TrackingUnavailable
 
-    console = _console()
+    console = make_console(plain)
     try:
         summary = run_grid(expanded, slots=slots, dry_run=dry_run, console=console)
     except (ConfigError, GridBusy, TrackingUnavailable) as error:
@@ -89,6 +84,7 @@ def _layout(expanded, rid: str):
 def plan(
     grid_file: Path = typer.Argument(..., help="Grid YAML"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per run) instead of a table"),
+    plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
 ) -> None:
     """List a grid's runs with their state (new/queued/running/trained/stopped/failed/pruned/done); runs nothing. Example: lgrpo-bench plan experiments/quickstart.yaml"""
     expanded = _load(grid_file)
@@ -107,7 +103,7 @@ def plan(
                  "mlflow_run_id": statuses[p.run_id].mlflow_run_id} for p in expanded.points]
         typer.echo(json.dumps({"grid": expanded.grid.name, "executor": expanded.grid.executor.kind, "runs": rows}, indent=1))
         return
-    console = _console()
+    console = make_console(plain)
     title = f"grid {expanded.grid.name}: {len(expanded.points)} runs on {expanded.grid.executor.kind}"
     if expanded.grid.description:
         title += f" — {expanded.grid.description}"
@@ -124,13 +120,14 @@ def status(
     grid_file: Optional[Path] = typer.Argument(None, help="Grid YAML; without it, every grid in the store"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Store (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)"),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="Only this experiment (without a grid file)"),
+    plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
 ) -> None:
     """Show a grid's progress from the store (states, step and reward of running runs, results). Example: lgrpo-bench status experiments/quickstart.yaml"""
     from lgrpo_bench.dispatch.progress import plan_table, read_log_progress, states_line
     from lgrpo_bench.dispatch.state import RUNNING, count_states
     from lgrpo_bench.tracking import TrackingUnavailable
 
-    console = _console()
+    console = make_console(plain)
     if grid_file is None:
         try:
             _status_of_store(console, tracking_uri, experiment)
