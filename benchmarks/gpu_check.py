@@ -116,9 +116,9 @@ def run_config_data(work: Path, args, *, algorithm: str, seed: int = 0, use_vllm
 
 
 def validated(data: dict):
-    from lgrpo_bench.config import RunConfig
+    from lgrpo_bench.runs.resolve import build_run
 
-    return RunConfig.model_validate(data)
+    return build_run(data, "gpu_check")
 
 
 def packing_grid(work: Path, args) -> Path:
@@ -129,7 +129,7 @@ def packing_grid(work: Path, args) -> Path:
                          "gpus": [0]}}
     path = work / "gpu-packing.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    from lgrpo_bench.config import load_grid
+    from lgrpo_bench.runs.resolve import load_grid
 
     load_grid(path)  # validated before the boundary
     return path
@@ -159,11 +159,13 @@ def step_seconds(uri: str, mlflow_run_id: str) -> float:
 def train_in_process(config) -> str:
     import torch
 
+    from lgrpo_bench.runs.resolve import prepare_run
     from lgrpo_bench.training.run import train
 
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    result = train(config)
+    prepared = prepare_run(config)
+    result = train(prepared.config, prepared.run_id)
     peak = torch.cuda.max_memory_allocated() / GIB
     loss = result.metrics.get("train/loss", float("nan"))
     if not math.isfinite(loss):
@@ -280,12 +282,12 @@ def main(argv: list[str] | None = None) -> int:
             path = work / "vllm-run.yaml"
             path.write_text(yaml.safe_dump(vllm_config.model_dump(mode="json"), sort_keys=False))
             cli("train", str(path), cwd=work)
-            from lgrpo_bench.tracking import find_runs_by_tag, open_client
-            from lgrpo_bench.config import run_id
+            from lgrpo_bench.tracking import TAG_RUN_ID, find_runs_by_tag, open_client
+            from lgrpo_bench.runs.resolve import run_id
 
             client = open_client(vllm_config.tracking.uri)
             experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
-            (run,) = find_runs_by_tag(client, experiment, "lgrpo.run_id", run_id(vllm_config))
+            (run,) = find_runs_by_tag(client, experiment, TAG_RUN_ID, run_id(vllm_config))
             return f"{step_seconds(vllm_config.tracking.uri, run.info.run_id):.2f} s/step with vLLM colocate rollouts"
 
         checks.run("vllm-rollouts", vllm_rollouts, skip_reason=vllm_skip or no_model)

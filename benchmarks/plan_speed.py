@@ -43,7 +43,7 @@ def write_grid(work: Path, seeds: int) -> Path:
 def fill_store(grid_path: Path, finished: int) -> None:
     """``finished`` train runs tagged as training tags them (state done), in one experiment."""
     from lgrpo_bench import tracking as t
-    from lgrpo_bench.config import load_grid
+    from lgrpo_bench.runs.resolve import load_grid
 
     expanded = load_grid(grid_path)
     client = t.open_client(expanded.points[0].config.tracking.uri)
@@ -63,7 +63,7 @@ def main() -> None:
 
     import torch  # noqa: F401  (imports are not what is timed in-process)
 
-    from lgrpo_bench.config import load_grid
+    from lgrpo_bench.runs.resolve import load_grid
     from lgrpo_bench.dispatch import plan_grid
     from lgrpo_bench.dispatch.state import count_states
 

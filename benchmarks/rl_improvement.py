@@ -20,6 +20,10 @@ Levers (each a run-config field; ``--set`` takes any other ``key=value`` of the 
     --lr 3e-5             train.learning_rate
     --r 0.3               algorithm.r (λ-GRPO; must stay < 1/sqrt(G-1), 0.378 for G = 8)
     --lambda-lr 0.05      algorithm.lambda_lr
+    --lambda-optimizers adam sgd
+                          one row per λ optimizer for λ-using algorithms (``lambda_grpo`` = adam,
+                          ``lambda_grpo[sgd]``); SGD's learning rate is --sgd-lambda-lr (its step is lr × gradient,
+                          so it needs a larger lr than Adam, whose step is ≈ lr whatever the gradient)
     --worked-fraction 0.2 warm-start a tiny-s variant whose SFT mix is 20 % worked (instead of the
                           preset's 30 %); built once through the public tiny-model API into its own cache
                           folder (``--variant-cache-dir``), then trained as a local model folder
@@ -44,17 +48,17 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from lgrpo_bench.algorithms import ALGORITHMS  # noqa: E402
+from lgrpo_bench.algorithms.presets import PRESETS as ALGORITHMS  # noqa: E402
 from lgrpo_bench.config import (  # noqa: E402
     ConfigError,
     TrainConfig,
-    build_run_config,
     known_keys,
     parse_override,
     set_dotted,
 )
 from lgrpo_bench.models.tiny import TINY_PRESETS, build_tiny, default_cache_dir  # noqa: E402
 from lgrpo_bench.tracking import open_client  # noqa: E402
+from lgrpo_bench.runs.resolve import build_run as build_run_config  # noqa: E402
 from lgrpo_bench.runs.resolve import prepare_run  # noqa: E402
 from lgrpo_bench.training.run import train as train_run  # noqa: E402
 
@@ -64,13 +68,15 @@ def train(config):
     prepared = prepare_run(config)
     return train_run(prepared.config, prepared.run_id)
 
-METRICS = ("start", "final", "mean", "heldout_length", "sample_length", "lambda")
+METRICS = ("start", "final", "mean", "heldout_length", "sample_length", "lambda", "rate_limited")
 """Per-run numbers: held-out greedy accuracy at step 0 / at the end / averaged over the evaluations,
-final held-out greedy completion length, final mean training-sample length, final λ (None if not learned)."""
+final held-out greedy completion length, final mean training-sample length, final λ (None if not learned), share of
+steps in which λ moved at its optimizer's rate limit (tag lgrpo.lambda.rate_limited_frac)."""
 
 LABELS = {
     "start": "held-out acc, step 0", "final": "final acc", "mean": "mean acc over training",
     "heldout_length": "final greedy length", "sample_length": "final sample length", "lambda": "final λ",
+    "rate_limited": "λ steps at rate limit",
 }
 PAIRED = ("final", "mean", "heldout_length")
 
@@ -98,12 +104,14 @@ def warm_start_variant(preset: str, worked_fraction: float, seed: int, cache_dir
     return build.path
 
 
-def run_config_data(options, model_name: str, algorithm: str, seed: int, uri: str, runs_dir: Path) -> dict:
-    algorithm_section = {"name": algorithm}
+def run_config_data(options, model_name: str, algorithm: str, seed: int, uri: str, runs_dir: Path,
+                    lambda_optimizer: str = "adam") -> dict:
+    algorithm_section = {"name": algorithm, "lambda_optimizer": lambda_optimizer}
     if options.r is not None:
         algorithm_section["r"] = options.r
-    if options.lambda_lr is not None:
-        algorithm_section["lambda_lr"] = options.lambda_lr
+    lambda_lr = options.sgd_lambda_lr if lambda_optimizer == "sgd" else options.lambda_lr
+    if lambda_lr is not None:
+        algorithm_section["lambda_lr"] = lambda_lr
     train_section = {"seed": seed, "max_steps": options.steps, "heldout_every": options.heldout_every,
                      "heldout_size": options.heldout_size, "save_every": 0, "samples_every": 0}
     if options.lr is not None:
@@ -129,11 +137,13 @@ def one_run(client_box: list, config, uri: str) -> dict:
     heldout_lengths = history(client, result.mlflow_run_id, "train/heldout_length")
     lengths = history(client, result.mlflow_run_id, "train/completion_length_mean")
     lam = history(client, result.mlflow_run_id, "train/lambda")
+    rate_limited = client.get_run(result.mlflow_run_id).data.tags.get("lgrpo.lambda.rate_limited_frac")
     return {
         "start": heldout[0], "final": heldout[-1], "mean": statistics.mean(heldout),
         "heldout_length": heldout_lengths[-1] if heldout_lengths else None,
         "sample_length": lengths[-1] if lengths else None,
         "lambda": lam[-1] if lam else None,
+        "rate_limited": float(rate_limited) if rate_limited is not None else None,
         "heldout_curve": heldout, "heldout_length_curve": heldout_lengths, "lambda_curve": lam,
         "seconds": time.perf_counter() - started,
     }
@@ -196,11 +206,15 @@ def main() -> None:
     parser.add_argument("--model", default="tiny-s")
     parser.add_argument("--heldout-size", type=int, default=500)
     parser.add_argument("--heldout-every", type=int, default=10, help="held-out evaluation every K steps")
-    parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS))
+    parser.add_argument("--algorithms", nargs="+", default=["grpo", "dapo", "dr_grpo", "lambda_grpo", "dapo_full"],
+                        choices=list(ALGORITHMS), help="presets to train (lgrpo-bench algorithms lists them)")
     parser.add_argument("--baseline", default="dapo", help="algorithm the paired differences are taken against")
     parser.add_argument("--lr", type=float, default=None, help="train.learning_rate (default: the config's)")
     parser.add_argument("--r", type=float, default=0.3, help="algorithm.r of λ-GRPO")
-    parser.add_argument("--lambda-lr", type=float, default=0.05, help="algorithm.lambda_lr of λ-GRPO")
+    parser.add_argument("--lambda-lr", type=float, default=0.05, help="algorithm.lambda_lr of λ-GRPO (Adam)")
+    parser.add_argument("--lambda-optimizers", nargs="+", default=["adam"], choices=["adam", "sgd"],
+                        help="λ optimizers to run for λ-using algorithms (one row each)")
+    parser.add_argument("--sgd-lambda-lr", type=float, default=1.0, help="algorithm.lambda_lr when λ's optimizer is sgd")
     parser.add_argument("--worked-fraction", type=float, default=None,
                         help="warm-start a variant of --model (a tiny preset) with this SFT worked share")
     parser.add_argument("--warm-start-seed", type=int, default=0, help="seed of the warm start (variant builds)")
@@ -226,25 +240,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         client_box: list = []
-        for algorithm in options.algorithms:
-            results[algorithm] = []
+        rows = [(algorithm, optimizer) for algorithm in options.algorithms
+                for optimizer in (options.lambda_optimizers if ALGORITHMS[algorithm].uses_lambda else ["adam"])]
+        for algorithm, optimizer in rows:
+            label = algorithm if optimizer == "adam" else f"{algorithm}[{optimizer}]"
+            results[label] = []
             for seed in options.seeds:
-                data = run_config_data(options, model_name, algorithm, seed, uri, Path(tmp) / "runs")
+                data = run_config_data(options, model_name, algorithm, seed, uri, Path(tmp) / "runs", optimizer)
                 try:
                     config = build_run_config(data, "rl_improvement")
                 except ConfigError as error:
                     parser.exit(2, f"{error}\n")
                 run = one_run(client_box, config, uri)
-                results[algorithm].append(run)
+                results[label].append(run)
                 curve = " ".join(f"{a:.3f}" for a in run["heldout_curve"])
-                lam = f", λ {run['lambda']:.2f}" if run["lambda"] is not None else ""
-                print(f"{algorithm} seed {seed}: held-out [{curve}], mean {run['mean']:.3f}, greedy length "
+                lam = f", λ {run['lambda']:.2f} (rate-limited {run['rate_limited']:.2f})" if run["lambda"] is not None else ""
+                print(f"{label} seed {seed}: held-out [{curve}], mean {run['mean']:.3f}, greedy length "
                       f"{run['heldout_length']:.1f}, sample length {run['sample_length']:.1f}{lam}, "
                       f"{run['seconds']:.1f} s", flush=True)
 
     described = f"{options.model}" + (f" (worked_fraction {options.worked_fraction})" if options.worked_fraction is not None else "")
     lr = options.lr if options.lr is not None else TrainConfig.model_fields["learning_rate"].default
-    levers = f"lr {lr:g}, r {options.r}, λ lr {options.lambda_lr}" + "".join(
+    levers = f"lr {lr:g}, r {options.r}, λ lr {options.lambda_lr} (adam)" + (
+        f" / {options.sgd_lambda_lr} (sgd)" if "sgd" in options.lambda_optimizers else "") + "".join(
         f", {k}={v}" for k, v in options.overrides)
     title = (f"{described}, {options.steps} steps, {levers}, seeds {options.seeds}; greedy accuracy on "
              f"{options.heldout_size} held-out problems every {options.heldout_every} steps (mean ± std over seeds)")

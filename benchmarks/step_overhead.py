@@ -1,10 +1,13 @@
-"""Step-time overhead of λ-GRPO's weighting over DAPO's token mean (the paper claims no extra compute).
+"""Step-time overhead of λ-GRPO's weighting over DAPO's token mean (the paper claims no extra compute), and of each
+surrogate over the clipped one.
 
-Both trainers optimise the same tiny-l policy on the same generation batch (64 completions of ≤ 40 tokens,
-uneven lengths); their optimisation steps (forward, loss, backward, AdamW step) are interleaved in one
-process so machine noise hits both alike. Prints the median step time of each and their ratio
-(target ≤ 1.02). Generation, which dominates a full RL step, is identical for both and left out, so the
-ratio is an upper bound on the overhead of a whole step.
+Every trainer optimises the same tiny-l policy on the same generation batch (64 completions of ≤ 40 tokens, uneven
+lengths, an old policy that differs from the current one, so ratios are computed and clipped); their optimisation
+steps (forward, loss, backward, AdamW step) are interleaved in one process, in an order rotated every repeat, so
+machine noise hits all alike. Prints the median step time of each and, as the median over repeats of the ratio of
+step times within a repeat, λ-GRPO/DAPO (target ≤ 1.02) and
+cispo, sapo, gspo over clip (all with the token-mean aggregation, so only the surrogate differs). Generation, which
+dominates a full RL step, is identical for all and left out, so the ratios are upper bounds for a whole step.
 
     python benchmarks/step_overhead.py [--preset tiny-l] [--repeats 60]
 """
@@ -27,7 +30,7 @@ from trl import GRPOConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from lgrpo_bench.algorithms import get_algorithm  # noqa: E402
+from lgrpo_bench.algorithms.presets import preset_algorithm  # noqa: E402
 from lgrpo_bench.models.tiny import make_tiny_model  # noqa: E402
 from lgrpo_bench.models.tokenizer import make_tokenizer  # noqa: E402
 from lgrpo_bench.training.trainer import UnifiedLossGRPOTrainer, row_group_statistics  # noqa: E402
@@ -35,20 +38,35 @@ from lgrpo_bench.training.trainer import UnifiedLossGRPOTrainer, row_group_stati
 GROUP, N_GROUPS, PROMPT_LEN, MAX_LEN = 8, 8, 12, 40
 
 
-def generation_batch(vocab: int, seed: int = 0) -> dict:
+def generation_batch(model, seed: int = 0) -> dict:
+    vocab = model.config.vocab_size
     gen = torch.Generator().manual_seed(seed)
     rows = GROUP * N_GROUPS
     prompt_ids = torch.randint(3, vocab, (rows, PROMPT_LEN), generator=gen)
     completion_ids = torch.randint(3, vocab, (rows, MAX_LEN), generator=gen)
     lengths = torch.randint(5, MAX_LEN + 1, (rows,), generator=gen)
     mask = (torch.arange(MAX_LEN)[None] < lengths[:, None]).long()
+    with torch.no_grad():  # an old policy near the current one: some ratios clip, most do not
+        logits = model(input_ids=torch.cat([prompt_ids, completion_ids], 1)).logits[:, PROMPT_LEN - 1 : -1]
+        logps = torch.log_softmax(logits, -1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
     batch = {"prompt_ids": prompt_ids, "prompt_mask": torch.ones_like(prompt_ids), "completion_ids": completion_ids,
-             "completion_mask": mask, "advantages": torch.randn(rows, generator=gen), "num_items_in_batch": mask.sum()}
+             "completion_mask": mask, "advantages": torch.randn(rows, generator=gen), "num_items_in_batch": mask.sum(),
+             "old_per_token_logps": logps + 0.1 * torch.randn(logps.shape, generator=gen)}
     batch.update(row_group_statistics(lengths.float(), GROUP))
     return batch
 
 
-def make_trainer(algorithm: str, preset: str, out: str):
+#: label -> (preset, overrides): the trainers compared (the surrogates all with the token-mean aggregation).
+TRAINERS = {
+    "dapo": ("dapo", {}),
+    "lambda_grpo": ("lambda_grpo", {"r": 1 / 9}),
+    "cispo": ("cispo", {}),
+    "sapo": ("sapo", {"aggregation": "token_mean"}),
+    "gspo": ("gspo", {"aggregation": "token_mean"}),
+}
+
+
+def make_trainer(label: str, preset: str, out: str):
     tokenizer = make_tokenizer()
     model = make_tiny_model(preset, tokenizer, seed=0)
     args = GRPOConfig(output_dir=out, per_device_train_batch_size=GROUP * N_GROUPS, num_generations=GROUP,
@@ -56,7 +74,9 @@ def make_trainer(algorithm: str, preset: str, out: str):
                       activation_checkpointing=False, save_strategy="no", disable_tqdm=True)
     trainer = UnifiedLossGRPOTrainer(model=model, reward_funcs=[lambda completions, **k: [0.0] * len(completions)],
                                      args=args, train_dataset=Dataset.from_list([{"prompt": "x"}] * 8),
-                                     processing_class=tokenizer, algorithm=get_algorithm(algorithm), r=1 / 9)
+                                     processing_class=tokenizer,
+                                     algorithm=preset_algorithm(TRAINERS[label][0], num_generations=GROUP,
+                                                                max_completion_length=MAX_LEN, **TRAINERS[label][1]))
     trainer.current_gradient_accumulation_steps = 1
     trainer.create_optimizer()
     return trainer, model
@@ -76,25 +96,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="tiny-l")
     parser.add_argument("--repeats", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the README's figures)")
     options = parser.parse_args()
+    torch.set_num_threads(options.threads)
     with tempfile.TemporaryDirectory() as out:
-        dapo, dapo_model = make_trainer("dapo", options.preset, out)
-        lam, lam_model = make_trainer("lambda_grpo", options.preset, out)
-        batch = generation_batch(dapo_model.config.vocab_size)
+        trainers = {label: make_trainer(label, options.preset, out) for label in TRAINERS}
+        batch = generation_batch(trainers["dapo"][1])
         for _ in range(5):  # warm-up
-            one_step(dapo, dapo_model, batch), one_step(lam, lam_model, batch)
-        dapo_times, lam_times = [], []
+            for trainer, model in trainers.values():
+                one_step(trainer, model, batch)
+        times: dict[str, list[float]] = {label: [] for label in TRAINERS}
+        labels = list(TRAINERS)
         for repeat in range(options.repeats):
-            pair = [(dapo, dapo_model, dapo_times), (lam, lam_model, lam_times)]
-            for trainer, model, times in pair if repeat % 2 == 0 else pair[::-1]:
-                times.append(one_step(trainer, model, batch))
-    n_params = sum(p.numel() for p in dapo_model.parameters())
-    dapo_median, lam_median = statistics.median(dapo_times), statistics.median(lam_times)
+            order = labels[repeat % len(labels):] + labels[: repeat % len(labels)]
+            for label in order:
+                times[label].append(one_step(*trainers[label], batch))
+    n_params = sum(p.numel() for p in trainers["dapo"][1].parameters())
+    medians = {label: statistics.median(values) for label, values in times.items()}
     print(f"preset {options.preset} ({n_params:,} parameters), {GROUP * N_GROUPS} completions × ≤{MAX_LEN} tokens, "
           f"{options.repeats} interleaved optimisation steps each, torch threads {torch.get_num_threads()}")
-    print(f"dapo        median {dapo_median * 1000:.1f} ms/step")
-    print(f"lambda_grpo median {lam_median * 1000:.1f} ms/step")
-    print(f"ratio lambda_grpo/dapo = {lam_median / dapo_median:.3f} (target ≤ 1.02)")
+    for label, median in medians.items():
+        print(f"{label:12s} median {median * 1000:.1f} ms/step")
+
+    def paired(label: str) -> float:
+        """Median over repeats of t(label)/t(dapo) within the same repeat (robust to load drifting between repeats)."""
+        return statistics.median(a / b for a, b in zip(times[label], times["dapo"]))
+
+    print(f"ratio lambda_grpo/dapo = {paired('lambda_grpo'):.3f} (median of per-repeat ratios; target ≤ 1.02)")
+    for surrogate in ("cispo", "sapo", "gspo"):
+        print(f"ratio {surrogate}/clip = {paired(surrogate):.3f} (token_mean aggregation for both)")
 
 
 if __name__ == "__main__":

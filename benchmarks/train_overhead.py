@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
-from lgrpo_bench.config import build_run_config  # noqa: E402
+from lgrpo_bench.runs.resolve import build_run as build_run_config  # noqa: E402
 from lgrpo_bench.models.loading import resolve_model  # noqa: E402
 from lgrpo_bench.tasks.rewards import make_reward_funcs  # noqa: E402
 from lgrpo_bench.tracking import open_client  # noqa: E402

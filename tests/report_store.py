@@ -1,7 +1,8 @@
 """Fill a real MLflow store with runs exactly as the schema (lgrpo_bench.tracking.schema) describes them.
 
 Values are chosen by the tests so every number of a report can be computed by hand. Used by the report
-tests, the notebook test and ``benchmarks/report_speed.py``.
+tests, the notebook test and the report benchmarks (``report_speed.py``, ``cli_speed.py``, ``report_screenshot.py``:
+:func:`quickstart_specs`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class RunSpec:
     """Log the evaluation into a separate ``lgrpo.kind = eval`` run whose parent is the train run."""
     name: str | None = None
     """The lgrpo run id (tag ``lgrpo.run_id``); default ``<algorithm>-<model size>-s<seed>``."""
+    tags: dict[str, str] = field(default_factory=dict)
+    """More tags of the train run (provenance ``lgrpo.hardware``, ``lgrpo.warm_start.in_band``, ...)."""
 
     @property
     def run_id(self) -> str:
@@ -58,16 +61,55 @@ def grid_specs(grid_file: Path, acc, *, model_size: str = "0.2M", curves=None) -
 
     ``acc(config)`` → ``{benchmark: accuracy}``; ``curves(config)`` → step metrics (optional).
     """
-    from lgrpo_bench.config import load_grid
+    from lgrpo_bench.algorithms.presets import algorithm_of
     from lgrpo_bench.config.loading import identity_payload
+    from lgrpo_bench.reports.grids import load_grid_file
 
-    expanded = load_grid(grid_file)
+    expanded = load_grid_file(grid_file)
     specs = []
     for point in expanded.points:
         config = point.config
-        params = t.flatten_params(identity_payload(config)) | {"run_id": point.run_id}
+        params = t.flatten_params(identity_payload(config, algorithm_of(config).identity())) | {"run_id": point.run_id}
         specs.append(RunSpec(config.algorithm.name, config.train.seed, model_size, model=config.model.name, acc=acc(config),
                              curves=curves(config) if curves else {}, grid=expanded.grid.name, params=params, name=point.run_id))
+    return specs
+
+
+QUICKSTART_ACC = {"grpo": 0.605, "dapo": 0.867, "dr_grpo": 0.870, "lambda_grpo": 0.895, "dapo_full": 0.867}
+"""Final greedy accuracy per algorithm on tiny-s (README, "The algorithms separate on tiny-s")."""
+
+
+def quickstart_specs(grid_file: Path, problems: int = 500, *, hardware: bool = True) -> list[RunSpec]:
+    """The runs of a quickstart-like grid file (its points, run ids and params, :func:`grid_specs`) with plausible
+    values: per-problem records of ``arith`` (``problems`` each) around :data:`QUICKSTART_ACC`, a held-out accuracy
+    curve every 10 steps from the warm start's 0.43, per-step reward, completion length, entropy and (λ-GRPO) λ
+    curves (λ rising at its rate limit, tagged so, as λ-GRPO's does in the quickstart: 0 → 1.84 linearly), and, with
+    ``hardware``, the provenance tags of this machine's kind. Deterministic."""
+    import numpy as np
+
+    def acc(config) -> dict[str, float]:
+        return {}
+
+    specs = grid_specs(grid_file, acc)
+    for index, spec in enumerate(specs):
+        rng = np.random.default_rng(1000 + index)
+        final = min(0.99, QUICKSTART_ACC.get(spec.algorithm, 0.7) + 0.02 * (spec.seed - 1) + float(rng.normal(0, 0.01)))
+        spec.records = {"arith": [bool(x) for x in rng.random(problems) < final]}
+        steps = np.arange(1, 41)
+        progress = 1 - np.exp(-steps / 15)
+        spec.curves = {
+            t.TRAIN_REWARD_MEAN: [(int(s), float(0.4 + (final - 0.4) * p + rng.normal(0, 0.03))) for s, p in zip(steps, progress)],
+            t.TRAIN_COMPLETION_LENGTH_MEAN: [(int(s), float(12 + 10 * p * final + rng.normal(0, 0.5))) for s, p in zip(steps, progress)],
+            t.TRAIN_ENTROPY: [(int(s), float(0.9 - 0.4 * p + rng.normal(0, 0.02))) for s, p in zip(steps, progress)],
+            t.TRAIN_HELDOUT_ACC: [(s, float(0.43 + (final - 0.43) * (1 - np.exp(-s / 15)) / (1 - np.exp(-40 / 15))))
+                                  for s in (0, 10, 20, 30, 40)],
+        }
+        if spec.algorithm == "lambda_grpo":
+            spec.curves[t.TRAIN_LAMBDA] = [(int(s), float(0.046 * s)) for s in steps]
+            spec.tags[t.TAG_LAMBDA_RATE_LIMITED_FRAC] = "0.95"
+        if hardware:
+            spec.tags |= {t.TAG_HARDWARE: "cpu:AMD EPYC 7B13:AVX2", t.TAG_HOST_CPU: "AMD EPYC 7B13", t.TAG_HOST_CPU_CAPABILITY: "AVX2",
+                         t.TAG_HOST_TORCH_THREADS: "1"}
     return specs
 
 
@@ -126,6 +168,7 @@ def log_run(client, experiment_id: str, spec: RunSpec, parent_run_id: str | None
     tags = {t.TAG_ALGORITHM: spec.algorithm, t.TAG_MODEL: spec.model, t.TAG_MODEL_SIZE: spec.model_size,
             t.TAG_SEED: str(spec.seed), t.TAG_TASK: "arith", t.TAG_RUN_ID: spec.run_id, t.TAG_KIND: t.KIND_TRAIN,
             t.TAG_STATE: spec.state, t.TAG_GIT_COMMIT: t.GIT_COMMIT_UNKNOWN}
+    tags.update(spec.tags)
     if spec.grid:
         tags[t.TAG_GRID] = spec.grid
     if parent_run_id:

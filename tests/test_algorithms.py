@@ -123,13 +123,13 @@ def test_keep_mask_drops_completions_from_weights_and_normaliser():
 
 
 def test_registry_specs():
-    assert set(ALGORITHMS) == {"grpo", "dapo", "dr_grpo", "lambda_grpo", "dapo_full"}
-    assert ALGORITHMS["dr_grpo"].scale_advantages is False
-    assert all(ALGORITHMS[n].scale_advantages for n in ("grpo", "dapo", "lambda_grpo", "dapo_full"))
+    assert set(ALGORITHMS) == {"grpo", "dapo", "dr_grpo", "lambda_grpo", "dapo_full", "gspo", "cispo", "sapo", "bnpo"}
+    assert ALGORITHMS["dr_grpo"].advantage == "group_mean"
+    assert all(ALGORITHMS[n].advantage == "group_std" for n in ("grpo", "dapo", "lambda_grpo", "dapo_full"))
     full = ALGORITHMS["dapo_full"]
     assert (full.epsilon_low, full.epsilon_high) == (0.2, 0.28)
-    assert full.mask_truncated_completions and full.drop_uniform_reward_groups and full.overlong_penalty
-    assert not ALGORITHMS["dapo"].drop_uniform_reward_groups and ALGORITHMS["dapo"].epsilon_high == 0.2
+    assert full.mask_truncated_completions and full.group_filter == "resample" and full.overlong_penalty
+    assert ALGORITHMS["dapo"].group_filter == "none" and ALGORITHMS["dapo"].epsilon_high == 0.2
     assert [n for n, s in ALGORITHMS.items() if s.uses_lambda] == ["lambda_grpo"]
 
 

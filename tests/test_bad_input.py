@@ -22,7 +22,10 @@ BASE = {"model": {"name": "tiny-s"}, "task": {"name": "arith"}, "train": {"max_s
 
 def write(tmp_path: Path, data, name: str) -> Path:
     path = tmp_path / name
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    else:
+        path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
     return path
 
 
@@ -51,6 +54,20 @@ BAD_RUN_CONFIGS = [
     ("python object tag", "model: !!python/object/apply:os.system ['touch pwned']\n", "malformed YAML"),
     ("avg@k at temperature 0", "eval:\n  benchmarks: [aime24]\n  overrides:\n    aime24: {k: 8, temperature: 0}\n",
      "eval.overrides: aime24: k=8 samples at temperature 0"),
+    ("unknown surrogate", "algorithm:\n  name: cispo\n  surrogate: ppo\n",
+     "algorithm.surrogate: unknown surrogate 'ppo': choose one of clip, cispo, sapo, gspo"),
+    ("CISPO cap below 1", "algorithm:\n  name: cispo\n  cispo_epsilon_max: 0.2\n",
+     "algorithm.cispo_epsilon_max=0.2 caps the importance weight below 1"),
+    ("duplicate section", "train:\n  max_steps: 3\nmodel:\n  name: tiny-s\ntrain:\n  seed: 4\n",
+     "(line 5): duplicate key 'train' (first given on line 1)"),
+    ("duplicate key inside a section", "train:\n  seed: 1\n  seed: 2\n", "(line 3): duplicate key 'seed' (first given on line 2)"),
+    ("negative seed", "train:\n  seed: -1\n", "train.seed: Input should be greater than or equal to 0 (got -1)"),
+    ("seed above 2^32-1", "train:\n  seed: 1180591620717411303424\n", "train.seed: Input should be less than or equal to 4294967295"),
+    ("negative warm-start seed", "model:\n  warm_start_seed: -3\n", "model.warm_start_seed: Input should be greater than or equal to 0"),
+    ("eval seed too large", "eval:\n  seed: 9223372036854775808\n", "eval.seed: Input should be less than or equal to 4294967295"),
+    ("math data file missing", "task:\n  name: math\n  data: ./no/math_train.jsonl\n",
+     "task.data: no such file './no/math_train.jsonl'"),
+    ("non-UTF-8 file", b"train:\n  seed: \xff\xfe\n", "not UTF-8 text"),
 ]
 
 
@@ -87,6 +104,8 @@ BAD_GRIDS = [
     ("repeated axis value", grid_text(axes={"train.seed": [0, 1, 0]}), ["{grid}: axes.train.seed[2]: value 0 repeats axes.train.seed[0]"]),
     ("unknown algorithm", grid_text(axes={"algorithm.name": ["grpo", "ppo"]}),
      ["{grid}: axes.algorithm.name[1]: unknown algorithm 'ppo': choose one of grpo, dapo", "(got 'ppo')"]),
+    ("unknown axis value", grid_text(axes={"algorithm.aggregation": ["token_mean", "sum"]}),
+     ["{grid}: axes.algorithm.aggregation[1]: unknown aggregation 'sum': choose one of seq_mean_token_mean", "(got 'sum')"]),
     ("wrong value type", grid_text(axes={"train.max_steps": [5, "ten"]}),
      ["{grid}: axes.train.max_steps[1]: Input should be a valid integer", "(got 'ten')"]),
     ("value out of range", grid_text(axes={"train.num_generations": [1]}),
@@ -123,6 +142,14 @@ BAD_GRIDS = [
      ["{grid}: executor.time: expected minutes or [D-]HH:MM:SS (got '3 hours')"]),
     ("fractional multi-GPU request", grid_text(executor={"kind": "ray", "num_gpus_per_run": 1.5}),
      ["{grid}: executor.num_gpus_per_run: more than one GPU per run must be a whole number (got 1.5)"]),
+    ("duplicate name", "name: first\nbase: {}\nname: second\n", ["{grid} (line 3): duplicate key 'name' (first given on line 1)"]),
+    ("seeds out of range", grid_text(axes={"train.seed": [-1, -9223372036854775808, 1180591620717411303424]}),
+     ["{grid}: axes.train.seed[0]: Input should be greater than or equal to 0 (got -1)",
+      "{grid}: axes.train.seed[2]: Input should be less than or equal to 4294967295"]),
+    ("too many points", grid_text(axes={"train.seed": list(range(1000)), "train.max_steps": list(range(1, 1001))}),
+     ["{grid}: axes: 1,000 train.seed × 1,000 train.max_steps make 1,000,000 points, above the limit of 20,000"]),
+    ("a value echoed at most 200 characters", grid_text(name="x" * 5000),
+     ["{grid}: name: String should have at most 100 characters (got 'xxxxx", "x…)"]),
 ]
 
 
@@ -142,7 +169,9 @@ def test_bad_grid(tmp_path, monkeypatch, case, content, expected, command):
 # --------------------------------------------------------------------------------------------------------
 # Sweep files: lgrpo-bench sweep SWEEP.yaml
 # --------------------------------------------------------------------------------------------------------
-def write_sweep(tmp_path: Path, **fields) -> Path:
+def write_sweep(tmp_path: Path, text: str | None = None, **fields) -> Path:
+    if text is not None:
+        return write(tmp_path, text, "sweep.yaml")
     sweep = {
         "name": "bad-study",
         "base": {**BASE, "tracking": {"experiment": "sweep-test"}},
@@ -166,6 +195,7 @@ BAD_SWEEPS = [
     ("two kinds at once", {"space": {"algorithm.r": {"float": [0.1, 0.2], "categorical": [0.1]}}},
      "give exactly one of float, int, categorical (got float, categorical)"),
     ("empty categorical", {"space": {"algorithm.r": {"categorical": []}}}, "categorical: empty list"),
+    ("duplicate key", "name: s\nn_trials: 3\nn_trials: 4\n", "(line 3): duplicate key 'n_trials' (first given on line 2)"),
     ("value the run config refuses", {"space": {"algorithm.r": {"categorical": [0.1, 0.6]}}},
      "space.algorithm.r: value 0.6 is refused by the run config: algorithm.r=0.6 is too large"),
     ("wrong type", {"space": {"algorithm.name": {"float": [0.0, 1.0]}}}, "space.algorithm.name: value 0.0 is refused"),
@@ -187,7 +217,7 @@ BAD_SWEEPS = [
 @pytest.mark.parametrize(("case", "fields", "message"), BAD_SWEEPS, ids=[c[0] for c in BAD_SWEEPS])
 def test_bad_sweep(tmp_path, monkeypatch, case, fields, message):
     monkeypatch.chdir(tmp_path)
-    path = write_sweep(tmp_path, **fields)
+    path = write_sweep(tmp_path, fields) if isinstance(fields, str) else write_sweep(tmp_path, **fields)
     result, output, created = invoke(tmp_path, ["sweep", str(path)])
     assert result.exit_code == 2, output
     assert str(path) in output and message in output, output
@@ -242,3 +272,33 @@ def test_bad_arguments(tmp_path, monkeypatch, case, args, message):
 def test_the_catalog_is_at_least_30_cases():
     cases = len(BAD_RUN_CONFIGS) + len(BAD_GRIDS) + len(BAD_SWEEPS) + 1 + len(BAD_ARGUMENTS)
     assert cases >= 30, cases
+
+
+# --------------------------------------------------------------------------------------------------------
+# Checked before anything starts: data files, grid size
+# --------------------------------------------------------------------------------------------------------
+def test_a_malformed_benchmark_file_is_found_by_plan_and_run_before_training(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "amc23.jsonl").write_text('{"id": "a", "problem": "1+1", "answer": "2"}\n{"id": "b", "problem": \n')
+    grid = write(tmp_path, grid_text(base={**BASE, "eval": {"benchmarks": ["arith", "amc23"], "data_dir": str(data)}}),
+                 "grid.yaml")
+    for command in ("plan", "run"):
+        result, output, created = invoke(tmp_path, [command, str(grid)])
+        assert result.exit_code == 2, output
+        assert f"{grid}: base.eval.benchmarks: amc23: {data / 'amc23.jsonl'}:2: not valid JSON" in output, output
+        assert created == []
+    (data / "amc23.jsonl").unlink()
+    result, output, _ = invoke(tmp_path, ["plan", str(grid)])
+    assert result.exit_code == 2 and f"amc23: the data folder {data} has no amc23.jsonl" in output, output
+
+
+def test_max_points_is_a_limit_the_user_can_raise(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    grid = write(tmp_path, grid_text(axes={"algorithm.name": ["grpo", "dapo", "dr_grpo"], "train.seed": [0, 1, 2, 3]}),
+                 "grid.yaml")
+    result, output, created = invoke(tmp_path, ["plan", str(grid), "--max-points", "11"])
+    assert result.exit_code == 2 and "make 12 points, above the limit of 11" in output and created == [], output
+    result, output, _ = invoke(tmp_path, ["plan", str(grid), "--max-points", "12", "--json"])
+    assert result.exit_code == 0, output

@@ -8,7 +8,10 @@ import sys
 
 import pytest
 
-from lgrpo_bench.config import ConfigError, RunConfig, build_run_config, load_run_config, run_id
+from lgrpo_bench.config import ConfigError, RunConfig
+from lgrpo_bench.runs.resolve import build_run as build_run_config
+from lgrpo_bench.runs.resolve import load_run as load_run_config
+from lgrpo_bench.runs.resolve import run_id
 
 
 def write(tmp_path, text, name="run.yaml"):
@@ -52,9 +55,12 @@ def test_missing_file_is_a_clear_error(tmp_path):
 def test_overrides_apply_with_yaml_types(tmp_path):
     path = write(tmp_path, "algorithm:\n  name: grpo\n")
     config = load_run_config(path, ["train.learning_rate=2e-6", "algorithm.lam_init=0.5", "task.digits=[2]",
-                                    "algorithm.name=lambda_grpo", "model.name=./somewhere"])
+                                    "algorithm.name=lambda_grpo", "model.name=Qwen/Qwen2.5-Math-1.5B"])
     assert config.train.learning_rate == 2e-6 and config.algorithm.lam_init == 0.5
     assert config.task.digits == [2] and config.algorithm.name == "lambda_grpo"
+    assert config.model.name == "Qwen/Qwen2.5-Math-1.5B"
+    with pytest.raises(ConfigError, match=r"model.name: unknown model './somewhere': no such folder"):
+        load_run_config(path, ["model.name=./somewhere"])  # a run config's model is checked before anything starts
 
 
 @pytest.mark.parametrize("override, message", [("train.lr=1", "--set train.lr: unknown key"), ("nonsense", "expected KEY=VALUE")])
@@ -75,7 +81,7 @@ def test_run_id_ignores_tracking_and_verbosity_but_not_results():
 
 
 def test_run_id_is_stable_across_processes():
-    code = "from lgrpo_bench.config import RunConfig, run_id; print(run_id(RunConfig()))"
+    code = "from lgrpo_bench.config import RunConfig; from lgrpo_bench.runs.resolve import run_id; print(run_id(RunConfig()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == run_id(RunConfig())
 

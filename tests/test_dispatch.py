@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lgrpo_bench.config import load_grid
+from lgrpo_bench.runs.resolve import load_grid
 from lgrpo_bench.config.grid import SlurmExecutorConfig
 from lgrpo_bench.dispatch import GpuPool, RunJob, make_executor, run_argv, slurm_parameters, submitit_parameters
 from lgrpo_bench.dispatch.job import describe_exit, job_steps
-from lgrpo_bench.dispatch.progress import read_log_progress
+from lgrpo_bench.dispatch.progress import LogProgress, read_log_progress
 from lgrpo_bench.dispatch.state import (
     DONE,
     FAILED,
@@ -246,7 +246,7 @@ def test_progress_is_read_from_the_last_progress_line(tmp_path):
     log = tmp_path / "run.log"
     log.write_text("step 3/30  reward 0.359  len 10.9  λ +0.150  0.83 s/step\nnoise\n"
                    "step 6/30  reward 0.344  len 12.2  0.65 s/step\nWriting model shards\n")
-    assert read_log_progress(log) == (6, 30, 0.344)
+    assert read_log_progress(log) == LogProgress(6, 30, 0.344)
     assert read_log_progress(tmp_path / "missing.log") is None
 
 

@@ -73,7 +73,7 @@ def test_hub_answers_are_normalized_like_our_files():
 
 
 def test_arith_benchmark_is_the_tiny_presets_heldout_split():
-    from lgrpo_bench.models.tiny import heldout_problems
+    from lgrpo_bench.models.heldout import heldout_problems
 
     problems = load_problems("arith")
     assert [(p.id, p.problem, p.answer) for p in problems] == [(p.id, p.problem, p.answer) for p in heldout_problems()]
@@ -140,6 +140,7 @@ def test_evaluation_is_logged_once_and_conflicts_are_refused(data_dir, tmp_path)
     run = client.get_run(first.mlflow_run_id)
     tags, metrics = run.data.tags, run.data.metrics
     assert tags["lgrpo.kind"] == "eval" and tags["lgrpo.state"] == "done" and tags["lgrpo.model"] == "oracle:wrong"
+    assert tags["lgrpo.hardware"].startswith("cpu:") and tags["lgrpo.host.cpu_capability"]  # where it was evaluated
     assert tags["lgrpo.eval.math500.n"] == "4" and tags["lgrpo.eval.math500.protocol"] == "greedy"
     assert tags["lgrpo.eval.math500.template"] == "qwen_math" and tags["lgrpo.eval.arith.template"] == "arith"
     assert len(tags["lgrpo.eval.math500.hash"]) == 16 and tags["lgrpo.eval.math500.version"] == "1"
@@ -165,16 +166,18 @@ def test_evaluation_is_logged_once_and_conflicts_are_refused(data_dir, tmp_path)
 # ----------------------------------------------------------------------------------------------- tiny model
 @pytest.mark.slow
 def test_tiny_arith_score_equals_a_direct_greedy_decode(warm_tiny):
-    from lgrpo_bench.models.generation import generate_completions
+    """lm-eval's arith score equals the held-out greedy accuracy of training and warm starts (greedy_accuracy_of)."""
+    from lgrpo_bench.models.heldout import greedy_accuracy_of
     from lgrpo_bench.models.loading import load_model_and_tokenizer
     from lgrpo_bench.tasks.arith import render_arith_prompt, score_arith
 
     result = evaluate(str(warm_tiny.path), ["arith"], EvalConfig(backend="hf"), log=False)
     problems = load_problems("arith")
     model, tokenizer = load_model_and_tokenizer(str(warm_tiny.path))
-    direct = generate_completions(model, tokenizer, [render_arith_prompt(p.problem) for p in problems],
-                                  max_new_tokens=get_benchmark("arith").max_tokens)
-    direct_acc = sum(score_arith(text, p.answer) for text, p in zip(direct.texts, problems)) / len(problems)
+    direct = greedy_accuracy_of(model, tokenizer, [render_arith_prompt(p.problem) for p in problems],
+                                [p.answer for p in problems], score_arith,
+                                max_new_tokens=get_benchmark("arith").max_tokens, batch_size=64)
+    direct_acc = direct.acc
     records = result.benchmarks["arith"].records
     assert [r["completion"] for r in records] == direct.texts
     assert result.benchmarks["arith"].metrics["acc"] == pytest.approx(direct_acc, abs=0)
@@ -198,9 +201,9 @@ def test_cli_json_output(data_dir, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "oracle:gold", "--benchmarks", "aime"], "--benchmarks: unknown benchmark 'aime'; choose from aime24"),
+        (["--model", "oracle:gold", "--benchmarks", "aime"], "--benchmarks: unknown benchmark 'aime' (did you mean aime25?); choose from aime24"),
         (["--model", "oracle:gold", "--benchmarks", "math500", "--data-dir", "{empty}"],
-         "has no file for benchmark 'math500': expected math500.jsonl"),
+         "has no math500.jsonl"),
         (["--model", "tiny-s", "--benchmarks", "arith", "--backend", "vllm"], 'pip install -e ".[vllm]"'),
         (["--benchmarks", "arith"], "give exactly one of --model and --config"),
     ],

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lgrpo_bench.config import load_grid
+from lgrpo_bench.runs.resolve import load_grid
 
 PY = sys.executable
 EXPERIMENT = "faults"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -38,7 +37,7 @@ def test_sigterm_of_the_orchestrator_says_stopped_in_the_store_the_plan_and_the_
 
     assert orchestrator.returncode == 1, output
     assert "done 0, failed 0, stopped 2" in output, output
-    assert "states now: new 0  running 0  trained 0  stopped 2  failed 0  pruned 0  done 0" in output, output
+    assert "states now: new 0  queued 0  running 0  trained 0  stopped 2  failed 0  pruned 0  done 0" in output, output
     runs = train_runs(tmp_path)
     assert {rid: run.data.tags["lgrpo.state"] for rid, run in runs.items()} == dict.fromkeys(rids, "stopped")
     assert {run.info.status for run in runs.values()} == {"KILLED"}
@@ -78,3 +77,26 @@ def test_a_truncated_checkpoint_is_passed_over_for_the_newest_complete_one(warm_
     assert final.data.tags["lgrpo.resumed_from"] == fallback
     assert loss_steps(tmp_path, final) == list(range(1, 13))
     assert list(run_dir.glob(f"{newest[1].name}.incomplete-*")), "the incomplete checkpoint was moved aside"
+
+
+@pytest.mark.slow
+def test_missing_pieces_are_said_in_one_line_each(warm_tiny, tmp_path):
+    """A done grid whose final models were deleted, then whose store was deleted: plan says so; run starts over."""
+    import shutil
+
+    grid = write_grid(tmp_path, str(warm_tiny.path), seeds=(0,), slots=1, steps=2)
+    (rid,) = run_ids(grid)
+    assert_completes(grid, tmp_path, ran=1, skipped=0)
+    shutil.rmtree(tmp_path / "runs" / rid / "final")
+    plan = cli("plan", str(grid), cwd=tmp_path)
+    assert plan.returncode == 0 and "its final model is gone" in plan.stdout, plan.stdout
+    assert "warning: 1 done run(s) lost their final model folder" in " ".join(plan.stdout.split()), plan.stdout
+
+    (tmp_path / "mlflow.db").unlink()
+    plan = cli("plan", str(grid), cwd=tmp_path)
+    flat = " ".join(plan.stdout.split())
+    assert "warning: 1 run(s) have checkpoints in their folders but no MLflow record" in flat, plan.stdout
+    again = cli("run", str(grid), cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"run {rid}: its folder held results the store has no record of; moved to" in again.stderr, again.stderr
+    assert list((tmp_path / "runs").glob(f"{rid}.orphaned-*"))

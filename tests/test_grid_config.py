@@ -10,7 +10,9 @@ import yaml
 from typer.testing import CliRunner
 
 from lgrpo_bench.cli import app
-from lgrpo_bench.config import ConfigError, build_run_config, load_grid, run_id
+from lgrpo_bench.config import ConfigError
+from lgrpo_bench.runs.resolve import build_run as build_run_config
+from lgrpo_bench.runs.resolve import load_grid, run_id
 from lgrpo_bench.config.grid import SlurmExecutorConfig, parse_slurm_time
 
 BASE = {"model": {"name": "tiny-s"}, "task": {"name": "arith"}, "train": {"max_steps": 3}}

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import pytest
-from report_store import RunSpec, build_store, empty_store
+from report_store import RunSpec, build_store, empty_store, grid_specs, store_uri
 from typer.testing import CliRunner
 
 from lgrpo_bench.cli import app
 
+GRID = "name: quick\nbase:\n  tracking: {{uri: '{uri}', experiment: cli}}\naxes:\n  algorithm.name: [grpo, dapo]\n  train.seed: [0, 1]\n"
+
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
+    """The runs of the grid file ``quick.yaml`` (2 algorithms × 2 seeds), logged with its points' run ids."""
     folder = tmp_path_factory.mktemp("cli-store")
-    specs = [RunSpec(algorithm, seed, "0.5B", records={"math_500": [bool((i + seed + (algorithm == "dapo")) % 3) for i in range(30)]})
-             for algorithm in ("grpo", "dapo") for seed in (0, 1)]
+    grid_file = folder / "quick.yaml"
+    grid_file.write_text(GRID.format(uri=store_uri(folder)))
+    specs = grid_specs(grid_file, lambda config: {}, model_size="0.5B")
+    for spec in specs:
+        spec.records = {"math_500": [bool((i + spec.seed + (spec.algorithm == "dapo")) % 3) for i in range(30)]}
     uri, client, _, parent = build_store(folder, specs, experiment="cli", grid="quick")
     client.create_experiment("empty", artifact_location=(folder / "empty").as_uri())
     return uri, client, parent, folder
@@ -34,9 +40,8 @@ def test_all_formats_written(store, tmp_path):
 
 
 def test_grid_file_selects_the_grid_and_logs_plots(store, tmp_path):
-    uri, client, parent, _ = store
-    grid_file = tmp_path / "grid.yaml"
-    grid_file.write_text(f"name: quick\nbase:\n  tracking: {{uri: '{uri}', experiment: cli}}\naxes:\n  train.seed: [0, 1]\n")
+    uri, client, parent, folder = store
+    grid_file = folder / "quick.yaml"
     result = _invoke("--grid", str(grid_file), "--format", "md", "--out", str(tmp_path / "out"), "--no-stats")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "plots" / "token_preference.pdf").stat().st_size > 0

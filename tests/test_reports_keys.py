@@ -81,10 +81,12 @@ def test_one_row_per_configuration_never_more_runs_than_seeds(key_store):
     uri, _, _ = key_store
     table, data, _ = load_report_table(uri, grid="lam-grid", key_order=["algorithm.lam_init", "train.learning_rate", "train.seed"])
     assert len(data.runs) == 18
+    # the presets' resolved axes (aggregation, λ options) differ between grpo and lambda_grpo but follow from the
+    # algorithm: no row keys; grpo has no lam_init (logged as None)
     assert table.row_keys.keys == ("algorithm.lam_init", "train.learning_rate") and table.key_labels == ["lam_init", "learning_rate"]
     rows = table.groups[0].rows
     assert [(r.algorithm, r.key_values) for r in rows] == [
-        ("grpo", ("0.0", "1e-05")), ("grpo", ("0.0", "3e-05")),
+        ("grpo", ("None", "1e-05")), ("grpo", ("None", "3e-05")),
         ("lambda_grpo", ("0.0", "1e-05")), ("lambda_grpo", ("0.0", "3e-05")),
         ("lambda_grpo", ("1.0", "1e-05")), ("lambda_grpo", ("1.0", "3e-05")),
     ]
@@ -96,8 +98,8 @@ def test_one_row_per_configuration_never_more_runs_than_seeds(key_store):
     assert lam1.cells["arith"].stats.std == pytest.approx(math.sqrt(((0.04) ** 2 + (0.01) ** 2 + (0.05) ** 2) / 2))
     markdown = to_markdown(table)
     lines = _markdown_rows(markdown)
-    assert lines[0] == ["Size", "Algorithm", "lam_init", "learning_rate", "n", "arith", "Average"]
-    assert ["0.2M", "lambda_grpo", "1.0", "1e-05", "3", "49.0 ± 4.6", "49.0 ± 4.6"] in lines
+    assert lines[0] == ["Size", "Algorithm", "lam_init", "learning_rate", "n", "arith"]  # one benchmark: no Average
+    assert ["0.2M", "lambda_grpo", "1.0", "1e-05", "3", "49.0 ± 4.6"] in lines
     assert "one row per lam\\_init, learning\\_rate" in markdown
 
 
@@ -107,20 +109,21 @@ def test_delta_against_the_baseline_at_the_same_keys(key_store):
     deltas = {(d.algorithm, d.key_values): d for d in table.groups[0].deltas}
     assert len(deltas) == 4
     lam1 = deltas[("lambda_grpo", ("1.0", "1e-05"))]
-    assert lam1.match.matched == ("train.learning_rate",) and dict(lam1.match.unmatched) == {"algorithm.lam_init": "0.0"}
-    assert lam1.baseline_keys_text == "lam_init=0.0"
+    # grpo has no lam_init: matched on the learning rate only, nothing unmatched to state
+    assert lam1.match.matched == ("train.learning_rate",) and dict(lam1.match.unmatched) == {}
+    assert lam1.baseline_keys_text == ""
     interval = lam1.cells["arith"].interval
     # paired by seed against grpo at lr 1e-5: d = (0.05, 0.06, 0.10), mean 0.07, sd √0.0007, df 2
     half = 4.302652729749464 * math.sqrt(0.0007) / math.sqrt(3)
     assert interval.method == "paired t" and interval.n_pairs == 3
     assert (interval.delta, interval.low, interval.high) == pytest.approx((0.07, 0.07 - half, 0.07 + half), abs=1e-9)
     lam0 = deltas[("lambda_grpo", ("0.0", "3e-05"))]
-    assert lam0.match.matched == ("algorithm.lam_init", "train.learning_rate") and not lam0.match.unmatched
+    assert lam0.match.matched == ("train.learning_rate",) and not lam0.match.unmatched
     assert lam0.cells["arith"].delta == pytest.approx(0.02)
     markdown = to_markdown(table)
     delta_lines = _markdown_rows(markdown, block=1)
-    assert delta_lines[0] == ["Size", "Algorithm", "lam_init", "learning_rate", "vs", "arith", "Average"]
-    assert any(line[:5] == ["0.2M", "lambda_grpo", "1.0", "1e-05", "grpo at lam_init=0.0"] and line[5].startswith("+7.0 [")
+    assert delta_lines[0] == ["Size", "Algorithm", "lam_init", "learning_rate", "vs", "arith"]
+    assert any(line[:5] == ["0.2M", "lambda_grpo", "1.0", "1e-05", "grpo"] and line[5].startswith("+7.0 [")
                for line in delta_lines)
     assert "with the same model size, learning\\_rate" in markdown
     # the power rows pool the four paired comparisons; 3 seeds
@@ -155,11 +158,11 @@ def test_csvs_carry_one_column_per_key(key_store, tmp_path):
     acc_rows = [r for r in results if r["metric"] == "acc"]
     assert len(acc_rows) == 18
     assert {(r["algorithm"], r["lam_init"], r["learning_rate"], r["seed"]) for r in acc_rows} == (
-        {("grpo", "0.0", lr, str(s)) for lr in ("1e-05", "3e-05") for s in range(3)}
+        {("grpo", "None", lr, str(s)) for lr in ("1e-05", "3e-05") for s in range(3)}
         | {("lambda_grpo", lam, lr, str(s)) for lam in ("0.0", "1.0") for lr in ("1e-05", "3e-05") for s in range(3)})
     deltas = list(csv.DictReader(io.StringIO((tmp_path / "deltas.csv").read_text())))
     one = next(r for r in deltas if (r["algorithm"], r["lam_init"], r["learning_rate"], r["column"]) == ("lambda_grpo", "1.0", "1e-05", "arith"))
-    assert float(one["delta"]) == pytest.approx(0.07) and one["matched_keys"] == "learning_rate" and one["baseline_keys"] == "lam_init=0.0"
+    assert float(one["delta"]) == pytest.approx(0.07) and one["matched_keys"] == "learning_rate" and one["baseline_keys"] == ""
     assert one["method"] == "paired t" and one["df"] == "2.0" and one["n_seeds"] == "3"
 
 
@@ -168,7 +171,7 @@ def test_plots_draw_one_series_per_row(key_store):
     table, data, histories = load_report_table(uri, grid="lam-grid", extra_histories=[t.TRAIN_REWARD_MEAN, t.TRAIN_LAMBDA,
                                                                                        t.TRAIN_COMPLETION_LENGTH_MEAN])
     figures = report_figures(table, data.runs, histories)
-    expected = {"grpo (lam_init=0.0, learning_rate=1e-05)", "grpo (lam_init=0.0, learning_rate=3e-05)"} | {
+    expected = {"grpo (lam_init=None, learning_rate=1e-05)", "grpo (lam_init=None, learning_rate=3e-05)"} | {
         f"lambda_grpo (lam_init={lam}, learning_rate={lr})" for lam in ("0.0", "1.0") for lr in ("1e-05", "3e-05")}
     curves = figures["training_curves"].axes[0].get_legend_handles_labels()[1]
     assert {label.rsplit(" (n=", 1)[0] for label in curves} == expected and all(label.endswith("(n=3)") for label in curves)
@@ -243,7 +246,7 @@ def test_plan_prints_what_the_grid_can_detect(key_store):
     result = CliRunner().invoke(app, ["plan", str(grid_file)])
     assert result.exit_code == 0, result.output
     table, _, _ = load_report_table(uri)
-    power = table.groups[0].power["average"]
+    power = table.groups[0].power["arith"]
     mde = minimum_detectable_effect(power.std, 3, paired=True)
     text = " ".join(result.output.split())
     assert f"with 3 seeds the minimum detectable effect is {100 * mde:.1f} points" in text
@@ -253,8 +256,8 @@ def test_plan_prints_what_the_grid_can_detect(key_store):
 
 
 def test_algorithm_options_that_follow_from_the_algorithm_are_not_shown():
-    """dapo_full's resolved epsilon_high (0.28 against 0.2) varies among the runs but only with the algorithm: a row
-    key in the CSVs, not a table column; Δ compares dapo_full with grpo at grpo's 0.2."""
+    """dapo_full's resolved epsilon_high (0.28 against 0.2) varies among the runs but only with the algorithm: no row
+    key (the Algorithm column says it) and --group-by need not name it; varied within an algorithm it is a key."""
     from lgrpo_bench.reports.loader import RunRecord
     from lgrpo_bench.reports.render import results_csv
 
@@ -266,10 +269,15 @@ def test_algorithm_options_that_follow_from_the_algorithm_are_not_shown():
 
     runs = [run("grpo", s, "0.2", 0.5 + 0.01 * s) for s in range(2)] + [run("dapo_full", s, "0.28", 0.6 + 0.02 * s) for s in range(2)]
     table = build_table(runs)
-    assert table.row_keys.keys == ("algorithm.epsilon_high",) and table.row_keys.shown == ()
+    assert table.row_keys.keys == () and table.row_keys.shown == ()
     assert [r.n for r in table.groups[0].rows] == [2, 2]
     delta = table.groups[0].deltas[0]
-    assert delta.cells["arith"].delta == pytest.approx(0.105) and delta.baseline_keys_text == "epsilon_high=0.2"
-    assert _markdown_rows(to_markdown(table))[0] == ["Size", "Algorithm", "n", "arith", "Average"]
+    assert delta.cells["arith"].delta == pytest.approx(0.105) and delta.baseline_keys_text == ""
+    assert _markdown_rows(to_markdown(table))[0] == ["Size", "Algorithm", "n", "arith"]
+    assert build_table(runs, group_by=[]).row_keys.keys == ()
     header = results_csv(table, runs).splitlines()[0].split(",")
-    assert header[header.index("algorithm") + 1] == "epsilon_high"
+    assert "epsilon_high" not in header
+    varied = runs + [run("dapo_full", s + 2, "0.3", 0.7) for s in range(2)]
+    assert build_table(varied).row_keys.keys == ("algorithm.epsilon_high",)
+    with pytest.raises(ReportInputError, match="epsilon_high differ"):
+        build_table(varied, group_by=[])

@@ -38,7 +38,7 @@ import yaml
 from clusters import ensure_slurm_installed, log, slurm_cluster
 from test_faults import checkpointed_not_final, loss_steps, resumed_from, run_ids, states, train_runs, write_grid
 
-from lgrpo_bench.config import load_grid
+from lgrpo_bench.runs.resolve import load_grid
 from lgrpo_bench.dispatch import plan_grid
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from lgrpo_bench.cli import app
 from lgrpo_bench.config.loading import ConfigError
-from lgrpo_bench.config.sweep import load_sweep, network_filesystem, resolve_storage
+from lgrpo_bench.config.sweep import network_filesystem, resolve_storage
+from lgrpo_bench.runs.resolve import load_sweep
 from lgrpo_bench.tracking import open_client
 
 RUNNER = CliRunner()
@@ -147,7 +148,7 @@ def test_four_trials_two_in_parallel_complete_with_linked_mlflow_runs(warm_tiny,
     assert refused.exit_code == 2 and "[0] were used while tuning" in refused.output and not out.exists()
     exported = RUNNER.invoke(app, ["sweep", "export", str(path), "--seeds", "10,11,12", "-o", str(out)])
     assert exported.exit_code == 0, exported.output
-    from lgrpo_bench.config.grid import load_grid
+    from lgrpo_bench.runs.resolve import load_grid
 
     grid = load_grid(out)
     assert [p.config.train.seed for p in grid.points] == [10, 11, 12]

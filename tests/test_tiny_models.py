@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from lgrpo_bench.models.heldout import greedy_accuracy, heldout_problems, sampled_group_stats
 from lgrpo_bench.models.loading import (
     QWEN_PRESETS,
     ModelLoadError,
@@ -20,16 +21,9 @@ from lgrpo_bench.models.loading import (
     load_model_and_tokenizer,
     resolve_model,
 )
-from lgrpo_bench.models.tiny import (
-    TINY_PRESETS,
-    _length_buckets,
-    build_tiny,
-    default_cache_dir,
-    greedy_accuracy,
-    heldout_problems,
-    make_tiny_model,
-    sampled_group_stats,
-)
+from lgrpo_bench.models.presets import TINY_PRESETS
+from lgrpo_bench.models.sft import _length_buckets
+from lgrpo_bench.models.tiny import build_tiny, default_cache_dir, make_tiny_model
 from lgrpo_bench.models.tokenizer import SPECIAL_TOKENS, build_tokenizer, make_tokenizer
 from lgrpo_bench.tasks.arith import (
     direct_solution,
@@ -136,9 +130,13 @@ def test_build_reloads_and_reports_metrics(tiny_build):
     assert all(n == FEW_STEPS for _, n, _ in steps_seen)
     assert steps_seen[-1][2] < steps_seen[0][2]  # the loss goes down
     for key in ["greedy_acc", "greedy_acc_2digit", "greedy_acc_3digit", "worked_share_greedy", "sampled_acc_t1",
-                "worked_share_sampled", "mixed_group_fraction", "n_params", "sft_steps", "sft_seconds"]:
+                "worked_share_sampled", "mixed_group_fraction", "n_params", "sft_steps", "sft_seconds",
+                "sft_cpu_seconds", "sft_max_steps", "stop_reason", "validation_checks"]:
         assert key in result.metrics, key
-    assert result.metrics["sft_steps"] == FEW_STEPS
+    # a budget below the first check: one check, at the last step, and the budget ends it
+    assert result.metrics["validation_checks"] == [[FEW_STEPS, result.metrics["validation_acc"]]]
+    assert (result.metrics["sft_steps"], result.metrics["sft_max_steps"]) == (FEW_STEPS, FEW_STEPS)
+    assert result.metrics["stop_reason"] == "budget"
     assert json.loads((result.path / "metrics.json").read_text())["n_params"] == result.metrics["n_params"]
     model = AutoModelForCausalLM.from_pretrained(result.path)
     tok = AutoTokenizer.from_pretrained(result.path)
@@ -248,11 +246,11 @@ def test_resolve_specs(tiny_build, tmp_path):
 
 def test_resolve_tiny_preset_uses_cache(tiny_build, monkeypatch):
     result, cache, _, _ = tiny_build
-    import lgrpo_bench.models.tiny as tiny
+    import lgrpo_bench.models.presets as presets
 
-    shortened = dict(tiny.TINY_PRESETS)
-    shortened["tiny-s"] = dataclasses.replace(tiny.TINY_PRESETS["tiny-s"], sft_steps=FEW_STEPS)
-    monkeypatch.setattr(tiny, "TINY_PRESETS", shortened)
+    shortened = dict(presets.TINY_PRESETS)
+    shortened["tiny-s"] = dataclasses.replace(presets.TINY_PRESETS["tiny-s"], sft_steps=FEW_STEPS)
+    monkeypatch.setattr(presets, "TINY_PRESETS", shortened)
     resolved = resolve_model("tiny-s", cache_dir=cache)
     assert resolved.kind == "tiny" and resolved.build is not None and resolved.build.cached
     assert resolved.name_or_path == str(result.path) and resolved.size_label == "0.2M"

@@ -253,7 +253,7 @@ def test_tags_and_versions():
 
     assert schema.TAG_PARENT_RUN_ID == MLFLOW_PARENT_RUN_ID
     assert schema.KINDS == ("train", "warm_start", "eval", "grid", "study")
-    assert schema.STATES == ("running", "trained", "done", "failed", "pruned")
+    assert schema.STATES == ("running", "trained", "done", "failed", "pruned", "stopped")
     versions = json.loads(schema.versions_tag_value())
     assert list(versions) == list(schema.VERSIONED_PACKAGES)
     assert versions["mlflow"] == __import__("mlflow").__version__

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lgrpo_bench.config import build_run_config, run_id
+from lgrpo_bench.runs.resolve import build_run as build_run_config
+from lgrpo_bench.runs.resolve import run_id
 from lgrpo_bench.tracking import open_client
 
 ALGORITHMS = ["grpo", "dapo", "dr_grpo", "lambda_grpo", "dapo_full"]
@@ -61,6 +62,8 @@ def test_short_run_logs_the_documented_schema(warm_tiny, tmp_path, algorithm):
     assert tags["lgrpo.algorithm"] == algorithm and tags["lgrpo.run_id"] == run_id(config) == result.run_id
     assert tags["lgrpo.seed"] == "0" and tags["lgrpo.task"] == "arith" and tags["lgrpo.state"] == "done"
     assert tags["lgrpo.model_size"].endswith("M") and "torch" in tags["lgrpo.versions"] and tags["lgrpo.git_commit"]
+    assert tags["lgrpo.hardware"].startswith("cpu:") and tags["lgrpo.host.cpu_capability"] in tags["lgrpo.hardware"]
+    assert tags["lgrpo.host.torch_threads"] == "1" and tags["lgrpo.host.processes"] == "1"  # tiny models: one thread
     assert params["algorithm.name"] == algorithm and params["train.max_steps"] == "2" and params["run_id"] == result.run_id
     assert "tracking.uri" not in params  # not part of the identity
     for name in ("train/loss", "train/reward_mean", "train/reward_std", "train/completion_length_mean",
@@ -76,6 +79,8 @@ def test_short_run_logs_the_documented_schema(warm_tiny, tmp_path, algorithm):
     artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
     assert {"config.yaml", "train.log", "token_weights.jsonl", "samples"} <= artifacts
     assert (prepared_run.layout.final_dir / "model.safetensors").exists()
+    card = (prepared_run.layout.root / "README.md").read_text()  # TRL's model card, written with each checkpoint
+    assert f"trained with {algorithm} (aggregation " in card and "trained with GRPO" not in card, card
 
 
 def test_finished_run_is_skipped(warm_tiny, tmp_path):
@@ -123,12 +128,17 @@ def test_sigkilled_run_resumes_into_the_same_mlflow_run(warm_tiny, tmp_path):
 
 
 def test_train_cli_rejects_bad_config_with_exit_2(tmp_path):
+    """Schema problems first (every one of them), then the registries (algorithm, model, benchmarks)."""
     bad = tmp_path / "bad.yaml"
-    bad.write_text("algorithm:\n  name: ppo\ntrain:\n  max_step: 3\n")
+    bad.write_text("algorithm:\n  name: grpo\ntrain:\n  max_step: 3\n  learning_rate: -1\n")
+    result = subprocess.run([sys.executable, "-m", "lgrpo_bench.cli", "train", str(bad)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert f"{bad}: train.max_step: unknown key" in result.stderr
+    assert f"{bad}: train.learning_rate:" in result.stderr
+    bad.write_text("algorithm:\n  name: ppo\n")
     result = subprocess.run([sys.executable, "-m", "lgrpo_bench.cli", "train", str(bad)], capture_output=True, text=True)
     assert result.returncode == 2
     assert f"{bad}: algorithm.name: unknown algorithm 'ppo'" in result.stderr
-    assert f"{bad}: train.max_step: unknown key" in result.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
 
 

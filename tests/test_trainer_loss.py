@@ -11,6 +11,8 @@ from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from lgrpo_bench.algorithms import get_algorithm
+from lgrpo_bench.algorithms.group_filter import mixed_accuracy_groups
+from lgrpo_bench.algorithms.presets import preset_algorithm, trl_scale_rewards
 from lgrpo_bench.models.tiny import make_tiny_model
 from lgrpo_bench.models.tokenizer import make_tokenizer
 from lgrpo_bench.training.trainer import UnifiedLossGRPOTrainer, row_group_statistics
@@ -32,19 +34,29 @@ def trl_args(tmp_path, loss_type="dapo", **overrides):
         output_dir=str(tmp_path), per_device_train_batch_size=GROUP * N_GROUPS, num_generations=GROUP,
         max_completion_length=MAX_LEN, learning_rate=1e-3, max_steps=2, logging_steps=1, report_to="none",
         use_cpu=True, bf16=False, activation_checkpointing=False, loss_type=loss_type, save_strategy="no",
-        disable_tqdm=True, seed=0, beta=0.0, epsilon=0.2, epsilon_high=0.28, temperature=1.0, top_k=0,
+        disable_tqdm=True, seed=0, beta=0.0, temperature=1.0, top_k=0,
     )
     values.update(overrides)
     return GRPOConfig(**values)
 
 
 def make_trainer(model, tokenizer, tmp_path, algorithm, trainer_cls=UnifiedLossGRPOTrainer, **kwargs):
-    args = kwargs.pop("args", None) or trl_args(tmp_path, scale_rewards="group" if get_algorithm(algorithm).scale_advantages else "none")
-    extra = {} if trainer_cls is GRPOTrainer else dict(algorithm=get_algorithm(algorithm), **kwargs)
+    args = kwargs.pop("args", None) or trl_args(tmp_path, scale_rewards=trl_scale_rewards(get_algorithm(algorithm).advantage))
+    resolved = preset_algorithm(algorithm, num_generations=GROUP, max_completion_length=MAX_LEN, **kwargs)
+    extra = {} if trainer_cls is GRPOTrainer else dict(algorithm=resolved)
     trainer = trainer_cls(model=model, reward_funcs=[length_parity_reward], args=args, train_dataset=prompts_dataset(),
                           processing_class=tokenizer, **extra)
     trainer.current_gradient_accumulation_steps = 1
     return trainer
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models are chains of tiny ops: two threads on a shared 2-core machine spin against each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +101,7 @@ def test_loss_equals_trl_builtin_loss_type(model, tokenizer, tmp_path, algorithm
     ours = make_trainer(model, tokenizer, tmp_path / "ours", algorithm)
     reference = make_trainer(model, tokenizer, tmp_path / "trl", algorithm, trainer_cls=GRPOTrainer,
                              args=trl_args(tmp_path / "trl", loss_type=algorithm))
-    # the same clip range on both sides
-    ours.epsilon_low, ours.epsilon_high = reference.epsilon_low, reference.epsilon_high
+    assert (ours.epsilon_low, ours.epsilon_high) == (reference.epsilon_low, reference.epsilon_high)  # same clip range
     loss_ours = ours._compute_loss(model, batch)
     loss_trl = reference._compute_loss(model, batch)
     assert loss_ours.item() == pytest.approx(loss_trl.item(), rel=1e-6, abs=1e-7)
@@ -143,12 +154,10 @@ def accumulated_gradients(trainer, model, batch, n_micro):
 @pytest.mark.parametrize("algorithm", ["grpo", "dapo", "dr_grpo", "lambda_grpo", "dapo_full"])
 def test_gradient_invariant_to_micro_batch_split(model, tokenizer, tmp_path, algorithm):
     batch = synthetic_batch(model, seed=7)
-    if algorithm == "dapo_full":  # a group with zero advantages is dropped from loss and normaliser
-        batch["advantages"][:GROUP] = 0.0
-        from lgrpo_bench.training.trainer import row_group_statistics as stats
-
-        batch.update(stats(batch["lgrpo_lengths"], GROUP, all_advantages=batch["advantages"]))
-        batch.pop("frac_groups_dropped")
+    if algorithm == "dapo_full":  # a group with uniform accuracy is dropped from loss and normaliser
+        accuracy = torch.tensor([1.0] * GROUP + [1.0, 0.0] * ((N_GROUPS - 1) * GROUP // 2))
+        keep = mixed_accuracy_groups(accuracy.view(-1, GROUP)).repeat_interleave(GROUP)
+        batch.update(row_group_statistics(batch["lgrpo_lengths"], GROUP, all_keep=keep))
         assert batch["lgrpo_keep"][:GROUP].sum() == 0
     trainer = make_trainer(model, tokenizer, tmp_path, algorithm, lam_init=0.4, r=0.3)
     reference_grads, reference_lam = accumulated_gradients(trainer, model, batch, 1)
@@ -187,7 +196,7 @@ def test_real_training_steps(warm_tiny, tmp_path, algorithm):
     tokenizer = AutoTokenizer.from_pretrained(warm_tiny.path)
     trainer = make_trainer(model, tokenizer, tmp_path, algorithm, lam_init=0.0, lambda_lr=0.1, r=0.3,
                            args=trl_args(tmp_path, max_steps=3, max_completion_length=40,
-                                         scale_rewards="group" if get_algorithm(algorithm).scale_advantages else "none"))
+                                         scale_rewards=trl_scale_rewards(get_algorithm(algorithm).advantage)))
     before = [p.detach().clone() for p in model.parameters()]
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

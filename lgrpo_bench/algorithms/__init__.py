@@ -1,117 +1,66 @@
-"""GRPO-family algorithms as one weighted loss (see :mod:`lgrpo_bench.algorithms.base`).
+"""GRPO-family algorithms as one weighted loss over four orthogonal axes (see :mod:`lgrpo_bench.algorithms.base`).
 
-Adding an algorithm: write a module with a ``SPEC = AlgorithmSpec(...)`` and add it to ``_MODULES``.
+- ``presets`` (pure Python, no torch): the axes and their choices, the named presets, :func:`resolve_algorithm`
+  (a config's ``algorithm`` section → :class:`ResolvedAlgorithm`, refusing nonsense combinations);
+- ``aggregation/``, ``surrogate/``, ``advantage/``, ``group_filter/``: one module per axis value, each with its
+  equation and reference, behind a registry per axis (``AGGREGATIONS``, ``SURROGATES``, ``ADVANTAGES``,
+  ``GROUP_FILTERS``); adding a value is a module plus a line in its registry and in ``presets.AXES``;
+- ``weights`` (w_i for whole batches) and ``loss`` (Σ_i w_i Σ_t ℓ_{i,t}).
 
-    from lgrpo_bench.algorithms import ALGORITHMS, completion_weights
-    w = completion_weights("lambda_grpo", lengths, group_size=8, lam=torch.tensor(0.3), r=1/9,
-                           max_completion_length=512)
+Importing this package does not import torch: the names below are loaded on first use (PEP 562), so
+``import lgrpo_bench.algorithms.presets`` stays torch-free.
+
+    from lgrpo_bench.algorithms import preset_algorithm, completion_weights
+    algorithm = preset_algorithm("cispo", aggregation="lambda", num_generations=8)
+    w = completion_weights("lambda", lengths, group_size=8, lam=torch.tensor(0.3), r=1/9)
 """
 
 from __future__ import annotations
 
-import torch
+import importlib
+from typing import Any
 
-from lgrpo_bench.algorithms import dapo, dapo_full, dr_grpo, grpo, lambda_grpo
-from lgrpo_bench.algorithms.base import (
-    AlgorithmSpec,
-    WeightInputs,
-    as_float,
-    lambda_preferences,
-    length_zscores,
-    max_safe_r,
-    relative_token_weight,
-)
+_LAZY: dict[str, tuple[str, str]] = {
+    # presets (torch-free)
+    "ALGORITHMS": ("presets", "PRESETS"),
+    "PRESETS": ("presets", "PRESETS"),
+    "AXES": ("presets", "AXES"),
+    "AXIS_NAMES": ("presets", "AXIS_NAMES"),
+    "AlgorithmError": ("presets", "AlgorithmError"),
+    "Preset": ("presets", "Preset"),
+    "ResolvedAlgorithm": ("presets", "ResolvedAlgorithm"),
+    "get_algorithm": ("presets", "get_preset"),
+    "max_safe_r": ("presets", "max_safe_r"),
+    "preset_algorithm": ("presets", "preset_algorithm"),
+    "resolve_algorithm": ("presets", "resolve_algorithm"),
+    "trl_equivalent": ("presets", "trl_equivalent"),
+    # torch
+    "WeightInputs": ("base", "WeightInputs"),
+    "lambda_preferences": ("base", "lambda_preferences"),
+    "length_zscores": ("base", "length_zscores"),
+    "relative_token_weight": ("base", "relative_token_weight"),
+    "AGGREGATIONS": ("aggregation", "AGGREGATIONS"),
+    "SURROGATES": ("surrogate", "SURROGATES"),
+    "SurrogateParams": ("surrogate", "SurrogateParams"),
+    "ADVANTAGES": ("advantage", "ADVANTAGES"),
+    "GROUP_FILTERS": ("group_filter", "GROUP_FILTERS"),
+    "batch_weight_inputs": ("weights", "batch_weight_inputs"),
+    "completion_weights": ("weights", "completion_weights"),
+    "unified_loss": ("loss", "unified_loss"),
+}
 
-_MODULES = (grpo, dapo, dr_grpo, lambda_grpo, dapo_full)
-
-#: Registry: algorithm name -> spec. The one place an algorithm is registered.
-ALGORITHMS: dict[str, AlgorithmSpec] = {module.SPEC.name: module.SPEC for module in _MODULES}
+__all__ = sorted(_LAZY)
 
 
-def get_algorithm(name: str) -> AlgorithmSpec:
-    """The spec registered under ``name``; a ValueError listing the valid names otherwise."""
+def __getattr__(name: str) -> Any:
     try:
-        return ALGORITHMS[name]
+        module_name, attribute = _LAZY[name]
     except KeyError:
-        raise ValueError(f"unknown algorithm {name!r}: choose one of {', '.join(ALGORITHMS)}") from None
+        raise AttributeError(f"module 'lgrpo_bench.algorithms' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"lgrpo_bench.algorithms.{module_name}"), attribute)
+    globals()[name] = value
+    return value
 
 
-def batch_weight_inputs(
-    lengths: torch.Tensor,
-    group_size: int,
-    max_completion_length: int,
-    keep: torch.Tensor | None = None,
-) -> WeightInputs:
-    """Row inputs for a whole batch whose groups are consecutive (N = n_groups·G).
-
-    ``keep`` (N,) marks the completions that enter the loss; the others get weight 0 elsewhere and do not
-    count in N or Σ|o|.
-    """
-    if lengths.ndim != 1:
-        raise ValueError(f"lengths must be a 1-D tensor (N,), got shape {tuple(lengths.shape)}")
-    if group_size < 2:
-        raise ValueError(f"group_size (num_generations) must be at least 2, got {group_size}")
-    if lengths.numel() % group_size != 0:
-        raise ValueError(f"len(lengths)={lengths.numel()} is not a multiple of group_size={group_size}")
-    lengths = as_float(lengths)
-    keep_f = torch.ones_like(lengths) if keep is None else keep.to(lengths.dtype)
-    row = torch.arange(lengths.numel(), device=lengths.device)
-    return WeightInputs(
-        lengths=lengths,
-        group_lengths=lengths.view(-1, group_size)[row // group_size],
-        index_in_group=row % group_size,
-        num_completions=keep_f.sum(),
-        num_tokens=(lengths * keep_f).sum(),
-        max_completion_length=max_completion_length,
-    )
-
-
-def completion_weights(
-    name: str,
-    lengths: torch.Tensor,
-    *,
-    group_size: int,
-    lam: torch.Tensor | float | None = None,
-    r: float = 1 / 9,
-    max_completion_length: int | None = None,
-    keep: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """w_i for every completion of a batch (groups of ``group_size`` consecutive completions).
-
-    Args:
-        name: a key of :data:`ALGORITHMS`.
-        lengths: (N,) completion lengths in tokens.
-        group_size: G, completions per prompt (≥ 2).
-        lam: λ for ``lambda_grpo`` (default 0.0); a tensor with requires_grad gives d w / d λ.
-        r: λ-GRPO's z scale, > 0.
-        max_completion_length: L_max, needed by ``dr_grpo`` (defaults to max(lengths) otherwise).
-        keep: optional (N,) mask of completions that enter the loss.
-    Returns:
-        (N,) weights; the loss is Σ_i w_i Σ_t ℓ_{i,t}.
-    """
-    spec = get_algorithm(name)
-    if spec.uses_lambda and r <= 0:
-        raise ValueError(f"r must be > 0 for {name}, got r={r}")
-    if max_completion_length is None:
-        if name == "dr_grpo":
-            raise ValueError("dr_grpo needs max_completion_length (L_max)")
-        max_completion_length = int(lengths.max().item()) if lengths.numel() else 1
-    inputs = batch_weight_inputs(lengths, group_size, max_completion_length, keep)
-    if spec.uses_lambda and lam is None:
-        lam = 0.0
-    weights = spec.weight(inputs, torch.as_tensor(lam) if lam is not None else None, r)
-    return weights if keep is None else weights * keep.to(weights.dtype)
-
-
-__all__ = [
-    "ALGORITHMS",
-    "AlgorithmSpec",
-    "WeightInputs",
-    "batch_weight_inputs",
-    "completion_weights",
-    "get_algorithm",
-    "lambda_preferences",
-    "length_zscores",
-    "max_safe_r",
-    "relative_token_weight",
-]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

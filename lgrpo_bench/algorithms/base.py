@@ -1,22 +1,19 @@
-"""The unified GRPO-family loss: one formula, one per-completion weight per algorithm.
+"""The unified GRPO-family loss: one formula, one choice per axis.
 
-For a batch of N completions o_1..o_N (groups of G consecutive completions share a prompt) and the
-per-token surrogate
+For a batch of N completions o_1..o_N (groups of G consecutive completions share a prompt) every algorithm
+minimises
 
-    ℓ_{i,t} = -min(ρ_{i,t} A_i, clip(ρ_{i,t}, 1-ε_low, 1+ε_high) A_i) + β·KL_{i,t},
+    L = Σ_i w_i · Σ_t ℓ_{i,t}
 
-every algorithm minimises
+with the per-completion weight w_i from an *aggregation* (``aggregation/``), the per-token loss ℓ_{i,t} from a
+*surrogate* of the ratio ρ_{i,t} = π_θ/π_old and the advantage A_i (``surrogate/``), A_i from an *advantage*
+estimator (``advantage/``), and the groups of the batch chosen by a *group filter* (``group_filter/``).
 
-    L = Σ_i w_i · Σ_t ℓ_{i,t},
-
-and differs only in the completion weight w_i (and in how A_i is scaled). Weights are computed from
-completion lengths |o_i| (tokens that enter the loss) and are constants, except λ-GRPO's, which are
-differentiable in the learnable scalar λ.
-
-The functions here are pure torch: no I/O, no trainer state. They work on *rows*: each row carries the
-lengths of every member of its group (``group_lengths``), its position in the group and the batch-level
-totals N and Σ_j |o_j|. A trainer that shuffles and splits a generation batch into micro-batches can
-therefore weight any subset of rows exactly as if the whole batch were present.
+Weights are computed from completion lengths |o_i| (tokens that enter the loss) and are constants, except λ-GRPO's,
+which are differentiable in the learnable scalar λ. The functions are pure torch: no I/O, no trainer state. They
+work on *rows*: each row carries the lengths of every member of its group (``group_lengths``), its position in the
+group and the batch-level totals, so a trainer that shuffles and splits a generation batch into micro-batches (and
+processes) can weight any subset of rows exactly as if the whole batch were present.
 """
 
 from __future__ import annotations
@@ -26,6 +23,8 @@ from typing import Callable
 
 import torch
 
+from lgrpo_bench.algorithms.presets import max_safe_r
+
 #: Added to the population std of the lengths before dividing (λ-GRPO's z-score), as in the paper's code.
 LENGTH_STD_EPS = 1e-8
 #: Lower clamp for h = 1 + r·z: h^λ is undefined for h ≤ 0 (a concern the paper's reviewers raised).
@@ -34,15 +33,18 @@ H_MIN = 1e-6
 
 @dataclass(frozen=True)
 class WeightInputs:
-    """What a weighting needs for a set of rows.
+    """What an aggregation needs for a set of rows.
 
     Attributes:
         lengths: (R,) |o_i| in tokens for the rows being weighted.
         group_lengths: (R, G) the lengths of all G members of each row's group.
         index_in_group: (R,) the position of each row inside its group (0..G-1).
-        num_completions: N, completions of the accumulated batch that enter the loss.
+        num_completions: N, completions of the accumulated batch (all processes) that enter the loss.
         num_tokens: Σ_j |o_j| over those completions.
         max_completion_length: L_max, the generation cap in tokens (Dr. GRPO's constant).
+        num_groups: P, prompts (groups) that enter the loss; None = N / G.
+        local_num_tokens: Σ|o_j| over the kept rows of this micro-batch (local token mean); None = num_tokens.
+        num_micro_batches: M, micro-batches the generation batch is split into over all processes (local token mean).
     """
 
     lengths: torch.Tensor
@@ -51,45 +53,22 @@ class WeightInputs:
     num_completions: float | torch.Tensor
     num_tokens: float | torch.Tensor
     max_completion_length: int
+    num_groups: float | torch.Tensor | None = None
+    local_num_tokens: float | torch.Tensor | None = None
+    num_micro_batches: int = 1
 
 
 WeightFn = Callable[[WeightInputs, "torch.Tensor | None", float], torch.Tensor]
 
 
-@dataclass(frozen=True)
-class AlgorithmSpec:
-    """Everything that distinguishes one GRPO-family algorithm from another.
-
-    Attributes:
-        name: registry key (used in configs, MLflow tags, reports).
-        summary: one line for ``--help`` and reports.
-        reference: the paper (and section) the weighting follows.
-        weight: w_i as a function of :class:`WeightInputs`, λ (None for λ-free algorithms) and r.
-        scale_advantages: A_i = (R_i - mean_g) / (std_g + eps) when True, R_i - mean_g when False.
-        epsilon_low, epsilon_high: the clip range 1-ε_low .. 1+ε_high of the ratio ρ.
-        uses_lambda: the algorithm has a λ (learnable unless frozen by config).
-        mask_truncated_completions: completions that hit L_max get no loss (DAPO).
-        drop_uniform_reward_groups: groups whose G rewards all agree leave the loss and the normaliser
-            (DAPO's dynamic sampling, without the re-sampling that refills the batch).
-        overlong_penalty: add DAPO's soft overlong punishment to the reward.
-    """
-
-    name: str
-    summary: str
-    reference: str
-    weight: WeightFn
-    scale_advantages: bool = True
-    epsilon_low: float = 0.2
-    epsilon_high: float = 0.2
-    uses_lambda: bool = False
-    mask_truncated_completions: bool = False
-    drop_uniform_reward_groups: bool = False
-    overlong_penalty: bool = False
-
-
 def as_float(values: torch.Tensor) -> torch.Tensor:
     """``values`` as a floating tensor (float32 unless already floating, so float64 checks stay float64)."""
     return values if values.is_floating_point() else values.to(torch.float32)
+
+
+def as_like(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A scalar (float or 0-d tensor) on ``like``'s dtype and device."""
+    return torch.as_tensor(value, dtype=like.dtype, device=like.device)
 
 
 def length_zscores(group_lengths: torch.Tensor) -> torch.Tensor:
@@ -120,11 +99,10 @@ def lambda_preferences(group_lengths: torch.Tensor, lam: torch.Tensor | float, r
     return group_size * torch.softmax(g, dim=-1)
 
 
-def max_safe_r(group_size: int) -> float:
-    """The largest r for which 1 + r·z > 0 for every possible group: min z = -sqrt(G-1) (population std)."""
-    return 1.0 / (group_size - 1) ** 0.5
-
-
 def relative_token_weight(weights: torch.Tensor, inputs: WeightInputs) -> torch.Tensor:
     """w_i · Σ_j|o_j|: the weight per token relative to DAPO's token mean (DAPO ≡ 1)."""
-    return weights * torch.as_tensor(inputs.num_tokens, dtype=weights.dtype, device=weights.device)
+    return weights * as_like(inputs.num_tokens, weights)
+
+
+__all__ = ["H_MIN", "LENGTH_STD_EPS", "WeightFn", "WeightInputs", "as_float", "as_like", "lambda_preferences",
+           "length_zscores", "max_safe_r", "relative_token_weight"]

@@ -62,8 +62,9 @@ def eval_command(
     no_log: bool = typer.Option(False, "--no-log", help="Log nothing to MLflow (and skip nothing)"),
 ) -> None:
     """Evaluate a model on math benchmarks (lm-eval). Example: lgrpo-bench eval --model tiny-s --benchmarks arith"""
-    from lgrpo_bench.config import ConfigError, load_run_config
+    from lgrpo_bench.config import ConfigError
     from lgrpo_bench.config.schema import EvalConfig
+    from lgrpo_bench.runs.resolve import eval_problems, load_run
 
     offline_defaults()
     if set_ and config_file is None:
@@ -73,7 +74,7 @@ def eval_command(
     run_config = None
     try:
         if config_file is not None:
-            run_config = load_run_config(config_file, set_ or [])
+            run_config = load_run(config_file, set_ or [])
         elif model.startswith(RUN_PREFIX):
             run_config = _run_config_of(model[len(RUN_PREFIX):], tracking_uri, experiment)
     except ConfigError as error:
@@ -94,6 +95,9 @@ def eval_command(
         raise
     if not names:
         fail_input("no benchmarks: pass --benchmarks (e.g. --benchmarks math500,aime24) or set eval.benchmarks in the config")
+    problems = eval_problems(eval_config)
+    if problems:
+        fail_input("\n".join(f"{'--benchmarks' if p.key == 'eval.benchmarks' else p.key}: {p.message}" for p in problems))
 
     from lgrpo_bench.evaluation import (
         BackendUnavailable,

@@ -11,11 +11,16 @@ import typer
 from lgrpo_bench.cli.common import EXIT_RUN_FAILED, PLAIN_HELP, app, fail_input, make_console, offline_defaults
 
 
-def _load(grid_file: Path):
-    from lgrpo_bench.config import ConfigError, load_grid
+MAX_POINTS_HELP = "Refuse grids with more points than this (default 20,000; counted before anything is expanded)"
+
+
+def _load(grid_file: Path, max_points: int | None = None):
+    from lgrpo_bench.config import ConfigError
+    from lgrpo_bench.config.grid import DEFAULT_MAX_POINTS
+    from lgrpo_bench.runs.resolve import load_grid
 
     try:
-        return load_grid(grid_file)
+        return load_grid(grid_file, max_points=max_points or DEFAULT_MAX_POINTS)
     except ConfigError as error:
         fail_input(str(error))
 
@@ -26,11 +31,14 @@ def run(
     slots: Optional[int] = typer.Option(None, "--slots", min=1, help="Runs at once (local slots, Ray tasks in flight, "
                                         "SLURM array parallelism); default: the grid's executor"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run and the commands; launch and write nothing"),
+    max_points: Optional[int] = typer.Option(None, "--max-points", min=1, help=MAX_POINTS_HELP),
+    baseline: str = typer.Option("grpo", "--baseline", help="Algorithm the results table's Δ compares against"),
+    metric: str = typer.Option("acc", "--metric", help="Eval metric of the results table (eval/<benchmark>/<metric>)"),
     plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
 ) -> None:
     """Run a grid: everything not done yet, resuming interrupted runs. Example: lgrpo-bench run experiments/quickstart.yaml"""
     offline_defaults()
-    expanded = _load(grid_file)
+    expanded = _load(grid_file, max_points)
     from lgrpo_bench.config import ConfigError
     from lgrpo_bench.dispatch.orchestrator import GridBusy, build_jobs, run_grid
     from lgrpo_bench.dispatch.progress import plan_table, states_line
@@ -59,18 +67,20 @@ def run(
     console.print(f"states now: {states_line(count_states(summary.statuses.values()))}", highlight=False)
     for rid, error in summary.failed.items():
         console.print(f"[red]failed[/red] {rid}: {error} (log: {_layout(expanded, rid).run_log})", highlight=False)
-    _print_results(expanded, console)
+    _print_results(expanded, console, baseline, metric)
     if summary.exit_code:
         raise typer.Exit(EXIT_RUN_FAILED)
 
 
-def _print_results(expanded, console) -> None:
-    """The report's results table (mean ± std over seeds, Δ vs grpo) for the grid's finished runs."""
+def _print_results(expanded, console, baseline: str = "grpo", metric: str = "acc") -> None:
+    """The report's results table (mean ± std over seeds, Δ vs baseline) for the finished runs of the grid's current points."""
     from lgrpo_bench.reports import print_summary_table
+    from lgrpo_bench.reports.grids import selection_of
     from lgrpo_bench.tracking.store import resolve_tracking_uri
 
-    uri = resolve_tracking_uri(expanded.points[0].config.tracking.uri)
-    print_summary_table(uri, grid=expanded.grid.name, console=console, key_order=expanded.value_keys)
+    selection = selection_of(expanded)
+    print_summary_table(resolve_tracking_uri(selection.tracking_uri), grid=selection.name, console=console, baseline=baseline,
+                        metric=metric, key_order=selection.key_order, run_ids=selection.run_ids)
 
 
 def _layout(expanded, rid: str):
@@ -84,13 +94,14 @@ def _layout(expanded, rid: str):
 def plan(
     grid_file: Path = typer.Argument(..., help="Grid YAML"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per run) instead of a table"),
+    max_points: Optional[int] = typer.Option(None, "--max-points", min=1, help=MAX_POINTS_HELP),
     plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
 ) -> None:
     """List a grid's runs with their state (new/queued/running/trained/stopped/failed/pruned/done); runs nothing. Example: lgrpo-bench plan experiments/quickstart.yaml"""
-    expanded = _load(grid_file)
+    expanded = _load(grid_file, max_points)
     from lgrpo_bench.dispatch.orchestrator import plan_grid
     from lgrpo_bench.dispatch.progress import plan_table, states_line
-    from lgrpo_bench.dispatch.state import count_states
+    from lgrpo_bench.dispatch.state import count_states, state_warnings
     from lgrpo_bench.tracking import TrackingUnavailable
 
     try:
@@ -109,6 +120,8 @@ def plan(
         title += f" — {expanded.grid.description}"
     console.print(plan_table(expanded, statuses, title=title))
     console.print(states_line(count_states(statuses.values())), highlight=False)
+    for line in state_warnings(statuses):
+        console.print(line, style="yellow", highlight=False)
     from lgrpo_bench.reports.power import grid_power_lines  # what the grid's seeds can detect, from earlier runs
 
     for line in grid_power_lines(expanded.points, expanded.points[0].config.tracking.uri):
@@ -120,11 +133,13 @@ def status(
     grid_file: Optional[Path] = typer.Argument(None, help="Grid YAML; without it, every grid in the store"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Store (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)"),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="Only this experiment (without a grid file)"),
+    baseline: str = typer.Option("grpo", "--baseline", help="Algorithm the results table's Δ compares against (with a grid file)"),
+    metric: str = typer.Option("acc", "--metric", help="Eval metric of the results table (with a grid file)"),
     plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
 ) -> None:
     """Show a grid's progress from the store (states, step and reward of running runs, results). Example: lgrpo-bench status experiments/quickstart.yaml"""
     from lgrpo_bench.dispatch.progress import plan_table, read_log_progress, states_line
-    from lgrpo_bench.dispatch.state import RUNNING, count_states
+    from lgrpo_bench.dispatch.state import RUNNING, count_states, state_warnings
     from lgrpo_bench.tracking import TrackingUnavailable
 
     console = make_console(plain)
@@ -149,7 +164,9 @@ def status(
                 progress[point.run_id] = found
     console.print(plan_table(expanded, statuses, title=f"grid {expanded.grid.name}", progress=progress))
     console.print(states_line(count_states(statuses.values())), highlight=False)
-    _print_results(expanded, console)
+    for line in state_warnings(statuses):
+        console.print(line, style="yellow", highlight=False)
+    _print_results(expanded, console, baseline, metric)
 
 
 def _status_of_store(console, tracking_uri: str | None, experiment: str | None) -> None:

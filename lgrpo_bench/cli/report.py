@@ -10,46 +10,13 @@ import typer
 from lgrpo_bench.cli.common import PLAIN_HELP, app, fail_input, make_console
 
 
-def _grid_selection(grid_file: Path) -> tuple[str, str | None, list[str]]:
-    """(grid name, tracking URI or None, key order) of a grid file; ConfigError on bad input.
-
-    The file is checked against the grid schema (:class:`lgrpo_bench.config.grid.GridConfig`) without
-    expanding its points (expansion resolves models, which a report does not need). The URI is the base
-    config's ``tracking.uri`` (or an ``overrides`` entry), when the grid sets one. Runs are found in every
-    experiment of the store by their ``lgrpo.grid`` tag. The key order (the report's key columns) is the
-    grid's axes as written, then the keys its ``include`` entries set.
-    """
-    from lgrpo_bench.config import ConfigError, read_yaml
-
-    data = read_yaml(grid_file)
-    try:
-        from lgrpo_bench.config.grid import GridConfig
-    except ImportError:  # the grid schema is optional for reports: the name is all they need
-        name = data.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"{grid_file}: name: a grid needs a name (the lgrpo.grid tag of its runs)") from None
-        return name, None, []
-    from pydantic import ValidationError
-
-    from lgrpo_bench.config.loading import format_validation_error
-
-    try:
-        grid = GridConfig.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(format_validation_error(error, str(grid_file))) from None
-    base = grid.base
-    if isinstance(base, str):
-        base = read_yaml((grid_file.parent / base).resolve())
-    tracking = base.get("tracking") if isinstance(base.get("tracking"), dict) else {}
-    uri = grid.overrides.get("tracking.uri", tracking.get("uri"))
-    key_order = list(dict.fromkeys([*grid.axes, *(key for entry in grid.include for key in entry)]))
-    return grid.name, (str(uri) if uri else None), key_order
-
-
 @app.command()
 def report(
     experiment: Optional[List[str]] = typer.Option(None, "--experiment", help="MLflow experiment(s) to report (repeatable); default: all"),
-    grid: Optional[Path] = typer.Option(None, "--grid", help="Grid YAML: report the runs tagged with its name"),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="Grid YAML: report the runs of its current points (run ids of "
+                                        "the file as it is now)"),
+    all_versions: bool = typer.Option(False, "--all-versions", help="With --grid: also the runs of earlier versions of the "
+                                      "grid file (same grid name, run ids no longer in the file), keyed by the values that differ"),
     filter_string: Optional[str] = typer.Option(None, "--filter", help="MLflow search filter, e.g. \"tags.`lgrpo.grid` = 'x'\""),
     formats: str = typer.Option("md", "--format", help="Comma-separated: md, latex, csv, html"),
     out: Path = typer.Option(Path("report"), "--out", help="Output folder"),
@@ -74,6 +41,7 @@ def report(
     """
     from lgrpo_bench.config import ConfigError
     from lgrpo_bench.reports import FORMATS, ReportInputError, generate_report
+    from lgrpo_bench.reports.grids import grid_selection
     from lgrpo_bench.reports.render import rich_tables
     from lgrpo_bench.tracking import TrackingUnavailable
 
@@ -81,16 +49,20 @@ def report(
     unknown = [f for f in chosen if f not in FORMATS]
     if not chosen or unknown:
         fail_input(f"--format {formats!r}: choose from {', '.join(FORMATS)} (comma-separated)")
+    if all_versions and grid is None:
+        fail_input("--all-versions needs --grid GRID.yaml (the versions are those of a grid file)")
     grid_name = None
     experiments = list(experiment or [])
     uri = tracking_uri
     key_order: list[str] = []
+    run_ids = None
     if grid is not None:
         try:
-            grid_name, grid_uri, key_order = _grid_selection(grid)
+            selection = grid_selection(grid)
         except ConfigError as error:
             fail_input(str(error))
-        uri = uri or grid_uri
+        grid_name, key_order, run_ids = selection.name, list(selection.key_order), selection.run_ids
+        uri = uri or selection.tracking_uri
 
     def keys_of(option: str, value: str | None) -> list[str] | None:
         if value is None:
@@ -104,7 +76,8 @@ def report(
     averaged_keys = keys_of("--average-over", average_over) or []
     try:
         result = generate_report(
-            uri, experiments=experiments or None, grid=grid_name, filter_string=filter_string, formats=chosen, out_dir=out,
+            uri, experiments=experiments or None, grid=grid_name, run_ids=run_ids, all_versions=all_versions,
+            filter_string=filter_string, formats=chosen, out_dir=out,
             baseline=baseline, metric=metric, split=split, plots=plots, statistics=statistics, group_by=chosen_keys,
             average_over=averaged_keys, key_order=key_order,
         )

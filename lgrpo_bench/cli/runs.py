@@ -18,17 +18,17 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print the final line"),
 ) -> None:
     """Train one run (resumes an interrupted one, skips a finished one). Example: lgrpo-bench train experiments/tiny_lambda.yaml"""
-    from lgrpo_bench.config import ConfigError, load_run_config
+    from lgrpo_bench.config import ConfigError
+    from lgrpo_bench.runs.resolve import load_run
 
     offline_defaults()
     try:
-        config = load_run_config(config_file, set_ or [])
+        config = load_run(config_file, set_ or [])
     except ConfigError as error:
         fail_input(str(error))
     from lgrpo_bench.runs.lifecycle import EvaluationFailed, execute_run
     from lgrpo_bench.runs.resolve import prepare_run
     from lgrpo_bench.tracking import TrackingUnavailable
-
     from lgrpo_bench.tracking.record import RunLayout
 
     prepared = prepare_run(config)
@@ -61,23 +61,35 @@ def config_show(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key: --set algorithm.lam_init=0.5"),
 ) -> None:
     """Validate a run config and print it resolved, with its run id. Example: lgrpo-bench config show run.yaml"""
-    from lgrpo_bench.config import ConfigError, dump_yaml, load_run_config, run_id
+    from lgrpo_bench.algorithms.presets import algorithm_of
+    from lgrpo_bench.config import ConfigError, dump_yaml
+    from lgrpo_bench.runs.resolve import load_run, run_id
 
     try:
-        config = load_run_config(config_file, set_ or [])
+        config = load_run(config_file, set_ or [])
     except ConfigError as error:
         fail_input(str(error))
     typer.echo(f"# run id: {run_id(config)}")
+    algorithm = algorithm_of(config)
+    typer.echo("# algorithm: " + ", ".join(f"{k}={v}" for k, v in algorithm.identity().items() if v is not None))
+    for note in algorithm.notes:
+        typer.echo(f"# note: {note}")
     typer.echo(dump_yaml(config))
 
 
 @app.command()
 def algorithms() -> None:
-    """List the registered algorithms and what distinguishes them. Example: lgrpo-bench algorithms"""
-    from lgrpo_bench.algorithms import ALGORITHMS
+    """List the presets (algorithm.name) and the four axes with their choices. Example: lgrpo-bench algorithms"""
+    from lgrpo_bench.algorithms.presets import AXES, PRESETS
 
-    for name, spec in ALGORITHMS.items():
-        typer.echo(f"{name:12s} {spec.summary}\n{'':12s} ref: {spec.reference}")
+    typer.echo("presets (algorithm.name): aggregation × surrogate × advantage × group_filter")
+    for name, preset in PRESETS.items():
+        typer.echo(f"  {name:12s} {preset.aggregation} × {preset.surrogate} × {preset.advantage} × {preset.group_filter}"
+                   f"\n  {'':12s} {preset.summary}\n  {'':12s} ref: {preset.reference}")
+    for axis, choices in AXES.items():
+        typer.echo(f"\naxis algorithm.{axis}:")
+        for value, description in choices.items():
+            typer.echo(f"  {value:20s} {description}")
 
 
 @app.command()

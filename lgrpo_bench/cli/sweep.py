@@ -14,7 +14,8 @@ ACTIONS = ("show", "export", "dashboard")
 
 def _storage_for(study_or_file: str, storage: str | None) -> tuple[str, str]:
     """(study name, storage URL) from a study name (+ --storage) or a sweep file."""
-    from lgrpo_bench.config.sweep import load_sweep, resolve_storage
+    from lgrpo_bench.config.sweep import resolve_storage
+    from lgrpo_bench.runs.resolve import load_sweep
 
     path = Path(study_or_file)
     if path.suffix in (".yaml", ".yml"):
@@ -61,7 +62,7 @@ def sweep(
 
 
 def _run(path: Path) -> None:
-    from lgrpo_bench.config.sweep import load_sweep
+    from lgrpo_bench.runs.resolve import load_sweep
     from lgrpo_bench.dispatch.orchestrator import GridBusy
     from lgrpo_bench.sweeps import run_sweep
     from lgrpo_bench.tracking import TrackingUnavailable

@@ -1,16 +1,24 @@
-"""Typed configs (pydantic), safe YAML loading, overrides and run identity."""
+"""Typed configs (pydantic), safe YAML loading, overrides and the run-identity hash: the ground floor.
 
-from lgrpo_bench.config.grid import ExpandedGrid, GridConfig, GridPoint, load_grid
+Nothing here imports another lgrpo_bench package, torch or transformers. Checks against the registries (algorithm
+presets and axes, model presets, benchmarks, templates) and the run id itself need those registries, so they come
+from the resolve step: load run configs, grids and sweeps through :mod:`lgrpo_bench.runs.resolve`
+(``load_run``, ``load_grid``, ``load_sweep``, ``run_id``), which passes its checker to the functions here.
+"""
+
+from lgrpo_bench.config.grid import ExpandedGrid, GridConfig, GridPoint
 from lgrpo_bench.config.loading import (
+    Checker,
     ConfigError,
+    ConfigProblem,
     build_run_config,
     dump_yaml,
+    identity_hash,
     identity_payload,
     known_keys,
     load_run_config,
     parse_override,
     read_yaml,
-    run_id,
     set_dotted,
 )
 from lgrpo_bench.config.schema import (
@@ -24,7 +32,8 @@ from lgrpo_bench.config.schema import (
 )
 
 __all__ = [
-    "AlgorithmConfig", "ConfigError", "EvalConfig", "ExpandedGrid", "GridConfig", "GridPoint", "ModelConfig",
-    "RunConfig", "TaskConfig", "TrackingConfig", "TrainConfig", "build_run_config", "dump_yaml", "identity_payload", "known_keys",
-    "load_grid", "load_run_config", "parse_override", "read_yaml", "run_id", "set_dotted",
+    "AlgorithmConfig", "Checker", "ConfigError", "ConfigProblem", "EvalConfig", "ExpandedGrid", "GridConfig",
+    "GridPoint", "ModelConfig", "RunConfig", "TaskConfig", "TrackingConfig", "TrainConfig", "build_run_config",
+    "dump_yaml", "identity_hash", "identity_payload", "known_keys", "load_run_config", "parse_override", "read_yaml",
+    "set_dotted",
 ]

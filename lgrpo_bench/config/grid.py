@@ -12,11 +12,13 @@ A grid file::
     include: [{algorithm.name: dapo_full, train.seed: 0}]  # extra points (base + these keys)
     executor: {kind: local, slots: 2}
 
-:func:`load_grid` validates the whole grid before anything runs and returns every point as a resolved
+:func:`load_grid` validates the whole grid before anything runs and returns every point as a validated
 :class:`~lgrpo_bench.config.schema.RunConfig` with its run id. Every problem is a :class:`ConfigError`
 naming the file, the key path and the bad value (the CLI turns it into exit code 2): malformed YAML,
-unknown keys, an axis on a key that does not exist, values of the wrong type, unknown algorithms, models
-or benchmarks, an empty product, duplicate points (equal run ids).
+duplicate keys, unknown keys, an axis on a key that does not exist, values of the wrong type, more points than
+``max_points`` (counted from the axis lengths before anything is expanded), an empty product, duplicate points
+(equal run ids), and whatever the caller's ``check`` finds (unknown algorithms, models, benchmarks: the registries
+live above this package; ``lgrpo_bench.runs.resolve.load_grid`` passes their checks and the run-id function).
 """
 
 from __future__ import annotations
@@ -27,15 +29,19 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lgrpo_bench.config.loading import (
+    Checker,
     ConfigError,
+    ConfigProblem,
+    echo,
     known_keys,
+    no_checks,
     read_yaml,
-    run_id,
     set_dotted,
     validate_file,
 )
@@ -54,10 +60,14 @@ __all__ = [
     "check_run_key",
     "parse_slurm_time",
     "run_config_keys",
+    "DEFAULT_MAX_POINTS",
 ]
 
-HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 MAX_ERRORS_SHOWN = 20
+DEFAULT_MAX_POINTS = 20_000
+"""The largest grid ``plan``/``run`` accept unless ``--max-points`` says more (expanding and checking 10,000 points
+takes about a second; 10⁵ seeds took minutes and a gigabyte before this limit existed)."""
+Identify = Callable[[RunConfig], str]
 
 
 class _Strict(BaseModel):
@@ -186,8 +196,8 @@ class GridConfig(_Strict):
     """A grid file: which runs (base × axes ± include/exclude) and where they run (executor)."""
 
     name: str = Field(
-        ..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        description="Grid name: tag lgrpo.grid of every run and name of the grid's parent run in MLflow",
+        ..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100,
+        description="Grid name (at most 100 characters): tag lgrpo.grid of every run and name of the grid's parent run in MLflow",
     )
     description: str = Field("", description="Free text shown by `lgrpo-bench plan`")
     base: dict[str, Any] | str = Field(
@@ -265,30 +275,21 @@ def check_run_key(key: str, where: str, source: str, leaves: set[str], sections:
     raise ConfigError(f"{source}: {where}: not a run config key{hint}; see `lgrpo-bench config schema`")
 
 
-def _model_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a model (None when it can): a preset, an existing folder or a hub id owner/name."""
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return None
-    if name.startswith(("/", "./", "../", "~")):
-        return "no such folder"
-    if HUB_ID_RE.match(name):
-        return None
-    from lgrpo_bench.models.loading import QWEN_PRESETS
-    from lgrpo_bench.models.tiny import TINY_PRESETS
+def load_grid(path: str | Path, *, identify: Identify, check: Checker = no_checks,
+              max_points: int = DEFAULT_MAX_POINTS) -> ExpandedGrid:
+    """Read, validate and expand a grid file; raise :class:`ConfigError` on the first problems found.
 
-    if name in TINY_PRESETS or name.lower() in QWEN_PRESETS:
-        return None
-    presets = [*TINY_PRESETS, *QWEN_PRESETS]
-    close = difflib.get_close_matches(name, presets, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    return f"not a preset ({', '.join(presets)}){hint}, an existing folder or a hub id owner/name"
-
-
-def load_grid(path: str | Path) -> ExpandedGrid:
-    """Read, validate and expand a grid file; raise :class:`ConfigError` on the first problems found."""
+    ``identify`` gives a point's run id; ``check`` finds problems the schema cannot see (both from the resolve step)."""
     path = Path(path)
-    return expand_grid(validate_file(path, GridConfig), path)
+    return expand_grid(validate_file(path, GridConfig), path, identify=identify, check=check, max_points=max_points)
+
+
+def count_points(grid: GridConfig) -> int:
+    """Points of the product before ``exclude`` (an upper bound of the grid's size) plus ``include``."""
+    product = 1
+    for values in grid.axes.values():
+        product *= max(len(values), 1)
+    return product + len(grid.include)
 
 
 def base_mapping(base: dict[str, Any] | str, path: Path) -> tuple[dict[str, Any], str]:
@@ -302,10 +303,16 @@ def base_mapping(base: dict[str, Any] | str, path: Path) -> tuple[dict[str, Any]
     return read_yaml(base_path), f"{base_path}: "
 
 
-def expand_grid(grid: GridConfig, path: str | Path = "<grid>") -> ExpandedGrid:
+def expand_grid(grid: GridConfig, path: str | Path = "<grid>", *, identify: Identify, check: Checker = no_checks,
+                max_points: int = DEFAULT_MAX_POINTS) -> ExpandedGrid:
     """Every point of ``grid`` as a validated :class:`GridPoint` (see the module docstring for the rules)."""
     path = Path(path)
     source = str(path)
+    points_at_most = count_points(grid)
+    if points_at_most > max_points:
+        sizes = " × ".join(f"{len(values):,} {key}" for key, values in grid.axes.items())
+        raise ConfigError(f"{source}: axes: {sizes} make {points_at_most:,} points, above the limit of {max_points:,}; "
+                          "split the grid, or raise the limit with --max-points if you mean it")
     leaves, sections = run_config_keys()
     base, base_prefix = base_mapping(grid.base, path)
 
@@ -362,7 +369,15 @@ def expand_grid(grid: GridConfig, path: str | Path = "<grid>") -> ExpandedGrid:
             if len(errors) >= MAX_ERRORS_SHOWN:
                 break
             continue
-        point = GridPoint(len(points), run_id(config), config, values, origin)
+        problems = check(config)
+        if problems:
+            for line in _problem_lines(problems, values, origin, grid, source, base_prefix, origins):
+                if line not in errors:
+                    errors.append(line)
+            if len(errors) >= MAX_ERRORS_SHOWN:
+                break
+            continue
+        point = GridPoint(len(points), identify(config), config, values, origin)
         twin = by_run_id.get(point.run_id)
         if twin is not None:
             errors.append(
@@ -375,8 +390,6 @@ def expand_grid(grid: GridConfig, path: str | Path = "<grid>") -> ExpandedGrid:
             continue
         by_run_id[point.run_id] = point
         points.append(point)
-    if not errors:
-        errors = _name_errors(points, grid, source, base_prefix, origins)
     if errors:
         raise ConfigError("\n".join(errors))
     return ExpandedGrid(path, grid, points, axis_keys)
@@ -419,29 +432,26 @@ def _point_errors(err: ValidationError, values: dict[str, Any], origin: str, gri
             continue
         found = _where(key, values, origin, grid, source, base_prefix, origins)
         bad = item.get("input")
-        shown = "" if item["type"] in ("extra_forbidden", "missing") or isinstance(bad, dict) else f" (got {bad!r})"
+        shown = "" if item["type"] in ("extra_forbidden", "missing") or isinstance(bad, dict) else f" (got {echo(bad)})"
         location = f"{base_prefix}{key}" if found is None else found[0]
         lines.append(f"{location}: {message}{shown}")
     return lines
 
 
+def _problem_lines(problems: list[ConfigProblem], values: dict[str, Any], origin: str, grid: GridConfig, source: str,
+                   base_prefix: str, origins: dict[str, str]) -> list[str]:
+    """Error lines of the checker's problems, each at the grid key its value came from (as for schema errors)."""
+    lines = []
+    for problem in problems:
+        shown = f" (got {echo(problem.value)})" if problem.show_value else ""
+        if not problem.key:
+            lines.append(f"{source}: {origin}: point {_label(values)}: {problem.message}")
+            continue
+        found = _where(problem.key, values, origin, grid, source, base_prefix, origins)
+        location = f"{base_prefix}{problem.key}" if found is None else found[0]
+        lines.append(f"{location}: {problem.message}{shown}")
+    return lines
+
+
 def _label(values: dict[str, Any]) -> str:
     return ", ".join(f"{key}={_short(value)}" for key, value in values.items()) or "(base)"
-
-
-def _name_errors(points: list[GridPoint], grid: GridConfig, source: str, base_prefix: str,
-                 origins: dict[str, str]) -> list[str]:
-    """Unknown models (checked once per distinct name; algorithms and benchmarks are checked by RunConfig)."""
-    errors: list[str] = []
-    checked: set[str] = set()
-    for point in points:
-        name = point.config.model.name
-        if name in checked:
-            continue
-        checked.add(name)
-        problem = _model_problem(name)
-        if problem:
-            found = _where("model.name", point.values, point.origin, grid, source, base_prefix, origins)
-            location = found[0] if found else f"{base_prefix}model.name"
-            errors.append(f"{location}: unknown model {name!r}: {problem}")
-    return errors

@@ -7,10 +7,16 @@ where it matters, where its default comes from.
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SEED_MAX = 2**32 - 1
+"""The largest seed numpy, torch and vLLM all accept (numpy's ``np.random.seed`` stops at 2³² − 1)."""
+
+
+def _seed(default: int, description: str):
+    return Field(default, ge=0, le=SEED_MAX, description=f"{description} (0 … 2³² − 1)")
 
 
 class _Strict(BaseModel):
@@ -33,10 +39,11 @@ class ModelConfig(_Strict):
         "auto", description="Weights and compute dtype: auto = bfloat16 on CUDA, float32 on CPU"
     )
     warm_start_steps: int | None = Field(
-        None, ge=0, description="Tiny presets only: SFT warm-start steps (None = the preset's default)",
+        None, ge=0, description="Tiny presets only: SFT step budget of the warm start; its validation stopping "
+        "rule usually ends it earlier (None = the preset's budget)",
         json_schema_extra=_unit("optimizer steps"),
     )
-    warm_start_seed: int = Field(0, description="Tiny presets only: seed of the warm start (shared by all RL seeds)")
+    warm_start_seed: int = _seed(0, "Tiny presets only: seed of the warm start (shared by all RL seeds)")
 
 
 class TaskConfig(_Strict):
@@ -57,8 +64,8 @@ class TaskConfig(_Strict):
     num_heldout_problems: int = Field(500, ge=1, description="arith: held-out test problems, disjoint from training",
                                       json_schema_extra=_unit("problems"))
     data_seed: int = Field(
-        0, description="arith: seed of problem generation (fixed across runs, unlike train.seed); tiny presets "
-        "were warm-started on problems outside the held-out split of seed 0, so keep 0 with them",
+        0, ge=0, le=SEED_MAX, description="arith: seed of problem generation (fixed across runs, unlike train.seed); tiny presets "
+        "were warm-started on problems outside the held-out split of seed 0, so keep 0 with them (0 … 2³² − 1)",
     )
     template: str | None = Field(None, description="Prompt template (arith, qwen_math, r1); None = the task's default")
     reward_timeout_s: float = Field(5.0, gt=0, description="Upper bound on one reward call", json_schema_extra=_unit("s"))
@@ -80,34 +87,80 @@ class TaskConfig(_Strict):
 
 
 class AlgorithmConfig(_Strict):
-    """Which GRPO-family loss (see lgrpo_bench.algorithms) and its options."""
+    """Which GRPO-family loss: a preset (``name``) that sets four axes and their hyperparameters, each of which may be
+    overridden (lgrpo_bench.algorithms; ``lgrpo-bench algorithms`` lists them). Hyperparameters the chosen axis
+    values do not use are ignored and left out of the run id."""
 
-    name: str = Field("lambda_grpo", description="grpo, dapo, dr_grpo, lambda_grpo or dapo_full")
-    r: float = Field(1 / 9, gt=0, description="λ-GRPO: scale of the length z-score in h = 1 + r·z (paper: 1/9)")
-    lam_init: float = Field(0.0, description="λ-GRPO: initial λ (0 = DAPO's token mean; not stated in the paper)")
-    lambda_lr: float = Field(1e-2, gt=0, description="λ-GRPO: Adam learning rate of λ (no weight decay)")
-    lambda_learnable: bool = Field(True, description="λ-GRPO: learn λ; false freezes it at lam_init (ablations)")
-    epsilon_low: float | None = Field(None, gt=0, lt=1, description="Lower clip ε_low; None = the algorithm's default (0.2)")
-    epsilon_high: float | None = Field(None, gt=0, description="Upper clip ε_high; None = the algorithm's default (0.2; dapo_full 0.28)")
+    name: str = Field(
+        "lambda_grpo", description="Preset: grpo, dapo, dr_grpo, lambda_grpo, dapo_full, gspo, cispo, sapo or bnpo; it "
+        "sets aggregation, surrogate, advantage, group_filter and their hyperparameters (the fields below override them)",
+    )
+    aggregation: str | None = Field(
+        None, description="w_i in L = Σ_i w_i Σ_t ℓ_it: seq_mean_token_mean (GRPO, arXiv 2402.03300: 1/(N·|o_i|)), "
+        "token_mean (DAPO, arXiv 2503.14476: 1/Σ|o|), constant (Dr. GRPO, arXiv 2503.20783: 1/(N·L_max)), "
+        "local_token_mean (TRL bnpo: token mean per micro-batch), prompt_mean (ScaleRL, arXiv 2510.13786: "
+        "1/(P·Σ_{j∈g}|o_j|)), lambda (λ-GRPO, arXiv 2510.06870: f_i/Σ|o|); None = the preset's",
+    )
+    surrogate: str | None = Field(
+        None, description="ℓ_it: clip (PPO/GRPO, ε_low/ε_high), cispo (MiniMax-M1, arXiv 2506.13585: "
+        "−sg(min(ρ, ε_max))·A·log π), sapo (arXiv 2511.20347: soft gate, τ_pos/τ_neg), gspo (arXiv 2507.18071: "
+        "sequence-level ratio clipped per sequence); None = the preset's",
+    )
+    advantage: str | None = Field(
+        None, description="A_i: group_std ((R − mean_g)/(std_g + 1e-4), GRPO), group_mean (R − mean_g, Dr. GRPO), "
+        "batch_std ((R − mean_g)/(std over the batch + 1e-4), PPO-Lite arXiv 2508.08221); None = the preset's",
+    )
+    group_filter: str | None = Field(
+        None, description="Which groups enter the loss, decided on accuracy (the correctness reward) as in DAPO "
+        "(arXiv 2503.14476 §3.2): none, drop (uniform-accuracy groups leave the loss; the batch shrinks), resample "
+        "(generate from new prompts until the batch holds prompts_per_step mixed groups); None = the preset's",
+    )
+    max_generation_batches: int | None = Field(
+        None, ge=1, description="group_filter resample: generation rounds one step may use at most (verl "
+        "max_num_gen_batches; its 0 = unbounded is refused here); a step that reaches it trains on the mixed groups "
+        "it has and logs train/group_filter_cap_reached; None = the preset's (10)",
+    )
+    r: float = Field(1 / 9, gt=0, description="aggregation lambda: scale of the length z-score in h = 1 + r·z (paper: 1/9); "
+                     "must stay below 1/sqrt(G-1)")
+    lam_init: float = Field(0.0, description="aggregation lambda: initial λ (0 = DAPO's token mean; not stated in the paper)")
+    lambda_lr: float = Field(1e-2, gt=0, description="aggregation lambda: learning rate of λ (follows the policy's LR schedule)")
+    lambda_learnable: bool = Field(True, description="aggregation lambda: learn λ; false freezes it at lam_init (ablations)")
+    lambda_optimizer: Literal["adam", "sgd"] = Field(
+        "adam", description="aggregation lambda: λ's optimizer. adam (a param group of the policy's AdamW, no weight "
+        "decay): while its gradient keeps one sign λ moves by about lambda_lr per step whatever the gradient's size "
+        "(train/lambda_rate_limited says when); sgd: λ moves by lambda_lr × schedule × gradient, so its value shows "
+        "how strongly the data pulls it",
+    )
+    epsilon_low: float | None = Field(None, gt=0, lt=1, description="surrogate clip/gspo: lower clip ε_low; None = the "
+                                      "preset's (0.2; gspo 3e-4)")
+    epsilon_high: float | None = Field(None, gt=0, description="surrogate clip/gspo: upper clip ε_high; None = the preset's "
+                                       "(0.2; dapo_full 0.28, DAPO's clip-higher; gspo 4e-4)")
+    cispo_epsilon_max: float | None = Field(
+        None, gt=0, description="surrogate cispo: cap ε_max on the importance weight ρ (absolute, as in ScaleRL and TRL's "
+        "epsilon_high for cispo; must be ≥ 1); None = the preset's (5.0, TRL's recommendation)",
+    )
+    sapo_temperature_pos: float | None = Field(None, gt=0, description="surrogate sapo: gate temperature τ for A > 0; "
+                                               "None = the preset's (1.0, TRL's default)")
+    sapo_temperature_neg: float | None = Field(None, gt=0, description="surrogate sapo: gate temperature τ for A ≤ 0; "
+                                               "None = the preset's (1.05, TRL's default)")
+    mask_truncated_completions: bool | None = Field(
+        None, description="Completions that hit max_completion_length without EOS get no loss (DAPO §3.4); None = the "
+        "preset's (true for dapo_full)",
+    )
+    overlong_penalty: bool | None = Field(
+        None, description="Add DAPO's soft overlong punishment to the reward (DAPO §3.4); None = the preset's (true for "
+        "dapo_full)",
+    )
     overlong_buffer_tokens: int | None = Field(
-        None, ge=1, description="dapo_full: soft overlong punishment buffer; None = 20 % of max_completion_length "
+        None, ge=1, description="overlong_penalty: soft punishment buffer; None = 20 % of max_completion_length "
         "(DAPO: 4,096 of 20,480)", json_schema_extra=_unit("tokens"),
     )
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        from lgrpo_bench.algorithms import ALGORITHMS
-
-        if value not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {value!r}: choose one of {', '.join(ALGORITHMS)}")
-        return value
 
 
 class TrainConfig(_Strict):
     """RL trainer options. Every TRL default that assumes a GPU is set explicitly from here."""
 
-    seed: int = Field(0, description="Seed of RL sampling and initialisation of trainer state")
+    seed: int = _seed(0, "Seed of RL sampling and initialisation of trainer state")
     max_steps: int = Field(40, ge=1, description="Optimizer steps", json_schema_extra=_unit("steps"))
     num_generations: int = Field(8, ge=2, description="G: completions sampled per prompt")
     prompts_per_step: int = Field(8, ge=1, description="Prompts per optimizer step (batch = prompts_per_step·G completions)",
@@ -179,7 +232,7 @@ class EvalConfig(_Strict):
     max_batch_size: int = Field(64, ge=1, description="Upper bound of the automatic batch size (hf on GPU; vllm max_num_seqs)")
     tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs one model is split across")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm: fraction of GPU memory vLLM may reserve")
-    seed: int = Field(0, description="Seed of sampling (avg@k protocols); greedy results do not depend on it")
+    seed: int = _seed(0, "Seed of sampling (avg@k protocols); greedy results do not depend on it")
     limit: int | None = Field(None, ge=1, description="Evaluate only the first N problems of each benchmark (smoke tests; "
                               "the logged problem count and hash say so)", json_schema_extra=_unit("problems"))
     overrides: dict[str, BenchmarkEvalConfig] = Field(
@@ -188,35 +241,9 @@ class EvalConfig(_Strict):
 
     @field_validator("benchmarks")
     @classmethod
-    def _known_benchmarks(cls, value: list[str]) -> list[str]:
-        from lgrpo_bench.evaluation.benchmarks import BENCHMARK_NAMES
-
-        unknown = [name for name in value if name not in BENCHMARK_NAMES]
-        if unknown:
-            raise ValueError(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARK_NAMES)}")
+    def _listed_once(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("each benchmark may be listed once")
-        return value
-
-    @field_validator("overrides")
-    @classmethod
-    def _known_overrides(cls, value: dict[str, BenchmarkEvalConfig]) -> dict[str, BenchmarkEvalConfig]:
-        from lgrpo_bench.evaluation.benchmarks import BENCHMARK_NAMES, get_benchmark
-        from lgrpo_bench.tasks.templates import TEMPLATES
-
-        for name, override in value.items():
-            if name not in BENCHMARK_NAMES:
-                raise ValueError(f"{name}: unknown benchmark; choose from {', '.join(BENCHMARK_NAMES)}")
-            default = get_benchmark(name)
-            k = override.k if override.k is not None else default.k
-            temperature = override.temperature if override.temperature is not None else default.temperature
-            if temperature == 0 and k > 1:
-                raise ValueError(f"{name}: k={k} samples at temperature 0 are {k} copies of the greedy answer; "
-                                 f"set temperature > 0 for avg@{k}, or k: 1")
-            if override.template is not None and override.template not in TEMPLATES:
-                raise ValueError(f"{name}.template: unknown template {override.template!r}; choose from {', '.join(TEMPLATES)}")
-            if override.template is not None and (override.template == "arith") != (default.scorer == "arith"):
-                raise ValueError(f"{name}.template: {override.template!r} does not fit this benchmark's answer format")
         return value
 
 
@@ -232,32 +259,14 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "RunConfig":
-        from lgrpo_bench.algorithms import get_algorithm, max_safe_r
-
-        spec = get_algorithm(self.algorithm.name)
-        group_size = self.train.num_generations
-        if spec.uses_lambda and self.algorithm.r >= max_safe_r(group_size):
-            raise ValueError(
-                f"algorithm.r={self.algorithm.r:g} is too large for train.num_generations={group_size}: "
-                f"1 + r·z reaches 1 - r·sqrt(G-1) = {1 - self.algorithm.r * math.sqrt(group_size - 1):.3f} ≤ 0; "
-                f"use r < {max_safe_r(group_size):.4f}"
-            )
+        """Checks between fields of the config itself; checks against the registries (algorithm presets and axes,
+        models, benchmarks, templates, the tiny presets' held-out split) are the resolve step's
+        (``lgrpo_bench.runs.resolve.run_problems``)."""
         if self.train.prompts_per_step % self.train.gradient_accumulation_steps:
             raise ValueError(
                 f"train.prompts_per_step={self.train.prompts_per_step} must be a multiple of "
                 f"train.gradient_accumulation_steps={self.train.gradient_accumulation_steps}"
             )
-        if self.task.name == "arith" and self.model.name.startswith("tiny-"):
-            from lgrpo_bench.tasks.arith import ARITH_DEFAULT_DIGITS, ARITH_N_TEST, ARITH_SPLIT_SEED
-
-            task = self.task
-            if (task.data_seed, tuple(task.digits)) != (ARITH_SPLIT_SEED, tuple(ARITH_DEFAULT_DIGITS)) or task.num_heldout_problems > ARITH_N_TEST:
-                raise ValueError(
-                    f"task.data_seed={task.data_seed}, task.digits={task.digits}, task.num_heldout_problems="
-                    f"{task.num_heldout_problems}: with a tiny preset the held-out split must be the one its warm start "
-                    f"never saw (data_seed {ARITH_SPLIT_SEED}, digits {list(ARITH_DEFAULT_DIGITS)}, at most {ARITH_N_TEST} "
-                    "problems), or held-out accuracy would be measured on training data"
-                )
         if self.task.name == "math" and self.task.template == "arith":
             raise ValueError("task.template=arith only fits task.name=arith")
         return self
@@ -265,18 +274,6 @@ class RunConfig(_Strict):
     @property
     def resolved_template(self) -> str:
         return self.task.template or ("arith" if self.task.name == "arith" else "qwen_math")
-
-    @property
-    def epsilon_low(self) -> float:
-        from lgrpo_bench.algorithms import get_algorithm
-
-        return self.algorithm.epsilon_low or get_algorithm(self.algorithm.name).epsilon_low
-
-    @property
-    def epsilon_high(self) -> float:
-        from lgrpo_bench.algorithms import get_algorithm
-
-        return self.algorithm.epsilon_high or get_algorithm(self.algorithm.name).epsilon_high
 
 
 #: Sections and fields that do not change results, left out of the run identity.

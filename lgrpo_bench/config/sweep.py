@@ -41,7 +41,15 @@ from lgrpo_bench.config.grid import (
     check_run_key,
     run_config_keys,
 )
-from lgrpo_bench.config.loading import ConfigError, format_validation_error, set_dotted, validate_file
+from lgrpo_bench.config.loading import (
+    Checker,
+    ConfigError,
+    format_problems,
+    format_validation_error,
+    no_checks,
+    set_dotted,
+    validate_file,
+)
 from lgrpo_bench.config.schema import RunConfig
 
 __all__ = [
@@ -224,15 +232,20 @@ class LoadedSweep:
     storage: str
 
 
-def trial_run_config(loaded: LoadedSweep, params: dict[str, Any]) -> RunConfig:
-    """Base + overrides (already in ``loaded.base``) + a trial's parameters, validated; tagged with the study name."""
+def trial_run_config(loaded: LoadedSweep, params: dict[str, Any], check: Checker = no_checks) -> RunConfig:
+    """Base + overrides (already in ``loaded.base``) + a trial's parameters, validated and ``check``-ed."""
     data = copy.deepcopy(loaded.base)
     for key, value in params.items():
         set_dotted(data, key, value)
+    source = f"{loaded.path} (trial {params})"
     try:
-        return RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, f"{loaded.path} (trial {params})")) from None
+        raise ConfigError(format_validation_error(err, source)) from None
+    problems = check(config)
+    if problems:
+        raise ConfigError(format_problems(problems, source))
+    return config
 
 
 def network_filesystem(path: str | Path, mounts_file: str = "/proc/mounts") -> str | None:
@@ -291,8 +304,10 @@ def resolve_storage(storage: str | None, source: str = "<sweep>") -> str:
     return storage
 
 
-def load_sweep(path: str | Path) -> LoadedSweep:
-    """Read and validate a sweep file (see the module docstring); :class:`ConfigError` on any problem."""
+def load_sweep(path: str | Path, check: Checker = no_checks) -> LoadedSweep:
+    """Read and validate a sweep file (see the module docstring); :class:`ConfigError` on any problem.
+
+    ``check`` (the resolve step's registry checks) runs on the base config and on every probe of the space."""
     path = Path(path)
     sweep = validate_file(path, SweepConfig)
     source = str(path)
@@ -309,16 +324,22 @@ def load_sweep(path: str | Path) -> LoadedSweep:
         config = RunConfig.model_validate(base)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, f"{source}: base")) from None
+    problems = check(config)
+    if problems:
+        raise ConfigError(format_problems(problems, f"{source}: base"))
     for key, entry in sweep.space.items():
         for value in entry.probe_values():
             probe = copy.deepcopy(base)
             set_dotted(probe, key, value)
             try:
-                RunConfig.model_validate(probe)
+                problems = check(RunConfig.model_validate(probe))
             except ValidationError as err:
                 first = err.errors()[0]
                 raise ConfigError(f"{source}: space.{key}: value {value!r} is refused by the run config: "
                                   f"{first['msg'].removeprefix('Value error, ')}") from None
+            if problems:
+                raise ConfigError(f"{source}: space.{key}: value {value!r} is refused by the run config: "
+                                  f"{problems[0].message}")
         if sweep.sampler.kind == "grid" and entry.grid_values() is None:
             raise ConfigError(f"{source}: space.{key}: the grid sampler needs discrete values; give a step or categorical")
     _check_objective(sweep, config, source)

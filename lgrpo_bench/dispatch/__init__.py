@@ -1,9 +1,9 @@
 """Experiment grids at run time: state from the store, jobs, executors (local / Ray / SLURM), progress.
 
-    from lgrpo_bench.config import load_grid
+    from lgrpo_bench.runs.resolve import load_grid
     from lgrpo_bench.dispatch import plan_grid, run_grid
 
-    grid = load_grid("experiments/quickstart.yaml")   # validated, every point resolved with its run id
+    grid = load_grid("experiments/quickstart.yaml")   # validated, checked, every point with its run id
     statuses = plan_grid(grid)                         # run id -> RunStatus (new/running/trained/stopped/failed/pruned/done)
     summary = run_grid(grid)                           # launch what is not done; summary.exit_code
 

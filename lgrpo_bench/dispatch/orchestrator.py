@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import logging
+
 from lgrpo_bench.config import ConfigError
 from lgrpo_bench.config.grid import ExpandedGrid, GridPoint, LocalExecutorConfig, RayExecutorConfig, SlurmExecutorConfig
 from lgrpo_bench.dispatch.executors import Executor, make_executor
@@ -43,6 +45,7 @@ from lgrpo_bench.tracking.schema import TAG_GRID_POINTS, TAG_GRID_RUNS_DIR, fail
 __all__ = ["GridBusy", "GridRunSummary", "PASSED_ENV_PREFIXES", "REDACTED", "SECRET_ENV_KEY", "build_jobs", "grid_lock", "make_job",
            "plan_grid", "redact_executor_env", "run_grid"]
 
+LOG = logging.getLogger("lgrpo_bench.dispatch")
 PASSED_ENV_PREFIXES = ("HF_", "LGRPO_", "MLFLOW_", "TRANSFORMERS_", "TOKENIZERS_", "OMP_", "CUDA_HOME", "NCCL_")
 """Environment variables copied into every job (workers on other nodes see the orchestrator's settings)."""
 SECRET_ENV_KEY = re.compile(r"TOKEN|SECRET|KEY|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
@@ -143,7 +146,8 @@ def build_jobs(expanded: ExpandedGrid, statuses: dict[str, RunStatus], parents: 
             continue
         prepared = prepare_run(point.config, rid=point.run_id, write=False)
         if write and status.state == NEW and status.mlflow_run_id is None and prepared.layout.has_outputs():
-            prepared.layout.move_aside()
+            moved = prepared.layout.move_aside()
+            LOG.warning("run %s: its folder held results the store has no record of; moved to %s", point.run_id, moved)
         tracking = prepared.config.tracking
         jobs.append(make_job(prepared, expanded.grid.executor, label=point.label(),
                              parent_run_id=parents.get((tracking.uri, tracking.experiment)), write=write))

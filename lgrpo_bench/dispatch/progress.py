@@ -1,8 +1,11 @@
 """What a grid looks like while it runs and afterwards: live view, plan/status tables, the results table.
 
-The live view reads a running run's step and reward from the last progress line of its ``run.log``
-(``step 12/40  reward 0.375 ...``, printed by training); states come from the store. On a terminal it is a
-rich ``Live`` table; elsewhere (CI, a pipe) it prints one line per started / finished / failed run.
+The live view reads what a running run is doing from the last progress line of its ``run.log``, printed by
+training: ``step 12/40  reward 0.375 ...`` while it trains, ``building warm start tiny-s (seed 0) 200/1300`` while
+its tiny preset's warm start is built (or ``preparing warm start ...`` while it waits for another process building
+it); states come from the store. On a terminal it is a rich ``Live`` table; elsewhere (CI, a pipe) it prints one
+line per started / finished / failed run and one per warm-start milestone. The ETA leaves out the time spent on
+warm starts (built once, then cached): it extrapolates from training progress only.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import math
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +25,41 @@ from rich.text import Text
 
 from lgrpo_bench.dispatch.state import DONE, FAILED, GRID_STATES, NEW, PRUNED, QUEUED, RUNNING, STOPPED, TRAINED, RunStatus
 
-__all__ = ["GridProgress", "format_seconds", "plan_table", "read_log_progress",
+__all__ = ["GridProgress", "LogProgress", "format_seconds", "parse_progress", "plan_table", "read_log_progress",
            "states_line"]
 
 PROGRESS_RE = re.compile(r"step (\d+)/(\d+)\s+reward (-?[\d.]+(?:e[-+]?\d+)?|nan)")
+WARM_START_RE = re.compile(r"(preparing|building) warm start (\S+) \(seed (\d+)\)(?: (\d+)/(\d+))?")
+WARM_START_DONE_RE = re.compile(r"model \S+: [\d,]+ parameters, warm-start greedy accuracy")
+WARM_START_PRINT_EVERY = 500
+"""Without a terminal, a line each time a run's warm start passes a multiple of this many SFT steps."""
+
+
+@dataclass(frozen=True)
+class LogProgress:
+    """What a run's log says it is doing: training (``step``/``total``/``reward``) or its warm start."""
+
+    step: int
+    total: int
+    reward: float | None = None
+    warm_start: str | None = None
+    """``building warm start tiny-s (seed 0)`` (or ``preparing …``) while the run waits for its tiny model."""
+
+    @property
+    def in_warm_start(self) -> bool:
+        return self.warm_start is not None
+
+    def describe(self) -> str:
+        if self.warm_start:
+            return f"{self.warm_start} {self.step}/{self.total}" if self.total else self.warm_start
+        return f"step {self.step}/{self.total}" + (f", reward {self.reward:.3f}" if self.reward is not None else "")
 LOG_TAIL_BYTES = 16384
 STATE_STYLES = {NEW: "cyan", QUEUED: "bright_blue", RUNNING: "yellow", TRAINED: "blue", STOPPED: "magenta", FAILED: "red", PRUNED: "dim",
                 DONE: "green"}
 
 
-def read_log_progress(log_path: str | Path) -> tuple[int, int, float] | None:
-    """(step, max_steps, reward) of the last progress line in the log's tail, or None."""
+def read_log_progress(log_path: str | Path) -> LogProgress | None:
+    """The last progress line in the log's tail (training step or warm start), or None."""
     try:
         with open(log_path, "rb") as handle:
             handle.seek(0, 2)
@@ -39,11 +67,24 @@ def read_log_progress(log_path: str | Path) -> tuple[int, int, float] | None:
             text = handle.read().decode("utf-8", errors="replace")
     except OSError:
         return None
-    matches = PROGRESS_RE.findall(text)
-    if not matches:
+    return parse_progress(text)
+
+
+def parse_progress(text: str) -> LogProgress | None:
+    """The latest of: a training step line, a warm-start line (unless a later line says the model is ready)."""
+    step = list(PROGRESS_RE.finditer(text))
+    warm = list(WARM_START_RE.finditer(text))
+    ready = list(WARM_START_DONE_RE.finditer(text))
+    last_step = step[-1] if step else None
+    last_warm = warm[-1] if warm else None
+    if last_warm is not None and (last_step is None or last_warm.end() > last_step.end()):
+        if not ready or ready[-1].start() < last_warm.end():
+            verb, preset, seed, done, total = last_warm.groups()
+            return LogProgress(int(done or 0), int(total or 0), None, f"{verb} warm start {preset} (seed {seed})")
+    if last_step is None:
         return None
-    step, total, reward = matches[-1]
-    return int(step), int(total), float(reward)
+    done, total, reward = last_step.groups()
+    return LogProgress(int(done), int(total), float(reward))
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -60,7 +101,7 @@ def states_line(counts: dict[str, int]) -> str:
 
 
 def plan_table(expanded, statuses: dict[str, RunStatus], *, title: str | None = None,
-               progress: dict[str, tuple[int, int, float]] | None = None) -> Table:
+               progress: dict[str, LogProgress] | None = None) -> Table:
     """One row per point: index, run id, the values that distinguish it, state and detail."""
     keys = expanded.value_keys
     table = Table(title=title, title_justify="left")
@@ -75,8 +116,7 @@ def plan_table(expanded, statuses: dict[str, RunStatus], *, title: str | None = 
         state = status.state if status else NEW
         detail = status.detail if status else ""
         if progress and point.run_id in progress:
-            step, total, reward = progress[point.run_id]
-            detail = f"step {step}/{total}, reward {reward:.3f}" + (f"; {detail}" if detail else "")
+            detail = progress[point.run_id].describe() + (f"; {detail}" if detail else "")
         cells = [str(point.index), point.run_id]
         cells += ["" if key not in point.values else _cell(point.values[key]) for key in keys]
         cells += [Text(state, style=STATE_STYLES.get(state, "")), detail]
@@ -105,6 +145,10 @@ class GridProgress:
         self.failed: dict[str, str] = {}
         self.cancelled: list[str] = []
         self.live: Live | None = None
+        self.warm_start_s = 0.0
+        """Wall time during which some run of this session was waiting for its warm start (not training)."""
+        self._last_update = time.monotonic()
+        self._warm_lines: dict[str, int] = {}
 
     def __enter__(self) -> GridProgress:
         if self.console.is_terminal:
@@ -117,7 +161,7 @@ class GridProgress:
 
     def __exit__(self, *exc) -> None:
         if self.live is not None:
-            self.live.update(self._render())
+            self.live.update(self._render(final=True))
             self.live.__exit__(*exc)
 
     def _line(self, text: str) -> None:
@@ -125,13 +169,24 @@ class GridProgress:
                            soft_wrap=True)
 
     def update(self, running: set[str]) -> None:
+        now = time.monotonic()
         for rid in running:
             if rid not in self.run_started:
-                self.run_started[rid] = time.monotonic()
+                self.run_started[rid] = now
                 if self.live is None:
                     self._line(f"started {rid} ({self.labels.get(rid, '')})")
-        if self.live is not None:
-            self.live.update(self._render())
+        warm = {rid: progress for rid in self.run_started if (progress := self.progress_of(rid)) and progress.in_warm_start}
+        if warm:
+            self.warm_start_s += now - self._last_update
+        self._last_update = now
+        if self.live is None:
+            for rid, progress in warm.items():  # one line per warm-start milestone, not per poll
+                milestone = progress.step // WARM_START_PRINT_EVERY if progress.total else -1
+                if self._warm_lines.get(rid) != milestone:
+                    self._warm_lines[rid] = milestone
+                    self._line(f"{rid}: {progress.describe()}")
+        else:
+            self.live.update(self._render(), refresh=True)
 
     def finished(self, result) -> None:
         rid = result.run_id
@@ -151,26 +206,27 @@ class GridProgress:
         else:
             self.live.console.print(message, highlight=False, soft_wrap=True)
 
-    def progress_of(self, rid: str) -> tuple[int, int, float] | None:
+    def progress_of(self, rid: str) -> LogProgress | None:
         job = self.jobs.get(rid)
         return read_log_progress(job.layout.run_log) if job else None
 
     def eta_s(self) -> float | None:
-        """elapsed · (1 − f) / f, with f the finished fraction of this session's work (running runs count by step)."""
+        """t · (1 − f) / f, with f the finished fraction of this session's work (running runs count by training step)
+        and t the elapsed time minus the time spent waiting for warm starts (a one-off cost, then cached)."""
         total = len(self.jobs)
         if not total:
             return 0.0
         work = len(self.done) + len(self.failed) + len(self.cancelled)
         for rid in self.run_started:
             progress = self.progress_of(rid)
-            if progress and progress[1]:
-                work += progress[0] / progress[1]
+            if progress and progress.total and not progress.in_warm_start:
+                work += progress.step / progress.total
         if work <= 0:
             return None
-        elapsed = time.monotonic() - self.started_at
-        return elapsed * (total - work) / work
+        training = max(time.monotonic() - self.started_at - self.warm_start_s, 0.0)
+        return training * (total - work) / work
 
-    def _render(self):
+    def _render(self, final: bool = False):
         elapsed = time.monotonic() - self.started_at
         finished = len(self.done) + len(self.failed) + len(self.cancelled)
         header = Text(
@@ -178,12 +234,18 @@ class GridProgress:
             f"failed {len(self.failed)}, waiting {len(self.jobs) - finished - len(self.run_started)} "
             f"(+{self.skipped} done before, {self.elsewhere} running elsewhere)   elapsed {format_seconds(elapsed)}   "
             f"ETA {format_seconds(self.eta_s())}")
+        if final or not self.run_started:  # nothing runs: no empty table under the summary
+            return header
         table = Table(box=None, pad_edge=False)
         for column in ("run id", "point", "step", "reward", "time"):
             table.add_column(column)
         for rid, since in sorted(self.run_started.items(), key=lambda item: item[1]):
             progress = self.progress_of(rid)
-            step = f"{progress[0]}/{progress[1]}" if progress else "starting"
-            reward = f"{progress[2]:.3f}" if progress else ""
+            if progress is None:
+                step, reward = "starting", ""
+            elif progress.in_warm_start:
+                step, reward = progress.describe(), ""
+            else:
+                step, reward = f"{progress.step}/{progress.total}", f"{progress.reward:.3f}"
             table.add_row(rid, self.labels.get(rid, ""), step, reward, format_seconds(time.monotonic() - since))
         return Group(header, table)

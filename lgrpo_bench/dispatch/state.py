@@ -79,7 +79,7 @@ from lgrpo_bench.tracking.schema import (
 
 __all__ = [
     "DONE", "FAILED", "GRID_STATES", "HEARTBEAT_S", "NEW", "PRUNED", "QUEUED", "RESUMABLE", "RUNNING",
-    "STALE_AFTER_S", "STOPPED", "TRAINED", "RunStatus", "StoreGrid", "classify", "grid_status", "pid_alive",
+    "STALE_AFTER_S", "STOPPED", "TRAINED", "RunStatus", "StoreGrid", "classify", "grid_status", "pid_alive", "state_warnings",
     "process_start_ticks", "read_worker", "search_experiment_runs", "slurm_job_states", "store_exists", "store_grids",
     "worker_alive",
 ]
@@ -340,6 +340,11 @@ def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | N
                 checkpoint = RunLayout(run_dir).latest_checkpoint()
                 if checkpoint is not None and run is not None:
                     detail = f"{detail}; resumes from {checkpoint.name}" if detail else f"resumes from {checkpoint.name}"
+            if state == NEW and RunLayout(run_dir).has_outputs():
+                detail = ("no MLflow record (the store was deleted or changed?), but its folder holds checkpoints or a "
+                          "final model: run moves them aside and starts over")
+            elif state == DONE and not RunLayout(run_dir).final_dir.exists() and run is not None:
+                detail = f"its final model is gone ({RunLayout(run_dir).final_dir} was deleted); results stay in the store"
             if state in RESUMABLE and rid in submitted[runs_dir]:
                 submission = RunLayout(run_dir).read_submitted()
                 if submission:
@@ -436,3 +441,20 @@ def store_grids(uri: str, experiment: str | None = None) -> list[StoreGrid] | No
             counts[NEW] += max(points - len(children), 0)
             grids.append(StoreGrid(grid, name, points, counts, parent.info.run_id))
     return grids
+
+
+def state_warnings(statuses: dict[str, RunStatus]) -> list[str]:
+    """One line per kind of missing piece a plan should shout about (nothing when all is in place):
+    run folders with results the store does not know, and done runs whose final model was deleted."""
+    orphans = [rid for rid, status in statuses.items() if status.state == NEW and status.detail.startswith("no MLflow record")]
+    gone = [rid for rid, status in statuses.items() if status.state == DONE and status.detail.startswith("its final model is gone")]
+    lines = []
+    if orphans:
+        lines.append(f"warning: {len(orphans)} run(s) have checkpoints in their folders but no MLflow record "
+                     f"({', '.join(orphans[:5])}{'…' if len(orphans) > 5 else ''}); `run` moves those folders aside to "
+                     "<run_id>.orphaned-<time> and trains them again")
+    if gone:
+        lines.append(f"warning: {len(gone)} done run(s) lost their final model folder ({', '.join(gone[:5])}"
+                     f"{'…' if len(gone) > 5 else ''}): their results stay in the store, but `eval --model run:<id>` "
+                     "cannot evaluate them again")
+    return lines

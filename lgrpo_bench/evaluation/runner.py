@@ -137,6 +137,21 @@ def _eval_run(client, experiment_id: str, model_key: str) -> str:
         t.TAG_KIND: t.KIND_EVAL, t.TAG_MODEL: model_key, t.TAG_VERSIONS: t.versions_tag_value()})
 
 
+def _log_provenance(client, mlflow_run_id: str, tags: dict[str, str], backend: str) -> None:
+    """Where this evaluation computed: the provenance tags on an eval run; ``lgrpo.eval_hardware`` on a train run
+    (whose own provenance tags say where it was trained)."""
+    from mlflow.entities import RunTag
+
+    from lgrpo_bench import tracking as t
+    from lgrpo_bench.tracking.provenance import provenance_tags
+
+    found = provenance_tags(use_cuda=None if backend != "oracle" else False)
+    if tags.get(t.TAG_KIND) == t.KIND_EVAL:
+        client.log_batch(mlflow_run_id, tags=[RunTag(k, v) for k, v in found.items()])
+    else:
+        client.set_tag(mlflow_run_id, t.TAG_EVAL_HARDWARE, found[t.TAG_HARDWARE])
+
+
 def _model_key(spec: str) -> str:
     path = Path(spec).expanduser()
     return str(path.resolve()) if path.is_dir() else spec
@@ -245,6 +260,8 @@ def evaluate(
         from lgrpo_bench.tracking import record
 
         tags = client.get_run(mlflow_run_id).data.tags
+        if todo:
+            _log_provenance(client, mlflow_run_id, tags, backend)
         if tags.get(t.TAG_KIND) == t.KIND_EVAL:
             record.set_state(client, mlflow_run_id, t.STATE_DONE, current=tags.get(t.TAG_STATE))
     ordered = {name: results[name] for name in names}

@@ -1,6 +1,10 @@
 """Models: the locally trained tiny tokenizer, tiny warm-started Qwen2 presets, and model resolution/loading.
 
-Names are re-exported lazily (importing this package does not import torch or transformers).
+Modules, one job each: ``presets`` (preset names and recipes, the warm-start band; no torch), ``tokenizer``,
+``sft`` (the warm-start SFT loop and its stopping rule), ``heldout`` (held-out greedy accuracy and sampled
+statistics), ``tiny`` (building and caching a warm start), ``generation``, ``loading`` (resolving a model
+spec and loading it). Names are re-exported lazily: importing this package imports neither torch nor
+transformers.
 """
 
 from __future__ import annotations
@@ -11,15 +15,20 @@ from typing import Any
 _EXPORTS = {
     "build_tokenizer": "tokenizer",
     "make_tokenizer": "tokenizer",
-    "TINY_PRESETS": "tiny",
-    "TinyPreset": "tiny",
+    "QWEN_PRESETS": "presets",
+    "RECIPE_VERSION": "presets",
+    "TINY_PRESETS": "presets",
+    "TinyPreset": "presets",
+    "WARM_START_BAND": "presets",
+    "BandVerdict": "presets",
+    "warm_start_band_check": "presets",
     "TinyBuildResult": "tiny",
     "build_tiny": "tiny",
     "default_cache_dir": "tiny",
-    "greedy_accuracy": "tiny",
-    "heldout_problems": "tiny",
-    "sampled_group_stats": "tiny",
-    "QWEN_PRESETS": "loading",
+    "greedy_accuracy": "heldout",
+    "greedy_accuracy_of": "heldout",
+    "heldout_problems": "heldout",
+    "sampled_group_stats": "heldout",
     "ModelLoadError": "loading",
     "ResolvedModel": "loading",
     "load_model_and_tokenizer": "loading",

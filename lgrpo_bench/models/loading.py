@@ -18,7 +18,8 @@ from typing import Literal
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from lgrpo_bench.models.tiny import TINY_PRESETS, ProgressFn, TinyBuildResult, build_tiny, default_cache_dir
+from lgrpo_bench.models.presets import QWEN_PRESETS, TINY_PRESETS
+from lgrpo_bench.models.tiny import EmitFn, ProgressFn, TinyBuildResult, build_tiny, default_cache_dir
 
 __all__ = [
     "QWEN_PRESETS",
@@ -28,15 +29,6 @@ __all__ = [
     "load_model_and_tokenizer",
     "resolve_model",
 ]
-
-QWEN_PRESETS: dict[str, str] = {
-    "qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B",
-    "qwen2.5-3b": "Qwen/Qwen2.5-3B",
-    "qwen2.5-7b": "Qwen/Qwen2.5-7B",
-    "qwen2.5-math-1.5b": "Qwen/Qwen2.5-Math-1.5B",
-    "qwen2.5-math-7b": "Qwen/Qwen2.5-Math-7B",
-}
-"""Base (not instruct) models of the paper's experiments, by short name."""
 
 ModelKind = Literal["tiny", "preset", "local", "hub"]
 
@@ -102,12 +94,13 @@ def resolve_model(
     seed: int = 0,
     sft_steps: int | None = None,
     progress: ProgressFn | None = None,
+    emit: EmitFn | None = None,
 ) -> ResolvedModel:
     """Map a model spec to a loadable name or path, building tiny presets on demand.
 
     - ``tiny-s`` / ``tiny-m`` / ``tiny-l`` → :func:`~lgrpo_bench.models.tiny.build_tiny` (cached under
       ``cache_dir``, default :func:`~lgrpo_bench.models.tiny.default_cache_dir`; ``sft_steps`` None = the
-      preset's warm-start budget), kind ``"tiny"``;
+      preset's warm-start budget; ``progress`` and ``emit`` as there), kind ``"tiny"``;
     - a key of :data:`QWEN_PRESETS` (case-insensitive) → its hub id, kind ``"preset"``;
     - an existing folder → that folder, kind ``"local"``;
     - anything else → kept as a hub id, kind ``"hub"`` (checked only when loading). A spec that looks like
@@ -118,7 +111,7 @@ def resolve_model(
     spec = spec.strip()
     if spec in TINY_PRESETS:
         build = build_tiny(spec, cache_dir=cache_dir if cache_dir is not None else default_cache_dir(), seed=seed,
-                           sft_steps=sft_steps, progress=progress)
+                           sft_steps=sft_steps, progress=progress, emit=emit)
         return ResolvedModel(str(build.path), "tiny", format_param_count(int(build.metrics["n_params"])), build)
     if spec.lower() in QWEN_PRESETS:
         hub_id = QWEN_PRESETS[spec.lower()]

@@ -59,108 +59,62 @@ and reuse its result (POSIX file systems with working ``flock``).
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
-import random
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
+from transformers import PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
-from lgrpo_bench.models.generation import generate_completions
-from lgrpo_bench.models.tokenizer import EOS_TOKEN, make_tokenizer
-from lgrpo_bench.tasks.arith import (
-    ARITH_DEFAULT_DIGITS,
-    ARITH_N_TEST,
-    ARITH_SPLIT_SEED,
-    ArithProblem,
-    direct_solution,
-    generate_problems,
-    is_worked,
-    n_digits,
-    render_arith_prompt,
-    score_arith,
-    train_test_split,
-    worked_solution,
+from lgrpo_bench.models.heldout import (
+    GROUP_SIZE,
+    greedy_accuracy,
+    heldout_problems,
+    sampled_group_stats,
+    torch_threads,
 )
+from lgrpo_bench.models.presets import (
+    RECIPE_VERSION,
+    TINY_PRESETS,
+    BandVerdict,
+    TinyPreset,
+    get_preset,
+    warm_start_band_check,
+)
+from lgrpo_bench.models.sft import ProgressFn, run_sft
+from lgrpo_bench.models.tokenizer import EOS_TOKEN, make_tokenizer
+from lgrpo_bench.tasks.arith import ARITH_DEFAULT_DIGITS, ARITH_N_TEST, ARITH_SPLIT_SEED, validation_problems
+from lgrpo_bench.tracking.provenance import provenance_tags
 
 __all__ = [
     "RECIPE_VERSION",
     "TINY_PRESETS",
+    "EmitFn",
+    "ProgressFn",
     "TinyBuildResult",
     "TinyPreset",
     "build_tiny",
     "default_cache_dir",
-    "greedy_accuracy",
-    "heldout_problems",
     "make_tiny_model",
-    "sampled_group_stats",
 ]
 
-RECIPE_VERSION = 1
-"""Bump when anything that changes the built weights or metrics changes (part of the cache key)."""
-
+LOG = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 SAMPLED_EVAL_PROMPTS = 128
 """Held-out prompts used for the sampled (T = 1) statistics of a warm start."""
-GROUP_SIZE = 8
-MAX_NEW_TOKENS = 40
-"""Enough for the longest worked 3-digit completion (33 tokens + eos)."""
 
-ProgressFn = Callable[[int, int, float], None]
-
-
-@dataclass(frozen=True)
-class TinyPreset:
-    """Shape and warm-start recipe of one tiny preset."""
-
-    name: str
-    hidden_size: int
-    num_layers: int
-    heads: int
-    kv_heads: int
-    intermediate: int
-    sft_steps: int
-    worked_fraction: float = 0.3
-    batch_size: int = 64
-    lr: float = 3e-3
-    betas: tuple[float, float] = (0.9, 0.98)
-    weight_decay: float = 0.01
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    digits: tuple[int, ...] = ARITH_DEFAULT_DIGITS
-    max_position_embeddings: int = 256
-    init_std: float = 0.02
-
-
-TINY_PRESETS: dict[str, TinyPreset] = {
-    # Measured on this 2-core CPU (see the module docstring). TINY_RL's lr 5e-3 was too high for the wider
-    # models (0.57M: 17 % greedy after 1,000 steps at 5e-3, 55 % at 3e-3; 1.2M: 2e-3 beat 5e-3 and 1e-2), and an
-    # init std of 0.05 instead of Qwen's 0.02 halved the steps the two larger models need.
-    "tiny-s": TinyPreset(
-        "tiny-s", hidden_size=64, num_layers=3, heads=4, kv_heads=2, intermediate=256,
-        sft_steps=1300, lr=3e-3, init_std=0.02,
-    ),
-    "tiny-m": TinyPreset(
-        "tiny-m", hidden_size=96, num_layers=4, heads=6, kv_heads=2, intermediate=384,
-        sft_steps=450, lr=3e-3, init_std=0.05,
-    ),
-    "tiny-l": TinyPreset(
-        "tiny-l", hidden_size=128, num_layers=5, heads=8, kv_heads=2, intermediate=512,
-        sft_steps=550, lr=2e-3, init_std=0.05,
-    ),
-}
+EmitFn = Callable[[str], None]
+"""Receives the lines a build reports (its stop, an out-of-band warning)."""
 
 
 @dataclass
@@ -174,6 +128,13 @@ class TinyBuildResult:
     def cached(self) -> bool:
         return bool(self.metrics.get("cached", False))
 
+    @property
+    def band(self) -> BandVerdict:
+        """Whether the held-out greedy accuracy lies in the presets' band (:func:`warm_start_band_check`)."""
+        acc = self.metrics.get("greedy_acc")
+        return warm_start_band_check(str(self.metrics.get("preset")), int(self.metrics.get("seed", -1)),
+                                     float("nan") if acc is None else float(acc))
+
 
 def default_cache_dir() -> Path:
     """``$LGRPO_CACHE_DIR`` if set, else ``~/.cache/lgrpo-bench``."""
@@ -181,32 +142,12 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "lgrpo-bench"
 
 
-def heldout_problems(n: int = ARITH_N_TEST) -> list[ArithProblem]:
-    """The first ``n`` problems of the canonical held-out split (never seen by any warm start)."""
-    if n > ARITH_N_TEST:
-        raise ValueError(f"the canonical held-out split has {ARITH_N_TEST} problems, asked for {n}")
-    _, test = train_test_split(ARITH_SPLIT_SEED, 0, ARITH_N_TEST, ARITH_DEFAULT_DIGITS)
-    return test[:n]
-
-
-# ----------------------------------------------------------------------------------------------- model
-
-
-def _get_preset(preset: str | TinyPreset) -> TinyPreset:
-    if isinstance(preset, TinyPreset):
-        return preset
-    try:
-        return TINY_PRESETS[preset]
-    except KeyError:
-        raise ValueError(f"unknown tiny preset {preset!r}; known: {', '.join(TINY_PRESETS)}") from None
-
-
 def make_tiny_model(preset: str | TinyPreset, tokenizer: PreTrainedTokenizerBase, *, seed: int = 0) -> Qwen2ForCausalLM:
     """A freshly initialised float32 ``Qwen2ForCausalLM`` of the preset's shape (init seeded by ``seed``).
 
     The global torch RNG state is left as it was.
     """
-    spec = _get_preset(preset)
+    spec = get_preset(preset)
     if spec.hidden_size % spec.heads or spec.heads % spec.kv_heads:
         raise ValueError(f"{spec.name}: hidden_size must divide by heads and heads by kv_heads")
     eos_id = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
@@ -237,252 +178,6 @@ def make_tiny_model(preset: str | TinyPreset, tokenizer: PreTrainedTokenizerBase
 def _n_params(model: torch.nn.Module) -> int:
     """Unique parameters (tied embeddings counted once)."""
     return sum(p.numel() for p in model.parameters())
-
-
-# ------------------------------------------------------------------------------------------------- SFT
-
-
-def _sft_examples(
-    tokenizer: PreTrainedTokenizerBase, spec: TinyPreset, steps: int, seed: int
-) -> tuple[list[list[int]], list[int]]:
-    """Token ids of ``steps * batch_size`` SFT examples and, per example, the prompt length."""
-    _, test = train_test_split(ARITH_SPLIT_SEED, 0, ARITH_N_TEST, ARITH_DEFAULT_DIGITS)
-    problems = generate_problems(
-        steps * spec.batch_size,
-        seed=seed,
-        digits=spec.digits,
-        exclude={p.problem for p in test},
-        id_prefix="sft",
-    )
-    style_rng = random.Random(f"sft-style|{seed}")
-    prompts = [render_arith_prompt(p) for p in problems]
-    completions = [
-        (worked_solution(p) if style_rng.random() < spec.worked_fraction else direct_solution(p)) + EOS_TOKEN
-        for p in problems
-    ]
-    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    completion_ids = tokenizer(completions, add_special_tokens=False)["input_ids"]
-    examples = [p + c for p, c in zip(prompt_ids, completion_ids)]
-    return examples, [len(p) for p in prompt_ids]
-
-
-def _batch_tensors(
-    examples: Sequence[list[int]], prompt_lens: Sequence[int], pad_id: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ``input_ids`` and ``labels`` (-100 on prompt and padding)."""
-    width = max(len(e) for e in examples)
-    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), -100, dtype=torch.long)
-    for row, (ids, n_prompt) in enumerate(zip(examples, prompt_lens)):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        labels[row, n_prompt : len(ids)] = input_ids[row, n_prompt : len(ids)]
-    return input_ids, labels
-
-
-def _length_buckets(items: Sequence[int], lengths: Sequence[int]) -> list[list[int]]:
-    """Split ``items`` into at most two groups (by length) minimising the padded area ``sum(n * max_len)``."""
-    order = sorted(range(len(items)), key=lambda k: (lengths[k], k))
-    best_cut, best_area = len(order), len(order) * lengths[order[-1]]
-    for cut in range(1, len(order)):
-        area = cut * lengths[order[cut - 1]] + (len(order) - cut) * lengths[order[-1]]
-        if area < best_area:
-            best_cut, best_area = cut, area
-    groups = [order[:best_cut], order[best_cut:]]
-    return [[items[k] for k in group] for group in groups if group]
-
-
-def _lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine from 1 to ``min_ratio`` at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-@contextlib.contextmanager
-def _num_threads(n: int | None) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _sft(
-    model: Qwen2ForCausalLM,
-    tokenizer: PreTrainedTokenizerBase,
-    spec: TinyPreset,
-    steps: int,
-    seed: int,
-    progress: ProgressFn | None,
-) -> list[float]:
-    """Run the step-budgeted SFT in place; returns the loss per step."""
-    examples, prompt_lens = _sft_examples(tokenizer, spec, steps, seed)
-    pad_id = tokenizer.pad_token_id
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=spec.lr,
-        betas=spec.betas,
-        foreach=False,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(s, steps, spec.warmup_steps, spec.min_lr_ratio)
-    )
-    model.train()
-    losses: list[float] = []
-    for step in range(steps):
-        lo = step * spec.batch_size
-        batch = list(range(lo, min(lo + spec.batch_size, len(examples))))
-        n_targets = sum(len(examples[i]) - prompt_lens[i] for i in batch)
-        optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        # Direct and worked completions differ ~3x in length: two length buckets halve the padded
-        # compute. The loss is the token mean over the whole batch either way.
-        for part in _length_buckets(batch, [len(examples[i]) for i in batch]):
-            input_ids, labels = _batch_tensors([examples[i] for i in part], [prompt_lens[i] for i in part], pad_id)
-            # Right padding + causal attention: padded tail positions never influence real ones, so no mask.
-            logits = model(input_ids=input_ids, use_cache=False).logits
-            loss = torch.nn.functional.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.size(-1)).float(),
-                labels[:, 1:].reshape(-1),
-                ignore_index=-100,
-                reduction="sum",
-            ) / n_targets
-            loss.backward()
-            total += loss.item()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        losses.append(total)
-        if progress is not None:
-            progress(step + 1, steps, losses[-1])
-    model.eval()
-    return losses
-
-
-# ---------------------------------------------------------------------------------------------- evaluation
-
-
-SMALL_MODEL_PARAMS = 20_000_000
-"""Below this size a CPU model is evaluated single-threaded (see :func:`_eval_threads`)."""
-
-
-def _eval_threads(model: torch.nn.Module, num_threads: int | None) -> int | None:
-    """Thread count for evaluation: explicit ``num_threads``, else 1 for a small model on the CPU.
-
-    Generation with a tiny model is a long chain of tiny ops; on a 2-core machine two OpenMP threads made
-    it ~10x slower than one (they spin against each other and against other processes).
-    """
-    if num_threads is not None:
-        return num_threads
-    first = next(model.parameters())
-    if first.device.type == "cpu" and _n_params(model) < SMALL_MODEL_PARAMS:
-        return 1
-    return None
-
-
-def _acc(rewards: Sequence[float]) -> float:
-    return float(sum(rewards) / len(rewards)) if rewards else float("nan")
-
-
-def greedy_accuracy(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    problems: Sequence[ArithProblem],
-    *,
-    batch_size: int = 256,
-    max_new_tokens: int = MAX_NEW_TOKENS,
-    num_threads: int | None = None,
-) -> dict[str, Any]:
-    """Greedy accuracy of ``model`` on ``problems`` (arith prompt template, batched, left padding).
-
-    Returns ``acc``, ``worked_share`` (completions containing ``|``), ``mean_length`` (completion tokens,
-    eos included), ``n``, and ``acc_<d>digit`` for each operand length ``d`` present. ``num_threads``
-    (default: 1 for a small CPU model, else unchanged) applies during generation only.
-    """
-    if not problems:
-        raise ValueError("greedy_accuracy needs at least one problem")
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode(), _num_threads(_eval_threads(model, num_threads)):
-        completions = generate_completions(
-            model, tokenizer, [render_arith_prompt(p) for p in problems],
-            batch_size=batch_size, max_new_tokens=max_new_tokens,
-        )
-    model.train(was_training)
-    texts, lengths = completions.texts, completions.lengths
-    rewards = [score_arith(t, p.answer) for t, p in zip(texts, problems)]
-    result: dict[str, Any] = {
-        "acc": _acc(rewards),
-        "worked_share": _acc([float(is_worked(t)) for t in texts]),
-        "mean_length": _acc([float(n) for n in lengths]),
-        "n": len(problems),
-    }
-    for d in sorted({n_digits(p) for p in problems}):
-        result[f"acc_{d}digit"] = _acc([r for r, p in zip(rewards, problems) if n_digits(p) == d])
-    return result
-
-
-def sampled_group_stats(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    problems: Sequence[ArithProblem],
-    *,
-    group_size: int = GROUP_SIZE,
-    temperature: float = 1.0,
-    seed: int = 0,
-    batch_size: int = 512,
-    max_new_tokens: int = MAX_NEW_TOKENS,
-    num_threads: int | None = None,
-) -> dict[str, Any]:
-    """Statistics of ``group_size`` samples per problem at ``temperature`` (top-k off, top-p 1).
-
-    Returns ``acc`` (mean reward over all samples), ``worked_share``, ``acc_worked`` / ``acc_direct``
-    (accuracy among worked / direct samples, NaN if none), ``mixed_group_fraction`` (groups whose rewards
-    are not all equal), ``all_correct_fraction``, ``all_wrong_fraction``, ``mean_length``, ``n_prompts``,
-    ``group_size``. Sampling is seeded by ``seed``; the caller's global RNG state is preserved.
-    ``num_threads`` as in :func:`greedy_accuracy`.
-    """
-    if not problems:
-        raise ValueError("sampled_group_stats needs at least one problem")
-    if group_size < 1:
-        raise ValueError(f"group_size must be >= 1, got {group_size}")
-    prompts = [render_arith_prompt(p) for p in problems for _ in range(group_size)]
-    was_training = model.training
-    model.eval()
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with (
-        torch.inference_mode(),
-        torch.random.fork_rng(devices=devices),
-        _num_threads(_eval_threads(model, num_threads)),
-    ):
-        torch.manual_seed(seed)
-        completions = generate_completions(
-            model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
-            do_sample=True, temperature=temperature,
-        )
-    model.train(was_training)
-    texts, lengths = completions.texts, completions.lengths
-    answers = [p.answer for p in problems for _ in range(group_size)]
-    rewards = [score_arith(t, a) for t, a in zip(texts, answers)]
-    worked = [is_worked(t) for t in texts]
-    groups = [rewards[i : i + group_size] for i in range(0, len(rewards), group_size)]
-    return {
-        "acc": _acc(rewards),
-        "worked_share": _acc([float(w) for w in worked]),
-        "acc_worked": _acc([r for r, w in zip(rewards, worked) if w]),
-        "acc_direct": _acc([r for r, w in zip(rewards, worked) if not w]),
-        "mixed_group_fraction": _acc([float(len(set(g)) > 1) for g in groups]),
-        "all_correct_fraction": _acc([float(min(g) == 1.0) for g in groups]),
-        "all_wrong_fraction": _acc([float(max(g) == 0.0) for g in groups]),
-        "mean_length": _acc([float(n) for n in lengths]),
-        "n_prompts": len(problems),
-        "group_size": group_size,
-    }
 
 
 # ------------------------------------------------------------------------------------------------ building
@@ -520,13 +215,22 @@ def _build_into(
     """Train and evaluate one warm start and save everything into ``folder``; returns its metrics."""
     tokenizer = make_tokenizer(padding_side="left")
     model = make_tiny_model(spec, tokenizer, seed=seed)
+    validation = validation_problems(spec.stop.validation_size)
+    validation_seconds = [0.0]
+
+    def validate() -> float:
+        started = time.process_time()
+        accuracy = greedy_accuracy(model, tokenizer, validation)["acc"]
+        validation_seconds[0] += time.process_time() - started
+        return accuracy
+
     # One thread: bit-reproducible, and on a small shared CPU much faster for models this size (two
     # OpenMP threads on two busy cores made generation 10x slower in our measurements).
-    with _num_threads(1):
+    with torch_threads(1):
         started, started_cpu = time.perf_counter(), time.process_time()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            losses = _sft(model, tokenizer, spec, steps, seed, progress)
+            outcome = run_sft(model, tokenizer, spec, steps, seed, validate=validate, progress=progress)
         sft_seconds, sft_cpu_seconds = time.perf_counter() - started, time.process_time() - started_cpu
 
         started = time.perf_counter()
@@ -535,14 +239,23 @@ def _build_into(
         sampled = sampled_group_stats(model, tokenizer, test[:sampled_prompts], group_size=GROUP_SIZE, seed=seed)
         eval_seconds = time.perf_counter() - started
 
+    decision = outcome.decision
+    kept = decision.step if decision is not None else outcome.steps_run
+    losses = outcome.losses[:kept]
     metrics: dict[str, Any] = {
         "preset": spec.name,
         "seed": seed,
-        "sft_steps": steps,
+        "sft_steps": kept,
+        "sft_max_steps": steps,
+        "sft_steps_run": outcome.steps_run,
+        "stop_reason": decision.reason if decision is not None else None,
+        "validation_acc": decision.acc if decision is not None else None,
+        "validation_checks": [[step, acc] for step, acc in outcome.checks],
         "recipe_version": RECIPE_VERSION,
         "n_params": _n_params(model),
         "sft_seconds": round(sft_seconds, 2),
         "sft_cpu_seconds": round(sft_cpu_seconds, 2),
+        "validation_cpu_seconds": round(validation_seconds[0], 2),
         "eval_seconds": round(eval_seconds, 2),
         "final_loss": float(sum(losses[-20:]) / len(losses[-20:])) if losses else None,
         "greedy_acc": greedy["acc"],
@@ -561,6 +274,8 @@ def _build_into(
         "heldout": {"split_seed": ARITH_SPLIT_SEED, "n_test": ARITH_N_TEST, "digits": list(ARITH_DEFAULT_DIGITS)},
         "preset_spec": asdict(spec),
         "torch_version": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "provenance": provenance_tags(use_cuda=False),  # the machine that built it, tagged on its warm-start run
     }
     # NaN (e.g. no worked samples) is stored as null; returning the JSON round trip makes a fresh build's
     # metrics equal to a cached load's.
@@ -581,6 +296,24 @@ def _nan_to_none(value: Any) -> Any:
     return value
 
 
+def _report(result: TinyBuildResult, emit: EmitFn | None) -> None:
+    """The build's stop line (fresh builds) and, when out of band, the one warning line."""
+    m = result.metrics
+    lines = []
+    if not result.cached and m.get("stop_reason") is not None:
+        lines.append(f"warm start {m['preset']} seed {m['seed']}: SFT kept step {m['sft_steps']} of at most "
+                     f"{m['sft_max_steps']} ({m['stop_reason']}, validation greedy {m['validation_acc']:.3f}); "
+                     f"held-out greedy {m['greedy_acc']:.3f}")
+    warning = result.band.warning
+    if warning is not None:
+        lines.append(warning)
+    for line in lines:
+        if emit is not None:
+            emit(line)
+        else:
+            LOG.log(logging.WARNING if line is warning else logging.INFO, line)
+
+
 def build_tiny(
     preset: str | TinyPreset,
     *,
@@ -588,6 +321,7 @@ def build_tiny(
     seed: int = 0,
     sft_steps: int | None = None,
     progress: ProgressFn | None = None,
+    emit: EmitFn | None = None,
     eval_problems: int = ARITH_N_TEST,
     sampled_prompts: int = SAMPLED_EVAL_PROMPTS,
 ) -> TinyBuildResult:
@@ -595,17 +329,23 @@ def build_tiny(
 
     ``preset`` is a name of :data:`TINY_PRESETS` or a custom :class:`TinyPreset` (e.g. a different worked
     fraction); the cache key includes the recipe's digest, so a custom spec never reuses a preset's build.
-    ``cache_dir`` defaults to :func:`default_cache_dir`; ``sft_steps`` to the preset's budget.
-    ``progress(step, total, loss)`` is called after each SFT step of a fresh build. The result's
-    ``metrics`` holds ``greedy_acc``, ``greedy_acc_2digit``, ``greedy_acc_3digit``, ``worked_share_greedy``,
-    ``sampled_acc_t1``, ``worked_share_sampled``, ``mixed_group_fraction``, ``n_params``, ``sft_steps``,
-    ``sft_seconds`` and ``cached`` (True when this call built nothing). Safe when several processes
-    build the same key at once: one builds, the others wait on a file lock and reuse it.
+    ``cache_dir`` defaults to :func:`default_cache_dir`; ``sft_steps`` (the step budget: the stopping rule
+    usually ends the SFT earlier) to the preset's.
+    ``progress(step, max_steps, loss)`` is called after each SFT step of a fresh build; ``emit(line)`` gets
+    the build's stop line and, built or cached, ONE warning line when the held-out greedy accuracy lies
+    outside :data:`~lgrpo_bench.models.presets.WARM_START_BAND` (without ``emit`` the warning goes to the
+    ``lgrpo_bench.models.tiny`` logger). The result's ``metrics`` holds ``greedy_acc``, ``greedy_acc_2digit``,
+    ``greedy_acc_3digit``, ``worked_share_greedy``, ``sampled_acc_t1``, ``worked_share_sampled``,
+    ``mixed_group_fraction``, ``n_params``, ``sft_steps`` (the steps of the kept weights), ``sft_max_steps``,
+    ``sft_steps_run``, ``stop_reason``, ``validation_acc``, ``validation_checks``, ``sft_seconds``,
+    ``sft_cpu_seconds`` and ``cached`` (True when this call built nothing); ``band`` is its verdict.
+    Safe when several processes build the same key at once: one builds, the others wait on a file lock
+    and reuse it.
 
     ``eval_problems`` (greedy) and ``sampled_prompts`` (× 8 samples at T = 1) size the held-out evaluation
     stored in ``metrics``; non-default sizes (for quick tests) get their own cache key.
     """
-    spec = _get_preset(preset)
+    spec = get_preset(preset)
     steps = spec.sft_steps if sft_steps is None else int(sft_steps)
     if steps < 1:
         raise ValueError(f"sft_steps must be >= 1, got {steps}")
@@ -632,7 +372,11 @@ def build_tiny(
                     except BaseException:
                         shutil.rmtree(tmp, ignore_errors=True)
                         raise
-                    return TinyBuildResult(path=final, metrics={**built, "cached": False})
+                    result = TinyBuildResult(path=final, metrics={**built, "cached": False})
+                    _report(result, emit)
+                    return result
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-    return TinyBuildResult(path=final, metrics={**metrics, "cached": True})
+    result = TinyBuildResult(path=final, metrics={**metrics, "cached": True})
+    _report(result, emit)
+    return result

@@ -4,11 +4,12 @@
   interval over seeds, paired by seed).
 * :mod:`.power` — minimum detectable effect and seeds needed (noncentral t), for reports and ``plan``.
 * :mod:`.keys` — the row keys (config keys that vary, never seeds) and baseline matching.
-* :mod:`.loader` — bulk reads of the store (runs, metric histories, per-problem records).
+* :mod:`.loader` — bulk reads of the store (runs, metric histories, per-problem records); SQLite stores without MLflow.
+* :mod:`.grids` — a grid file's name, store, key order and current run ids (``report --grid``, ``run``, ``status``).
 * :mod:`.table` — the paper table as data (rows per configuration, best cells, Δ vs baseline, power,
   comparability checks).
 * :mod:`.render` — Markdown, LaTeX, CSV, HTML and rich renderers.
-* :mod:`.plots` / :mod:`.preference` — training curves, implied token preference, accuracy vs compute.
+* :mod:`.plots` / :mod:`.preference` — training curves, held-out accuracy, implied token preference, accuracy vs compute.
 * :mod:`.report` — :func:`generate_report` (all of it, to files) and :func:`print_summary_table` (terminal).
 """
 
@@ -16,6 +17,8 @@ from lgrpo_bench.reports.loader import (
     ReportData,
     ReportInputError,
     RunRecord,
+    SqliteStore,
+    Store,
     load_histories,
     load_problem_records,
     load_runs,
@@ -32,6 +35,8 @@ __all__ = [
     "ReportResult",
     "ReportTable",
     "RunRecord",
+    "SqliteStore",
+    "Store",
     "build_table",
     "generate_report",
     "load_histories",

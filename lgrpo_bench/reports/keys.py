@@ -4,7 +4,8 @@ A report never pools different configurations as if they were seeds. Its rows ar
 
 * the model size (a table section) and the algorithm (``algorithm.name``), always;
 * every other run-config key whose value differs among the reported runs (from the params a run logs, the
-  flattened config of :func:`lgrpo_bench.tracking.schema.flatten_params`), except:
+  flattened config of :func:`lgrpo_bench.tracking.schema.flatten_params`), except: algorithm options with one value
+  per algorithm name (a preset's resolved axes: the Algorithm column says them),
   the seed keys :data:`SEED_KEYS` (the replicates), keys that never change results
   (:data:`lgrpo_bench.config.schema.IDENTITY_EXCLUDED`: ``tracking.*``, ``eval.*``, ``train.samples_every``,
   ``train.num_threads``; ``eval.seed`` is among them: evaluations are not part of a run's identity) and the
@@ -160,6 +161,14 @@ def _resolve_name(name: str, known: Sequence[str], option: str) -> str:
     )
 
 
+def _follows_from_algorithm(key: str, by_algorithm: Iterable[list[RunRecord]]) -> bool:
+    """True for an algorithm option with one value per algorithm name (a preset's resolved axis, like grpo's
+    ``aggregation`` against dapo's, or dapo_full's ``epsilon_high``): the Algorithm column already tells those rows
+    apart, so it is no row key and ``--group-by`` need not name it."""
+    return key.startswith(ALGORITHM_OPTIONS_PREFIX) and all(
+        len({run.params.get(key) for run in members}) == 1 for members in by_algorithm)
+
+
 def resolve_row_keys(
     runs: Sequence[RunRecord], *, group_by: Sequence[str] | None = None, average_over: Sequence[str] = (),
     key_order: Sequence[str] = (),
@@ -168,6 +177,10 @@ def resolve_row_keys(
     or contradictory ``--group-by`` / ``--average-over`` keys, or a varying key left out of both."""
     candidates = sorted({key for run in runs for key in run.params if is_row_key_candidate(key)})
     varying = [key for key in candidates if len({run.params.get(key) for run in runs}) > 1]
+    by_name: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        by_name.setdefault(run.algorithm, []).append(run)
+    implied = {key for key in varying if _follows_from_algorithm(key, by_name.values())}
     averaged = [_resolve_name(name, candidates, "--average-over") for name in average_over]
     for key in averaged:
         if key in SEED_KEYS or key == ALGORITHM_KEY:
@@ -181,7 +194,7 @@ def resolve_row_keys(
             if key in averaged:
                 raise ReportInputError(f"{key} is in both --group-by and --average-over; choose one")
         keys = list(dict.fromkeys(k for k in chosen if k != ALGORITHM_KEY))
-        left_out = [k for k in varying if k not in keys and k not in averaged and k != ALGORITHM_KEY]
+        left_out = [k for k in varying if k not in keys and k not in averaged and k != ALGORITHM_KEY and k not in implied]
         if left_out:
             raise ReportInputError(
                 f"{', '.join(left_out)} differ among the reported runs but are in neither --group-by nor --average-over: "
@@ -189,7 +202,7 @@ def resolve_row_keys(
                 "or to --average-over (treat it as a replicate on purpose), or narrow the selection with --filter"
             )
     else:
-        keys = _ordered((k for k in varying if k != ALGORITHM_KEY and k not in averaged), key_order)
+        keys = _ordered((k for k in varying if k != ALGORITHM_KEY and k not in averaged and k not in implied), key_order)
     labels = _labels([*keys, *averaged])
     if group_by is not None:
         shown = tuple(keys)
@@ -253,7 +266,9 @@ def match_baseline(
     for position, key in enumerate(row_keys.keys):
         options = {row[position] for row in baseline_values}
         if key.startswith(ALGORITHM_OPTIONS_PREFIX) and len(options) == 1 and values[position] not in options:
-            unmatched[key] = next(iter(options))
+            option = next(iter(options))
+            if option not in (None, "None"):  # the baseline has no such option (grpo has no lam_init): nothing to say
+                unmatched[key] = option
         else:
             matched.append(key)
     positions = [row_keys.keys.index(key) for key in matched]

@@ -1,12 +1,22 @@
 """Read what a report needs from the MLflow store, in bulk; the only module of ``reports`` that does I/O.
 
-* :func:`load_runs` — one paginated ``search_runs`` over the selected experiments: every train run with
-  its tags, latest eval metrics and eval identity tags (eval metrics logged into a separate ``lgrpo.kind =
-  eval`` run are merged into the train run their ``mlflow.parentRunId`` names), plus the grid parent runs.
-* :func:`load_histories` — step histories of a few training metrics for many runs: one query per metric
-  where the store offers a bulk read (SQL stores), one call per run otherwise.
+* :func:`open_store` — a SQLite store (``sqlite:///…``) opens as a :class:`SqliteStore`, read with the standard
+  library through :class:`~lgrpo_bench.tracking.sqlstore.StoreReader`: no ``import mlflow`` (2–5 s on a small
+  CPU), no MLflow ORM. Any other store (a tracking server, PostgreSQL) opens as an ``MlflowClient``.
+* :func:`load_runs` — every train run of the selected experiments with its tags, params, latest eval metrics and
+  eval identity tags (eval metrics logged into a separate ``lgrpo.kind = eval`` run are merged into the train run
+  their ``mlflow.parentRunId`` names), plus the grid parent runs: a few plain queries on SQLite, one paginated
+  ``search_runs`` elsewhere.
+* :func:`load_histories` — step histories of a few training metrics for many runs: one query per chunk of runs on
+  SQLite (table ``metrics``), MLflow's bulk read on other SQL stores, one call per run otherwise.
 * :func:`load_problem_records` — the per-problem records artifact ``eval/<benchmark>/problems.jsonl``
-  of the runs and benchmarks given (downloaded in parallel threads; only the statistics need them).
+  of the runs and benchmarks given: read in place from a local artifact folder, downloaded with MLflow (in
+  parallel threads) from a remote one.
+
+A grid's versions: with ``run_ids`` (the run ids of a grid file's current points), train runs of the selection
+whose ``lgrpo.run_id`` is not among them are runs of an earlier version of the grid (a value of the file was
+edited since they ran): they are left out and counted (:attr:`ReportData.earlier_versions`), or kept with
+``all_versions=True``, where the row keys tell them apart by the config values that differ.
 
 Which runs count: ``lgrpo.kind`` = ``train`` (eval runs are merged into them) with ``lgrpo.state`` in
 :data:`REPORTED_STATES` (``done``, or ``trained`` with whatever evaluation is logged so far); running and
@@ -20,13 +30,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import tempfile
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 from lgrpo_bench.tracking import schema as t
 
@@ -34,11 +45,16 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
+    from lgrpo_bench.tracking.sqlstore import StoreReader
+
 __all__ = [
+    "HOST_TAG_PREFIX",
     "REPORTED_STATES",
     "ReportData",
     "ReportInputError",
     "RunRecord",
+    "SqliteStore",
+    "Store",
     "load_histories",
     "load_problem_records",
     "load_runs",
@@ -52,6 +68,8 @@ _PAGE_SIZE = 1000
 _BULK_CHUNK = 500  # run ids per bulk history query (SQLite caps bound variables)
 _DOWNLOAD_THREADS = 8
 _PROGRESS_BAR_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+HOST_TAG_PREFIX = t.TAG_HOST_CPU.rsplit(".", 1)[0] + "."
+"""``lgrpo.host.``: every tag of :mod:`~lgrpo_bench.tracking.schema` named ``TAG_HOST_*`` starts with it."""
 
 
 class ReportInputError(ValueError):
@@ -85,11 +103,36 @@ class RunRecord:
     params: dict[str, str] = field(default_factory=dict)
     """Every param the run logged: its flattened config (:func:`~lgrpo_bench.tracking.schema.flatten_params`) and
     ``run_id``. The row keys of a report come from here (:mod:`.keys`)."""
+    tags: dict[str, str] = field(default_factory=dict)
+    """Every tag of the train run (provenance, warm start, λ rate limit, ...)."""
 
     @property
     def label(self) -> str:
         """How messages name the run: ``<lgrpo run id> (<algorithm>, seed <seed>, MLflow <id>)``."""
         return f"{self.run_id} ({self.algorithm}, seed {self.seed}, MLflow {self.mlflow_run_id})"
+
+    @property
+    def hardware(self) -> str | None:
+        """The tag ``lgrpo.hardware`` (``cpu:AMD EPYC 7B13:AVX2``); ``None`` for runs logged before it existed."""
+        return self.tags.get(t.TAG_HARDWARE)
+
+    @property
+    def host(self) -> dict[str, str]:
+        """``{name: value}`` of the ``lgrpo.host.*`` tags, named by their last part (``cpu``, ``torch_threads``)."""
+        return {key[len(HOST_TAG_PREFIX):]: value for key, value in self.tags.items() if key.startswith(HOST_TAG_PREFIX)}
+
+    @property
+    def warm_start_out_of_band(self) -> bool:
+        """The run rests on a warm start outside its preset's accuracy band (``lgrpo.warm_start.in_band = false``)."""
+        return self.tags.get(t.TAG_WARM_START_IN_BAND, "").strip().lower() == "false"
+
+    @property
+    def lambda_rate_limited_frac(self) -> float | None:
+        """The tag ``lgrpo.lambda.rate_limited_frac`` (share of steps λ moved at its optimizer's rate limit)."""
+        try:
+            return float(self.tags[t.TAG_LAMBDA_RATE_LIMITED_FRAC])
+        except (KeyError, ValueError):
+            return None
 
 
 @dataclass
@@ -103,6 +146,12 @@ class ReportData:
     """``{state: count}`` of train runs left out (running, failed)."""
     selection: str
     """Human description of the selection (experiment names, filter)."""
+    title: str = ""
+    """What the selection is, for a page title: ``grid quickstart`` or ``experiment(s) paper``."""
+    earlier_versions: list[RunRecord] = field(default_factory=list)
+    """Finished train runs of the selection whose run id is not among the ``run_ids`` asked for (runs of earlier
+    versions of the grid file); also in :attr:`runs` when loaded with ``all_versions``."""
+    all_versions: bool = False
 
     @property
     def grid_parents(self) -> list[str]:
@@ -114,42 +163,118 @@ class ReportData:
         return [run_id for run_id, grid in self.grid_runs.items() if grid == name]
 
 
-def open_store(tracking: MlflowClient | str | None) -> MlflowClient:
-    """An open client for ``tracking`` (a client, a URI, or ``None`` for the default store); a SQLite URI must
-    name an existing store (a report never creates one), else :class:`ReportInputError`."""
-    if tracking is None or isinstance(tracking, str):
-        from lgrpo_bench.tracking import open_client, resolve_tracking_uri, sqlite_path
+class SqliteStore:
+    """A SQLite MLflow store, read without MLflow (:class:`~lgrpo_bench.tracking.sqlstore.StoreReader`).
 
-        resolved = resolve_tracking_uri(tracking)
-        db_file = sqlite_path(resolved)
-        if db_file is not None and not db_file.is_file():
+    What a report reads and writes: runs, metric histories and local artifacts through the reader; the one write
+    (plots logged to the grid run) through :meth:`client`, which imports MLflow on first use.
+    """
+
+    def __init__(self, tracking_uri: str, path: Path):
+        self.tracking_uri = tracking_uri
+        self.path = path
+        self._reader: StoreReader | None = None
+        self._client: MlflowClient | None = None
+
+    @property
+    def reader(self) -> StoreReader:
+        if self._reader is None:
+            from lgrpo_bench.tracking.sqlstore import StoreReader
+
+            self._reader = StoreReader(self.path)
+        return self._reader
+
+    def client(self) -> MlflowClient:
+        """An ``MlflowClient`` of the same store (imports MLflow)."""
+        if self._client is None:
+            from lgrpo_bench.tracking import open_client
+
+            self._client = open_client(self.tracking_uri)
+        return self._client
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def readable(self) -> bool:
+        """The file holds MLflow's tables (a store MLflow created, not an empty or foreign file)."""
+        try:
+            self.reader.experiments()
+        except sqlite3.DatabaseError:
+            return False
+        return True
+
+
+Store = Union[SqliteStore, "MlflowClient"]
+"""What :func:`open_store` returns and the ``load_*`` functions take."""
+
+
+def open_store(tracking: Store | str | None) -> Store:
+    """The store of ``tracking`` (a :class:`SqliteStore`, an ``MlflowClient``, a URI, or ``None`` for the default
+    store). A SQLite URI must name an existing store (a report never creates one), else :class:`ReportInputError`;
+    it opens as a :class:`SqliteStore` (no MLflow import) unless its file lacks MLflow's tables (then MLflow opens
+    and migrates it, as before). Other URIs open an ``MlflowClient``."""
+    if tracking is not None and not isinstance(tracking, str):
+        return tracking
+    from lgrpo_bench.tracking import open_client, resolve_tracking_uri, sqlite_path
+
+    resolved = resolve_tracking_uri(tracking)
+    db_file = sqlite_path(resolved)
+    if db_file is not None:
+        if not db_file.is_file():
             raise ReportInputError(f"no MLflow store at {db_file} ({resolved}); pass --tracking-uri or set $MLFLOW_TRACKING_URI")
-        return open_client(resolved)
-    return tracking
+        store = SqliteStore(resolved, db_file)
+        if store.readable():
+            return store
+        store.close()
+    return open_client(resolved)
 
 
-def resolve_experiment_ids(client: MlflowClient, names: Sequence[str] | None) -> tuple[list[str], list[str]]:
+def _sqlite_reader(store: Store) -> StoreReader | None:
+    """The MLflow-free reader of ``store`` when it is a SQLite store (also an ``MlflowClient`` of one), else ``None``."""
+    if isinstance(store, SqliteStore):
+        return store.reader
+    from lgrpo_bench.tracking import sqlite_path
+
+    db_file = sqlite_path(getattr(store, "tracking_uri", "") or "")
+    if db_file is None or not db_file.is_file():
+        return None
+    sqlite_store = SqliteStore(store.tracking_uri, db_file)
+    return sqlite_store.reader if sqlite_store.readable() else None
+
+
+def resolve_experiment_ids(client: Store, names: Sequence[str] | None) -> tuple[list[str], list[str]]:
     """(ids, names) of the named active experiments, or of every active experiment when ``names`` is empty.
 
     Raises :class:`ReportInputError` naming each experiment that does not exist or is deleted.
     """
+    if isinstance(client, SqliteStore):
+        experiments = client.reader.experiments()
+        active = {name: experiment_id for experiment_id, name in experiments}
+    else:
+        experiments = [(e.experiment_id, e.name) for e in _all_experiments(client)]
+        active = None
     if names:
         ids, missing = [], []
         for name in names:
-            experiment = client.get_experiment_by_name(name)
-            if experiment is None or experiment.lifecycle_stage != "active":
+            if active is not None:
+                experiment_id = active.get(name)
+            else:
+                experiment = client.get_experiment_by_name(name)
+                experiment_id = experiment.experiment_id if experiment is not None and experiment.lifecycle_stage == "active" else None
+            if experiment_id is None:
                 missing.append(name)
             else:
-                ids.append(experiment.experiment_id)
+                ids.append(experiment_id)
         if missing:
-            known = sorted(e.name for e in _all_experiments(client))
+            known = sorted(name for _, name in experiments)
             raise ReportInputError(
                 f"no experiment named {', '.join(repr(m) for m in missing)} in {client.tracking_uri}; "
                 f"experiments there: {', '.join(known) or '(none)'}"
             )
         return ids, list(names)
-    experiments = _all_experiments(client)
-    return [e.experiment_id for e in experiments], [e.name for e in experiments]
+    return [experiment_id for experiment_id, _ in experiments], [name for _, name in experiments]
 
 
 def _all_experiments(client: MlflowClient) -> list:
@@ -259,18 +384,21 @@ def _eval_parts(run: Run) -> tuple[dict[str, dict[str, float]], dict[str, dict[s
 
 
 def load_runs(
-    client: MlflowClient,
+    client: Store,
     experiment_names: Sequence[str] | None = None,
     *,
     grid: str | None = None,
     filter_string: str | None = None,
     fast: bool = True,
     tags: Mapping[str, str] | None = None,
+    run_ids: Collection[str] | None = None,
+    all_versions: bool = False,
 ) -> ReportData:
     """The reportable train runs of the selection, with eval runs merged in (see the module doc).
 
-    Without ``filter_string``, SQL stores are read with four plain queries (:func:`_search_sql`, same result
-    as ``search_runs``, ~40× faster); ``fast=False`` or a filter uses MLflow's ``search_runs`` (paginated).
+    Without ``filter_string``, SQLite stores are read with plain queries (:class:`~lgrpo_bench.tracking.sqlstore.StoreReader`,
+    no MLflow import) and other SQL stores with four SQL queries (:func:`_search_sql`), both giving what
+    ``search_runs`` gives; ``fast=False`` or a filter uses MLflow's ``search_runs`` (paginated).
 
     Args:
         experiment_names: experiments to read; ``None``/empty = every active experiment of the store.
@@ -278,11 +406,11 @@ def load_runs(
         tags: keep runs with each of these tag values (``{"lgrpo.model": "tiny-s"}``); like ``grid``, eval runs
             merged into a train run must carry them too.
         filter_string: an MLflow search filter AND-ed in (``"tags.`lgrpo.model_size` = '0.5B'"``).
+        run_ids: the current run ids of the grid file (``lgrpo.run_id`` values): other finished train runs of the
+            selection are earlier versions, left out (:attr:`ReportData.earlier_versions`) unless ``all_versions``.
     Raises:
         ReportInputError: unknown experiment, a filter MLflow rejects, or no reportable run.
     """
-    from mlflow.exceptions import MlflowException
-
     ids, names = resolve_experiment_ids(client, experiment_names)
     wanted_tags = dict(tags or {}) | ({t.TAG_GRID: grid} if grid is not None else {})
     clauses = [f"tags.`{key}` = {_quote(value)}" for key, value in wanted_tags.items()]
@@ -290,12 +418,22 @@ def load_runs(
         clauses.append(filter_string.strip())
     where = " AND ".join(clauses)
     described = f"experiment(s) {', '.join(names) or '(none)'}" + (f" where {where}" if where else "")
+    title = f"grid {grid}" if grid is not None else f"experiment{'s' if len(names) != 1 else ''} {', '.join(names) or '(none)'}"
     if not ids:
         raise ReportInputError(f"{client.tracking_uri} has no experiment to report")
-    found = None if (filter_string and filter_string.strip()) or not fast else _search_sql(client, ids, wanted_tags)
+    found = None
+    if fast and not (filter_string and filter_string.strip()):
+        reader = _sqlite_reader(client)
+        if reader is not None:  # oldest first, like the search below
+            found = list(reversed(reader.runs(ids, tag_equals=wanted_tags, params=True, metrics=True)))
+        elif not isinstance(client, SqliteStore):
+            found = _search_sql(client, ids, wanted_tags)
     if found is None:
+        from mlflow.exceptions import MlflowException
+
+        mlflow_client = client.client() if isinstance(client, SqliteStore) else client
         try:
-            found = _search_all(client, ids, where)
+            found = _search_all(mlflow_client, ids, where)
         except MlflowException as error:
             raise ReportInputError(f"MLflow rejected the filter {where!r}: {error.message}") from None
 
@@ -316,7 +454,8 @@ def load_runs(
             continue
         state = run_tags.get(t.TAG_STATE, "")
         if state not in REPORTED_STATES:
-            skipped[state or "unknown"] = skipped.get(state or "unknown", 0) + 1
+            if run_ids is None or run_tags.get(t.TAG_RUN_ID, run.info.run_id) in run_ids:
+                skipped[state or "unknown"] = skipped.get(state or "unknown", 0) + 1
             continue
         metrics, identity = _eval_parts(run)
         record = RunRecord(
@@ -336,6 +475,7 @@ def load_runs(
             artifact_uris={run.info.run_id: run.info.artifact_uri},
             train_metrics={k: float(v) for k, v in run.data.metrics.items() if k.startswith(t.TRAIN_PREFIX)},
             params=dict(run.data.params),
+            tags=dict(run_tags),
         )
         trains[record.run_id] = record
     by_mlflow_train = {record.mlflow_run_id: record for record in trains.values()}
@@ -349,15 +489,20 @@ def load_runs(
             parent.eval_identity[benchmark] = identity.get(benchmark, {})
             parent.eval_source[benchmark] = run.info.run_id
         parent.artifact_uris[run.info.run_id] = run.info.artifact_uri
-    runs = sorted(trains.values(), key=lambda r: (r.model_size, r.algorithm, _seed_key(r.seed), r.start_time))
+    order = lambda r: (r.model_size, r.algorithm, _seed_key(r.seed), r.start_time)  # noqa: E731
+    earlier = sorted((r for r in trains.values() if run_ids is not None and r.run_id not in run_ids), key=order)
+    runs = sorted((r for r in trains.values() if all_versions or run_ids is None or r.run_id in run_ids), key=order)
     if not runs:
         left_out = ", ".join(f"{count} {state}" for state, count in sorted(skipped.items()))
+        which = "no finished train run" + (" of the grid file's current points" if run_ids is not None else "")
         raise ReportInputError(
-            f"no finished train run in {described} ({client.tracking_uri})"
+            f"{which} in {described} ({client.tracking_uri})"
             + (f"; left out: {left_out}" if left_out else "")
-            + "; check the experiment name (--experiment), the grid name or the filter"
+            + (f"; {len(earlier)} runs of earlier versions of this grid (run ids no longer in the grid file): "
+               "--all-versions includes them" if earlier else "; check the experiment name (--experiment), the grid name or the filter")
         )
-    return ReportData(runs=runs, grid_runs=grid_runs, skipped=skipped, selection=described)
+    return ReportData(runs=runs, grid_runs=grid_runs, skipped=skipped, selection=described, title=title,
+                      earlier_versions=earlier, all_versions=all_versions)
 
 
 def _seed_key(seed: str) -> tuple[int, str]:
@@ -374,30 +519,40 @@ def _quote(value: str) -> str:
 
 
 def load_histories(
-    client: MlflowClient, run_ids: Sequence[str], metric_keys: Iterable[str]
+    client: Store, run_ids: Sequence[str], metric_keys: Iterable[str], *, fast: bool = True,
 ) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
     """``{metric: {mlflow run id: (steps, values)}}`` sorted by step, for runs that logged the metric.
 
-    SQL stores answer one query per metric and chunk of run ids (``get_metric_history_bulk`` of MLflow's
-    SQLAlchemy store, which ``MlflowClient`` does not expose); other stores take one call per run and metric.
+    SQLite stores answer one query per chunk of run ids (:meth:`~lgrpo_bench.tracking.sqlstore.StoreReader.metric_histories`,
+    no MLflow); other SQL stores one query per metric and chunk (``get_metric_history_bulk`` of MLflow's SQLAlchemy
+    store, which ``MlflowClient`` does not expose); other stores, and ``fast=False``, one call per run and metric.
+    A step logged twice (a resumed run) keeps its latest value.
     """
-    store = getattr(getattr(client, "_tracking_client", None), "store", None)
-    bulk = getattr(store, "get_metric_history_bulk", None)
+    keys = list(dict.fromkeys(metric_keys))
+    reader = _sqlite_reader(client) if fast else None
+    raw: dict[str, dict[str, list[tuple[int, int, float]]]] = {}
+    if reader is not None:
+        raw = reader.metric_histories(run_ids, keys)
+    else:
+        mlflow_client = client.client() if isinstance(client, SqliteStore) else client
+        store = getattr(getattr(mlflow_client, "_tracking_client", None), "store", None)
+        bulk = getattr(store, "get_metric_history_bulk", None) if fast else None
+        for key in keys:
+            points = raw.setdefault(key, {})
+            if bulk is not None:
+                for start in range(0, len(run_ids), _BULK_CHUNK):
+                    for item in bulk(list(run_ids[start:start + _BULK_CHUNK]), key, None):
+                        points.setdefault(item.run_id, []).append((item.step, item.timestamp, item.value))
+            else:
+                for run_id in run_ids:
+                    for metric in mlflow_client.get_metric_history(run_id, key):
+                        points.setdefault(run_id, []).append((metric.step, metric.timestamp, metric.value))
     histories: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
-    for key in metric_keys:
-        points: dict[str, list[tuple[int, int, float]]] = {}
-        if bulk is not None:
-            for start in range(0, len(run_ids), _BULK_CHUNK):
-                for item in bulk(list(run_ids[start:start + _BULK_CHUNK]), key, None):
-                    points.setdefault(item.run_id, []).append((item.step, item.timestamp, item.value))
-        else:
-            for run_id in run_ids:
-                for metric in client.get_metric_history(run_id, key):
-                    points.setdefault(run_id, []).append((metric.step, metric.timestamp, metric.value))
+    for key in keys:
         per_run = {}
-        for run_id, values in points.items():
+        for run_id, values in raw.get(key, {}).items():
             latest: dict[int, float] = {}
-            for step, _, value in sorted(values):  # a step logged twice (resume) keeps its latest value
+            for step, _, value in sorted(values, key=lambda point: (point[0], point[1])):
                 latest[int(step)] = float(value)
             steps = sorted(latest)
             per_run[run_id] = (steps, [latest[s] for s in steps])
@@ -406,17 +561,16 @@ def load_histories(
 
 
 def load_problem_records(
-    client: MlflowClient, requests: Iterable[tuple[str, str]], artifact_uris: Mapping[str, str] | None = None
+    client: Store, requests: Iterable[tuple[str, str]], artifact_uris: Mapping[str, str] | None = None
 ) -> dict[tuple[str, str], list[dict] | None]:
     """``{(mlflow run id, benchmark): records or None}`` for each requested pair.
 
     Reads the artifact ``eval/<benchmark>/problems.jsonl`` (:func:`~lgrpo_bench.tracking.schema.eval_records_artifact_dir`);
     a run without it gives ``None`` (its statistics show as missing). With ``artifact_uris`` (``{run id:
     artifact root}``, as :attr:`RunRecord.artifact_uris` holds them) the files are read from the artifact
-    store directly, without one tracking-store query per file.
+    store directly, without one tracking-store query per file; local artifact folders are read in place (no MLflow
+    import), remote ones downloaded with MLflow.
     """
-    from mlflow.artifacts import download_artifacts
-
     wanted = list(dict.fromkeys(requests))
     if not wanted:
         return {}
@@ -433,9 +587,12 @@ def load_problem_records(
             target.mkdir()
             try:
                 if run_id in roots:
+                    from mlflow.artifacts import download_artifacts
+
                     local = download_artifacts(artifact_uri=f"{roots[run_id].rstrip('/')}/{path}", dst_path=str(target))
                 else:
-                    local = client.download_artifacts(run_id, path, str(target))
+                    mlflow_client = client.client() if isinstance(client, SqliteStore) else client
+                    local = mlflow_client.download_artifacts(run_id, path, str(target))
             except Exception:  # noqa: BLE001 - a missing artifact is reported as missing data
                 return None
             return _read_jsonl(Path(local)) if os.path.isfile(local) else None

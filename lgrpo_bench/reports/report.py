@@ -4,32 +4,42 @@
     result = generate_report("sqlite:///mlflow.db", grid="quickstart", formats=["md", "html"], out_dir="report")
 
 Files written under ``out_dir`` (only those asked for): ``table.md``; ``table.tex`` and ``deltas.tex``;
-``results.csv`` (tidy) and ``deltas.csv``; ``report.html`` (self-contained); ``plots/<name>.png|pdf``
-(``training_curves``, ``token_preference``, ``accuracy_vs_compute``), also logged as artifacts under
-``report/plots/`` of the grid parent run when every reported run belongs to that one grid.
+``results.csv`` (tidy) and ``deltas.csv``; ``report.html`` (self-contained, titled by the grid or experiments);
+``plots/<name>.png|pdf`` (:data:`PLOT_NAMES`), also logged as artifacts under ``report/plots/`` of the grid parent
+run when every reported run belongs to that one grid.
+
+Imports: without plots nothing here imports MLflow (SQLite stores), matplotlib, pandas or ``scipy.stats``;
+``lgrpo-bench report --no-plots`` of the quickstart's 15 runs stays a light process (README, Reports).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from statistics import fmean
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lgrpo_bench.reports import render
-from lgrpo_bench.reports.loader import ReportData, ReportInputError, RunRecord, load_histories, load_runs, open_store
+from lgrpo_bench.reports.loader import ReportData, ReportInputError, RunRecord, SqliteStore, Store, load_histories, load_runs, open_store
 from lgrpo_bench.reports.stats import generated_tokens, learning_curve_mean
 from lgrpo_bench.reports.table import ReportTable, build_table
 from lgrpo_bench.tracking import schema as t
 
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
-
-__all__ = ["FORMATS", "PLOT_NAMES", "ReportResult", "generate_report", "load_report_table", "print_summary_table", "report_figures"]
+__all__ = [
+    "FORMATS", "PLOT_CAPTIONS", "PLOT_NAMES", "ReportResult", "generate_report", "load_report_table", "print_summary_table",
+    "report_figures",
+]
 
 FORMATS: tuple[str, ...] = ("md", "latex", "csv", "html")
-PLOT_NAMES: tuple[str, ...] = ("training_curves", "token_preference", "accuracy_vs_compute")
+PLOT_NAMES: tuple[str, ...] = ("training_curves", "heldout_accuracy", "token_preference", "accuracy_vs_compute")
+PLOT_CAPTIONS: dict[str, str] = {
+    "training_curves": "Training curves: mean over each row's seeds, band ±1 std; one colour, line style and marker per table row.",
+    "heldout_accuracy": "Greedy held-out accuracy during training (train/heldout_acc), mean over seeds ±1 std; the table's "
+                        "Sample eff. column is the time-average of each run's curve (given in the legend).",
+    "token_preference": "Weight per token relative to the token mean, for one group of completions spread over the lengths "
+                        "(λ-GRPO at each row's mean final λ); lines with the same weights are drawn on top of each other and named.",
+    "accuracy_vs_compute": "Accuracy against the tokens generated in training: one point per run, one colour and marker per table row.",
+}
 _GRID_ARTIFACT_DIR = "report"
 
 
@@ -44,10 +54,12 @@ class ReportResult:
 
 
 def load_report_table(
-    tracking: MlflowClient | str | None = None,
+    tracking: Store | str | None = None,
     *,
     experiments: Sequence[str] | None = None,
     grid: str | None = None,
+    run_ids: Collection[str] | None = None,
+    all_versions: bool = False,
     filter_string: str | None = None,
     baseline: str = "grpo",
     metric: str = "acc",
@@ -62,10 +74,12 @@ def load_report_table(
 
     ``statistics=False``: Δ without intervals and power rows. ``group_by`` / ``average_over`` / ``key_order``:
     the row keys (:func:`~lgrpo_bench.reports.table.build_table`). ``extra_histories``: more metric histories
-    to load with ``train/heldout_acc`` (``{metric: {MLflow run id: (steps, values)}}``).
+    to load with ``train/heldout_acc`` (``{metric: {MLflow run id: (steps, values)}}``). ``run_ids`` / ``all_versions``:
+    the grid file's current run ids, and whether runs of its earlier versions join them (:func:`~.loader.load_runs`);
+    a note counts the runs left out, or names the keys that tell the versions apart.
     """
     client = open_store(tracking)
-    data = load_runs(client, experiments, grid=grid, filter_string=filter_string)
+    data = load_runs(client, experiments, grid=grid, filter_string=filter_string, run_ids=run_ids, all_versions=all_versions)
     run_ids = [run.mlflow_run_id for run in data.runs]
     histories = load_histories(client, run_ids, list(dict.fromkeys([t.TRAIN_HELDOUT_ACC, *extra_histories])))
     table = build_table(
@@ -75,14 +89,32 @@ def load_report_table(
     if data.skipped:
         left_out = ", ".join(f"{count} {state}" for state, count in sorted(data.skipped.items()))
         table.notes.append(f"runs left out (not finished): {left_out}")
+    table.notes += _versions_notes(table, data)
     return table, data, histories
 
 
+def _versions_notes(table: ReportTable, data: ReportData) -> list[str]:
+    """The line about runs of earlier versions of the grid: left out, or included and told apart by which keys."""
+    earlier = data.earlier_versions
+    if not earlier:
+        return []
+    if not data.all_versions:
+        return [f"{len(earlier)} runs of earlier versions of this grid are not shown; lgrpo-bench report --all-versions includes them"]
+    earlier_ids = {run.mlflow_run_id for run in earlier}
+    current = [run for run in data.runs if run.mlflow_run_id not in earlier_ids]
+    differing = [table.row_keys.labels[key] for key in table.row_keys.keys
+                 if {run.params.get(key) for run in earlier} != {run.params.get(key) for run in current}]
+    return [f"{len(earlier)} runs of earlier versions of this grid are included (--all-versions), keyed by the values that differ"
+            + (f": {', '.join(differing)}" if differing else "")]
+
+
 def generate_report(
-    tracking: MlflowClient | str | None = None,
+    tracking: Store | str | None = None,
     *,
     experiments: Sequence[str] | None = None,
     grid: str | None = None,
+    run_ids: Collection[str] | None = None,
+    all_versions: bool = False,
     filter_string: str | None = None,
     formats: Sequence[str] = ("md",),
     out_dir: str | Path = "report",
@@ -103,7 +135,8 @@ def generate_report(
     client = open_store(tracking)
     curve_metrics = ("train/reward_mean", "train/completion_length_mean", "train/entropy", "train/lambda") if plots else ()
     table, data, histories = load_report_table(
-        client, experiments=experiments, grid=grid, filter_string=filter_string, baseline=baseline, metric=metric,
+        client, experiments=experiments, grid=grid, run_ids=run_ids, all_versions=all_versions, filter_string=filter_string,
+        baseline=baseline, metric=metric,
         split=split, statistics=statistics, group_by=group_by, average_over=average_over, key_order=key_order,
         extra_histories=curve_metrics,
     )
@@ -123,17 +156,20 @@ def generate_report(
         "latex": lambda: {"table.tex": render.to_latex(table)} | ({"deltas.tex": d} if (d := render.to_latex_deltas(table)) else {}),
         "csv": lambda: {"results.csv": render.results_csv(table, data.runs, _efficiency(data.runs, histories)),
                         "deltas.csv": render.deltas_csv(table)},
-        "html": lambda: {"report.html": render.to_html(table, images, title=f"lgrpo-bench report: {data.selection}")},
+        "html": lambda: {"report.html": render.to_html(
+            table, images, title=f"lgrpo-bench report: {data.title}", captions=PLOT_CAPTIONS,
+            subtitle=f"{len(data.runs)} runs from {data.selection} in {client.tracking_uri}")},
     }
     for fmt in formats:
         for filename, text in writers[fmt]().items():
             path = out / filename
             path.write_text(text, encoding="utf-8")
             result.files.append(path)
-    if plots and log_to_grid:
+    if plots and log_to_grid and data.grid_parents:
+        writer = client.client() if isinstance(client, SqliteStore) else client
         for grid_run in data.grid_parents:
             for path in plot_files:
-                client.log_artifact(grid_run, str(path), f"{_GRID_ARTIFACT_DIR}/plots")
+                writer.log_artifact(grid_run, str(path), f"{_GRID_ARTIFACT_DIR}/plots")
             result.logged_to.append(grid_run)
     return result
 
@@ -161,7 +197,8 @@ def report_figures(table: ReportTable, runs: Sequence[RunRecord], histories, nam
 
     ``histories`` as :func:`load_report_table` returns them (with the curve metrics in ``extra_histories``).
     One series per table row (algorithm and row keys, never several configurations as one line), named in the
-    legend: training curves (mean ± std over the row's seeds), the implied token preference (λ-GRPO at the
+    legend, in the same style in every figure: training curves (mean ± std over the row's seeds), held-out accuracy
+    curves (``train/heldout_acc``, the data behind Sample eff.), the implied token preference (λ-GRPO at the
     mean final ``train/lambda`` of the row's runs; G, L_max and r from the runs' params), accuracy vs generated
     tokens (Σ steps ``train/completion_length_mean`` × prompts_per_step × num_generations; ``train/num_tokens``
     when those params are missing).
@@ -187,6 +224,13 @@ def report_figures(table: ReportTable, runs: Sequence[RunRecord], histories, nam
     figures = {}
     if "training_curves" in names:
         figures["training_curves"] = plots.training_curves_figure(curves)
+    if "heldout_accuracy" in names:
+        heldout: dict[str, list] = {}
+        per_run = histories.get(t.TRAIN_HELDOUT_ACC, {})
+        for run in runs:
+            if run.mlflow_run_id in per_run:
+                heldout.setdefault(label(run), []).append(per_run[run.mlflow_run_id])
+        figures["heldout_accuracy"] = plots.heldout_accuracy_figure(heldout)
     if "token_preference" in names:
         figures["token_preference"] = _token_preference(runs, label)
     if "accuracy_vs_compute" in names:
@@ -254,27 +298,30 @@ def _most_common(values):
 
 
 def print_summary_table(
-    tracking: MlflowClient | str | None = None,
+    tracking: Store | str | None = None,
     experiment: str | None = None,
     grid: str | None = None,
     console=None,
     *,
     baseline: str = "grpo",
+    metric: str = "acc",
     statistics: bool = True,
     key_order: Sequence[str] = (),
+    run_ids: Collection[str] | None = None,
 ) -> ReportTable | None:
     """Print the summary (and Δ) table with rich, e.g. at the end of ``lgrpo-bench run``.
 
     Reads the runs of ``experiment`` and/or ``grid``; prints a one-line note instead of raising when there
     is nothing to report (the caller's work is done either way). ``key_order``: the grid's axis keys (order
-    of the key columns). Returns the table, or ``None``.
+    of the key columns); ``run_ids``: the grid file's current run ids (runs of earlier versions are counted in a
+    note, not shown). Returns the table, or ``None``.
     """
     from rich.console import Console
 
     console = console or Console()
     try:
-        table, _, _ = load_report_table(tracking, experiments=[experiment] if experiment else None, grid=grid,
-                                        baseline=baseline, statistics=statistics, key_order=key_order)
+        table, _, _ = load_report_table(tracking, experiments=[experiment] if experiment else None, grid=grid, run_ids=run_ids,
+                                        baseline=baseline, metric=metric, statistics=statistics, key_order=key_order)
     except ReportInputError as error:
         console.print(f"[yellow]no results table:[/yellow] {error}", markup=True, highlight=False)
         return None

@@ -11,7 +11,8 @@ Rules
 * Cell: mean ± std over seeds (:func:`~lgrpo_bench.reports.stats.seed_stats`) of one eval metric (``acc``
   by default); a row's ``n`` is its number of runs (seeds); a cell built from fewer runs carries its own n.
 * Average: per run, the mean over the table's benchmark columns (only for runs that have all of them),
-  then mean ± std over seeds. Sample efficiency: per run, :func:`~lgrpo_bench.reports.stats.learning_curve_mean`
+  then mean ± std over seeds; only with two benchmark columns or more (with one it would repeat that column).
+  Sample efficiency: per run, :func:`~lgrpo_bench.reports.stats.learning_curve_mean`
   of ``train/heldout_acc``, then mean ± std over seeds (the column exists when any run logged it).
 * Best: the highest mean of a column within a model size is marked (when at least two rows have a value).
 * Seed std line: :func:`~lgrpo_bench.reports.stats.pooled_seed_std` per column and model size, over its rows.
@@ -27,10 +28,20 @@ Rules
   variant its own column (and leaves the Average out, since rows would average different sets).
 * Small benchmarks: a column of fewer than :data:`SMALL_BENCHMARK` problems knows its problem count, so the
   captions can say what one problem moves (100 / n points).
+* NaN: a run that logged NaN for a value of a cell makes the cell NaN (shown as ``NaN``, never as missing, never
+  best), and so its Average and its Δ; :attr:`ReportTable.notes` warns once per run, naming its NaN metrics.
+* Marks (footnotes under the table, :attr:`ReportTable.footnotes`): :data:`WARM_START_MARK` on a row with a run
+  that rests on a warm start outside its preset's accuracy band (tag ``lgrpo.warm_start.in_band`` = ``false``);
+  :data:`LAMBDA_MARK` on a row with a run whose λ moved at its optimizer's rate limit in more than
+  :data:`LAMBDA_RATE_LIMITED_MAX` of its steps (tag ``lgrpo.lambda.rate_limited_frac``): λ still rising at its
+  learning rate, not converged (its final value says more about ``lambda_lr × steps`` than about the data).
+* Hardware: when the runs of a table carry more than one ``lgrpo.hardware`` value (or some carry none), one
+  footnote says so with the count of each (``results.csv`` has each run's).
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,12 +61,16 @@ from lgrpo_bench.reports.stats import (
     pooled_seed_std,
     seed_stats,
 )
+from lgrpo_bench.tracking import schema as t
 
 __all__ = [
     "AVERAGE",
     "COMPARABILITY_FIELDS",
     "EFFICIENCY",
+    "LAMBDA_MARK",
+    "LAMBDA_RATE_LIMITED_MAX",
     "SMALL_BENCHMARK",
+    "WARM_START_MARK",
     "Cell",
     "Column",
     "DeltaCell",
@@ -74,7 +89,14 @@ AVERAGE = "average"
 EFFICIENCY = "sample_efficiency"
 SMALL_BENCHMARK = 100
 """Benchmarks with fewer problems get a note of what one problem moves (AIME: 30, AMC: 40)."""
+WARM_START_MARK = "†"
+"""Marks a row with a run on an out-of-band warm start (issue 12 §2)."""
+LAMBDA_MARK = "‡"
+"""Marks a row with a run whose λ was at its rate limit for most steps (issue 12 §5)."""
+LAMBDA_RATE_LIMITED_MAX = 0.5
+"""A run whose ``lgrpo.lambda.rate_limited_frac`` exceeds this share of steps marks its row with :data:`LAMBDA_MARK`."""
 _MAX_NAMED_RUNS = 8
+_MAX_NAMED_ROWS = 6
 
 
 class IncomparableRuns(ReportInputError):
@@ -97,6 +119,8 @@ class Column:
 class Cell:
     stats: SeedStats
     best: bool = False
+    nan: int = 0
+    """Runs of the row whose value is NaN: the cell shows ``NaN`` (their other values are in ``stats``)."""
 
 
 @dataclass
@@ -110,6 +134,8 @@ class Row:
     """Values of :attr:`ReportTable.row_keys` ``.keys``, in that order."""
     keys_text: str = ""
     """The shown keys as ``lam_init=1.0, learning_rate=3e-05`` (empty without shown keys)."""
+    marks: tuple[str, ...] = ()
+    """:data:`WARM_START_MARK` / :data:`LAMBDA_MARK` when the row's runs earn them (footnotes say why)."""
 
     @property
     def n(self) -> int:
@@ -124,7 +150,8 @@ class Row:
 @dataclass
 class DeltaCell:
     delta: float | None
-    """Difference of seed means (fraction); ``None`` when either side is missing or there is no baseline row."""
+    """Difference of seed means (fraction); ``None`` when either side is missing or there is no baseline row; NaN
+    when either side is NaN."""
     interval: DeltaInterval | None = None
     """The t interval over seeds (or why there is none); ``None`` without statistics."""
 
@@ -140,6 +167,8 @@ class DeltaRow:
     """Which baseline row the row is compared with, and on which keys (``index is None``: none)."""
     baseline_keys_text: str = ""
     """The baseline row's values of the algorithm options it was not matched on (``lam_init=0.0``)."""
+    marks: tuple[str, ...] = ()
+    """The compared row's :attr:`Row.marks`."""
 
 
 @dataclass
@@ -166,6 +195,9 @@ class ReportTable:
     row_keys: RowKeys = field(default_factory=lambda: RowKeys((), {}, ()))
     statistics: bool = True
     """Intervals and power were computed."""
+    footnotes: list[tuple[str, str]] = field(default_factory=list)
+    """(mark, text) lines that belong under the tables in every format: the meaning of each row mark used, and the
+    hardware line when the runs mix hardware (mark ``""``)."""
 
     @property
     def value_keys(self) -> list[str]:
@@ -295,7 +327,7 @@ def build_table(
     row_keys = resolve_row_keys(runs, group_by=group_by, average_over=average_over, key_order=key_order)
     columns, notes = table_columns(runs, metric, split)
     split_happened = len({c.benchmark for c in columns}) != len(columns)
-    has_average = bool(columns) and not split_happened
+    has_average = len(columns) >= 2 and not split_happened
     if split_happened:
         notes.append("the Average column is left out: some benchmark has several evaluation variants")
     curves = heldout_curves or {}
@@ -324,16 +356,16 @@ def build_table(
         rows = []
         for algorithm, key_values in order:
             members = configurations[(algorithm, key_values)]
-            row = Row(size, algorithm, members, {}, key_values, row_keys.describe(key_values))
+            row = Row(size, algorithm, members, {}, key_values, row_keys.describe(key_values), _marks(members))
             check_replicates(f"model size {size}, {row.label}", members, row_keys)
-            row.cells = {key: Cell(seed_stats(values_of[r.mlflow_run_id][key] for r in members)) for key in keys}
+            row.cells = {key: _cell([values_of[r.mlflow_run_id][key] for r in members]) for key in keys}
             rows.append(row)
         for key in keys:
-            means = [row.cells[key].stats.mean for row in rows if row.cells[key].stats.mean is not None]
+            means = [row.cells[key].stats.mean for row in rows if row.cells[key].stats.mean is not None and not row.cells[key].nan]
             if len(means) >= 2:
                 best = max(means)
                 for row in rows:
-                    row.cells[key].best = row.cells[key].stats.mean == best
+                    row.cells[key].best = not row.cells[key].nan and row.cells[key].stats.mean == best
         per_row = {key: [[values_of[r.mlflow_run_id][key] for r in row.runs] for row in rows] for key in keys}
         seed_std = {key: pooled_seed_std(per_row[key]) for key in keys}
         base_rows = [row for row in rows if row.algorithm == baseline]
@@ -346,7 +378,93 @@ def build_table(
             notes.append(f"model size {size}: no {baseline!r} runs, so no Δ vs baseline (choose another with --baseline)")
         power = {key: _power(key, rows, deltas, base_rows, per_row[key], values_of, row_keys) for key in keys} if statistics else {}
         groups.append(Group(size, rows, seed_std, deltas, bool(base_rows), power))
-    return ReportTable(metric, baseline, columns, groups, has_average, has_efficiency, confidence, notes, row_keys, statistics)
+    notes += _nan_notes(runs, efficiency)
+    table = ReportTable(metric, baseline, columns, groups, has_average, has_efficiency, confidence, notes, row_keys, statistics)
+    table.footnotes = _mark_footnotes(table) + _hardware_footnotes(runs, groups)
+    return table
+
+
+def _is_nan(value: float | None) -> bool:
+    return value is not None and math.isnan(value)
+
+
+def _cell(values: Sequence[float | None]) -> Cell:
+    return Cell(seed_stats(values), nan=sum(map(_is_nan, values)))
+
+
+def _marks(runs: Sequence[RunRecord]) -> tuple[str, ...]:
+    marks = []
+    if any(run.warm_start_out_of_band for run in runs):
+        marks.append(WARM_START_MARK)
+    if any(_rate_limited(run) for run in runs):
+        marks.append(LAMBDA_MARK)
+    return tuple(marks)
+
+
+def _rate_limited(run: RunRecord) -> bool:
+    fraction = run.lambda_rate_limited_frac
+    return fraction is not None and fraction > LAMBDA_RATE_LIMITED_MAX
+
+
+def _named_rows(parts: list[str]) -> str:
+    more = f"; and {len(parts) - _MAX_NAMED_ROWS} more rows" if len(parts) > _MAX_NAMED_ROWS else ""
+    return "; ".join(parts[:_MAX_NAMED_ROWS]) + more
+
+
+def _mark_footnotes(table: ReportTable) -> list[tuple[str, str]]:
+    """The footnote of each mark some row carries, naming the rows and how many of their runs earn it."""
+    rows = [(group.model_size, row) for group in table.groups for row in group.rows]
+    footnotes = []
+    band = []
+    for size, row in rows:
+        if WARM_START_MARK in row.marks:
+            members = [r for r in row.runs if r.warm_start_out_of_band]
+            accuracies = sorted({r.tags[t.TAG_WARM_START_GREEDY_ACC] for r in members if t.TAG_WARM_START_GREEDY_ACC in r.tags})
+            band.append(f"{size} {row.label}: {len(members)} of {row.n} runs"
+                        + (f" (warm-start greedy accuracy {', '.join(accuracies)})" if accuracies else ""))
+    if band:
+        footnotes.append((WARM_START_MARK, f"rests on a warm start outside its preset's accuracy band ({t.TAG_WARM_START_IN_BAND} = "
+                          f"false): {_named_rows(band)}. Another warm start may order the algorithms differently"))
+    limited = []
+    for size, row in rows:
+        if LAMBDA_MARK in row.marks:
+            members = [r for r in row.runs if _rate_limited(r)]
+            fractions = [r.lambda_rate_limited_frac for r in members]
+            share = f"{100 * min(fractions):.0f} %" + (f" to {100 * max(fractions):.0f} %" if max(fractions) != min(fractions) else "")
+            limited.append(f"{size} {row.label}: {len(members)} of {row.n} runs, λ at its rate limit in {share} of steps")
+    if limited:
+        footnotes.append((LAMBDA_MARK, "λ still rising at its learning rate: not converged (λ moved at its optimizer's rate limit "
+                          f"in more than {100 * LAMBDA_RATE_LIMITED_MAX:.0f} % of steps, {t.TAG_LAMBDA_RATE_LIMITED_FRAC}): "
+                          f"{_named_rows(limited)}. Its final λ reflects lambda_lr × steps more than a learned preference"))
+    return footnotes
+
+
+def _hardware_footnotes(runs: Sequence[RunRecord], groups: Sequence[Group]) -> list[tuple[str, str]]:
+    """One line when the runs mix hardware (``lgrpo.hardware`` values, or tagged and untagged runs)."""
+    kinds = Counter(run.hardware or "not recorded" for run in runs)
+    if len(kinds) < 2:
+        return []
+    listed = ", ".join(f"{kind} ({count} run{'s' if count != 1 else ''})" for kind, count in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+    mixed = [f"{group.model_size} {row.label}" for group in groups for row in group.rows
+             if len({run.hardware or "not recorded" for run in row.runs}) > 1]
+    within = ""
+    if mixed:
+        within = f"; rows whose seeds mix them: {', '.join(mixed[:3])}" + (f" and {len(mixed) - 3} more" if len(mixed) > 3 else "")
+    return [("", f"rows computed on {len(kinds)} kinds of hardware: {listed}{within} (results.csv: column hardware)")]
+
+
+def _nan_notes(runs: Sequence[RunRecord], efficiency: Mapping[str, float | None]) -> list[str]:
+    """One warning per run that logged NaN for an eval metric (or whose held-out curve mean is NaN)."""
+    notes = []
+    for run in runs:
+        names = sorted(t.eval_metric(benchmark, metric) for benchmark, values in run.eval_metrics.items()
+                       for metric, value in values.items() if _is_nan(value))
+        if _is_nan(efficiency.get(run.mlflow_run_id)):
+            names.append(t.TRAIN_HELDOUT_ACC)
+        if names:
+            notes.append(f"warning: run {run.label} logged NaN for {', '.join(names)}: shown as NaN, not as missing; "
+                         "check its evaluation (run.log)")
+    return notes
 
 
 def _replicate_values(row: Row, key: str, values_of: Mapping[str, Mapping[str, float | None]], row_keys: RowKeys) -> dict:
@@ -359,21 +477,24 @@ def _delta_row(
 ) -> DeltaRow:
     match = match_baseline(row.key_values, [b.key_values for b in base_rows], row_keys, baseline)
     if match.index is None:
-        return DeltaRow(row.model_size, row.algorithm, {key: DeltaCell(None) for key in keys}, row.key_values, row.keys_text, match)
+        return DeltaRow(row.model_size, row.algorithm, {key: DeltaCell(None) for key in keys}, row.key_values, row.keys_text, match,
+                        marks=row.marks)
     base = base_rows[match.index]
     cells = {}
     for key in keys:
         delta = _difference(row, base, key)
         interval = None
-        if statistics and delta is not None:
+        if statistics and delta is not None and not math.isnan(delta):
             interval = delta_interval(_replicate_values(row, key, values_of, row_keys),
                                       _replicate_values(base, key, values_of, row_keys), confidence=confidence)
         cells[key] = DeltaCell(delta, interval)
     unmatched = ", ".join(f"{row_keys.labels[k]}={'—' if v is None else v}" for k, v in match.unmatched.items())
-    return DeltaRow(row.model_size, row.algorithm, cells, row.key_values, row.keys_text, match, unmatched)
+    return DeltaRow(row.model_size, row.algorithm, cells, row.key_values, row.keys_text, match, unmatched, row.marks)
 
 
 def _difference(row: Row, base: Row, key: str) -> float | None:
+    if row.cells[key].nan or base.cells[key].nan:
+        return math.nan
     a, b = row.cells[key].stats.mean, base.cells[key].stats.mean
     return None if a is None or b is None else a - b
 

@@ -1,23 +1,276 @@
-"""Resolving a run: the one place a config becomes a run id and a run folder.
+"""Resolving a run: the one step that checks a config against the registries, computes its run id and its folder.
 
-Whoever resolves a config (the grid orchestrator, a sweep, ``lgrpo-bench train``/``eval --config``) calls
-:func:`prepare_run` once: the config gets an absolute ``runs_dir`` and tracking URI (neither is part of the run
-id, so a run means the same thing from any working directory), its run id is computed, and the resolved config
-is written to ``<runs_dir>/<run_id>/config.yaml``. The run's processes read it back with :func:`read_resolved`
-and take the run id from the folder's name: nothing downstream re-derives, re-hashes or re-writes it.
+``config/`` validates the *shape* of run configs, grids and sweeps and imports nothing of ours; this module adds
+what needs the registries, all of them known without torch, transformers or lm-eval:
+
+* :func:`run_problems` — the algorithm preset and axis values and their combination
+  (:mod:`lgrpo_bench.algorithms.presets`), the model (a tiny or Qwen preset from :mod:`lgrpo_bench.models.presets`,
+  an existing folder, or a hub id ``owner/name``), the benchmarks and their protocol overrides
+  (:mod:`lgrpo_bench.evaluation.benchmarks`), prompt templates (:mod:`lgrpo_bench.tasks.templates`), the tiny
+  presets' held-out split, and that every configured data file exists and parses (a malformed line of
+  ``amc23.jsonl`` is found before training starts, not after). Results are cached per distinct value, so a
+  10,000-point grid costs a handful of checks;
+* :func:`run_id` — the content hash of the resolved config (:func:`lgrpo_bench.config.identity_payload` with the
+  resolved algorithm);
+* :func:`load_run`, :func:`load_grid`, :func:`load_sweep`, :func:`build_run` — the ``config`` loaders with those
+  checks passed in: use these, not the bare ``config`` functions, for anything a user wrote.
+
+Whoever starts a run (the grid orchestrator, a sweep, ``lgrpo-bench train``) then calls :func:`prepare_run` once:
+the config gets an absolute ``runs_dir`` and tracking URI (neither is part of the run id), and the resolved config is
+written to ``<runs_dir>/<run_id>/config.yaml``. The run's processes read it back with :func:`read_resolved` and take
+the run id from the folder's name: nothing downstream re-checks, re-hashes or re-writes it.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from lgrpo_bench.config import ConfigError, RunConfig, build_run_config, dump_yaml, read_yaml, run_id
+from lgrpo_bench.config import (
+    ConfigError,
+    ConfigProblem,
+    RunConfig,
+    build_run_config,
+    dump_yaml,
+    identity_hash,
+    identity_payload,
+    load_run_config,
+    read_yaml,
+)
+from lgrpo_bench.config.grid import DEFAULT_MAX_POINTS, ExpandedGrid
 from lgrpo_bench.tracking.record import CONFIG_FILE, RunLayout
 
-__all__ = ["PreparedRun", "absolute_locations", "prepare_run", "read_resolved"]
+__all__ = [
+    "PreparedRun", "absolute_locations", "build_run", "eval_problems", "load_grid", "load_run", "load_sweep", "prepare_run",
+    "read_resolved", "run_id", "run_problems", "trial_config",
+]
+
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Checks against the registries
+# ---------------------------------------------------------------------------------------------------------
+def run_problems(config: RunConfig) -> list[ConfigProblem]:
+    """Everything wrong with ``config`` that its schema cannot see (see the module docstring); [] when nothing is."""
+    problems = list(_algorithm_problems(config))
+    problems += _model_problems(config.model.name)
+    problems += _split_problems(config)
+    problems += _template_problems(config.task.template, "task.template")
+    problems += eval_problems(config.eval)
+    if config.task.name == "math" and config.task.data is not None:
+        problems += _math_data_problems(config.task.data)
+    return problems
+
+
+def _algorithm_problems(config: RunConfig) -> list[ConfigProblem]:
+    from lgrpo_bench.algorithms.presets import AlgorithmError, algorithm_of
+
+    try:
+        algorithm_of(config)
+    except AlgorithmError as error:
+        return [ConfigProblem(error.key or "", str(error), error.value, show_value=error.key is not None)]
+    return []
+
+
+@functools.lru_cache(maxsize=256)
+def _model_problems(name: str) -> tuple[ConfigProblem, ...]:
+    """Why ``name`` cannot be a model (nothing when it can): a preset, an existing folder or a hub id owner/name."""
+    from lgrpo_bench.models.presets import QWEN_PRESETS, TINY_PRESETS
+
+    if name in TINY_PRESETS or name.lower() in QWEN_PRESETS:
+        return ()
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return ()
+    if name.startswith(("/", "./", "../", "~")):
+        return (ConfigProblem("model.name", f"unknown model {name!r}: no such folder"),)
+    if HUB_ID_RE.match(name):
+        return ()
+    presets = [*TINY_PRESETS, *QWEN_PRESETS]
+    close = difflib.get_close_matches(name, presets, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return (ConfigProblem("model.name", f"unknown model {name!r}: not a preset ({', '.join(presets)}){hint}, "
+                                        "an existing folder or a hub id owner/name"),)
+
+
+def _split_problems(config: RunConfig) -> list[ConfigProblem]:
+    if config.task.name != "arith" or not config.model.name.startswith("tiny-"):
+        return []
+    from lgrpo_bench.tasks.arith import ARITH_DEFAULT_DIGITS, ARITH_N_TEST, ARITH_SPLIT_SEED
+
+    task = config.task
+    if (task.data_seed, tuple(task.digits)) == (ARITH_SPLIT_SEED, tuple(ARITH_DEFAULT_DIGITS)) \
+            and task.num_heldout_problems <= ARITH_N_TEST:
+        return []
+    return [ConfigProblem("", f"task.data_seed={task.data_seed}, task.digits={task.digits}, task.num_heldout_problems="
+                              f"{task.num_heldout_problems}: with a tiny preset the held-out split must be the one its "
+                              f"warm start never saw (data_seed {ARITH_SPLIT_SEED}, digits {list(ARITH_DEFAULT_DIGITS)}, "
+                              f"at most {ARITH_N_TEST} problems), or held-out accuracy would be measured on training data")]
+
+
+@functools.lru_cache(maxsize=64)
+def _template_problems(template: str | None, key: str) -> tuple[ConfigProblem, ...]:
+    from lgrpo_bench.tasks.templates import TEMPLATES
+
+    if template is None or template in TEMPLATES:
+        return ()
+    return (ConfigProblem(key, f"unknown template {template!r}; choose from {', '.join(TEMPLATES)}"),)
+
+
+def _eval_overrides_key(eval_config) -> tuple:
+    return tuple(sorted((name, tuple(sorted(override.model_dump().items())))
+                        for name, override in eval_config.overrides.items()))
+
+
+def eval_problems(eval_config) -> list[ConfigProblem]:
+    """The benchmark checks of :func:`run_problems` for an ``eval`` section (also ``lgrpo-bench eval``'s): names and
+    protocol overrides (cached), then each configured data file (re-read only when it changed)."""
+    benchmarks = tuple(eval_config.benchmarks)
+    problems = list(_eval_problems(benchmarks, _eval_overrides_key(eval_config)))
+    return problems or _benchmark_data_problems(benchmarks, eval_config.data_dir)
+
+
+@functools.lru_cache(maxsize=256)
+def _eval_problems(benchmarks: tuple[str, ...], overrides: tuple) -> tuple[ConfigProblem, ...]:
+    from lgrpo_bench.evaluation.benchmarks import BENCHMARK_NAMES, get_benchmark
+    from lgrpo_bench.tasks.templates import TEMPLATES
+
+    problems: list[ConfigProblem] = []
+    for name in benchmarks:
+        if name not in BENCHMARK_NAMES:
+            close = difflib.get_close_matches(name, BENCHMARK_NAMES, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            problems.append(ConfigProblem("eval.benchmarks", f"unknown benchmark {name!r}{hint}; choose from "
+                                                             f"{', '.join(BENCHMARK_NAMES)}", list(benchmarks), True))
+    key = "eval.overrides"
+    for name, items in overrides:
+        override = dict(items)
+        if name not in BENCHMARK_NAMES:
+            problems.append(ConfigProblem(key, f"{name}: unknown benchmark; choose from {', '.join(BENCHMARK_NAMES)}"))
+            continue
+        default = get_benchmark(name)
+        k = override["k"] if override["k"] is not None else default.k
+        temperature = override["temperature"] if override["temperature"] is not None else default.temperature
+        if temperature == 0 and k > 1:
+            problems.append(ConfigProblem(key, f"{name}: k={k} samples at temperature 0 are {k} copies of the greedy "
+                                               f"answer; set temperature > 0 for avg@{k}, or k: 1"))
+        template = override["template"]
+        if template is not None and template not in TEMPLATES:
+            problems.append(ConfigProblem(key, f"{name}.template: unknown template {template!r}; choose from "
+                                               f"{', '.join(TEMPLATES)}"))
+        elif template is not None and (template == "arith") != (default.scorer == "arith"):
+            problems.append(ConfigProblem(key, f"{name}.template: {template!r} does not fit this benchmark's answer "
+                                               "format"))
+    return tuple(problems)
+
+
+def _benchmark_data_problems(benchmarks: tuple[str, ...], data_dir: str | None) -> list[ConfigProblem]:
+    """Each benchmark file of the data folder (``eval.data_dir``, else ``$LGRPO_DATA_DIR``) must exist and parse.
+    Without a folder the benchmarks come from the hub when they run, and nothing is checked here."""
+    from lgrpo_bench.evaluation.benchmarks import ARITH, get_benchmark, resolve_data_dir
+
+    folder = resolve_data_dir(data_dir)
+    problems = []
+    for name in benchmarks:
+        if name == ARITH or folder is None:
+            continue
+        files = [folder / file_name for file_name in get_benchmark(name).files]
+        found = next((path for path in files if path.is_file()), None)
+        if found is None:
+            problems.append(ConfigProblem("eval.benchmarks", f"{name}: the data folder {folder} has no "
+                                                             f"{' or '.join(f.name for f in files)}"))
+            continue
+        problem = _jsonl_problem(str(found), *_stamp(found))
+        if problem:
+            problems.append(ConfigProblem("eval.benchmarks", f"{name}: {problem}"))
+    return problems
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=64)
+def _jsonl_problem(path: str, mtime_ns: int, size: int) -> str | None:
+    """Why the problem file at ``path`` cannot be read (file and line), None when it parses (cached per version)."""
+    from lgrpo_bench.tasks.math_data import load_jsonl
+
+    try:
+        load_jsonl(path)
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        return str(error)
+    return None
+
+
+def _math_data_problems(source: str) -> list[ConfigProblem]:
+    from lgrpo_bench.tasks.math_data import MATH_TRAIN_FILENAME
+
+    path = Path(source).expanduser()
+    if not (source.endswith(".jsonl") or source.startswith((".", "/", "~")) or path.exists()):
+        return []  # a hub id: read when the run starts
+    if path.is_dir():
+        path = path / MATH_TRAIN_FILENAME
+        if not path.is_file():
+            return [ConfigProblem("task.data", f"the folder {source!r} has no {MATH_TRAIN_FILENAME}")]
+    if not path.is_file():
+        return [ConfigProblem("task.data", f"no such file {source!r} (a JSONL file, or a folder holding "
+                                           f"{MATH_TRAIN_FILENAME})")]
+    problem = _jsonl_problem(str(path), *_stamp(path))
+    return [ConfigProblem("task.data", problem)] if problem else []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Identity and loaders
+# ---------------------------------------------------------------------------------------------------------
+def run_id(config: RunConfig) -> str:
+    """The run id of ``config``: 12 hex characters of the SHA-256 of its identity (see
+    :func:`lgrpo_bench.config.identity_payload`); the algorithm must resolve (check with :func:`run_problems`)."""
+    from lgrpo_bench.algorithms.presets import algorithm_of
+
+    return identity_hash(identity_payload(config, algorithm_of(config).identity()))
+
+
+def build_run(data: dict[str, Any], source: str = "<config>") -> RunConfig:
+    """A run config from a mapping, validated and checked (:class:`ConfigError` naming ``source`` and the keys)."""
+    return build_run_config(data, source, run_problems)
+
+
+def load_run(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """A run YAML with ``--set`` overrides, validated and checked."""
+    return load_run_config(path, overrides, run_problems)
+
+
+def load_grid(path: str | Path, *, max_points: int = DEFAULT_MAX_POINTS) -> ExpandedGrid:
+    """A grid file, expanded into checked points with their run ids (:func:`lgrpo_bench.config.grid.load_grid`)."""
+    from lgrpo_bench.config.grid import load_grid as load_grid_file
+
+    return load_grid_file(path, identify=run_id, check=run_problems, max_points=max_points)
+
+
+def load_sweep(path: str | Path):
+    """A sweep file, validated with its base config and every probe of its space checked."""
+    from lgrpo_bench.config.sweep import load_sweep as load_sweep_file
+
+    return load_sweep_file(path, run_problems)
+
+
+def trial_config(loaded, params: dict[str, Any]) -> RunConfig:
+    """A sweep trial's run config: base + overrides + the trial's parameters, validated and checked."""
+    from lgrpo_bench.config.sweep import trial_run_config
+
+    return trial_run_config(loaded, params, run_problems)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Preparing a run
+# ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PreparedRun:
     """A resolved config, its run id and its folder."""
@@ -50,7 +303,7 @@ def prepare_run(config: RunConfig, *, rid: str | None = None, write: bool = True
     return PreparedRun(resolved, rid, layout)
 
 
-def read_resolved(run_dir: str | Path) -> tuple[RunConfig, str]:
+def read_resolved(run_dir: str | os.PathLike[str]) -> tuple[RunConfig, str]:
     """The resolved config written by :func:`prepare_run` into ``run_dir``, and the run id (the folder's name)."""
     layout = RunLayout(Path(run_dir).expanduser().resolve())
     if not layout.config_file.is_file():

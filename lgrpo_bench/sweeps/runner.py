@@ -34,11 +34,11 @@ from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
 from lgrpo_bench.config.loading import ConfigError
-from lgrpo_bench.config.sweep import LoadedSweep, trial_run_config
+from lgrpo_bench.config.sweep import LoadedSweep
 from lgrpo_bench.dispatch.executors import Executor, make_executor
 from lgrpo_bench.dispatch.job import JobResult, RunJob, record_failure
 from lgrpo_bench.dispatch.orchestrator import grid_lock, make_job, redact_executor_env
-from lgrpo_bench.runs.resolve import prepare_run
+from lgrpo_bench.runs.resolve import prepare_run, trial_config
 from lgrpo_bench.sweeps.study import distribution, objective_value, open_study
 from lgrpo_bench.tracking import record
 from lgrpo_bench.tracking.studies import TRIAL_ENV, TrialLink, retry_callback
@@ -181,7 +181,7 @@ def run_sweep(loaded: LoadedSweep, *, emit: Callable[[str], None] | None = None,
     summary = SweepSummary(sweep.name, n_trials=sweep.n_trials)
     study = open_study(loaded)
     distributions = {key: distribution(entry) for key, entry in sweep.space.items()}
-    base_config = prepare_run(trial_run_config(loaded, {}), write=False).config
+    base_config = prepare_run(trial_config(loaded, {}), write=False).config
     client = t.open_client(base_config.tracking.uri)
     experiment_id = t.get_or_create_experiment(client, base_config.tracking.experiment)
     runs_dir = Path(base_config.tracking.runs_dir)
@@ -223,7 +223,7 @@ def run_sweep(loaded: LoadedSweep, *, emit: Callable[[str], None] | None = None,
             trial = study.ask(fixed_distributions=distributions)
         params = dict(trial.params)
         try:
-            prepared = prepare_run(trial_run_config(loaded, params), write=False)
+            prepared = prepare_run(trial_config(loaded, params), write=False)
         except ConfigError as error:
             study.tell(trial, state=TrialState.FAIL)
             summary.failed[trial.number] = str(error)

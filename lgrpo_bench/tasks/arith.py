@@ -27,7 +27,8 @@ Splits
     problem strings excluded. Both streams are prefix-stable: asking for more problems appends problems,
     it never changes the first ones. Tiny warm starts use :data:`ARITH_SPLIT_SEED`, :data:`ARITH_N_TEST`
     and :data:`ARITH_DEFAULT_DIGITS`; RL runs that want a held-out set unseen by the warm start must use the
-    same three values.
+    same three values. :func:`validation_problems` draws a third set, disjoint from the test split, for model
+    selection (the warm start's stopping rule), so that nothing is ever selected on the test split.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "ARITH_N_TEST",
     "ARITH_PROMPT_FORMAT",
     "ARITH_SPLIT_SEED",
+    "ARITH_N_VALIDATION",
     "ArithProblem",
     "direct_solution",
     "generate_problems",
@@ -51,6 +53,7 @@ __all__ = [
     "render_arith_prompt",
     "score_arith",
     "train_test_split",
+    "validation_problems",
     "worked_solution",
 ]
 
@@ -65,6 +68,9 @@ ARITH_SPLIT_SEED = 0
 
 ARITH_N_TEST = 500
 """Size of the canonical held-out test split."""
+
+ARITH_N_VALIDATION = 500
+"""Size of the canonical validation split (:func:`validation_problems`); warm starts exclude all of it."""
 
 _MAX_DIGITS = 9
 _ASCII_DIGITS = re.compile(r"[0-9]*")
@@ -178,6 +184,23 @@ def train_test_split(
     test_strings = {p.problem for p in test}
     train = generate_problems(n_train, seed=seed, digits=digits, exclude=test_strings, id_prefix="train")
     return train, test
+
+
+def validation_problems(
+    n: int = ARITH_N_VALIDATION,
+    seed: int = ARITH_SPLIT_SEED,
+    n_test: int = ARITH_N_TEST,
+    digits: Sequence[int] = ARITH_DEFAULT_DIGITS,
+) -> list[ArithProblem]:
+    """``n`` unique validation problems, none of them in the test split of ``train_test_split(seed, n_test=n_test,
+    digits=digits)``. Prefix-stable in ``n``; ids ``validation-<seed>-<i>``.
+
+    For selecting a model (a stopping rule, a checkpoint) without looking at the test split; a training
+    stream that must not see them excludes their problem strings.
+    """
+    _, test = train_test_split(seed, 0, n_test, digits)
+    return generate_problems(n, seed=seed, digits=digits, unique=True, exclude={p.problem for p in test},
+                             id_prefix="validation")
 
 
 def n_digits(problem: ArithProblem | str) -> int:

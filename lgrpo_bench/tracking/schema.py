@@ -148,6 +148,9 @@ TAG_HOST_CUDA_COUNT = "lgrpo.host.cuda_count"
 TAG_HOST_TORCH_THREADS = "lgrpo.host.torch_threads"
 TAG_HOST_PROCESSES = "lgrpo.host.processes"
 TAG_HOST_NAME = "lgrpo.host.name"
+TAG_HOST_TORCH_BUILD = "lgrpo.host.torch_build"
+TAG_EVAL_HARDWARE = "lgrpo.eval_hardware"
+"""Train runs: the hardware summary (as ``lgrpo.hardware``) of the process that evaluated the run's final model."""
 
 TAG_RESUMED_FROM = "lgrpo.resumed_from"
 """The checkpoint folder the last attempt resumed from (``checkpoint-N``), or ``scratch``."""
@@ -222,9 +225,11 @@ VERSIONED_PACKAGES: tuple[str, ...] = (
     "torch",
     "transformers",
     "trl",
+    "accelerate",
     "mlflow",
     "lm-eval",
     "math-verify",
+    "vllm",
 )
 """Distributions whose versions go into ``lgrpo.versions``, in this order."""
 

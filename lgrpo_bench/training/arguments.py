@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 from trl import GRPOConfig
 
-from lgrpo_bench.algorithms import get_algorithm
+from lgrpo_bench.algorithms.presets import trl_loss_type, trl_scale_rewards
+from lgrpo_bench.algorithms.presets import algorithm_of
 from lgrpo_bench.config import RunConfig
 
 
@@ -23,8 +24,12 @@ def completions_per_micro_batch(config: RunConfig) -> int:
 
 
 def grpo_config(config: RunConfig, output_dir: str | Path, *, cuda: bool | None = None) -> GRPOConfig:
-    """The TRL arguments of one run (one process; multi-GPU runs go through ``accelerate launch``)."""
-    spec = get_algorithm(config.algorithm.name)
+    """The TRL arguments of one run (one process; multi-GPU runs go through ``accelerate launch``).
+
+    The loss options are set to the algorithm's values where TRL has them (``loss_type`` where TRL has an equivalent,
+    else its default; the trainer computes the loss from the resolved algorithm either way), so a reader of the
+    GRPOConfig sees what the run does and the trainer's consistency check passes."""
+    algorithm = algorithm_of(config)
     train = config.train
     cuda = torch.cuda.is_available() if cuda is None else cuda
     bf16 = cuda if train.bf16 is None else train.bf16
@@ -51,11 +56,14 @@ def grpo_config(config: RunConfig, output_dir: str | Path, *, cuda: bool | None 
         top_k=train.top_k,
         beta=train.beta,
         use_bias_correction_kl=train.kl_importance_correction,
-        epsilon=config.epsilon_low,
-        epsilon_high=config.epsilon_high,
-        scale_rewards="group" if spec.scale_advantages else "none",
-        mask_truncated_completions=spec.mask_truncated_completions,
-        loss_type="dapo",  # unused: UnifiedLossGRPOTrainer computes the loss from the algorithm spec
+        epsilon=algorithm.epsilon_low if algorithm.epsilon_low is not None else 0.2,
+        epsilon_high=algorithm.cispo_epsilon_max if algorithm.surrogate == "cispo" else algorithm.epsilon_high,
+        sapo_temperature_pos=algorithm.sapo_temperature_pos or 1.0,
+        sapo_temperature_neg=algorithm.sapo_temperature_neg or 1.05,
+        importance_sampling_level="sequence" if algorithm.surrogate == "gspo" else "token",
+        scale_rewards=trl_scale_rewards(algorithm.advantage),
+        mask_truncated_completions=algorithm.mask_truncated_completions,
+        loss_type=trl_loss_type(algorithm.aggregation, algorithm.surrogate) or "dapo",
         use_vllm=train.use_vllm,
         vllm_mode="colocate",
         bf16=bf16,

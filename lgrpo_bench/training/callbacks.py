@@ -14,7 +14,8 @@ ScoreFn = Callable[[str, str], float]
 
 
 class HeldoutAccuracyCallback(TrainerCallback):
-    """Greedy accuracy on a fixed held-out set at step 0 and every ``every`` steps (``train/heldout_acc``).
+    """Greedy accuracy on a fixed held-out set at step 0 and every ``every`` steps (``train/heldout_acc``), by
+    :func:`lgrpo_bench.models.heldout.greedy_accuracy_of` (the function the tiny warm starts are measured by).
 
     The value is stored in ``latest`` and picked up by the MLflow callback's ``extra_metrics_fn`` at the
     same step; ``history`` keeps ``(step, accuracy)`` pairs.
@@ -33,20 +34,13 @@ class HeldoutAccuracyCallback(TrainerCallback):
         self.history: list[tuple[int, float]] = []
 
     def measure(self, step: int) -> float:
-        from lgrpo_bench.models.generation import generate_completions
+        from lgrpo_bench.models.heldout import greedy_accuracy_of
 
-        model = self.trainer.model
-        was_training = model.training
-        model.eval()
-        completions = generate_completions(model, self.trainer.processing_class, self.prompts,
-                                           max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
-        if was_training:
-            model.train()
-        accuracy = sum(self.score(c, a) for c, a in zip(completions.texts, self.answers)) / max(len(self.answers), 1)
-        self.history.append((step, accuracy))
-        self.latest = {"train/heldout_acc": accuracy,
-                       "train/heldout_length": sum(completions.lengths) / max(len(completions.lengths), 1)}
-        return accuracy
+        outcome = greedy_accuracy_of(self.trainer.model, self.trainer.processing_class, self.prompts, self.answers,
+                                     self.score, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size)
+        self.history.append((step, outcome.acc))
+        self.latest = {"train/heldout_acc": outcome.acc, "train/heldout_length": outcome.mean_length}
+        return outcome.acc
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.every and self.prompts and state.global_step == 0:

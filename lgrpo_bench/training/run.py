@@ -30,9 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lgrpo_bench.algorithms.presets import algorithm_of
 from lgrpo_bench.config import RunConfig, dump_yaml, identity_payload
 from lgrpo_bench.tracking import record
 from lgrpo_bench.tracking.record import PARENT_RUN_ENV, RunLayout
+
+WARM_START_LINE_EVERY = 100
+"""A warm-start progress line every this many SFT steps (the grid's live view shows the latest)."""
 
 LOG = logging.getLogger("lgrpo_bench.train")
 
@@ -92,7 +96,7 @@ def git_commit() -> str:
         return GIT_COMMIT_UNKNOWN
 
 
-def run_tags(config: RunConfig, rid: str, size_label: str) -> dict[str, str]:
+def run_tags(config: RunConfig, rid: str, size_label: str, warm_start=None) -> dict[str, str]:
     from lgrpo_bench import tracking as t
 
     tags = {
@@ -101,6 +105,11 @@ def run_tags(config: RunConfig, rid: str, size_label: str) -> dict[str, str]:
         t.TAG_TASK: config.task.name, t.TAG_GIT_COMMIT: git_commit(), t.TAG_VERSIONS: t.versions_tag_value(),
         "mlflow.runName": f"{config.algorithm.name}-{config.model.name}-s{config.train.seed}",
     }
+    axes = algorithm_of(config).axes
+    tags.update({t.TAG_AGGREGATION: axes["aggregation"], t.TAG_SURROGATE: axes["surrogate"],
+                 t.TAG_ADVANTAGE: axes["advantage"], t.TAG_GROUP_FILTER: axes["group_filter"]})
+    if warm_start is not None:  # a tiny preset's build: the run rests on it
+        tags.update(warm_start_tags(warm_start))
     if config.tracking.grid:
         tags[t.TAG_GRID] = config.tracking.grid
     parent = os.environ.get(PARENT_RUN_ENV)
@@ -109,16 +118,41 @@ def run_tags(config: RunConfig, rid: str, size_label: str) -> dict[str, str]:
     return tags
 
 
+def warm_start_tags(build) -> dict[str, str]:
+    """Whether a tiny warm start lies in its band, and its greedy held-out accuracy, as MLflow tags."""
+    from lgrpo_bench.tracking.schema import TAG_WARM_START_GREEDY_ACC, TAG_WARM_START_IN_BAND
+
+    verdict = build.band
+    return {TAG_WARM_START_IN_BAND: str(verdict.in_band).lower(),
+            TAG_WARM_START_GREEDY_ACC: str(round(verdict.greedy_acc, 4))}
+
+
 def log_warm_start(client, experiment_id: str, model_name: str, build) -> None:
-    """One MLflow run per warm-started tiny checkpoint (found again by its cache key)."""
+    """One MLflow run per warm-started tiny checkpoint and experiment (found again by its cache key), nested under the
+    grid run whose run built it (:data:`PARENT_RUN_ENV`); several runs racing for it (a grid's slots, two grids)
+    serialise on a lock file beside the cached build, so it is logged once."""
+    import fcntl
+
+    with open(build.path.parent / f".{build.path.name}.logged.lock", "a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            _log_warm_start_once(client, experiment_id, model_name, build)
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _log_warm_start_once(client, experiment_id: str, model_name: str, build) -> None:
     from lgrpo_bench import tracking as t
 
     key = build.path.name
     if t.find_runs_by_tag(client, experiment_id, t.TAG_WARM_START_KEY, key):
         return
+    built_on = build.metrics.get("provenance") or {}  # the machine that built it (a cached build may come from another)
+    parent = os.environ.get(PARENT_RUN_ENV)
+    nesting = {t.TAG_PARENT_RUN_ID: parent} if parent else {}
     warm_start_run = record.create_run(client, experiment_id, run_name=f"warm-start-{key}", tags={
         t.TAG_KIND: t.KIND_WARM_START, t.TAG_MODEL: model_name, t.TAG_WARM_START_KEY: key,
-        t.TAG_VERSIONS: t.versions_tag_value()})
+        t.TAG_VERSIONS: t.versions_tag_value(), **warm_start_tags(build), **built_on, **nesting})
     numbers = {k: float(v) for k, v in build.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     with t.BatchedMetricLogger(client, warm_start_run, background=False) as metric_logger:
         metric_logger.log({f"warm_start/{k}": v for k, v in numbers.items()}, step=0)
@@ -215,15 +249,16 @@ def _mark_failed(attempt: _Attempt, error: BaseException) -> None:
         LOG.exception("could not record the failure in MLflow")
 
 
-def _start_mlflow_run(attempt: _Attempt, size_label: str) -> None:
+def _start_mlflow_run(attempt: _Attempt, size_label: str, warm_start=None) -> None:
     """Create the run's MLflow run (state running) with its tags, params and config artifact."""
     from mlflow.entities import Param
 
     from lgrpo_bench import tracking as t
 
     config, client = attempt.config, attempt.client
-    attempt.mlflow_run_id = record.create_run(client, attempt.experiment_id, tags=run_tags(config, attempt.run_id, size_label))
-    params = t.flatten_params(identity_payload(config))
+    attempt.mlflow_run_id = record.create_run(client, attempt.experiment_id,
+                                              tags=run_tags(config, attempt.run_id, size_label, warm_start))
+    params = t.flatten_params(identity_payload(config, algorithm_of(config).identity()))
     params["run_id"] = attempt.run_id
     items = [Param(key, value) for key, value in params.items()]
     for start in range(0, len(items), 100):  # MLflow takes at most 100 params per log_batch
@@ -236,9 +271,9 @@ def _train(attempt: _Attempt) -> TrainResult:
     import torch
 
     from lgrpo_bench import tracking as t
-    from lgrpo_bench.algorithms import get_algorithm
     from lgrpo_bench.models.loading import load_model_and_tokenizer, resolve_model
-    from lgrpo_bench.models.tiny import SMALL_MODEL_PARAMS
+    from lgrpo_bench.models.presets import TINY_PRESETS
+    from lgrpo_bench.models.heldout import SMALL_MODEL_PARAMS
     from lgrpo_bench.training.arguments import grpo_config
     from lgrpo_bench.training.callbacks import HeldoutAccuracyCallback, ProgressCallback, SampleTableCallback
     from lgrpo_bench.training.data import build_task_data
@@ -248,11 +283,16 @@ def _train(attempt: _Attempt) -> TrainResult:
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     cache_dir = Path(config.tracking.cache_dir) if config.tracking.cache_dir else None
-    resolved = resolve_model(
-        config.model.name, cache_dir=cache_dir, seed=config.model.warm_start_seed,
-        sft_steps=config.model.warm_start_steps,
-        progress=lambda step, total, loss: say(f"warm start {step}/{total} loss {loss:.3f}") if step % 200 == 0 or step == total else None,
-    )
+    warm_start = f"warm start {config.model.name} (seed {config.model.warm_start_seed})"
+    if config.model.name in TINY_PRESETS:  # the grid's progress view shows these lines (lgrpo_bench.dispatch.progress)
+        say(f"preparing {warm_start}: a cached build, or one built now (other runs wait for it)")
+
+    def warm_start_progress(step: int, total: int, loss: float) -> None:
+        if step % WARM_START_LINE_EVERY == 0 or step == total:
+            say(f"building {warm_start} {step}/{total} loss {loss:.3f}")
+
+    resolved = resolve_model(config.model.name, cache_dir=cache_dir, seed=config.model.warm_start_seed,
+                             sft_steps=config.model.warm_start_steps, progress=warm_start_progress, emit=say)
     if resolved.build is not None and attempt.tracked:
         log_warm_start(attempt.client, attempt.experiment_id, config.model.name, resolved.build)
         m = resolved.build.metrics
@@ -260,21 +300,28 @@ def _train(attempt: _Attempt) -> TrainResult:
             f"{m.get('greedy_acc', float('nan')):.3f} ({'cached' if m.get('cached') else 'built'})")
 
     if attempt.mlflow_run_id is None and attempt.tracked:
-        _start_mlflow_run(attempt, resolved.size_label)
+        _start_mlflow_run(attempt, resolved.size_label, resolved.build)
     client, mlflow_run_id = attempt.client, attempt.mlflow_run_id
 
     model, tokenizer = load_model_and_tokenizer(resolved.name_or_path, dtype=config.model.dtype)
     if config.train.num_threads is None and not torch.cuda.is_available() and model.num_parameters() < SMALL_MODEL_PARAMS:
         torch.set_num_threads(1)  # tiny models: a chain of tiny ops; two threads spin against each other (~10x slower)
+    if attempt.tracked:  # where this attempt computes (a resumed run records the machine of its last attempt)
+        from mlflow.entities import RunTag
+
+        from lgrpo_bench.tracking.provenance import provenance_tags
+
+        client.log_batch(mlflow_run_id, tags=[RunTag(k, v) for k, v in provenance_tags().items()])
     data = build_task_data(config, tokenizer)
-    spec = get_algorithm(config.algorithm.name)
-    reward_funcs, reward_weights = make_reward_funcs_for(config, spec)
+    algorithm = algorithm_of(config)
+    for note in algorithm.notes:
+        say(f"note: {note}")
+    reward_funcs, reward_weights = make_reward_funcs_for(config, algorithm)
     args = grpo_config(config, layout.root)
     args.reward_weights = reward_weights
     trainer = UnifiedLossGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=data.train, processing_class=tokenizer,
-        algorithm=spec, lam_init=config.algorithm.lam_init, lambda_lr=config.algorithm.lambda_lr,
-        lambda_learnable=config.algorithm.lambda_learnable, r=config.algorithm.r,
+        algorithm=algorithm, accuracy_reward_index=0,  # make_reward_funcs puts the correctness reward first
     )
     heldout = HeldoutAccuracyCallback(
         trainer, data.heldout_prompts, data.heldout_answers, _score_fn(config.task.name),
@@ -339,6 +386,8 @@ def _train(attempt: _Attempt) -> TrainResult:
         client.log_text(mlflow_run_id, lines + "\n", t.ARTIFACT_TOKEN_WEIGHTS)
     client.log_artifact(mlflow_run_id, str(layout.train_log))
     client.set_tag(mlflow_run_id, t.TAG_MODEL_DIR, str(final_dir))
+    if trainer.lambda_rate_limited_fraction is not None:
+        client.set_tag(mlflow_run_id, t.TAG_LAMBDA_RATE_LIMITED_FRAC, f"{trainer.lambda_rate_limited_fraction:.4f}")
     final_state = t.STATE_TRAINED  # the lifecycle evaluates and marks it done (lgrpo_bench.runs.lifecycle)
     if pruning is not None and pruning.pruned_at is not None:
         final_state = t.STATE_PRUNED
@@ -377,17 +426,17 @@ def _pruning_callback(client, mlflow_run_id: str, heldout, say, *, can_stop: boo
     return PruningCallback(link, values, can_stop=can_stop)
 
 
-def make_reward_funcs_for(config: RunConfig, spec) -> tuple[list, list[float]]:
-    """The task's reward functions plus DAPO's overlong penalty for ``dapo_full``, and their weights."""
+def make_reward_funcs_for(config: RunConfig, algorithm) -> tuple[list, list[float]]:
+    """The task's reward functions (correctness first) plus DAPO's overlong penalty when the algorithm uses it."""
     from lgrpo_bench.tasks.rewards import make_reward_funcs, overlong_penalty
 
     weighted = make_reward_funcs(config.task.name, timeout_s=config.task.reward_timeout_s,
                                  format_weight=config.task.format_reward_weight)
     funcs = [item.func for item in weighted]
     weights = [item.weight for item in weighted]
-    if spec.overlong_penalty:
+    if algorithm.overlong_penalty:
         max_length = config.train.max_completion_length
-        buffer = config.algorithm.overlong_buffer_tokens or max(1, max_length // 5)
+        buffer = algorithm.overlong_buffer_tokens
 
         def overlong_reward(completion_ids, **kwargs):
             return overlong_penalty([len(ids) for ids in completion_ids], max_length, buffer)

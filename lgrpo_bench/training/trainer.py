@@ -1,27 +1,36 @@
-"""TRL ``GRPOTrainer`` with the unified GRPO-family loss and a learnable λ.
+"""TRL ``GRPOTrainer`` with the unified GRPO-family loss, a learnable λ and DAPO's dynamic sampling.
 
-The loss of a micro-batch is ``Σ_{i∈mb} w_i Σ_t ℓ_{i,t}`` with ``w_i`` from
-:mod:`lgrpo_bench.algorithms`, computed from statistics of the *whole* generation batch:
+The loss of a micro-batch is ``Σ_{i∈mb} w_i Σ_t ℓ_{i,t}`` (:func:`lgrpo_bench.algorithms.loss.unified_loss`) for one
+:class:`~lgrpo_bench.algorithms.presets.ResolvedAlgorithm`: aggregation (w_i), surrogate (ℓ), advantage (A_i) and
+group filter, each from its registry.
 
 - TRL shuffles every generation batch and splits it into micro-batches (gradient accumulation,
   ``steps_per_generation``) and across processes, so the G completions of a prompt are not together at loss
-  time. Group statistics are therefore computed in ``_generate_and_score_completions``, where the batch is
-  complete, after gathering the completion lengths across processes (exactly as TRL gathers rewards), and
-  each row carries what its weight needs: the lengths of its whole group, its index in the group, N and
-  Σ_j|o_j| (the global token count, TRL's ``num_items_in_batch``).
-- The micro-batch loss is multiplied by ``P · steps_per_generation / gradient_accumulation_steps``
-  (P = processes) because DDP averages gradients over processes and one optimizer step consumes
-  ``GA/spg`` of a generation batch; the accumulated gradient is then that of ``L`` whatever the split.
+  time. Everything that needs the whole batch is computed in ``_generate_and_score_completions``, where the batch
+  is complete, after gathering lengths, total rewards and accuracies across processes: the group filter's keep
+  mask (decided on **accuracy**, the first reward function, as DAPO does), the advantages (recomputed by the
+  advantage axis over the groups that enter the loss), and per row what its weight needs (its group's lengths,
+  its index in the group, N, Σ_j|o_j| and P over the kept groups of all processes).
+- The micro-batch loss is multiplied by ``P · steps_per_generation / gradient_accumulation_steps`` (P = processes)
+  because DDP averages gradients over processes and one optimizer step consumes ``GA/spg`` of a generation batch;
+  the accumulated gradient is then that of ``L`` whatever the split (the local token mean excepted, by definition).
+- ``group_filter: resample`` generates further rounds from new prompts (``max_generation_batches`` at most) until
+  every process holds ``prompts_per_step`` mixed-accuracy groups, then trains on exactly that many
+  (:mod:`lgrpo_bench.algorithms.group_filter.resample`); each step logs ``train/generation_batches``,
+  ``train/groups_filtered_frac`` and, for resample, ``train/group_filter_cap_reached``.
 
-λ (``lambda_grpo``) is an ``nn.Parameter`` outside the model: its own optimizer param group (Adam, no
-weight decay, lr ``lambda_lr``, same LR schedule), its gradient averaged across processes and cleared
-after every optimizer step (``Trainer`` only calls ``model.zero_grad()``), not covered by gradient
-clipping, saved beside each checkpoint (``lambda_state.json``; its Adam moments are in ``optimizer.pt``)
-and restored on resume.
+λ (the ``lambda`` aggregation) is an ``nn.Parameter`` outside the model, its gradient averaged across processes and
+cleared after every optimizer step (``Trainer`` only calls ``model.zero_grad()``), not covered by gradient clipping,
+following the policy's LR schedule, saved beside each checkpoint (``lambda_state.json``) and restored on resume.
+``lambda_optimizer: adam`` puts it in the policy optimizer as its own param group (no weight decay, lr
+``lambda_lr``; its moments are in ``optimizer.pt``); ``sgd`` steps it by ``lambda_lr × schedule × gradient`` in a
+separate SGD optimizer. Each step logs whether λ moved at its optimizer's rate limit
+(:mod:`lgrpo_bench.training.lambda_rate`).
 
-Departures from TRL's ``_compute_loss``: only token-level importance sampling and the clipped surrogate
-(the TRL options sapo/cispo/vespo/luspo, sequence-level IS, entropy bonus, off-policy masks and MoE aux
-loss are refused at construction); the KL term is inside ℓ_{i,t} and weighted like the policy term.
+Departures from TRL's ``_compute_loss``: the advantages are recomputed here (equal to TRL's ``scale_rewards`` when
+no group is filtered); GRPOConfig options this trainer does not implement (entropy bonus and masks, off-policy
+masks, MoE aux loss, tools, images, other reward aggregations, a loss option contradicting the algorithm) are
+refused at construction.
 """
 
 from __future__ import annotations
@@ -34,8 +43,30 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from lgrpo_bench.algorithms import AlgorithmSpec, WeightInputs, relative_token_weight
+from lgrpo_bench.algorithms.advantage import ADVANTAGES
+from lgrpo_bench.algorithms.aggregation import AGGREGATIONS
+from lgrpo_bench.algorithms.base import WeightInputs, relative_token_weight
+from lgrpo_bench.algorithms.group_filter import GROUP_FILTERS, mixed_accuracy_groups
+from lgrpo_bench.algorithms.group_filter.resample import needs_another_round, round_prompt_indices, select_groups
+from lgrpo_bench.algorithms.loss import unified_loss
+from lgrpo_bench.algorithms.presets import ResolvedAlgorithm, trl_loss_type, trl_scale_rewards
+from lgrpo_bench.algorithms.surrogate import SurrogateParams
+from lgrpo_bench.tracking.schema import (
+    TRAIN_GENERATION_BATCHES,
+    TRAIN_GROUP_FILTER_CAP_REACHED,
+    TRAIN_GROUPS_FILTERED_FRAC,
+    TRAIN_LAMBDA_RATE_LIMITED,
+)
+from lgrpo_bench.training.lambda_rate import lambda_rate_limited, rate_limited_fraction
+
 from lgrpo_bench.tracking.record import LAMBDA_STATE_FILE, RunLayout, write_checkpoint_manifest
+
+#: Generation outputs the re-sampling rounds know how to merge: key -> (pad side, pad value; None = the pad token).
+_MERGEABLE = {
+    "prompt_ids": ("left", None), "prompt_mask": ("left", 0), "completion_ids": ("right", None),
+    "completion_mask": ("right", 0), "old_per_token_logps": ("right", 0.0), "ref_per_token_logps": ("right", 0.0),
+    "sampling_per_token_logps": ("right", 0.0), "importance_sampling_ratio": ("right", 1.0), "advantages": (None, None),
+}
 
 
 def row_group_statistics(
@@ -44,94 +75,170 @@ def row_group_statistics(
     *,
     start: int = 0,
     n_rows: int | None = None,
-    all_advantages: torch.Tensor | None = None,
+    all_keep: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """What rows ``start .. start+n_rows`` of a generation batch carry to the loss.
 
     Args:
-        all_lengths: (N,) lengths of every completion of the generation batch (all processes, in the
-            order TRL gathers rewards: groups of ``group_size`` consecutive rows).
-        all_advantages: (N,) advantages; when given, groups whose advantages are all 0 (rewards all equal)
-            get keep = 0 (dynamic sampling) and ``frac_groups_dropped`` is returned too.
+        all_lengths: (N,) lengths of every completion of the generation batch (all processes, in the order TRL
+            gathers rewards: groups of ``group_size`` consecutive rows).
+        all_keep: (N,) 1 for completions that enter the loss (the group filter's choice), 0 otherwise; None = all.
     Returns:
-        ``lgrpo_lengths`` (R,), ``lgrpo_group_lengths`` (R, G), ``lgrpo_index_in_group`` (R,), ``lgrpo_keep``
-        (R,) and the 0-d tensors ``lgrpo_num_completions`` (N kept) and ``lgrpo_num_tokens`` (Σ kept |o|).
+        ``lgrpo_lengths`` (R,), ``lgrpo_group_lengths`` (R, G), ``lgrpo_index_in_group`` (R,), ``lgrpo_keep`` (R,) and
+        the 0-d tensors ``lgrpo_num_completions`` (N kept), ``lgrpo_num_tokens`` (Σ kept |o|), ``lgrpo_num_groups``
+        (P kept).
     """
     n_rows = all_lengths.numel() - start if n_rows is None else n_rows
-    keep = torch.ones_like(all_lengths)
-    statistics: dict[str, Any] = {}
-    if all_advantages is not None:
-        zero = torch.isclose(all_advantages.view(-1, group_size), torch.zeros_like(all_advantages[:1]), atol=1e-6)
-        keep = (~zero.all(dim=1)).repeat_interleave(group_size).to(all_lengths.dtype)
-        statistics["frac_groups_dropped"] = 1.0 - keep.mean().item()
+    keep = torch.ones_like(all_lengths) if all_keep is None else all_keep.to(all_lengths.dtype)
     rows = torch.arange(start, start + n_rows, device=all_lengths.device)
-    statistics.update(
+    return dict(
         lgrpo_lengths=all_lengths[rows],
         lgrpo_group_lengths=all_lengths.view(-1, group_size)[rows // group_size],
         lgrpo_index_in_group=rows % group_size,
         lgrpo_keep=keep[rows],
         lgrpo_num_completions=keep.sum(),
         lgrpo_num_tokens=(all_lengths * keep).sum(),
+        lgrpo_num_groups=keep.sum() / group_size,
     )
-    return statistics
+
+
+def merge_generation_outputs(outputs: list[dict[str, Any]], rows: torch.Tensor, pad_token_id: int) -> dict[str, Any]:
+    """Rows ``rows`` of the concatenation of several generation outputs (re-sampling rounds), padded to one width.
+
+    Prompts are left-padded, completions and per-token tensors right-padded (masks with 0, so padding never
+    enters a loss). Raises ValueError for an output key it cannot merge (multimodal inputs, tool masks).
+    """
+    merged: dict[str, Any] = {}
+    for key in outputs[0]:
+        if key == "num_items_in_batch":
+            continue
+        if key not in _MERGEABLE:
+            raise ValueError(f"group_filter resample cannot merge the generation output {key!r} across rounds")
+        side, value = _MERGEABLE[key]
+        parts = [output[key] for output in outputs]
+        if side is not None and parts[0].dim() == 2:
+            width = max(part.size(1) for part in parts)
+            fill = pad_token_id if value is None else value
+            padded = []
+            for part in parts:
+                extra = part.new_full((part.size(0), width - part.size(1)), fill)
+                padded.append(torch.cat([extra, part] if side == "left" else [part, extra], dim=1))
+            parts = padded
+        merged[key] = torch.cat(parts, dim=0)[rows]
+    return merged
+
+
+def model_card_identity(algorithm: ResolvedAlgorithm) -> tuple[str, dict[str, str | None]]:
+    """The trainer name and paper TRL writes into a run's model card (``README.md``): the preset and its four axis
+    values, and the preset's paper (title and arXiv id, from its reference)."""
+    import re
+
+    from lgrpo_bench.algorithms.presets import get_preset
+
+    preset = get_preset(algorithm.name)
+    axes = ", ".join(f"{axis} {value}" for axis, value in algorithm.axes.items())
+    found = re.search(r"arXiv[: ](\d{4}\.\d{4,5})", preset.reference)
+    return (f"{algorithm.name} ({axes}; lgrpo-bench's unified loss on TRL)",
+            {"title": preset.reference, "id": found.group(1) if found else None, "citation": None})
 
 
 class UnifiedLossGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer whose loss is ``Σ_i w_i Σ_t ℓ_{i,t}`` for a registered algorithm.
+    """GRPOTrainer whose loss is ``Σ_i w_i Σ_t ℓ_{i,t}`` for a resolved algorithm (see the module docstring).
 
     Args (beyond GRPOTrainer's):
-        algorithm: the spec (``lgrpo_bench.algorithms.ALGORITHMS[name]``).
-        lam_init: initial λ (used when ``algorithm.uses_lambda``).
-        lambda_lr: Adam learning rate of λ.
-        lambda_learnable: False freezes λ at ``lam_init``.
-        r: λ-GRPO's z scale.
+        algorithm: every axis value and hyperparameter (``lgrpo_bench.algorithms.resolve_algorithm``).
+        accuracy_reward_index: which reward function is the correctness reward the group filter decides on.
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        algorithm: AlgorithmSpec,
-        lam_init: float = 0.0,
-        lambda_lr: float = 1e-2,
-        lambda_learnable: bool = True,
-        r: float = 1 / 9,
-        **kwargs: Any,
-    ):
+    def __init__(self, *args: Any, algorithm: ResolvedAlgorithm, accuracy_reward_index: int = 0, **kwargs: Any):
         self.algorithm = algorithm
-        self.lambda_lr = lambda_lr
-        self.lambda_learnable = bool(algorithm.uses_lambda and lambda_learnable)
-        self.r = r
-        self.lam = torch.nn.Parameter(torch.tensor(float(lam_init)), requires_grad=self.lambda_learnable)
-        self._lam_before_step = float(lam_init)
+        self.aggregation = AGGREGATIONS[algorithm.aggregation]
+        self.advantage_estimator = ADVANTAGES[algorithm.advantage]
+        self.group_filter = GROUP_FILTERS[algorithm.group_filter]
+        self.accuracy_reward_index = accuracy_reward_index
+        self.lambda_learnable = bool(algorithm.uses_lambda and algorithm.lambda_learnable)
+        self.lambda_optimizer_name = algorithm.lambda_optimizer if self.lambda_learnable else None
+        self.lam = torch.nn.Parameter(torch.tensor(float(algorithm.lam_init or 0.0)), requires_grad=self.lambda_learnable)
+        self._lam_before_step = float(self.lam.detach())
+        self._lambda_sgd: torch.optim.SGD | None = None
+        #: One flag per optimizer step: λ moved at its optimizer's rate limit (see lgrpo_bench.training.lambda_rate).
+        self.lambda_rate_limited_flags: list[bool] = []
         #: (step, completion length, weight per token relative to DAPO) of the rows of every micro-batch.
         self.token_weight_records: list[tuple[int, int, float]] = []
+        self._rewards_per_func: torch.Tensor | None = None
+        self._name, self._paper = model_card_identity(algorithm)  # TRL's model card would say "GRPO" for every run
         super().__init__(*args, **kwargs)
         self._refuse_unsupported_options()
+        self.mask_truncated_completions = algorithm.mask_truncated_completions
+        self.surrogate_params = SurrogateParams(
+            epsilon_low=algorithm.epsilon_low if algorithm.epsilon_low is not None else self.epsilon_low,
+            epsilon_high=algorithm.epsilon_high if algorithm.epsilon_high is not None else self.epsilon_high,
+            delta=self.args.delta,
+            cispo_epsilon_max=algorithm.cispo_epsilon_max or SurrogateParams.cispo_epsilon_max,
+            sapo_temperature_pos=algorithm.sapo_temperature_pos or SurrogateParams.sapo_temperature_pos,
+            sapo_temperature_neg=algorithm.sapo_temperature_neg or SurrogateParams.sapo_temperature_neg,
+        )
+        self.epsilon_low, self.epsilon_high = self.surrogate_params.epsilon_low, self.surrogate_params.epsilon_high
         self.lam.data = self.lam.data.to(self.accelerator.device)
 
     # -- set-up -------------------------------------------------------------------------------------
     def _refuse_unsupported_options(self) -> None:
-        args = self.args
+        """Refuse GRPOConfig options this trainer would otherwise silently ignore (issue 13 §4)."""
+        args, algorithm = self.args, self.algorithm
+        loss_options = {  # option: (TRL's default, the value that states this algorithm, the config key to use)
+            "loss_type": ("dapo", trl_loss_type(algorithm.aggregation, algorithm.surrogate), "aggregation/surrogate"),
+            "importance_sampling_level": ("token", "sequence" if algorithm.surrogate == "gspo" else "token", "surrogate"),
+            "scale_rewards": ("group", trl_scale_rewards(algorithm.advantage), "advantage"),
+            "epsilon": (0.2, algorithm.epsilon_low, "epsilon_low"),
+            "epsilon_high": (None, algorithm.epsilon_high if algorithm.surrogate != "cispo" else algorithm.cispo_epsilon_max,
+                             "epsilon_high / cispo_epsilon_max"),
+            "sapo_temperature_pos": (1.0, algorithm.sapo_temperature_pos, "sapo_temperature_pos"),
+            "sapo_temperature_neg": (1.05, algorithm.sapo_temperature_neg, "sapo_temperature_neg"),
+            "mask_truncated_completions": (False, algorithm.mask_truncated_completions, "mask_truncated_completions"),
+        }
+        for option, (default, own, key) in loss_options.items():
+            value = getattr(args, option)
+            if value != default and value != own:
+                raise ValueError(
+                    f"UnifiedLossGRPOTrainer computes the loss of its algorithm ({algorithm.name}: {algorithm.axes}); "
+                    f"GRPOConfig {option}={value!r} contradicts it (the algorithm's value is {own!r}): set algorithm.{key} "
+                    f"in the run config instead")
         unsupported = {
-            "importance_sampling_level": (args.importance_sampling_level, "token"),
             "top_entropy_quantile": (args.top_entropy_quantile, 1.0),
             "off_policy_mask_threshold": (args.off_policy_mask_threshold, None),
+            "multi_objective_aggregation": (args.multi_objective_aggregation, "sum_then_normalize"),
             "entropy bonus (entropy_coef)": (bool(getattr(self, "_entropy_bonus_enabled", False)), False),
             "MoE aux loss": (bool(self.aux_loss_enabled), False),
         }
+        if algorithm.surrogate in ("cispo", "sapo"):
+            unsupported["delta (two-sided clip, clip and gspo only)"] = (args.delta, None)
         for name, (value, supported) in unsupported.items():
             if value != supported:
                 raise ValueError(f"UnifiedLossGRPOTrainer does not support {name}={value!r} (needs {supported!r})")
         if self.tools or self.environment_factories is not None:
             raise ValueError("UnifiedLossGRPOTrainer does not support tools or environments")
+        columns = getattr(self.train_dataset, "column_names", None) or []
+        if {"image", "images"} & set(columns):
+            raise ValueError("UnifiedLossGRPOTrainer does not support image inputs (dataset column image/images)")
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
-        if self.lambda_learnable and not any(self.lam is p for g in optimizer.param_groups for p in g["params"]):
-            optimizer.add_param_group({"params": [self.lam], "lr": self.lambda_lr, "weight_decay": 0.0})
+        if self.lambda_learnable and not getattr(optimizer, "_lgrpo_lambda_hooks", False):
+            if self.lambda_optimizer_name == "adam":
+                optimizer.add_param_group({"params": [self.lam], "lr": self.algorithm.lambda_lr, "weight_decay": 0.0})
+            else:
+                self._lambda_sgd = torch.optim.SGD([self.lam], lr=self.algorithm.lambda_lr)
             optimizer.register_step_pre_hook(self._before_optimizer_step)
             optimizer.register_step_post_hook(self._after_optimizer_step)
+            optimizer._lgrpo_lambda_hooks = True
         return optimizer
+
+    def _lambda_lr(self, optimizer) -> float:
+        """λ's learning rate this step: its Adam param group's, or lambda_lr × the policy schedule's factor (SGD)."""
+        for group in optimizer.param_groups:
+            if any(p is self.lam for p in group["params"]):
+                return float(group["lr"])
+        return self.algorithm.lambda_lr * float(optimizer.param_groups[0]["lr"]) / self.args.learning_rate
 
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
         if self.lam.grad is not None and self.accelerator.num_processes > 1:
@@ -141,37 +248,118 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
         self._metrics["train"]["lambda_grad"].append(grad)
 
     def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
+        lr = self._lambda_lr(optimizer)
+        if self._lambda_sgd is not None:
+            self._lambda_sgd.param_groups[0]["lr"] = lr
+            self._lambda_sgd.step()
         self.lam.grad = None
         value = float(self.lam.detach())
-        self._metrics["train"]["lambda"].append(value)
-        self._metrics["train"]["dlambda"].append(value - self._lam_before_step)
+        delta = value - self._lam_before_step
+        limited = lambda_rate_limited(delta, lr, self.lambda_optimizer_name)
+        self.lambda_rate_limited_flags.append(limited)
+        metrics = self._metrics["train"]
+        metrics["lambda"].append(value)
+        metrics["dlambda"].append(delta)
+        metrics[TRAIN_LAMBDA_RATE_LIMITED].append(float(limited))
 
-    # -- generation: group statistics while the batch is complete ---------------------------------
+    @property
+    def lambda_rate_limited_fraction(self) -> float | None:
+        """Share of optimizer steps in which λ moved at its rate limit (None when λ is not learned)."""
+        return rate_limited_fraction(self.lambda_rate_limited_flags) if self.lambda_learnable else None
+
+    # -- generation: filter, advantages and group statistics while the batch is complete ----------
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._rewards_per_func = rewards_per_func  # (rows of all processes, reward functions)
+        return rewards_per_func
+
+    def _local_rewards(self, n_local: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Total reward (TRL's weighted sum; NaN where no function scored) and accuracy of this process's rows."""
+        per_func = self._rewards_per_func
+        total = (per_func * self.reward_weights.to(per_func.device).unsqueeze(0)).nansum(dim=1)
+        total[torch.isnan(per_func).all(dim=1)] = torch.nan
+        accuracy = per_func[:, self.accuracy_reward_index]
+        local = slice(self.accelerator.process_index * n_local, (self.accelerator.process_index + 1) * n_local)
+        return total[local].float(), accuracy[local].float()
+
     def _generate_and_score_completions(self, inputs):
-        output = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        if mode == "train" and self.group_filter.refills:
+            return self._generate_with_resampling(inputs, group_size)
+        output = super()._generate_and_score_completions(inputs)
+        rewards, accuracy = self._local_rewards(len(inputs))
+        return self._finish_generation_batch(output, rewards, accuracy, group_size, mode, rounds=1)
 
+    def _generate_with_resampling(self, inputs, group_size: int):
+        """DAPO's dynamic sampling: rounds of generation until every process holds its target of mixed groups."""
+        n_local = len(inputs)
+        if n_local % group_size:
+            raise ValueError(f"group_filter resample needs whole groups on each process: {n_local} rows per process "
+                             f"is not a multiple of num_generations={group_size}")
+        target = n_local // group_size
+        max_rounds = self.algorithm.max_generation_batches
+        outputs, rewards, accuracies, mixed_by_round = [], [], [], []
+        round_inputs = inputs
+        while True:
+            outputs.append(super()._generate_and_score_completions(round_inputs))
+            round_rewards, round_accuracy = self._local_rewards(n_local)
+            rewards.append(round_rewards)
+            accuracies.append(round_accuracy)
+            mixed_by_round.append(mixed_accuracy_groups(round_accuracy.view(-1, group_size)))
+            held = torch.tensor([float(sum(int(m.sum()) for m in mixed_by_round))], device=self.accelerator.device)
+            counts = [int(c) for c in self.accelerator.gather(held).tolist()]
+            if not needs_another_round(counts, target, len(outputs), max_rounds):
+                break
+            round_inputs = self._extra_round_inputs(len(outputs), target, group_size)
+        chosen = select_groups(mixed_by_round, target)
+        rows = torch.tensor([k * n_local + g * group_size + j for k, g, _ in chosen for j in range(group_size)],
+                            device=self.accelerator.device)
+        output = merge_generation_outputs(outputs, rows, self._tokenizer.pad_token_id)
+        loss_mask = output["completion_mask"] * output.get("tool_mask", 1)
+        output["num_items_in_batch"] = self.accelerator.gather(loss_mask.sum()).sum()
+        return self._finish_generation_batch(
+            output, torch.cat(rewards)[rows], torch.cat(accuracies)[rows], group_size, "train", rounds=len(outputs),
+            cap_reached=min(counts) < target)
+
+    def _extra_round_inputs(self, round_index: int, n_prompts: int, group_size: int) -> list[dict[str, Any]]:
+        indices = round_prompt_indices(
+            len(self.train_dataset), seed=self.args.seed, step=self.state.global_step, round_index=round_index,
+            num_processes=self.accelerator.num_processes, process_index=self.accelerator.process_index,
+            per_process=n_prompts)
+        return [self.train_dataset[i] for i in indices for _ in range(group_size)]
+
+    def _finish_generation_batch(self, output, local_rewards, local_accuracy, group_size: int, mode: str, *,
+                                 rounds: int, cap_reached: bool | None = None):
+        """Gather lengths, rewards and accuracies; apply the group filter; recompute advantages; add row statistics."""
         loss_mask = output["completion_mask"]
         if "tool_mask" in output:
             loss_mask = loss_mask * output["tool_mask"]
         local_lengths = loss_mask.sum(dim=1).to(torch.float32)
-        all_lengths = self.accelerator.gather(local_lengths)
-        all_advantages = None
-        if self.algorithm.drop_uniform_reward_groups:
-            all_advantages = self.accelerator.gather(output["advantages"].to(torch.float32))
-        statistics = row_group_statistics(
-            all_lengths, group_size, start=self.accelerator.process_index * local_lengths.numel(),
-            n_rows=local_lengths.numel(), all_advantages=all_advantages,
-        )
-        if all_advantages is not None:
-            self._metrics[mode]["frac_groups_dropped"].append(statistics.pop("frac_groups_dropped"))
-        output.update(statistics)
+        n_local = local_lengths.numel()
+        gathered = self.accelerator.gather(torch.stack([local_lengths, local_rewards.to(local_lengths.device),
+                                                        local_accuracy.to(local_lengths.device)], dim=1))
+        all_lengths, all_rewards, all_accuracy = gathered.unbind(dim=1)
+        keep_groups = self.group_filter.keep_groups(all_accuracy.view(-1, group_size))
+        all_keep = keep_groups.repeat_interleave(group_size).to(all_lengths.dtype)
+        advantages = self.advantage_estimator.compute(all_rewards, group_size, all_keep)
+        start = self.accelerator.process_index * n_local
+        output["advantages"] = advantages[start : start + n_local].to(output["advantages"].dtype)
+        output.update(row_group_statistics(all_lengths, group_size, start=start, n_rows=n_local, all_keep=all_keep))
+
+        metrics = self._metrics[mode]
+        generated_groups = rounds * all_lengths.numel() // group_size
+        metrics[TRAIN_GENERATION_BATCHES].append(float(rounds))
+        metrics[TRAIN_GROUPS_FILTERED_FRAC].append(1.0 - float(keep_groups.sum()) / generated_groups)
+        if cap_reached is not None:
+            metrics[TRAIN_GROUP_FILTER_CAP_REACHED].append(float(cap_reached))
         return output
 
     # -- loss -------------------------------------------------------------------------------------
-    def completion_weights_for(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, WeightInputs]:
+    def completion_weights_for(self, inputs: dict[str, torch.Tensor], mode: str = "train") -> tuple[torch.Tensor, WeightInputs]:
         """w_i for the rows of ``inputs`` (differentiable in λ), and the inputs they were computed from."""
+        keep = inputs["lgrpo_keep"]
+        micro_batches = self.accelerator.num_processes * (self.args.steps_per_generation if mode == "train" else 1)
         weight_inputs = WeightInputs(
             lengths=inputs["lgrpo_lengths"],
             group_lengths=inputs["lgrpo_group_lengths"],
@@ -179,9 +367,12 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
             num_completions=inputs["lgrpo_num_completions"],
             num_tokens=inputs["lgrpo_num_tokens"],
             max_completion_length=self.max_completion_length,
+            num_groups=inputs["lgrpo_num_groups"],
+            local_num_tokens=(inputs["lgrpo_lengths"] * keep).sum(),
+            num_micro_batches=micro_batches,
         )
-        lam = self.lam if self.algorithm.uses_lambda else None
-        weights = self.algorithm.weight(weight_inputs, lam, self.r) * inputs["lgrpo_keep"]
+        lam = self.lam if self.aggregation.uses_lambda else None
+        weights = self.aggregation.weight(weight_inputs, lam, self.algorithm.r or 0.0) * keep
         return weights, weight_inputs
 
     def loss_scale(self, mode: str) -> float:
@@ -202,49 +393,42 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
         per_token_logps, entropies, _ = self._get_per_token_logps_and_entropies(
             model, input_ids, attention_mask, completion_ids.size(1), compute_entropy=True
         )
-        advantages = inputs["advantages"]
-        if advantages.dim() == 1:
-            advantages = advantages.unsqueeze(1)
         old_per_token_logps = inputs.get("old_per_token_logps")
         if old_per_token_logps is None:
             old_per_token_logps = per_token_logps.detach()
-
-        ratio = torch.exp(per_token_logps - old_per_token_logps)
-        clipped_ratio = torch.clamp(ratio, 1 - self.epsilon_low, 1 + self.epsilon_high)
-        policy_ratio = ratio if self.args.delta is None else torch.clamp(ratio, max=self.args.delta)
-        per_token_loss = -torch.min(policy_ratio * advantages, clipped_ratio * advantages)
-        if self.use_vllm and self.vllm_importance_sampling_correction:
-            per_token_loss = per_token_loss * inputs["importance_sampling_ratio"]
-        if self.beta != 0.0:
-            ref_logps = inputs["ref_per_token_logps"]
-            per_token_kl = torch.exp(ref_logps - per_token_logps) - (ref_logps - per_token_logps) - 1
-            if self.args.use_bias_correction_kl:
-                per_token_kl = per_token_kl * ratio
-            per_token_loss = per_token_loss + self.beta * per_token_kl
-
-        completion_loss = (per_token_loss * mask).sum(dim=1)  # Σ_t ℓ_{i,t}
-        weights, weight_inputs = self.completion_weights_for(inputs)
-        loss = (weights * completion_loss).sum() * self.loss_scale(mode)
-
-        self._log_loss_metrics(mode, inputs, weights, weight_inputs, ratio, advantages, mask, entropies,
-                               per_token_kl if self.beta != 0.0 else None)
-        return loss
+        weights, weight_inputs = self.completion_weights_for(inputs, mode)
+        use_is_correction = self.use_vllm and self.vllm_importance_sampling_correction
+        terms = unified_loss(
+            per_token_logps, old_per_token_logps, inputs["advantages"], mask, weights,
+            surrogate=self.algorithm.surrogate, params=self.surrogate_params, beta=self.beta,
+            ref_per_token_logps=inputs.get("ref_per_token_logps"),
+            kl_importance_correction=self.args.use_bias_correction_kl,
+            importance_sampling_ratio=inputs["importance_sampling_ratio"] if use_is_correction else None,
+        )
+        self._log_loss_metrics(mode, inputs, weights, weight_inputs, terms, mask, entropies)
+        return terms.loss * self.loss_scale(mode)
 
     @torch.no_grad()
-    def _log_loss_metrics(self, mode, inputs, weights, weight_inputs, ratio, advantages, mask, entropies, per_token_kl):
+    def _log_loss_metrics(self, mode, inputs, weights, weight_inputs, terms, mask, entropies):
         def global_masked_mean(values: torch.Tensor) -> float:
-            totals = self.accelerator.reduce(torch.stack([(values * mask).sum(), mask.sum().float()]), reduction="sum")
+            if values.shape[1] == 1:  # one value per sequence (GSPO), as TRL counts it
+                local = torch.stack([values.sum(), torch.tensor(float(values.shape[0]), device=values.device)])
+            else:
+                local = torch.stack([(values * mask).sum(), mask.sum().float()])
+            totals = self.accelerator.reduce(local, reduction="sum")
             return (totals[0] / totals[1].clamp(min=1.0)).item()
 
         metrics = self._metrics[mode]
         metrics["entropy"].append(global_masked_mean(entropies))
-        if per_token_kl is not None:
-            metrics["kl"].append(global_masked_mean(per_token_kl))
-        low = (ratio < 1 - self.epsilon_low) & (advantages < 0)
-        high = (ratio > 1 + self.epsilon_high) & (advantages > 0)
-        metrics["clip_ratio/low_mean"].append(global_masked_mean(low.float()))
-        metrics["clip_ratio/high_mean"].append(global_masked_mean(high.float()))
-        metrics["clip_ratio/region_mean"].append(global_masked_mean((low | high).float()))
+        if terms.per_token_kl is not None:
+            metrics["kl"].append(global_masked_mean(terms.per_token_kl))
+        low, high = terms.surrogate.clipped_low, terms.surrogate.clipped_high
+        if self.algorithm.surrogate == "cispo":
+            metrics["cispo_clip_ratio"].append(global_masked_mean(high.float()))
+        elif low is not None:
+            metrics["clip_ratio/low_mean"].append(global_masked_mean(low.float()))
+            metrics["clip_ratio/high_mean"].append(global_masked_mean(high.float()))
+            metrics["clip_ratio/region_mean"].append(global_masked_mean((low | high).float()))
 
         if self.algorithm.uses_lambda and not self.lambda_learnable:
             metrics["lambda"].append(float(self.lam.detach()))
@@ -267,7 +451,8 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
         if self.args.should_save:
             folder = RunLayout(Path(self._get_output_dir(trial=trial))).checkpoint_dir(self.state.global_step)
             with open(os.path.join(folder, LAMBDA_STATE_FILE), "w") as handle:
-                json.dump({"lambda": float(self.lam.detach()), "learnable": self.lambda_learnable}, handle)
+                json.dump({"lambda": float(self.lam.detach()), "learnable": self.lambda_learnable,
+                           "rate_limited": self.lambda_rate_limited_flags}, handle)
             write_checkpoint_manifest(folder)  # last: a checkpoint without it is incomplete (never resumed from)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
@@ -275,5 +460,7 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
             path = os.path.join(checkpoint, LAMBDA_STATE_FILE)
             if os.path.exists(path):
                 with open(path) as handle:
-                    self.lam.data.fill_(json.load(handle)["lambda"])
+                    state = json.load(handle)
+                self.lam.data.fill_(state["lambda"])
+                self.lambda_rate_limited_flags = [bool(f) for f in state.get("rate_limited", [])]
         super()._load_optimizer_and_scheduler(checkpoint)

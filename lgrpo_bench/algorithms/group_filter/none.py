@@ -1,0 +1,13 @@
+"""No group filter: every generated group enters the loss (GRPO, Dr. GRPO, λ-GRPO, TRL).
+
+Groups whose rewards all agree still get A = 0 and contribute no policy gradient, but they count in the
+normalisers (N, Σ|o|), which dilutes the other groups' weights.
+"""
+
+import torch
+
+NAME = "none"
+
+
+def keep_groups(accuracy: torch.Tensor) -> torch.Tensor:
+    return torch.ones(accuracy.shape[0], dtype=torch.bool, device=accuracy.device)

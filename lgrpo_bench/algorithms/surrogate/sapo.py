@@ -1,0 +1,25 @@
+"""SAPO ("Soft Adaptive Policy Optimization", arXiv:2511.20347): a smooth, temperature-controlled
+gate instead of the hard clip.
+
+    τ_i = τ_pos if A_i > 0 else τ_neg
+    ℓ_{i,t} = −(4/τ_i) · σ(τ_i (ρ_{i,t} − 1)) · A_i
+
+At ρ = 1 the gradient equals the clipped surrogate's (d/dρ of (4/τ)σ(τ(ρ−1)) is 1 there) and it decays smoothly
+as ρ leaves 1, faster for negative advantages (τ_neg 1.05 > τ_pos 1.0, TRL's defaults). TRL ``loss_type="sapo"``
+(sequence-mean aggregation).
+"""
+
+import torch
+
+from lgrpo_bench.algorithms.surrogate import SurrogateOutput, SurrogateParams
+
+NAME = "sapo"
+
+
+def loss(per_token_logps, old_per_token_logps, advantages, mask, params: SurrogateParams) -> SurrogateOutput:
+    ratio = torch.exp(per_token_logps - old_per_token_logps)
+    positive, negative = (torch.tensor(t, dtype=ratio.dtype, device=ratio.device)
+                          for t in (params.sapo_temperature_pos, params.sapo_temperature_neg))
+    temperatures = torch.where(advantages > 0, positive, negative)
+    gate = torch.sigmoid(temperatures * (ratio - 1)) * 4 / temperatures
+    return SurrogateOutput(-gate * advantages, ratio)

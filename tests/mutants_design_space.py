@@ -1,0 +1,158 @@
+"""Mutation check for the design-space code (issue 14): plant each plausible one-line bug, run the tests that should
+catch it, restore the file, report which were caught.
+
+    python tests/mutants_design_space.py [--only SUBSTRING] [--list]
+
+Each mutant is (file, exact original text, replacement, pytest selection). The original text must occur exactly once
+(the script refuses otherwise, so a refactor that moves the line shows up here). A mutant is *caught* when the
+selection fails. Files are restored even if the run is interrupted. Not collected by pytest (no ``test_`` prefix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+A = "tests/test_axes.py"
+D = "tests/test_design_space.py"
+T = "tests/test_trainer_axes.py"
+X = "tests/test_distributed.py"
+ALG = "tests/test_algorithms.py"
+
+MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
+    # name, file, original, mutant, pytest arguments
+    ("grpo weight without N", "lgrpo_bench/algorithms/aggregation/seq_mean_token_mean.py",
+     "as_like(inputs.num_completions, lengths).clamp(min=1.0) * lengths", "lengths",
+     [ALG, "-k", "grpo_weights"]),
+    ("token mean over the micro-batch", "lgrpo_bench/algorithms/aggregation/token_mean.py",
+     "as_like(inputs.num_tokens, lengths)",
+     "as_like(inputs.num_tokens if inputs.local_num_tokens is None else inputs.local_num_tokens, lengths)",
+     [T, "-k", "equal_trl and dapo-4"]),
+    ("Dr. GRPO constant uses the longest completion", "lgrpo_bench/algorithms/aggregation/constant.py",
+     "* inputs.max_completion_length)", "* inputs.lengths.max())", [ALG, "-k", "dr_grpo_weights"]),
+    ("local token mean without M", "lgrpo_bench/algorithms/aggregation/local_token_mean.py",
+     " * inputs.num_micro_batches)", ")", [T, "-k", "equal_trl and bnpo-4"]),
+    ("prompt mean per completion", "lgrpo_bench/algorithms/aggregation/prompt_mean.py",
+     "* group_tokens)", "* lengths.clamp(min=1.0))", [A, "-k", "prompt_mean"]),
+    ("λ z-score with the sample std", "lgrpo_bench/algorithms/base.py",
+     "lengths.std(dim=-1, unbiased=False, keepdim=True)", "lengths.std(dim=-1, unbiased=True, keepdim=True)",
+     [ALG, "-k", "zscores or hand_computed"]),
+    ("index_in_group off by one", "lgrpo_bench/training/trainer.py",
+     "lgrpo_index_in_group=rows % group_size,", "lgrpo_index_in_group=(rows + 1) % group_size,",
+     [T, "-k", "row_weights"]),
+    ("clip takes the max", "lgrpo_bench/algorithms/surrogate/clip.py",
+     "-torch.min(unclipped * advantages", "-torch.max(unclipped * advantages", [A, "-k", "clip_by_hand"]),
+    ("clip upper bound uses ε_low", "lgrpo_bench/algorithms/surrogate/clip.py",
+     "torch.clamp(ratio, 1 - params.epsilon_low, 1 + params.epsilon_high)",
+     "torch.clamp(ratio, 1 - params.epsilon_low, 1 + params.epsilon_low)", [A, "-k", "clip_by_hand"]),
+    ("cispo weight not detached", "lgrpo_bench/algorithms/surrogate/cispo.py",
+     "max=params.cispo_epsilon_max).detach()", "max=params.cispo_epsilon_max)", [A, "-k", "cispo_by_hand"]),
+    ("sapo temperatures swapped", "lgrpo_bench/algorithms/surrogate/sapo.py",
+     "torch.where(advantages > 0, positive, negative)", "torch.where(advantages > 0, negative, positive)",
+     [A, "-k", "sapo_by_hand"]),
+    ("gspo ratio over padding too", "lgrpo_bench/algorithms/surrogate/gspo.py",
+     "(log_ratio * mask).sum(-1) / mask.sum(-1)", "log_ratio.sum(-1) / mask.sum(-1)", [A, "-k", "gspo"]),
+    ("gspo ratio not length-normalised", "lgrpo_bench/algorithms/surrogate/gspo.py",
+     "(log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)", "(log_ratio * mask).sum(-1)", [A, "-k", "gspo"]),
+    ("group std with ddof 0", "lgrpo_bench/algorithms/advantage/__init__.py",
+     "count / (count - 1).clamp(min=1)", "count / count", [A, "-k", "group_std"]),
+    ("Dr. GRPO with std-scaled advantages", "lgrpo_bench/algorithms/presets.py",
+     '"constant", "clip", "group_mean", "none"', '"constant", "clip", "group_std", "none"',
+     [D, "-k", "dr_grpo"]),
+    ("batch std over every group", "lgrpo_bench/algorithms/advantage/batch_std.py",
+     "kept = rewards[keep > 0]", "kept = rewards", [A, "-k", "batch_std"]),
+    ("trainer ignores the advantage axis", "lgrpo_bench/training/trainer.py",
+     '        output["advantages"] = advantages[start : start + n_local].to(output["advantages"].dtype)\n', "",
+     [T, "-k", "advantages_equal and group_mean"]),
+    ("filter decides on the shaped reward", "lgrpo_bench/training/trainer.py",
+     "keep_groups(all_accuracy.view(-1, group_size))", "keep_groups(all_rewards.view(-1, group_size))",
+     [T, "-k", "group_filter_decides and drop"]),
+    ("dropped groups stay in Σ|o|", "lgrpo_bench/training/trainer.py",
+     "lgrpo_num_tokens=(all_lengths * keep).sum(),", "lgrpo_num_tokens=all_lengths.sum(),",
+     [T, "-k", "group_filter_decides and drop"]),
+    ("dapo_full without the truncation mask", "lgrpo_bench/training/trainer.py",
+     "        self.mask_truncated_completions = algorithm.mask_truncated_completions\n", "",
+     [T, "-k", "truncated"]),
+    ("resample never says the cap was reached", "lgrpo_bench/training/trainer.py",
+     "cap_reached=min(counts) < target)", "cap_reached=False)", [T, "-k", "group_filter_decides and resample"]),
+    ("resample pads with uniform groups first", "lgrpo_bench/algorithms/group_filter/resample.py",
+     "chosen = mixed[:target]", "chosen = []", [A, "-k", "select_groups"]),
+    ("resample stops when one process is full", "lgrpo_bench/algorithms/group_filter/resample.py",
+     "min(mixed_counts) < target", "max(mixed_counts) < target", [A, "-k", "another_round"]),
+    ("every process draws the same extra prompts", "lgrpo_bench/algorithms/group_filter/resample.py",
+     "drawn[process_index * per_process : (process_index + 1) * per_process]", "drawn[:per_process]",
+     [A, "-k", "round_prompts"]),
+    ("rate limit at lr instead of 0.9·lr", "lgrpo_bench/training/lambda_rate.py",
+     "return abs(delta) >= RATE_LIMIT_FRACTION * lr", "return abs(delta) >= lr", [A, "-k", "rate_limit"]),
+    ("λ gradient ascent", "lgrpo_bench/training/trainer.py",
+     "        self._lam_before_step = float(self.lam.detach())\n        grad =",
+     "        if self.lam.grad is not None:\n            self.lam.grad = -self.lam.grad\n        self._lam_before_step = float(self.lam.detach())\n        grad =",
+     [T, "-k", "optimizer_step"]),
+    ("λ gradient not cleared after a step", "lgrpo_bench/training/trainer.py",
+     "            self._lambda_sgd.step()\n        self.lam.grad = None\n", "            self._lambda_sgd.step()\n",
+     [T, "-k", "optimizer_step"]),
+    ("λ SGD ignores the LR schedule", "lgrpo_bench/training/trainer.py",
+     "return self.algorithm.lambda_lr * float(optimizer.param_groups[0][\"lr\"]) / self.args.learning_rate",
+     "return self.algorithm.lambda_lr", [T, "-k", "optimizer_step and sgd"]),
+    ("TRL mapping: bnpo taken for dapo", "lgrpo_bench/algorithms/presets.py",
+     '("local_token_mean", "clip"): "bnpo",', '("local_token_mean", "clip"): "dapo",', [T, "-k", "equal_trl and bnpo-4"]),
+    ("unused hyperparameters kept in the run id", "lgrpo_bench/algorithms/presets.py",
+     '    if surrogate in ("clip", "gspo"):\n        values["epsilon_low"]',
+     '    if True:\n        values["epsilon_low"]', [D, "-k", "unused or run_id"]),
+    # 2-process checks (real gloo processes): the sharded normalisers, scale, slice and λ averaging
+    ("normaliser over this process's rows", "lgrpo_bench/training/trainer.py",
+     "lgrpo_num_completions=keep.sum(),", "lgrpo_num_completions=keep[rows].sum(),", [X, "-k", "one_does"]),
+    ("loss scale without the process count", "lgrpo_bench/training/trainer.py",
+     "scale = float(self.accelerator.num_processes)", "scale = 1.0", [X, "-k", "one_does"]),
+    ("wrong per-process row slice", "lgrpo_bench/training/trainer.py",
+     "start = self.accelerator.process_index * n_local", "start = 0", [X, "-k", "one_does"]),
+    ("λ gradient summed across processes", "lgrpo_bench/training/trainer.py",
+     'self.accelerator.reduce(self.lam.grad, reduction="mean")', 'self.accelerator.reduce(self.lam.grad, reduction="sum")',
+     [X, "-k", "one_does"]),
+]
+
+
+def run(mutant, timeout: int) -> tuple[bool, float, str]:
+    name, file, original, replacement, selection = mutant
+    path = ROOT / file
+    source = path.read_text()
+    if source.count(original) != 1:
+        raise SystemExit(f"{name}: the original text occurs {source.count(original)} times in {file}")
+    started = time.perf_counter()
+    try:
+        path.write_text(source.replace(original, replacement))
+        result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *selection],
+                                cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    finally:
+        path.write_text(source)
+    last = [line for line in result.stdout.splitlines() if line.strip()][-1:] or ["(no output)"]
+    return result.returncode != 0, time.perf_counter() - started, last[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=None, help="run the mutants whose name contains this")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--timeout", type=int, default=1800)
+    options = parser.parse_args()
+    chosen = [m for m in MUTANTS if options.only is None or options.only in m[0]]
+    if options.list:
+        for mutant in chosen:
+            print(f"{mutant[0]:45s} {mutant[1]}  ->  {' '.join(mutant[4])}")
+        return
+    survivors = []
+    for mutant in chosen:
+        caught, seconds, last = run(mutant, options.timeout)
+        print(f"{'CAUGHT  ' if caught else 'SURVIVED'} {mutant[0]:45s} {seconds:6.0f} s  {' '.join(mutant[4])}  | {last}", flush=True)
+        if not caught:
+            survivors.append(mutant[0])
+    print(f"{len(chosen) - len(survivors)}/{len(chosen)} caught" + (f"; survived: {', '.join(survivors)}" if survivors else ""))
+    sys.exit(1 if survivors else 0)
+
+
+if __name__ == "__main__":
+    main()
