@@ -25,7 +25,7 @@ base:
   model: {{name: tiny-s}}
   task: {{name: arith}}
   train: {{max_steps: 2}}
-  tracking: {{uri: "sqlite:///{{store}}", runs_dir: "{{runs}}"}}
+  tracking: {{uri: "sqlite:///STORE", runs_dir: "RUNS"}}
 axes:
   algorithm.name: [grpo, lambda_grpo]
   train.lr_scheduler: [constant, constant_with_warmup]
@@ -43,7 +43,7 @@ def lgrpo(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproces
 @pytest.fixture
 def long_grid(tmp_path) -> Path:
     path = tmp_path / "grid.yaml"
-    path.write_text(GRID_YAML.format(store=tmp_path / "mlflow.db", runs=tmp_path / "runs"))
+    path.write_text(GRID_YAML.replace("STORE", str(tmp_path / "mlflow.db")).replace("RUNS", str(tmp_path / "runs")))
     return path
 
 
