@@ -246,3 +246,42 @@ def test_sweep_dashboard_stops_on_ctrl_c_and_when_killed(tmp_path, signum):
         assert served.process.returncode == (0 if signum == signal.SIGINT else -signal.SIGKILL)
     finally:
         served.kill_leftovers()
+
+
+def test_grid_start_saves_the_view_that_ui_prints_without_importing_mlflow(tmp_path):
+    """The grid's parent run is created with its view (so a plain ``lgrpo-bench ui`` opens the runs table, not the
+    GenAI overview); ``ui --grid`` then finds the view by reading the SQLite file, without MLflow (whose import
+    costs the CLI ~2 s of exit on this machine)."""
+    import json
+
+    from lgrpo_bench.dispatch.orchestrator import _parent_runs
+    from lgrpo_bench.runs.resolve import load_grid
+    from lgrpo_bench.tracking import open_client
+    from lgrpo_bench.tracking import schema as t
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    grid_file = tmp_path / "g.yaml"
+    grid_file.write_text(f"""\
+name: viewed
+base:
+  model: {{name: tiny-s}}
+  task: {{name: arith}}
+  eval: {{benchmarks: [arith]}}
+  tracking: {{uri: "{uri}", experiment: viewed-exp, runs_dir: "{tmp_path / 'runs'}"}}
+axes:
+  algorithm.name: [grpo, lambda_grpo]
+  train.seed: [0, 1]
+""")
+    _parent_runs(load_grid(grid_file), load_grid(grid_file).points, {})
+    experiment = open_client(uri).get_experiment_by_name("viewed-exp")
+    assert experiment.tags[t.TAG_EXPERIMENT_KIND] == t.EXPERIMENT_KIND_TRAINING
+    view = json.loads(experiment.tags[f"{t.SHARED_VIEW_TAG_PREFIX}{t.GRID_VIEW_KEY_PREFIX}viewed"])
+    assert view["groupBy"]["groupByKeys"] == [{"mode": "param", "groupByData": "algorithm.name"}]
+    assert "metrics.`eval/arith/acc`" in view["selectedColumns"]
+    assert view["searchFilter"] == "tags.`lgrpo.grid` = 'viewed' AND tags.`lgrpo.kind` = 'train'"
+    code = (f"import sys; from lgrpo_bench.tracking.store import ui_links; print(ui_links({uri!r}, 'viewed')); "
+            "assert 'mlflow' not in sys.modules, 'imported mlflow'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (f"('grid viewed (viewed-exp)', '#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+            "&viewStateShareKey=lgrpo-grid-viewed')") in result.stdout

@@ -123,3 +123,22 @@ def test_version_lists_the_libraries_and_imports_nothing_heavy(tmp_path):
     heavy = {"torch", "transformers", "trl", "mlflow", "lm_eval", "numpy", "typer", "rich", "pydantic", "yaml"}
     assert imported & heavy == set(), f"--version imported {sorted(imported & heavy)}"
     assert "Usage" not in result.stdout
+
+
+def test_trl_deprecation_warning_stays_out_of_run_logs(tmp_path):
+    """TRL reads transformers' deprecated ``is_gradient_checkpointing`` at every generation: once our trainer module is
+    imported (as in every training process), reading it prints nothing, and other FutureWarnings still show."""
+    code = """
+import warnings
+import lgrpo_bench.training.trainer
+from transformers import Qwen2Config, Qwen2ForCausalLM
+model = Qwen2ForCausalLM(Qwen2Config(vocab_size=16, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
+                                     num_attention_heads=1, num_key_value_heads=1))
+for _ in range(3):
+    model.is_gradient_checkpointing
+warnings.warn("another FutureWarning", FutureWarning)
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "is_gradient_checkpointing" not in result.stderr
+    assert "another FutureWarning" in result.stderr
