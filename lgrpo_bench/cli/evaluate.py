@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from lgrpo_bench.cli.common import app, fail_input, offline_defaults
+from lgrpo_bench.cli.common import PLAIN_HELP, app, echo_err, fail_input, library_output, make_console, offline_defaults
 
 RUN_PREFIX = "run:"
 
@@ -18,26 +18,29 @@ def _split_benchmarks(text: str | None) -> list[str]:
     return [name.strip() for name in (text or "").split(",") if name.strip()]
 
 
-def _print_table(result) -> None:
-    from rich.console import Console
+def _print_table(result, plain: bool) -> None:
     from rich.table import Table
 
+    skipped = any(bench.skipped for bench in result.benchmarks.values())
+    columns = ["benchmark", "protocol", "n", "acc", "± stderr", "pass@k", "mean length"] + (["note"] if skipped else [])
     table = Table(title=f"{result.model} ({result.backend})")
-    for column in ("benchmark", "protocol", "n", "acc", "± stderr", "pass@k", "mean length", ""):
-        table.add_column(column, justify="left" if column in ("benchmark", "protocol", "") else "right")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("benchmark", "protocol", "note") else "right")
     for name, bench in result.benchmarks.items():
         metrics = bench.metrics
         passes = [key for key in metrics if key.startswith("pass@")]
         best = max(passes, key=lambda key: int(key.split("@")[1])) if passes else None
         stderr = metrics.get("acc_stderr", math.nan)
-        table.add_row(
+        cells = [
             name, bench.identity.get("protocol", ""), f"{int(metrics.get('n', 0))}", f"{metrics['acc']:.4f}",
             "n/a" if math.isnan(stderr) else f"{stderr:.4f}", f"{best} {metrics[best]:.4f}" if best else "",
-            f"{metrics.get('mean_length', math.nan):.1f}", "skipped (logged)" if bench.skipped else "",
-        )
-    Console().print(table)
+            f"{metrics.get('mean_length', math.nan):.1f}",
+        ]
+        table.add_row(*cells, *(["skipped (logged before)" if bench.skipped else ""] if skipped else []))
+    console = make_console(plain)
+    console.print(table)
     if result.mlflow_run_id:
-        typer.echo(f"MLflow run {result.mlflow_run_id}")
+        console.print(f"MLflow run {result.mlflow_run_id}", highlight=False)
 
 
 @app.command("eval")
@@ -50,6 +53,7 @@ def eval_command(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder of <benchmark>.jsonl (default: $LGRPO_DATA_DIR, else the hub)"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N problems of each benchmark (smoke tests)"),
     as_json: bool = typer.Option(False, "--json", help="Print {benchmark: {metric: value}} as JSON instead of a table"),
+    plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
     config_file: Optional[Path] = typer.Option(None, "--config", help="Run YAML: evaluate that run's final model into its MLflow run"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key of --config, e.g. --set eval.limit=20"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default: the config's, $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)"),
@@ -107,25 +111,37 @@ def eval_command(
 
     from lgrpo_bench.runs.lifecycle import evaluate_step
     from lgrpo_bench.runs.resolve import prepare_run
+    from lgrpo_bench.tracking.record import RunLayout
 
-    emit = (lambda line: typer.echo(line, err=True)) if as_json else typer.echo
-    try:
-        if run_config is not None:
-            run_config = run_config.model_copy(update={"eval": eval_config})
-            if tracking_uri:
-                run_config.tracking.uri = tracking_uri
+    emit = echo_err if as_json or plain else typer.echo
+    errors = (BackendUnavailable, BenchmarkDataError, EvalIdentityConflict, RunNotTrained, ModelLoadError,
+              TrackingUnavailable, KeyError, ValueError)
+    prepared = None
+    if run_config is not None:
+        run_config = run_config.model_copy(update={"eval": eval_config})
+        if tracking_uri:
+            run_config.tracking.uri = tracking_uri
+        try:
             prepared = prepare_run(run_config, write=False)
-            result = evaluate_step(prepared.config, prepared.run_id, benchmarks=names, force=force, emit=emit)
-        else:
-            result = evaluate(model, names, eval_config, tracking_uri=tracking_uri, experiment=experiment,
-                              log=not no_log, force=force, emit=emit)
-    except (BackendUnavailable, BenchmarkDataError, EvalIdentityConflict, RunNotTrained, ModelLoadError,
-            TrackingUnavailable, KeyError, ValueError) as error:
-        fail_input(str(error).strip('"'))
+        except errors as error:
+            fail_input(str(error).strip('"'))
+    run_log = RunLayout.of(prepared.config.tracking.runs_dir, prepared.run_id).run_log if prepared else None
+    problem = None
+    with library_output(run_log):  # lm-eval's and the model loaders' messages go to the run log (or a temp file)
+        try:
+            if prepared is not None:
+                result = evaluate_step(prepared.config, prepared.run_id, benchmarks=names, force=force, emit=emit)
+            else:
+                result = evaluate(model, names, eval_config, tracking_uri=tracking_uri, experiment=experiment,
+                                  log=not no_log, force=force, emit=emit)
+        except errors as error:
+            problem = str(error).strip('"')
+    if problem is not None:
+        fail_input(problem)
     if as_json:
         typer.echo(json.dumps(result.metrics(), indent=2, sort_keys=True, allow_nan=True))
     else:
-        _print_table(result)
+        _print_table(result, plain)
 
 
 def _run_config_of(run_id: str, tracking_uri: str | None, experiment: str):

@@ -8,11 +8,11 @@ from typing import Optional
 
 import typer
 
-from lgrpo_bench.cli.common import EXIT_RUN_FAILED, app, fail_input, offline_defaults
+from lgrpo_bench.cli.common import EXIT_RUN_FAILED, PLAIN_HELP, app, fail_input, make_console, offline_defaults
 
 
 MAX_POINTS_HELP = "Refuse grids with more points than this (default 20,000; counted before anything is expanded)"
-ALL_ROWS_HELP = "List every run in the table (default: at most 200 rows, runs with news first; the states line counts all)"
+ALL_ROWS_HELP = "List every run in the table (default: at most 200 rows, runs with news first; the states line counts all; --plain and --json list every run)"
 
 
 def _load(grid_file: Path, max_points: int | None = None):
@@ -26,12 +26,6 @@ def _load(grid_file: Path, max_points: int | None = None):
         fail_input(str(error))
 
 
-def _console():
-    from rich.console import Console
-
-    return Console(soft_wrap=False)
-
-
 @app.command("run")
 def run(
     grid_file: Path = typer.Argument(..., help="Grid YAML (see experiments/quickstart.yaml)"),
@@ -41,6 +35,7 @@ def run(
     max_points: Optional[int] = typer.Option(None, "--max-points", min=1, help=MAX_POINTS_HELP),
     baseline: str = typer.Option("grpo", "--baseline", help="Algorithm the results table's Δ compares against"),
     metric: str = typer.Option("acc", "--metric", help="Eval metric of the results table (eval/<benchmark>/<metric>)"),
+    plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
 ) -> None:
     """Run a grid: everything not done yet, resuming interrupted runs. Example: lgrpo-bench run experiments/quickstart.yaml"""
     offline_defaults()
@@ -51,7 +46,7 @@ def run(
     from lgrpo_bench.dispatch.state import count_states
     from lgrpo_bench.tracking import TrackingUnavailable
 
-    console = _console()
+    console = make_console(plain)
     try:
         summary = run_grid(expanded, slots=slots, dry_run=dry_run, console=console)
     except (ConfigError, GridBusy, TrackingUnavailable) as error:
@@ -102,6 +97,7 @@ def plan(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per run) instead of a table"),
     max_points: Optional[int] = typer.Option(None, "--max-points", min=1, help=MAX_POINTS_HELP),
     every_row: bool = typer.Option(False, "--all", help=ALL_ROWS_HELP),
+    plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
 ) -> None:
     """List a grid's runs with their state (new/queued/running/trained/stopped/failed/pruned/done); runs nothing. Example: lgrpo-bench plan experiments/quickstart.yaml"""
     expanded = _load(grid_file, max_points)
@@ -120,11 +116,11 @@ def plan(
                  "mlflow_run_id": statuses[p.run_id].mlflow_run_id} for p in expanded.points]
         typer.echo(json.dumps({"grid": expanded.grid.name, "executor": expanded.grid.executor.kind, "runs": rows}, indent=1))
         return
-    console = _console()
+    console = make_console(plain)
     title = f"grid {expanded.grid.name}: {len(expanded.points)} runs on {expanded.grid.executor.kind}"
     if expanded.grid.description:
         title += f" — {expanded.grid.description}"
-    console.print(plan_table(expanded, statuses, title=title, limit=None if every_row else PLAN_TABLE_ROWS))
+    console.print(plan_table(expanded, statuses, title=title, limit=None if every_row or plain else PLAN_TABLE_ROWS))
     console.print(states_line(count_states(statuses.values())), highlight=False)
     for line in state_warnings(statuses):
         console.print(line, style="yellow", highlight=False)
@@ -142,13 +138,14 @@ def status(
     baseline: str = typer.Option("grpo", "--baseline", help="Algorithm the results table's Δ compares against (with a grid file)"),
     metric: str = typer.Option("acc", "--metric", help="Eval metric of the results table (with a grid file)"),
     every_row: bool = typer.Option(False, "--all", help=ALL_ROWS_HELP),
+    plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
 ) -> None:
     """Show a grid's progress from the store (states, step and reward of running runs, results). Example: lgrpo-bench status experiments/quickstart.yaml"""
     from lgrpo_bench.dispatch.progress import PLAN_TABLE_ROWS, plan_table, read_log_progress, states_line
     from lgrpo_bench.dispatch.state import RUNNING, count_states, state_warnings
     from lgrpo_bench.tracking import TrackingUnavailable
 
-    console = _console()
+    console = make_console(plain)
     if grid_file is None:
         try:
             _status_of_store(console, tracking_uri, experiment)
@@ -169,7 +166,7 @@ def status(
             if found:
                 progress[point.run_id] = found
     console.print(plan_table(expanded, statuses, title=f"grid {expanded.grid.name}", progress=progress,
-                             limit=None if every_row else PLAN_TABLE_ROWS))
+                             limit=None if every_row or plain else PLAN_TABLE_ROWS))
     console.print(states_line(count_states(statuses.values())), highlight=False)
     for line in state_warnings(statuses):
         console.print(line, style="yellow", highlight=False)

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from lgrpo_bench.cli.common import app, fail_input
+from lgrpo_bench.cli.common import PLAIN_HELP, app, fail_input, make_console
 
 
 @app.command()
@@ -32,6 +32,7 @@ def report(
     average_over: Optional[str] = typer.Option(None, "--average-over", help="Comma-separated config keys to treat as "
                                                "replicates like the seed, on purpose (said in the caption)"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Store (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)"),
+    plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
 ) -> None:
     """Write the paper table (one row per configuration, mean ± std over seeds, Δ vs baseline with t intervals over
     seeds, minimum detectable effect) and plots.
@@ -82,13 +83,13 @@ def report(
         )
     except (ReportInputError, TrackingUnavailable) as error:
         fail_input(str(error))
-    from rich.console import Console
-
-    console = Console()
+    console = make_console(plain)
     for table in rich_tables(result.table):
         console.print(table)
     for note in result.table.notes:
-        typer.echo(f"- {note}")
-    typer.echo(f"{len(result.data.runs)} runs from {result.data.selection}; wrote {len(result.files)} files to {out}")
+        console.print(f"- {note}", markup=False, highlight=False)
+    console.print(f"{len(result.data.runs)} runs from {result.data.selection}; wrote {len(result.files)} files to {out}",
+                  markup=False, highlight=False)
     if result.logged_to:
-        typer.echo(f"plots logged to grid run(s) {', '.join(result.logged_to)} under report/plots")
+        console.print(f"plots logged to grid run(s) {', '.join(result.logged_to)} under report/plots", markup=False,
+                      highlight=False)

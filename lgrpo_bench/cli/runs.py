@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from lgrpo_bench.cli.common import app, config_app, fail_input, offline_defaults
+from lgrpo_bench.cli.common import app, config_app, fail_input, library_output, offline_defaults, serve_until_stopped
 
 
 @app.command()
@@ -29,14 +29,19 @@ def train(
     from lgrpo_bench.runs.lifecycle import EvaluationFailed, execute_run
     from lgrpo_bench.runs.resolve import prepare_run
     from lgrpo_bench.tracking import TrackingUnavailable
+    from lgrpo_bench.tracking.record import RunLayout
 
     prepared = prepare_run(config)
-    try:
-        outcome = execute_run(prepared.config, prepared.run_id, emit=None if quiet else typer.echo)
-    except (TrackingUnavailable, NotImplementedError) as error:
-        fail_input(str(error))
-    except EvaluationFailed as error:  # the evaluation process has printed why
-        raise typer.Exit(error.returncode) from None
+    problem = None
+    with library_output(RunLayout.of(prepared.config.tracking.runs_dir, prepared.run_id).run_log):
+        try:
+            outcome = execute_run(prepared.config, prepared.run_id, emit=None if quiet else typer.echo)
+        except (TrackingUnavailable, NotImplementedError) as error:
+            problem = str(error)
+        except EvaluationFailed as error:  # the evaluation process has printed why
+            raise typer.Exit(error.returncode) from None
+    if problem is not None:
+        fail_input(problem)
     if quiet:
         what = f"{outcome.state}" if outcome.trained_now else f"{outcome.state} (nothing to train)"
         typer.echo(f"run {outcome.run_id}: {what}; MLflow run {outcome.mlflow_run_id}")
@@ -92,15 +97,35 @@ def ui(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Store (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)"),
     host: str = typer.Option("127.0.0.1", help="Interface to bind; 127.0.0.1 keeps the UI private to this machine"),
     port: int = typer.Option(5000, help="Port"),
+    grid: Optional[str] = typer.Option(None, "--grid", help="Print the URL of this grid's run list: its training runs "
+                                       "grouped by configuration, with their eval metrics"),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="Print the URL of this experiment's runs table"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="uvicorn worker processes (default: MLflow's, 4)"),
 ) -> None:
-    """Start the MLflow UI on the configured store. Example: lgrpo-bench ui --port 5001"""
-    from lgrpo_bench.tracking import resolve_tracking_uri, start_ui
+    """Start the MLflow UI on the configured store; Ctrl-C (or SIGTERM) stops it and every process it started.
+    Example: lgrpo-bench ui --grid quickstart"""
+    from lgrpo_bench.tracking import TrackingUnavailable, resolve_tracking_uri, start_ui
+    from lgrpo_bench.tracking.store import ui_base_url, ui_links
 
+    offline_defaults()
     uri = resolve_tracking_uri(tracking_uri)
-    process = start_ui(uri, host=host, port=port)
-    typer.echo(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C stops it)")
     try:
-        process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
+        links = ui_links(uri, grid, experiment, is_config_key=_is_config_key)
+    except (TrackingUnavailable, ValueError) as error:
+        fail_input(str(error))
+    base = ui_base_url(host, port)
 
+    def announce() -> None:
+        typer.echo(f"MLflow UI for {uri} at {base} (Ctrl-C stops it)")
+        for label, route in links:
+            typer.echo(f"{label}: {base}/{route}")
+
+    serve_until_stopped(lambda log: start_ui(uri, host=host, port=port, workers=workers, stdout=log, stderr=log),
+                        base, announce, what="the MLflow UI")
+
+
+def _is_config_key(key: str) -> bool:
+    """A param that can tell a grid's configurations apart (as a report's row keys); reports imported on use only."""
+    from lgrpo_bench.reports.keys import is_row_key_candidate
+
+    return is_row_key_candidate(key)

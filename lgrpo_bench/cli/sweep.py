@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from lgrpo_bench.cli.common import EXIT_RUN_FAILED, app, fail_input, offline_defaults
+from lgrpo_bench.cli.common import EXIT_RUN_FAILED, PLAIN_HELP, app, fail_input, make_console, offline_defaults, serve_until_stopped
 
 ACTIONS = ("show", "export", "dashboard")
 
@@ -37,6 +37,7 @@ def sweep(
     top: int = typer.Option(5, "--top", help="show: how many best trials"),
     host: str = typer.Option("127.0.0.1", "--host", help="dashboard: interface to bind (127.0.0.1 = this machine only)"),
     port: int = typer.Option(8080, "--port", help="dashboard: port"),
+    plain: bool = typer.Option(False, "--plain", help="show: " + PLAIN_HELP),
 ) -> None:
     """Optuna sweeps. Examples: lgrpo-bench sweep sweeps/lambda_lr.yaml · lgrpo-bench sweep show lambda-lr ·
     lgrpo-bench sweep export lambda-lr --seeds 10,11,12 -o experiments/best.yaml · lgrpo-bench sweep dashboard lambda-lr"""
@@ -51,7 +52,7 @@ def sweep(
             fail_input(f"sweep {target}: give the study name (or its sweep YAML), e.g. lgrpo-bench sweep {target} lambda-lr")
         study_name, storage_url = _storage_for(study, storage)
         if target == "show":
-            _show(study_name, storage_url, top)
+            _show(study_name, storage_url, top, plain)
         elif target == "export":
             _export(study_name, storage_url, seeds, out, name, allow_tuning_seeds)
         else:
@@ -84,14 +85,13 @@ def _run(path: Path) -> None:
         raise typer.Exit(EXIT_RUN_FAILED)
 
 
-def _show(study_name: str, storage_url: str, top: int) -> None:
-    from rich.console import Console
+def _show(study_name: str, storage_url: str, top: int, plain: bool) -> None:
     from rich.table import Table
 
     from lgrpo_bench.sweeps import load_study, study_overview
 
     overview = study_overview(load_study(study_name, storage_url), top=top)
-    console = Console()
+    console = make_console(plain)
     counts = ", ".join(f"{n} {state}" for state, n in overview.counts.items() if n)
     console.print(f"study {overview.name}: {counts or 'no trials'}; {overview.direction} {overview.objective}")
     if overview.best:
@@ -137,14 +137,12 @@ def _export(study_name: str, storage_url: str, seeds: str | None, out: Path | No
 
 
 def _dashboard(storage_url: str, host: str, port: int) -> None:
-    import subprocess
-
     from lgrpo_bench.sweeps import dashboard_command
+    from lgrpo_bench.tracking.serve import start_supervised
+    from lgrpo_bench.tracking.store import ui_base_url
 
     command = dashboard_command(storage_url, host=host, port=port)
-    typer.echo(f"optuna-dashboard for {storage_url} at http://{host}:{port} (Ctrl-C stops it)")
-    process = subprocess.Popen(command)
-    try:
-        process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
+    base = ui_base_url(host, port)
+    serve_until_stopped(lambda log: start_supervised(command, stdout=log, stderr=log), base,
+                        lambda: typer.echo(f"optuna-dashboard for {storage_url} at {base} (Ctrl-C stops it)"),
+                        what="optuna-dashboard")

@@ -198,12 +198,24 @@ def _parent_runs(expanded: ExpandedGrid, points: Sequence[GridPoint], clients: d
         else:
             parent_id = record.create_run(client, experiment_id, run_name=f"grid-{expanded.grid.name}", tags={
                 t.TAG_KIND: t.KIND_GRID, t.TAG_GRID: expanded.grid.name, t.TAG_VERSIONS: t.versions_tag_value()})
+        t.set_grid_view(client, experiment_id, expanded.grid.name, **grid_view_columns(expanded))
         client.set_tag(parent_id, TAG_GRID_POINTS, str(len(expanded.points)))
         client.set_tag(parent_id, TAG_GRID_RUNS_DIR, runs_dir)
         if grid_text:
             client.log_text(parent_id, grid_text, t.ARTIFACT_GRID)
         parents[location] = parent_id
     return parents
+
+
+def grid_view_columns(expanded: ExpandedGrid) -> dict[str, list[str]]:
+    """What the grid's saved MLflow UI view shows (:func:`lgrpo_bench.tracking.store.set_grid_view`): the
+    ``eval/<benchmark>/acc`` metric of every benchmark its runs evaluate, grouped by the axes that vary, seeds apart."""
+    from lgrpo_bench.tracking.schema import eval_metric
+
+    benchmarks = sorted({name for point in expanded.points for name in point.config.eval.benchmarks})
+    varying = [key for key in expanded.grid.axes
+               if not key.endswith(".seed") and len({repr(point.values.get(key)) for point in expanded.points}) > 1]
+    return {"metrics": [eval_metric(name, "acc") for name in benchmarks], "group_by": varying}
 
 
 class _StopRequest:

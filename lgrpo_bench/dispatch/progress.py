@@ -144,8 +144,7 @@ def plan_table(expanded, statuses: dict[str, RunStatus], *, title: str | None = 
 
 
 def _cell(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= 30 else text[:27] + "..."
+    return value if isinstance(value, str) else repr(value)
 
 
 class GridProgress:

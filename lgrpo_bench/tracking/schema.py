@@ -104,6 +104,19 @@ TAG_GRID_RUNS_DIR = "lgrpo.grid.runs_dir"
 TAG_GRID_RUN_IDS = "lgrpo.grid.run_ids"
 """Grid parent runs: JSON list of the run ids of the grid's current points (the last version that ran)."""
 
+# Experiment tags the MLflow UI (3.x) reads; set by :func:`lgrpo_bench.tracking.store.set_grid_view`.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+"""MLflow's experiment kind: ``genai_development`` opens the experiment on its GenAI overview, other kinds on Runs."""
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+"""The kind lgrpo-bench experiments get: the UI opens them on their runs table ("Model training")."""
+EXPERIMENT_KINDS_INFERRED = ("", "no_inferred_type", "genai_development_inferred", "custom_model_development_inferred")
+"""Kinds the UI guesses by itself (an explicit kind chosen by a user is kept)."""
+SHARED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+"""``mlflow.sharedViewState.<key>``: a saved runs-table view (filter, columns, grouping) the UI opens for the
+URL query ``viewStateShareKey=<key>``; the value is JSON."""
+GRID_VIEW_KEY_PREFIX = "lgrpo-grid-"
+"""Share key of a grid's view: ``lgrpo-grid-<grid name>``."""
+
 
 def failure_tag(run_id: str) -> str:
     """``lgrpo.failed.<run_id>``: the tag a grid parent run carries for a run that failed before its MLflow run existed."""

@@ -4,7 +4,7 @@
 latest metrics of a grid's runs. For the default store (``sqlite:///…/mlflow.db``) they read MLflow's tables
 directly with the standard library's ``sqlite3``, in one query per table:
 
-* ``experiments(experiment_id, name, lifecycle_stage)``
+* ``experiments(experiment_id, name, lifecycle_stage)``, ``experiment_tags(experiment_id, key, value)``
 * ``runs(run_uuid, experiment_id, status, start_time, artifact_uri, lifecycle_stage)``
 * ``tags(run_uuid, key, value)``, ``params(run_uuid, key, value)``, ``latest_metrics(run_uuid, key, value, is_nan)``
 
@@ -82,6 +82,14 @@ class StoreReader:
         rows = self._connection.execute(
             "SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active' ORDER BY experiment_id")
         return [(str(experiment_id), name) for experiment_id, name in rows]
+
+    def experiment_tags(self) -> dict[str, dict[str, str]]:
+        """Tags of every active experiment: ``{experiment id: {key: value}}`` (table ``experiment_tags``)."""
+        tags: dict[str, dict[str, str]] = {experiment_id: {} for experiment_id, _ in self.experiments()}
+        for experiment_id, key, value in self._connection.execute("SELECT experiment_id, key, value FROM experiment_tags"):
+            if str(experiment_id) in tags:
+                tags[str(experiment_id)][key] = value
+        return tags
 
     def runs(self, experiment_ids: Sequence[str], *, tag_equals: Mapping[str, str] | None = None,
              tag_not_in: Mapping[str, Iterable[str]] | None = None, params: bool = False,

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,10 @@ from lgrpo_bench.tracking.schema import (
 from lgrpo_bench.training.lambda_rate import lambda_rate_limited, rate_limited_fraction
 
 from lgrpo_bench.tracking.record import LAMBDA_STATE_FILE, RunLayout, write_checkpoint_manifest
+
+# TRL 1.16 reads transformers' deprecated ``is_gradient_checkpointing`` property at every generation and save (a
+# FutureWarning repeated in each run log) that a user of lgrpo-bench cannot act on, so it is not shown.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 #: Generation outputs the re-sampling rounds know how to merge: key -> (pad side, pad value; None = the pad token).
 _MERGEABLE = {
