@@ -136,6 +136,13 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("unused hyperparameters kept in the run id", "lgrpo_bench/algorithms/presets.py",
      '    if surrogate in ("clip", "gspo"):\n        values["epsilon_low"]',
      '    if True:\n        values["epsilon_low"]', [D, "-k", "unused or run_id"]),
+    ("resume tolerates a checkpoint without λ's state", "lgrpo_bench/training/trainer.py",
+     "elif self.algorithm.uses_lambda:", "elif False:", ["tests/test_trainer_loss.py", "-k", "never_resumed"]),
+    ("off-policy mask option silently ignored", "lgrpo_bench/training/trainer.py",
+     '            "off_policy_mask_threshold": (args.off_policy_mask_threshold, None),\n', "",
+     [T, "-k", "does_not_implement"]),
+    ("image inputs silently ignored", "lgrpo_bench/training/trainer.py",
+     'if {"image", "images"} & set(columns):', "if False:", [T, "-k", "does_not_implement"]),
     # 2-process checks (real gloo processes): the sharded normalisers, scale, slice and λ averaging
     ("normaliser over this process's rows", "lgrpo_bench/training/trainer.py",
      "lgrpo_num_completions=keep.sum(),", "lgrpo_num_completions=keep[rows].sum(),", [X, "-k", "one_does"]),

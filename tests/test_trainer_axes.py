@@ -369,3 +369,27 @@ def test_trainer_refuses_trl_loss_options_that_contradict_its_algorithm(model, t
     build(UnifiedLossGRPOTrainer, model, tokenizer, tmp_path, algorithm, 4, loss_type="grpo", scale_rewards="group")
     gspo = preset_algorithm("gspo", num_generations=4, max_completion_length=MAX_LEN)
     build(UnifiedLossGRPOTrainer, model, tokenizer, tmp_path, gspo, 4, **trl_equivalent(gspo))
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"entropy_coef": 0.01}, "entropy bonus"),
+    ({"top_entropy_quantile": 0.5}, "top_entropy_quantile"),
+    ({"off_policy_mask_threshold": 0.5}, "off_policy_mask_threshold"),
+    ({"mask_truncated_completions": True}, "mask_truncated_completions=True"),
+    ({"loss_type": "dapo", "importance_sampling_level": "sequence"}, "importance_sampling_level"),
+    ({"images": True}, "image inputs"),
+])
+def test_trainer_refuses_trl_options_it_does_not_implement(model, tokenizer, tmp_path, options, named):
+    """Each would change TRL's loss or inputs in a way the unified loss ignores: refused at construction."""
+    from datasets import Dataset
+
+    algorithm = preset_algorithm("dapo", num_generations=4, max_completion_length=MAX_LEN)
+    if options.pop("images", False):
+        dataset = Dataset.from_list([{"prompt": "<|user|>1+2<|assistant|>", "image": None}] * 4)
+        args = trl_args(tmp_path, num_generations=4, per_device_train_batch_size=ROWS, max_completion_length=MAX_LEN)
+        with pytest.raises(ValueError, match=named):
+            UnifiedLossGRPOTrainer(model=model, reward_funcs=[length_parity_reward], args=args, train_dataset=dataset,
+                                   processing_class=tokenizer, algorithm=algorithm)
+        return
+    with pytest.raises(ValueError, match=named):
+        build(UnifiedLossGRPOTrainer, model, tokenizer, tmp_path, algorithm, 4, **options)
