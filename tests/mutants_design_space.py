@@ -1,7 +1,7 @@
 """Mutation check for the design-space code (issue 14): plant each plausible one-line bug, run the tests that should
 catch it, restore the file, report which were caught.
 
-    python tests/mutants_design_space.py [--only SUBSTRING] [--list]
+    python tests/mutants_design_space.py [--only SUBSTRING ...] [--list]
 
 Each mutant is (file, exact original text, replacement, pytest selection). The original text must occur exactly once
 (the script refuses otherwise, so a refactor that moves the line shows up here). A mutant is *caught* when the
@@ -178,11 +178,12 @@ def run(mutant, timeout: int) -> tuple[bool, float, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=None, help="run the mutants whose name contains this")
+    parser.add_argument("--only", action="append", default=None,
+                        help="run the mutants whose name contains this (repeat for several)")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--timeout", type=int, default=1800)
     options = parser.parse_args()
-    chosen = [m for m in MUTANTS if options.only is None or options.only in m[0]]
+    chosen = [m for m in MUTANTS if options.only is None or any(part in m[0] for part in options.only)]
     if options.list:
         for mutant in chosen:
             print(f"{mutant[0]:45s} {mutant[1]}  ->  {' '.join(mutant[4])}")
