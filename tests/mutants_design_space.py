@@ -1,7 +1,7 @@
 """Mutation check for the design-space code (issue 14): plant each plausible one-line bug, run the tests that should
 catch it, restore the file, report which were caught.
 
-    python tests/mutants_design_space.py [--only SUBSTRING] [--list]
+    python tests/mutants_design_space.py [--only SUBSTRING ...] [--list]
 
 Each mutant is (file, exact original text, replacement, pytest selection). The original text must occur exactly once
 (the script refuses otherwise, so a refactor that moves the line shows up here). A mutant is *caught* when the
@@ -63,6 +63,14 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("Dr. GRPO with std-scaled advantages", "lgrpo_bench/algorithms/presets.py",
      '"constant", "clip", "group_mean", "none"', '"constant", "clip", "group_std", "none"',
      [D, "-k", "dr_grpo"]),
+    ("Dr. GRPO advantage divided by the group std", "lgrpo_bench/algorithms/advantage/group_mean.py",
+     "torch.nan_to_num(rewards - group_means(rewards, group_size), nan=0.0)",
+     "torch.nan_to_num((rewards - group_means(rewards, group_size)) / (rewards.view(-1, group_size).std(dim=1)"
+     ".repeat_interleave(group_size) + 1e-4), nan=0.0)", [A, "-k", "group_mean_by_hand"]),
+    ("Dr. GRPO maps to TRL scale_rewards=group", "lgrpo_bench/algorithms/presets.py",
+     '"group_mean": "none"', '"group_mean": "group"', [T, "-k", "advantages_equal and group_mean"]),
+    ("trainer always uses group_std advantages", "lgrpo_bench/training/trainer.py",
+     "ADVANTAGES[algorithm.advantage]", 'ADVANTAGES["group_std"]', [T, "-k", "advantages_equal and group_mean"]),
     ("batch std over every group", "lgrpo_bench/algorithms/advantage/batch_std.py",
      "kept = rewards[keep > 0]", "kept = rewards", [A, "-k", "batch_std"]),
     ("trainer ignores the advantage axis", "lgrpo_bench/training/trainer.py",
@@ -77,6 +85,18 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("dapo_full without the truncation mask", "lgrpo_bench/training/trainer.py",
      "        self.mask_truncated_completions = algorithm.mask_truncated_completions\n", "",
      [T, "-k", "truncated"]),
+    ("dapo_full preset without the truncation mask", "lgrpo_bench/algorithms/presets.py",
+     "epsilon_high=0.28, mask_truncated_completions=True,", "epsilon_high=0.28, mask_truncated_completions=False,",
+     [D, "-k", "dapo_full"]),
+    ("dropped groups stay in N", "lgrpo_bench/training/trainer.py",
+     "lgrpo_num_completions=keep.sum(),", "lgrpo_num_completions=keep.sum() * 0 + all_lengths.numel(),",
+     [T, "-k", "group_filter_decides and drop"]),
+    ("dropped groups stay in P", "lgrpo_bench/training/trainer.py",
+     "lgrpo_num_groups=keep.sum() / group_size,", "lgrpo_num_groups=keep.sum() * 0 + all_lengths.numel() / group_size,",
+     [T, "-k", "group_filter_decides and drop"]),
+    ("dropped rows keep their weight", "lgrpo_bench/training/trainer.py",
+     "self.aggregation.weight(weight_inputs, lam, self.algorithm.r or 0.0) * keep",
+     "self.aggregation.weight(weight_inputs, lam, self.algorithm.r or 0.0)", [T, "-k", "micro_batch_split and drop"]),
     ("resample never says the cap was reached", "lgrpo_bench/training/trainer.py",
      "cap_reached=min(counts) < target)", "cap_reached=False)", [T, "-k", "group_filter_decides and resample"]),
     ("resample pads with uniform groups first", "lgrpo_bench/algorithms/group_filter/resample.py",
@@ -95,6 +115,19 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("λ gradient not cleared after a step", "lgrpo_bench/training/trainer.py",
      "            self._lambda_sgd.step()\n        self.lam.grad = None\n", "            self._lambda_sgd.step()\n",
      [T, "-k", "optimizer_step"]),
+    ("λ gradient clipped", "lgrpo_bench/training/trainer.py",
+     "        grad = 0.0 if self.lam.grad is None else float(self.lam.grad)\n",
+     "        if self.lam.grad is not None:\n            torch.nn.utils.clip_grad_norm_([self.lam], self.args.max_grad_norm)\n"
+     "        grad = 0.0 if self.lam.grad is None else float(self.lam.grad)\n", [T, "-k", "optimizer_step"]),
+    ("λ Adam maximises the loss", "lgrpo_bench/training/trainer.py",
+     '"lr": self.algorithm.lambda_lr, "weight_decay": 0.0}', '"lr": self.algorithm.lambda_lr, "weight_decay": 0.0, "maximize": True}',
+     [T, "-k", "optimizer_step and adam"]),
+    ("λ SGD maximises the loss", "lgrpo_bench/training/trainer.py",
+     "torch.optim.SGD([self.lam], lr=self.algorithm.lambda_lr)", "torch.optim.SGD([self.lam], lr=self.algorithm.lambda_lr, maximize=True)",
+     [T, "-k", "optimizer_step and sgd"]),
+    ("λ Adam with weight decay", "lgrpo_bench/training/trainer.py",
+     '"lr": self.algorithm.lambda_lr, "weight_decay": 0.0}', '"lr": self.algorithm.lambda_lr, "weight_decay": 0.1}',
+     [T, "-k", "optimizer_step and adam"]),
     ("λ SGD ignores the LR schedule", "lgrpo_bench/training/trainer.py",
      "return self.algorithm.lambda_lr * float(optimizer.param_groups[0][\"lr\"]) / self.args.learning_rate",
      "return self.algorithm.lambda_lr", [T, "-k", "optimizer_step and sgd"]),
@@ -103,6 +136,13 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
     ("unused hyperparameters kept in the run id", "lgrpo_bench/algorithms/presets.py",
      '    if surrogate in ("clip", "gspo"):\n        values["epsilon_low"]',
      '    if True:\n        values["epsilon_low"]', [D, "-k", "unused or run_id"]),
+    ("resume tolerates a checkpoint without λ's state", "lgrpo_bench/training/trainer.py",
+     "elif self.algorithm.uses_lambda:", "elif False:", ["tests/test_trainer_loss.py", "-k", "never_resumed"]),
+    ("off-policy mask option silently ignored", "lgrpo_bench/training/trainer.py",
+     '            "off_policy_mask_threshold": (args.off_policy_mask_threshold, None),\n', "",
+     [T, "-k", "does_not_implement"]),
+    ("image inputs silently ignored", "lgrpo_bench/training/trainer.py",
+     'if {"image", "images"} & set(columns):', "if False:", [T, "-k", "does_not_implement"]),
     # 2-process checks (real gloo processes): the sharded normalisers, scale, slice and λ averaging
     ("normaliser over this process's rows", "lgrpo_bench/training/trainer.py",
      "lgrpo_num_completions=keep.sum(),", "lgrpo_num_completions=keep[rows].sum(),", [X, "-k", "one_does"]),
@@ -110,6 +150,9 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
      "scale = float(self.accelerator.num_processes)", "scale = 1.0", [X, "-k", "one_does"]),
     ("wrong per-process row slice", "lgrpo_bench/training/trainer.py",
      "start = self.accelerator.process_index * n_local", "start = 0", [X, "-k", "one_does"]),
+    ("rewards of the wrong process", "lgrpo_bench/training/trainer.py",
+     "local = slice(self.accelerator.process_index * n_local, (self.accelerator.process_index + 1) * n_local)",
+     "local = slice(0, n_local)", [X, "-k", "own_rewards"]),
     ("λ gradient summed across processes", "lgrpo_bench/training/trainer.py",
      'self.accelerator.reduce(self.lam.grad, reduction="mean")', 'self.accelerator.reduce(self.lam.grad, reduction="sum")',
      [X, "-k", "one_does"]),
@@ -135,11 +178,12 @@ def run(mutant, timeout: int) -> tuple[bool, float, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default=None, help="run the mutants whose name contains this")
+    parser.add_argument("--only", action="append", default=None,
+                        help="run the mutants whose name contains this (repeat for several)")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--timeout", type=int, default=1800)
     options = parser.parse_args()
-    chosen = [m for m in MUTANTS if options.only is None or options.only in m[0]]
+    chosen = [m for m in MUTANTS if options.only is None or any(part in m[0] for part in options.only)]
     if options.list:
         for mutant in chosen:
             print(f"{mutant[0]:45s} {mutant[1]}  ->  {' '.join(mutant[4])}")

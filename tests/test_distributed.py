@@ -4,7 +4,8 @@ filter's keep mask, the advantages, the per-row normalisers, the micro-batch los
 DDP mean of the gradients and the mean of λ's gradient — and must give what 1 process gives on the whole batch, for
 every aggregation (the local token mean excepted: it is per process by definition), surrogate, advantage and filter.
 DAPO's re-sampling loop then runs for real in 2 processes: both take the same number of generation rounds and train
-on exactly their target of groups."""
+on exactly their target of groups, and a real generation in each process checks that each takes its own rows'
+rewards out of the ones TRL gathers."""
 
 from __future__ import annotations
 
@@ -110,8 +111,9 @@ def batch():
 
 
 def two_process_worker(rank: int, world_size: int, batch: dict) -> dict:
-    """Both 2-process checks in one launch (each process start imports torch, transformers and TRL)."""
-    return {"sharded": sharded_step(rank, world_size, batch, 2), "resample": resample_rounds(rank, world_size)}
+    """The 2-process checks in one launch (each process start imports torch, transformers and TRL)."""
+    return {"sharded": sharded_step(rank, world_size, batch, 2), "resample": resample_rounds(rank, world_size),
+            "own_rewards": own_rewards(rank, world_size)}
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +186,44 @@ def test_resampling_takes_the_same_rounds_on_every_process_and_fills_each_batch(
         if ranks[0]["cap"][step] == 0:
             assert local_kept == [4 * G, 4 * G]  # every process trains on exactly its 4 mixed groups
     assert max(ranks[0]["rounds"]) > 1  # some step needed another round
+
+
+def prompt_number_reward(prompts, **kwargs):
+    """A reward that names its prompt: <|user|>{n}+... scores n / 100."""
+    return [int(p.split("<|user|>")[1].split("+")[0]) / 100 for p in prompts]
+
+
+def own_rewards(rank: int, world_size: int) -> dict:
+    """A real generation in each process (different prompts per process): the rewards and accuracies the trainer
+    takes for this process's rows out of TRL's gathered rewards, and what they should be."""
+    import tempfile
+
+    from lgrpo_bench.algorithms.presets import preset_algorithm
+    from lgrpo_bench.models.tiny import make_tiny_model
+    from lgrpo_bench.models.tokenizer import make_tokenizer
+    from lgrpo_bench.training.trainer import UnifiedLossGRPOTrainer
+    from test_trainer_loss import prompts_dataset, trl_args
+
+    torch.manual_seed(rank)
+    tokenizer = make_tokenizer()
+    algorithm = preset_algorithm("dapo", num_generations=G, max_completion_length=MAX_LEN)
+    with tempfile.TemporaryDirectory() as out:
+        args = trl_args(out, num_generations=G, per_device_train_batch_size=2 * G, max_completion_length=MAX_LEN)
+        trainer = UnifiedLossGRPOTrainer(model=make_tiny_model("tiny-s", tokenizer, seed=0),
+                                         reward_funcs=[prompt_number_reward], args=args, train_dataset=prompts_dataset(),
+                                         processing_class=tokenizer, algorithm=algorithm)
+    trainer.model.train()
+    dataset = prompts_dataset()
+    inputs = [dataset[2 * rank + i] for i in range(2) for _ in range(G)]
+    trainer._generate_and_score_completions(inputs)
+    total, accuracy = trainer._local_rewards(len(inputs))
+    return {"total": total, "accuracy": accuracy,
+            "expected": torch.tensor(prompt_number_reward([row["prompt"] for row in inputs]))}
+
+
+def test_each_process_takes_its_own_rewards_out_of_the_gathered_ones(two_processes):
+    """TRL gathers every process's rewards; the group filter and the advantages must see this process's rows."""
+    for rank_results in two_processes:
+        own = rank_results["own_rewards"]
+        assert torch.allclose(own["total"], own["expected"]) and torch.allclose(own["accuracy"], own["expected"])
+    assert not torch.equal(two_processes[0]["own_rewards"]["expected"], two_processes[1]["own_rewards"]["expected"])

@@ -313,14 +313,18 @@ def test_resampling_fills_every_step_with_its_mixed_groups_in_real_training(warm
 # --- λ's optimizers ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_lambda_optimizer_step_in_a_real_trainer_step(warm_tiny, tmp_path, optimizer):
-    """SGD moves λ by lr × schedule × gradient; Adam's first step is exactly lr (its rate limit) whatever the gradient.
-    TRL's default linear schedule halves the learning rate at the second of two steps."""
+    """SGD moves λ by lr × schedule × gradient; Adam's first step is exactly lr (its rate limit) against the
+    gradient's sign, its second the AdamW update computed by hand from both gradients (so a gradient accumulated
+    across steps, ascent or a clipped gradient all show). TRL's default linear schedule halves the learning rate at
+    the second of two steps. The policy's gradient clipping is set to bind (max_grad_norm below |dL/dλ|): λ is not
+    clipped."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    lr = 0.5
+    lr, max_grad_norm = 0.5, 1e-5
     algorithm = preset_algorithm("lambda_grpo", lambda_optimizer=optimizer, lambda_lr=lr, lam_init=0.2, r=0.3,
                                  num_generations=4, max_completion_length=40)
-    args = trl_args(tmp_path, max_steps=2, max_completion_length=40, num_generations=4, per_device_train_batch_size=16)
+    args = trl_args(tmp_path, max_steps=2, max_completion_length=40, num_generations=4, per_device_train_batch_size=16,
+                    max_grad_norm=max_grad_norm)
     trainer = UnifiedLossGRPOTrainer(model=AutoModelForCausalLM.from_pretrained(warm_tiny.path),
                                      reward_funcs=[length_parity_reward], args=args, train_dataset=prompts_dataset(),
                                      processing_class=AutoTokenizer.from_pretrained(warm_tiny.path), algorithm=algorithm)
@@ -331,15 +335,22 @@ def test_lambda_optimizer_step_in_a_real_trainer_step(warm_tiny, tmp_path, optim
     assert len(logs) == 2 and logs[1]["learning_rate"] < logs[0]["learning_rate"]
     for entry, true_grad in zip(logs, backward_grads):
         grad, step = entry["lambda_grad"], entry["dlambda"]
-        assert grad == pytest.approx(true_grad, rel=1e-6) and abs(grad) > 1e-6  # the step descends the real gradient
+        assert grad == pytest.approx(true_grad, rel=1e-6) and abs(grad) > 10 * max_grad_norm  # the real, unclipped gradient
+        assert entry["grad_norm"] > max_grad_norm  # the policy's clipping bound this step
         factor = entry["learning_rate"] / args.learning_rate  # the policy's schedule, which λ follows
         if optimizer == "sgd":
             assert step == pytest.approx(-lr * factor * grad, rel=1e-4, abs=1e-7)  # plain gradient descent, no clipping
             assert entry["train/lambda_rate_limited"] == 0.0
     if optimizer == "adam":
-        first = logs[0]
+        first, second = logs
         assert abs(first["dlambda"]) == pytest.approx(lr, rel=1e-4) and first["dlambda"] * backward_grads[0] < 0
         assert first["train/lambda_rate_limited"] == 1.0
+        g1, g2 = backward_grads[:2]
+        beta1, beta2, eps = args.adam_beta1, args.adam_beta2, args.adam_epsilon
+        m_hat = (beta1 * (1 - beta1) * g1 + (1 - beta1) * g2) / (1 - beta1**2)
+        v_hat = (beta2 * (1 - beta2) * g1**2 + (1 - beta2) * g2**2) / (1 - beta2**2)
+        factor = second["learning_rate"] / args.learning_rate
+        assert second["dlambda"] == pytest.approx(-lr * factor * m_hat / (v_hat**0.5 + eps), rel=1e-4)
     assert trainer.lambda_rate_limited_fraction == pytest.approx(
         sum(e["train/lambda_rate_limited"] for e in logs) / 2)
     in_policy_optimizer = any(group["params"][0] is trainer.lam for group in trainer.optimizer.param_groups)
@@ -358,3 +369,27 @@ def test_trainer_refuses_trl_loss_options_that_contradict_its_algorithm(model, t
     build(UnifiedLossGRPOTrainer, model, tokenizer, tmp_path, algorithm, 4, loss_type="grpo", scale_rewards="group")
     gspo = preset_algorithm("gspo", num_generations=4, max_completion_length=MAX_LEN)
     build(UnifiedLossGRPOTrainer, model, tokenizer, tmp_path, gspo, 4, **trl_equivalent(gspo))
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"entropy_coef": 0.01}, "entropy bonus"),
+    ({"top_entropy_quantile": 0.5}, "top_entropy_quantile"),
+    ({"off_policy_mask_threshold": 0.5}, "off_policy_mask_threshold"),
+    ({"mask_truncated_completions": True}, "mask_truncated_completions=True"),
+    ({"loss_type": "dapo", "importance_sampling_level": "sequence"}, "importance_sampling_level"),
+    ({"images": True}, "image inputs"),
+])
+def test_trainer_refuses_trl_options_it_does_not_implement(model, tokenizer, tmp_path, options, named):
+    """Each would change TRL's loss or inputs in a way the unified loss ignores: refused at construction."""
+    from datasets import Dataset
+
+    algorithm = preset_algorithm("dapo", num_generations=4, max_completion_length=MAX_LEN)
+    if options.pop("images", False):
+        dataset = Dataset.from_list([{"prompt": "<|user|>1+2<|assistant|>", "image": None}] * 4)
+        args = trl_args(tmp_path, num_generations=4, per_device_train_batch_size=ROWS, max_completion_length=MAX_LEN)
+        with pytest.raises(ValueError, match=named):
+            UnifiedLossGRPOTrainer(model=model, reward_funcs=[length_parity_reward], args=args, train_dataset=dataset,
+                                   processing_class=tokenizer, algorithm=algorithm)
+        return
+    with pytest.raises(ValueError, match=named):
+        build(UnifiedLossGRPOTrainer, model, tokenizer, tmp_path, algorithm, 4, **options)

@@ -241,6 +241,36 @@ def test_lambda_is_checkpointed_and_restored(warm_tiny, tmp_path):
     assert lam_state and lam_state[0]["step"].item() == 2
 
 
+def test_a_checkpoint_without_lambda_state_is_never_resumed(warm_tiny, tmp_path):
+    """λ's value is in the checkpoint's manifest, so a write cut short before it (or a file lost after) leaves the
+    checkpoint incomplete, which resume passes over; a complete checkpoint without it (not written by our trainer) is
+    refused rather than resumed with the initial λ and restored Adam moments."""
+    import json
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lgrpo_bench.tracking.record import CHECKPOINT_MANIFEST, LAMBDA_STATE_FILE, RunLayout, write_checkpoint_manifest
+
+    tokenizer = AutoTokenizer.from_pretrained(warm_tiny.path)
+    args = trl_args(tmp_path, max_steps=1, max_completion_length=40, save_strategy="steps", save_steps=1)
+    make_trainer(AutoModelForCausalLM.from_pretrained(warm_tiny.path), tokenizer, tmp_path, "lambda_grpo",
+                 lam_init=0.0, lambda_lr=0.1, r=0.3, args=args).train()
+    checkpoint = tmp_path / "checkpoint-1"
+    assert LAMBDA_STATE_FILE in json.loads((checkpoint / CHECKPOINT_MANIFEST).read_text())["files"]
+    assert RunLayout(tmp_path).latest_checkpoint() == checkpoint
+    lost = tmp_path / "lost" / "checkpoint-1"
+    shutil.copytree(checkpoint, lost)
+    (lost / LAMBDA_STATE_FILE).unlink()
+    assert RunLayout(lost.parent).latest_checkpoint() is None  # the manifest lists it: incomplete
+    write_checkpoint_manifest(lost)  # complete without λ's state
+    resumed = make_trainer(AutoModelForCausalLM.from_pretrained(warm_tiny.path), tokenizer, tmp_path / "resumed",
+                           "lambda_grpo", lam_init=0.0, lambda_lr=0.1, r=0.3, args=copy.deepcopy(args))
+    resumed.create_optimizer_and_scheduler(num_training_steps=1)
+    with pytest.raises(ValueError, match=f"has no {LAMBDA_STATE_FILE}"):
+        resumed._load_optimizer_and_scheduler(str(lost))
+
+
 def test_unsupported_trl_options_are_refused(model, tokenizer, tmp_path):
     with pytest.raises(ValueError, match="importance_sampling_level"):
         make_trainer(model, tokenizer, tmp_path, "grpo", args=trl_args(tmp_path, importance_sampling_level="sequence", loss_type="grpo"))

@@ -163,7 +163,8 @@ class TrainConfig(_Strict):
     seed: int = _seed(0, "Seed of RL sampling and initialisation of trainer state")
     max_steps: int = Field(40, ge=1, description="Optimizer steps", json_schema_extra=_unit("steps"))
     num_generations: int = Field(8, ge=2, description="G: completions sampled per prompt")
-    prompts_per_step: int = Field(8, ge=1, description="Prompts per optimizer step (batch = prompts_per_step·G completions)",
+    prompts_per_step: int = Field(8, ge=1, description="Prompts per optimizer step on each process (P processes train "
+                                  "on P·prompts_per_step prompts, prompts_per_step·G completions each)",
                                   json_schema_extra=_unit("prompts"))
     gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step (the loss is invariant to it)")
     max_completion_length: int = Field(40, ge=1, description="L_max: generation cap", json_schema_extra=_unit("tokens"))

@@ -461,6 +461,11 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
             write_checkpoint_manifest(folder)  # last: a checkpoint without it is incomplete (never resumed from)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
+        """Restore λ (value and rate-limit flags) with the optimizer, whose state holds λ's Adam moments.
+
+        A checkpoint of a λ run without ``lambda_state.json`` is refused: resuming it would pair the initial λ with
+        the restored moments. (A checkpoint whose write was cut short has no manifest, which lists this file, and is
+        never chosen by :meth:`RunLayout.resume_point`.)"""
         if checkpoint is not None:
             path = os.path.join(checkpoint, LAMBDA_STATE_FILE)
             if os.path.exists(path):
@@ -468,4 +473,8 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
                     state = json.load(handle)
                 self.lam.data.fill_(state["lambda"])
                 self.lambda_rate_limited_flags = [bool(f) for f in state.get("rate_limited", [])]
+            elif self.algorithm.uses_lambda:
+                raise ValueError(
+                    f"checkpoint {checkpoint} has no {LAMBDA_STATE_FILE}, so λ cannot be restored with its optimizer "
+                    f"state: resume from a checkpoint written by lgrpo-bench's trainer, or start the run afresh")
         super()._load_optimizer_and_scheduler(checkpoint)
