@@ -91,8 +91,15 @@ def read_store(work_dir: Path) -> tuple[list[dict], list[dict]]:
     params = {run.info.run_id: run.data.params for run in client.search_runs(
         [experiment.experiment_id], f"tags.`{t.TAG_KIND}` = '{t.KIND_TRAIN}'", max_results=5000)}
     curves = load_histories(client, [r.mlflow_run_id for r in data.runs], ["train/heldout_acc"]).get("train/heldout_acc", {})
+    from lgrpo_bench.runs.resolve import load_grid
+
+    # the derived grid's current points only: runs of an earlier version of the grid (other seeds or algorithms,
+    # kept in the store to be reused) would unbalance the pairs
+    current = {point.run_id for point in load_grid(work_dir / "grid.yaml").points}
     runs = []
     for record in data.runs:
+        if record.run_id not in current:
+            continue
         final = record.eval_metrics.get("arith", {}).get("acc")
         steps, values = curves.get(record.mlflow_run_id, ([], []))
         runs.append({"algorithm": record.algorithm, "seed": int(record.seed),
