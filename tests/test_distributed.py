@@ -227,3 +227,59 @@ def test_each_process_takes_its_own_rewards_out_of_the_gathered_ones(two_process
         own = rank_results["own_rewards"]
         assert torch.allclose(own["total"], own["expected"]) and torch.allclose(own["accuracy"], own["expected"])
     assert not torch.equal(two_processes[0]["own_rewards"]["expected"], two_processes[1]["own_rewards"]["expected"])
+
+
+def fsdp2_prepare(rank: int, world_size: int, lam_in_policy_optimizer: bool) -> dict:
+    """accelerate's FSDP2 preparation of the trainer's model and policy optimizer in this process, then one step.
+
+    accelerate turns a CPU launch into plain multi-CPU DDP and ignores an FSDP plugin there, so the state is set to
+    FSDP (version 2) by hand; what runs is accelerate's own ``_prepare_fsdp2`` and torch's ``fully_shard`` on gloo."""
+    import tempfile
+
+    import torch
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    from lgrpo_bench.algorithms.presets import preset_algorithm
+    from lgrpo_bench.models.tiny import make_tiny_model
+    from lgrpo_bench.models.tokenizer import make_tokenizer
+    from lgrpo_bench.training.trainer import UnifiedLossGRPOTrainer
+    from test_trainer_loss import length_parity_reward, prompts_dataset, trl_args
+
+    tokenizer = make_tokenizer()
+    algorithm = preset_algorithm("lambda_grpo", lambda_optimizer="adam", lambda_lr=0.5, lam_init=0.2, r=0.3,
+                                 num_generations=G, max_completion_length=MAX_LEN)
+    trainer = UnifiedLossGRPOTrainer(
+        model=make_tiny_model("tiny-s", tokenizer, seed=0), reward_funcs=[length_parity_reward],
+        args=trl_args(tempfile.mkdtemp(), num_generations=G, per_device_train_batch_size=ROWS // world_size,
+                      max_completion_length=MAX_LEN),
+        train_dataset=prompts_dataset(), processing_class=tokenizer, algorithm=algorithm)
+    state = trainer.accelerator.state
+    state.fsdp_plugin = FullyShardedDataParallelPlugin(
+        fsdp_version=2, auto_wrap_policy="transformer_based_wrap", reshard_after_forward=True,
+        transformer_cls_names_to_wrap=[type(trainer.model.model.layers[0]).__name__])
+    state.distributed_type = DistributedType.FSDP
+    optimizer = trainer.create_optimizer()
+    if lam_in_policy_optimizer:  # where the old trainer put λ under lambda_optimizer: adam
+        optimizer.add_param_group({"params": [trainer.lam], "lr": 0.5, "weight_decay": 0.0})
+    model, prepared = trainer.accelerator.prepare(trainer.model, optimizer)
+    ids = torch.randint(3, 250, (2, 8), generator=torch.Generator().manual_seed(rank))
+    loss = model(input_ids=ids).logits.float().mean() * (1 + (rank + 1) * trainer.lam)
+    loss.backward()
+    prepared.step()
+    return {"model": type(model).__name__,
+            "policy_params": sorted({type(p).__name__ for g in prepared.param_groups for p in g["params"]}),
+            "lam": trainer.lam.item(), "lambda_grad": trainer._metrics["train"]["lambda_grad"][-1]}
+
+
+def test_fsdp2_prepares_the_trainer_optimizer_and_steps_lambda_beside_it():
+    """FSDP2 (experiments/accelerate_fsdp.yaml) swaps every policy-optimizer parameter for its sharded model parameter:
+    with λ in its own optimizer the preparation succeeds, the policy optimizer holds DTensor shards only, and one step
+    moves λ by exactly Adam's first step (lambda_lr) on both processes, from the mean of their λ gradients; with λ in
+    the policy optimizer (the old trainer), accelerate raises KeyError."""
+    results = run_in_processes(fsdp2_prepare, 2, False, timeout_s=300)
+    for result in results:
+        assert result["model"].startswith("FSDP") and result["policy_params"] == ["DTensor"]
+        assert abs(result["lam"] - 0.2) == pytest.approx(0.5, rel=1e-5)
+    assert results[0]["lam"] == results[1]["lam"] and results[0]["lambda_grad"] == results[1]["lambda_grad"]
+    with pytest.raises(RuntimeError, match="couldn't be switched to its sharded version"):
+        run_in_processes(fsdp2_prepare, 2, True, timeout_s=300)

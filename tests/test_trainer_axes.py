@@ -353,9 +353,38 @@ def test_lambda_optimizer_step_in_a_real_trainer_step(warm_tiny, tmp_path, optim
         assert second["dlambda"] == pytest.approx(-lr * factor * m_hat / (v_hat**0.5 + eps), rel=1e-4)
     assert trainer.lambda_rate_limited_fraction == pytest.approx(
         sum(e["train/lambda_rate_limited"] for e in logs) / 2)
-    in_policy_optimizer = any(group["params"][0] is trainer.lam for group in trainer.optimizer.param_groups)
-    assert in_policy_optimizer == (optimizer == "adam")
+    assert not any(p is trainer.lam for group in trainer.optimizer.param_groups for p in group["params"])  # its own
     assert trainer.lam.grad is None  # cleared after every step: the next step does not accumulate this one's gradient
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_policy_optimizer_holds_exactly_the_model_parameters_so_fsdp2_can_shard_it(model, tokenizer, tmp_path, optimizer):
+    """FSDP2 (accelerate ``fsdp_version: 2``) swaps every policy-optimizer parameter for the sharded model parameter of
+    the same storage (``fsdp2_switch_optimizer_parameters``, keyed by ``data_ptr``) and raises KeyError on any other:
+    λ lives in its own optimizer (Adam with the policy's betas/eps and no weight decay, or SGD), so that mapping, run
+    here exactly as accelerate runs it, succeeds for both λ optimizers."""
+    from accelerate.utils import fsdp2_switch_optimizer_parameters
+
+    algorithm = preset_algorithm("lambda_grpo", lambda_optimizer=optimizer, lambda_lr=0.5, lam_init=0.2, r=0.3,
+                                 num_generations=4, max_completion_length=MAX_LEN)
+    trainer = build(UnifiedLossGRPOTrainer, model, tokenizer, tmp_path, algorithm, 4, adam_beta1=0.8, adam_epsilon=1e-6)
+    trainer.create_optimizer_and_scheduler(num_training_steps=2)
+    in_policy = [p for group in trainer.optimizer.param_groups for p in group["params"]]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert len(in_policy) == len(trainable) and {id(p) for p in in_policy} == {id(p) for p in trainable}
+    assert [p for group in trainer.lambda_optimizer.param_groups for p in group["params"]] == [trainer.lam]
+    group = trainer.lambda_optimizer.param_groups[0]
+    if optimizer == "adam":
+        assert isinstance(trainer.lambda_optimizer, torch.optim.Adam)
+        assert (group["betas"], group["eps"], group["weight_decay"]) == ((0.8, 0.999), 1e-6, 0.0)
+    else:
+        assert type(trainer.lambda_optimizer) is torch.optim.SGD and group["momentum"] == 0
+    mapping = {p.data_ptr(): p for p in model.parameters()}  # accelerate: old data_ptr -> (here: the same) new param
+    for group in trainer.optimizer.param_groups:
+        for i, p in enumerate(group["params"]):
+            group["params"][i] = torch.empty(1)
+            group["params"][i].data_ptr = p.data_ptr()
+    fsdp2_switch_optimizer_parameters(trainer.optimizer, mapping)
 
 
 def test_trainer_refuses_trl_loss_options_that_contradict_its_algorithm(model, tokenizer, tmp_path):

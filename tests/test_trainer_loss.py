@@ -237,8 +237,33 @@ def test_lambda_is_checkpointed_and_restored(warm_tiny, tmp_path):
     resumed.create_optimizer_and_scheduler(num_training_steps=2)
     resumed._load_optimizer_and_scheduler(str(tmp_path / "checkpoint-2"))
     assert resumed.lam.item() == learned
-    lam_state = [s for g in resumed.optimizer.param_groups if g["params"][0] is resumed.lam for s in [resumed.optimizer.state[resumed.lam]]]
-    assert lam_state and lam_state[0]["step"].item() == 2
+    assert resumed.lambda_optimizer.state[resumed.lam]["step"].item() == 2
+
+
+def test_a_resumed_run_continues_lambda_as_the_uninterrupted_run(warm_tiny, tmp_path):
+    """4 steps in one go vs 2 steps, a checkpoint, and 2 more after resuming from it: λ (Adam, whose moments are in
+    ``lambda_state.json``, not in the policy's ``optimizer.pt``) takes the same steps 3 and 4 (to 1e-7). A resume with
+    fresh moments would take a first Adam step (|Δλ| = lr_t) instead."""
+    import json
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(warm_tiny.path)
+
+    def run(folder, **train_kwargs):
+        args = trl_args(folder, max_steps=4, max_completion_length=40, save_strategy="steps", save_steps=2)
+        trainer = make_trainer(AutoModelForCausalLM.from_pretrained(warm_tiny.path), tokenizer, folder, "lambda_grpo",
+                               lam_init=0.0, lambda_lr=0.1, r=0.3, args=args)
+        trainer.train(**train_kwargs)
+        return {entry["step"]: entry["lambda"] for entry in trainer.state.log_history if "lambda" in entry}
+
+    whole = run(tmp_path / "whole")
+    saved = json.loads((tmp_path / "whole" / "checkpoint-2" / "lambda_state.json").read_text())["optimizer"]
+    assert saved["step"] == 2.0 and saved["exp_avg"] != 0.0 and saved["exp_avg_sq"] > 0.0
+    resumed = run(tmp_path / "resumed", resume_from_checkpoint=str(tmp_path / "whole" / "checkpoint-2"))
+    assert sorted(resumed) == [1, 2, 3, 4]  # steps 1-2 from the checkpoint's trainer state, 3-4 trained again
+    assert [resumed[3], resumed[4]] == pytest.approx([whole[3], whole[4]], abs=1e-7, rel=0)
+    assert abs(whole[4] - whole[3]) > 1e-4
 
 
 def test_a_checkpoint_without_lambda_state_is_never_resumed(warm_tiny, tmp_path):

@@ -21,11 +21,11 @@ group filter, each from its registry.
 
 λ (the ``lambda`` aggregation) is an ``nn.Parameter`` outside the model, its gradient averaged across processes and
 cleared after every optimizer step (``Trainer`` only calls ``model.zero_grad()``), not covered by gradient clipping,
-following the policy's LR schedule, saved beside each checkpoint (``lambda_state.json``) and restored on resume.
-``lambda_optimizer: adam`` puts it in the policy optimizer as its own param group (no weight decay, lr
-``lambda_lr``; its moments are in ``optimizer.pt``); ``sgd`` steps it by ``lambda_lr × schedule × gradient`` in a
-separate SGD optimizer. Each step logs whether λ moved at its optimizer's rate limit
-(:mod:`lgrpo_bench.training.lambda_rate`).
+following the policy's LR schedule, saved in each checkpoint (``lambda_state.json``) and restored on resume.
+It has its own optimizer (Adam with the policy's betas/eps and no weight decay, or SGD; its state is in
+``lambda_state.json``), stepped after the policy's at ``lambda_lr × schedule``, so the policy optimizer holds model
+parameters only, as FSDP2 requires (:mod:`lgrpo_bench.training.lambda_optimizer`). Each step logs whether λ moved at
+its optimizer's rate limit (:mod:`lgrpo_bench.training.lambda_rate`).
 
 Departures from TRL's ``_compute_loss``: the advantages are recomputed here (equal to TRL's ``scale_rewards`` when
 no group is filtered); GRPOConfig options this trainer does not implement (entropy bonus and masks, off-policy
@@ -57,6 +57,12 @@ from lgrpo_bench.tracking.schema import (
     TRAIN_GROUP_FILTER_CAP_REACHED,
     TRAIN_GROUPS_FILTERED_FRAC,
     TRAIN_LAMBDA_RATE_LIMITED,
+)
+from lgrpo_bench.training.lambda_optimizer import (
+    lambda_optimizer_state,
+    load_lambda_optimizer_state,
+    make_lambda_optimizer,
+    scheduled_lambda_lr,
 )
 from lgrpo_bench.training.lambda_rate import lambda_rate_limited, rate_limited_fraction
 
@@ -165,7 +171,8 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
         self.lambda_optimizer_name = algorithm.lambda_optimizer if self.lambda_learnable else None
         self.lam = torch.nn.Parameter(torch.tensor(float(algorithm.lam_init or 0.0)), requires_grad=self.lambda_learnable)
         self._lam_before_step = float(self.lam.detach())
-        self._lambda_sgd: torch.optim.SGD | None = None
+        #: λ's own optimizer (built with the policy's, in create_optimizer); None when λ is not learned.
+        self.lambda_optimizer: torch.optim.Optimizer | None = None
         #: One flag per optimizer step: λ moved at its optimizer's rate limit (see lgrpo_bench.training.lambda_rate).
         self.lambda_rate_limited_flags: list[bool] = []
         #: (step, completion length, weight per token relative to DAPO) of the rows of every micro-batch.
@@ -229,21 +236,19 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
         if self.lambda_learnable and not getattr(optimizer, "_lgrpo_lambda_hooks", False):
-            if self.lambda_optimizer_name == "adam":
-                optimizer.add_param_group({"params": [self.lam], "lr": self.algorithm.lambda_lr, "weight_decay": 0.0})
-            else:
-                self._lambda_sgd = torch.optim.SGD([self.lam], lr=self.algorithm.lambda_lr)
+            if self.lambda_optimizer is None:
+                self.lambda_optimizer = make_lambda_optimizer(
+                    self.lambda_optimizer_name, self.lam, self.algorithm.lambda_lr,
+                    betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon,
+                    fused=optimizer.defaults.get("fused"))
             optimizer.register_step_pre_hook(self._before_optimizer_step)
             optimizer.register_step_post_hook(self._after_optimizer_step)
             optimizer._lgrpo_lambda_hooks = True
         return optimizer
 
     def _lambda_lr(self, optimizer) -> float:
-        """λ's learning rate this step: its Adam param group's, or lambda_lr × the policy schedule's factor (SGD)."""
-        for group in optimizer.param_groups:
-            if any(p is self.lam for p in group["params"]):
-                return float(group["lr"])
-        return self.algorithm.lambda_lr * float(optimizer.param_groups[0]["lr"]) / self.args.learning_rate
+        """λ's learning rate this step: lambda_lr × the policy schedule's factor."""
+        return scheduled_lambda_lr(self.algorithm.lambda_lr, float(optimizer.param_groups[0]["lr"]), self.args.learning_rate)
 
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
         if self.lam.grad is not None and self.accelerator.num_processes > 1:
@@ -254,9 +259,8 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
 
     def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
         lr = self._lambda_lr(optimizer)
-        if self._lambda_sgd is not None:
-            self._lambda_sgd.param_groups[0]["lr"] = lr
-            self._lambda_sgd.step()
+        self.lambda_optimizer.param_groups[0]["lr"] = lr
+        self.lambda_optimizer.step()
         self.lam.grad = None
         value = float(self.lam.detach())
         delta = value - self._lam_before_step
@@ -457,20 +461,30 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
             folder = RunLayout(Path(self._get_output_dir(trial=trial))).checkpoint_dir(self.state.global_step)
             with open(os.path.join(folder, LAMBDA_STATE_FILE), "w") as handle:
                 json.dump({"lambda": float(self.lam.detach()), "learnable": self.lambda_learnable,
-                           "rate_limited": self.lambda_rate_limited_flags}, handle)
+                           "rate_limited": self.lambda_rate_limited_flags,
+                           "optimizer": None if self.lambda_optimizer is None else lambda_optimizer_state(self.lambda_optimizer)},
+                          handle)
             write_checkpoint_manifest(folder)  # last: a checkpoint without it is incomplete (never resumed from)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
-        """Restore λ (value and rate-limit flags) with the optimizer, whose state holds λ's Adam moments.
+        """Restore λ (value, its optimizer's state, rate-limit flags) with the policy's optimizer and scheduler.
 
-        A checkpoint of a λ run without ``lambda_state.json`` is refused: resuming it would pair the initial λ with
-        the restored moments. (A checkpoint whose write was cut short has no manifest, which lists this file, and is
+        A checkpoint of a λ run without ``lambda_state.json``, or of an Adam-learned λ without its optimizer's state
+        (written before λ had its own optimizer, when its moments were in ``optimizer.pt``), is refused: resuming it would
+        restart λ or its moments. (A checkpoint whose write was cut short has no manifest, which lists this file, and is
         never chosen by :meth:`RunLayout.resume_point`.)"""
         if checkpoint is not None:
             path = os.path.join(checkpoint, LAMBDA_STATE_FILE)
             if os.path.exists(path):
                 with open(path) as handle:
                     state = json.load(handle)
+                if self.lambda_optimizer is not None:
+                    saved = state.get("optimizer")
+                    if saved is None and self.lambda_optimizer_name == "adam":
+                        raise ValueError(
+                            f"checkpoint {checkpoint}: {LAMBDA_STATE_FILE} has no state of λ's optimizer (written by an "
+                            f"older lgrpo-bench, which kept λ's Adam moments in optimizer.pt): start the run afresh")
+                    load_lambda_optimizer_state(self.lambda_optimizer, saved or {})
                 self.lam.data.fill_(state["lambda"])
                 self.lambda_rate_limited_flags = [bool(f) for f in state.get("rate_limited", [])]
             elif self.algorithm.uses_lambda:
