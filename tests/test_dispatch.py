@@ -402,6 +402,7 @@ def _alive(pid: int | None) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # never beside the Ray cluster of tests/test_ray_cluster.py: ray.init() could join it
 def test_ray_executor_without_a_cluster_runs_a_two_run_grid(warm_tiny, tmp_path):
     """``executor: {kind: ray}`` with no address starts Ray in-process. (SLURM through submitit's real
     SlurmExecutor and a Ray cluster joined by address: tests/test_slurm_cluster.py, tests/test_ray_cluster.py.)"""

@@ -27,7 +27,7 @@ import yaml
 from clusters import RayCluster, log, pid_alive
 from test_faults import checkpointed_not_final, loss_steps, resumed_from, run_ids, states, train_runs, write_grid
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.xdist_group("ray")]  # one Ray at a time
 
 STEPS = 5
 

@@ -41,7 +41,7 @@ from test_faults import checkpointed_not_final, loss_steps, resumed_from, run_id
 from lgrpo_bench.runs.resolve import load_grid
 from lgrpo_bench.dispatch import plan_grid
 
-pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.xdist_group("slurm")]  # one cluster per session
 
 STEPS = 5
 """Steps of each run: a checkpoint every step, so 4 steps between the first checkpoint and the end to act in."""
