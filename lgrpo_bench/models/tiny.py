@@ -37,7 +37,8 @@ Tuning notes (measured here): TINY_RL's lr 5e-3 was too high for the wider model
 0.05 halved the steps tiny-m/tiny-l need. Recipe 1 (a fixed step budget, cosine decay) landed tiny-s seed 2 at
 0.056 and seed 0 at 0.082 on an AVX2 CPU (0.430 on the CPU it was tuned on): hence the stopping rule.
 
-Measured warm starts: see ``benchmarks/warm_start.py`` (its docstring holds the 3 presets × 5 seeds table).
+Measured warm starts (3 presets × seeds 0..4, all in the band): README.md, *Measured*, "Warm starts"
+(``benchmarks/warm_start.py``).
 
 Cache layout: ``<cache_dir>/<preset>-seed<seed>-steps<budget>-v<RECIPE_VERSION>-<digest of the preset's
 recipe>/`` holds ``config.json``, ``model.safetensors``, the tokenizer files, ``generation_config.json`` and
