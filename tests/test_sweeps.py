@@ -209,9 +209,12 @@ def test_killed_sweep_resumes_to_exactly_n_trials(warm_tiny, tmp_path):
     process.wait(timeout=30)
     assert killed_while_running, process.stdout.read()[-3000:]
 
-    result = RUNNER.invoke(app, ["sweep", str(path)])
-    assert result.exit_code == 0, result.output
-    assert "lost their sweep process" in result.output or "were running in a sweep process that is gone" in result.output
+    # the next sweep, as a user starts it: a fresh process (never hangs the test session: 600 s at most)
+    result = subprocess.run([sys.executable, "-m", "lgrpo_bench.cli", "sweep", str(path)], env=env, capture_output=True,
+                            text=True, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "lost their sweep process" in output or "were running in a sweep process that is gone" in output, output[-3000:]
     trials = optuna.load_study(study_name="test-study", storage=storage).trials
     states = [t.state for t in trials]
     assert states.count(TrialState.COMPLETE) == 3 and states.count(TrialState.FAIL) == 1, states
