@@ -27,7 +27,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from pathlib import Path
 from lgrpo_bench.dispatch.commands import free_port, run_argv
 from lgrpo_bench.dispatch.state import HEARTBEAT_S, process_start_ticks, store_exists
 from lgrpo_bench.tracking.record import PARENT_RUN_ENV, RunLayout
+from lgrpo_bench.tracking.serve import signal_when_parent_dies
 
 __all__ = ["JobResult", "RunJob", "execute_job", "job_steps", "record_failure"]
 
@@ -100,25 +100,6 @@ def describe_exit(returncode: int) -> str:
         hint = " (out of memory, or killed)" if signum == signal.SIGKILL else ""
         return f"killed by {name}{hint}"
     return f"exit code {returncode}"
-
-
-def _load_prctl():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _load_prctl()  # loaded here: the child must not dlopen between fork and exec
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -199,7 +180,7 @@ def execute_job(job: RunJob, *, cuda_devices: list[str] | None = None,
                 log.flush()
                 process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                            env=env, cwd=cwd, start_new_session=True,
-                                           preexec_fn=_die_with_parent if _PRCTL is not None else None)
+                                           preexec_fn=signal_when_parent_dies(signal.SIGKILL))
             heartbeat.child(process.pid)
             try:
                 while True:

@@ -36,7 +36,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_GRACE_S", "ServeOutcome", "answers", "group_members", "serve_foreground", "start_supervised"]
+__all__ = ["DEFAULT_GRACE_S", "ServeOutcome", "answers", "group_members", "serve_foreground", "signal_when_parent_dies",
+           "start_supervised"]
 
 DEFAULT_GRACE_S = 1.0
 """Seconds the server gets between SIGTERM and SIGKILL. uvicorn and its workers exit within one and free the port
@@ -60,9 +61,16 @@ def _prctl():
 _PRCTL = _prctl()  # loaded before any fork: the child must not dlopen between fork and exec
 
 
-def _term_when_parent_dies() -> None:  # runs in the child between fork and exec; survives the exec
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def signal_when_parent_dies(signum: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking the kernel to send ``signum`` to the child when its parent dies (Linux
+    ``prctl(PR_SET_PDEATHSIG)``, which survives the exec); None where prctl is unavailable."""
+    if _PRCTL is None:
+        return None
+
+    def preexec() -> None:  # runs in the child between fork and exec
+        _PRCTL(_PR_SET_PDEATHSIG, signum)
+
+    return preexec
 
 
 def start_supervised(argv: Sequence[str], *, grace_s: float = DEFAULT_GRACE_S, env: dict[str, str] | None = None,
@@ -74,7 +82,7 @@ def start_supervised(argv: Sequence[str], *, grace_s: float = DEFAULT_GRACE_S, e
     ``subprocess.Popen`` (e.g. an open log file), inherited by the server.
     """
     command = [sys.executable, "-m", "lgrpo_bench.tracking.serve", str(os.getpid()), repr(float(grace_s)), "--", *argv]
-    return subprocess.Popen(command, start_new_session=True, preexec_fn=_term_when_parent_dies, env=env,
+    return subprocess.Popen(command, start_new_session=True, preexec_fn=signal_when_parent_dies(signal.SIGTERM), env=env,
                             stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
 
 
