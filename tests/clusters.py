@@ -120,27 +120,7 @@ def _stop_process(process: subprocess.Popen, name: str, grace_s: float = 15.0) -
         process.wait(timeout=10)
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Live processes (not this one) whose command line contains ``text``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline and pid_alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
+from test_faults import alive as pid_alive, processes_mentioning  # noqa: E402  (one copy of the /proc scans)
 
 
 # ---------------------------------------------------------------------------------------------------------
