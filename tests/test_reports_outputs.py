@@ -247,7 +247,7 @@ result = generate_report({uri!r}, formats=["md", "csv", "latex", "html"], out_di
 point = lambda seed: SimpleNamespace(config=SimpleNamespace(model=SimpleNamespace(name="tiny-s"), task=SimpleNamespace(name="arith"),
                                                             train=SimpleNamespace(seed=seed)))
 lines = grid_power_lines([point(0), point(1), point(2)], {uri!r})
-heavy = [m for m in ("mlflow", "sqlalchemy", "matplotlib", "pandas", "scipy.stats", "torch") if m in sys.modules]
+heavy = [m for m in ("mlflow", "sqlalchemy", "matplotlib", "pandas", "scipy", "torch") if m in sys.modules]
 print(len(result.data.runs), len(lines), heavy)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)

@@ -25,10 +25,13 @@ with few seeds it is itself uncertain, so the MDE is a guide to the size of effe
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from lgrpo_bench.reports.distributions import noncentral_t_cdf, normal_quantile, t_quantile
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -68,22 +71,20 @@ def t_test_power(effect: float, std: float, n: int, *, paired: bool, alpha: floa
 
     ``std``: σ_d of per-seed differences (``paired``) or σ within rows (two-sample); ``n``: seeds (pairs, or per row).
     """
-    from scipy import special  # ufuncs only: scipy.stats would double the import time of `plan`
-
     if n < 2:
         raise ValueError(f"a t test needs at least 2 seeds, got {n}")
     if not std > 0:
         raise ValueError(f"the std must be positive, got {std}")
     df, se = _design(n, std, paired)
-    critical = float(special.stdtrit(df, 1 - alpha / 2))
+    critical = _t_quantile(1 - alpha / 2, df)
     ncp = effect / se
-    upper, lower = 1.0 - float(special.nctdtr(df, ncp, critical)), float(special.nctdtr(df, ncp, -critical))
-    # the noncentral t CDF returns NaN far in a tail (e.g. df 1, ncp 14, x −12.7); there the tail is 0 or 1
-    if math.isnan(upper):
-        upper = 1.0 if ncp > critical else 0.0
-    if math.isnan(lower):
-        lower = 1.0 if ncp < -critical else 0.0
-    return upper + lower
+    return 1.0 - noncentral_t_cdf(critical, df, ncp) + noncentral_t_cdf(-critical, df, ncp)
+
+
+@functools.lru_cache(maxsize=4096)
+def _t_quantile(p: float, df: float) -> float:
+    """t_{p, df} (cached: the searches below evaluate the power of one design many times)."""
+    return float(t_quantile(p, df))
 
 
 def minimum_detectable_effect(
@@ -94,12 +95,10 @@ def minimum_detectable_effect(
     Power grows with δ: bisection (to 1e-12 relative) in a bracket around the approximation
     (t_{1−α/2, df} + t_{power, df})·SE.
     """
-    from scipy import special
-
     if std is None or not std > 0 or n < 2:
         return None
     df, se = _design(n, std, paired)
-    guess = float(special.stdtrit(df, 1 - alpha / 2) + special.stdtrit(df, power)) * se
+    guess = (_t_quantile(1 - alpha / 2, df) + _t_quantile(power, df)) * se
 
     def enough(effect: float) -> bool:
         return t_test_power(effect, std, n, paired=paired, alpha=alpha) >= power
@@ -128,15 +127,13 @@ def seeds_needed(
     Power grows with n, and the t test never has more power than the z test, so the search starts just below the
     normal-approximation n_z = (z_{1−α/2} + z_{power})²·σ²/δ² (×2 unpaired), gallops up and bisects.
     """
-    from scipy import special
-
     if std is None or not std > 0 or not effect > 0:
         return None
 
     def enough(n: int) -> bool:
         return t_test_power(effect, std, n, paired=paired, alpha=alpha) >= power
 
-    z = float(special.ndtri(1 - alpha / 2) + special.ndtri(power))
+    z = normal_quantile(1 - alpha / 2) + normal_quantile(power)
     n_z = (z * std / effect) ** 2 * (1 if paired else 2)
     low = int(min(max(1.0, math.floor(n_z) - 1), max_seeds))  # no test (n = 1) or below n_z: not enough
     if low >= 2 and enough(low):
