@@ -72,6 +72,46 @@ def test_plan_speed_scale_grid_expands(tmp_path):
     assert len(expanded.points) == 200 and len({p.run_id for p in expanded.points}) == 200
 
 
+def test_seed_siblings_are_the_configs_and_run_ids_of_full_validation(tmp_path):
+    """Points that differ only in train.seed skip the re-checks (expand_grid): each still equals the base with its
+    values validated from scratch, and its run id the full hash of that config; include entries that repeat an axis
+    point's seed are still duplicates."""
+    grid = write(tmp_path, {
+        "name": "s", "base": BASE,
+        "axes": {"algorithm.name": ["grpo", "lambda_grpo"], "train.learning_rate": [1e-4, 2e-4], "train.seed": [0, 5, 17]},
+        "include": [{"algorithm.name": "dapo", "train.seed": 4}, {"algorithm.name": "dapo", "train.seed": 9}],
+    })
+    expanded = load_grid(grid)
+    assert len(expanded.points) == 14
+    for point in expanded.points:
+        data = {**BASE, "train": dict(BASE["train"]), "algorithm": {}, "tracking": {"grid": "s"}}
+        for key, value in point.values.items():
+            section, name = key.split(".")
+            data[section][name] = value
+        by_hand = build_run_config(data)
+        assert point.config.model_dump() == by_hand.model_dump(), point.values
+        assert point.run_id == run_id(by_hand) == run_id(point.config), point.values
+    assert len({p.run_id for p in expanded.points}) == 14
+    duplicate = write(tmp_path, {"name": "s", "base": BASE, "axes": {"train.seed": [0, 1]},
+                                 "include": [{"train.seed": 1}]}, "duplicate.yaml")
+    with pytest.raises(ConfigError, match=r"include\[0\]: point train.seed=1 duplicates point train.seed=1"):
+        load_grid(duplicate)
+
+
+def test_seed_identity_hashes_equal_the_identity_hash():
+    from lgrpo_bench.config import identity_hash, identity_payload, seed_identity_hashes
+    from lgrpo_bench.runs.resolve import run_ids_by_seed
+
+    config = build_run_config({**BASE, "algorithm": {"name": "lambda_grpo"}, "train": {"max_steps": 3, "seed": 2}})
+    ids = run_ids_by_seed(config)
+    payload = identity_payload(config, {"name": "x"})
+    hashes = seed_identity_hashes(payload)
+    for seed in (0, 1, 2, 9, 10, 123_456, 2**32 - 1):
+        assert hashes(seed) == identity_hash({**payload, "train": {**payload["train"], "seed": seed}})
+        assert ids(seed) == run_id(config.model_copy(update={"train": config.train.model_copy(update={"seed": seed})}))
+    assert len({ids(seed) for seed in range(100)}) == 100
+
+
 @pytest.mark.parametrize("text, minutes", [
     (90, 90), ("90", 90), ("30:00", 30), ("30:01", 31), ("02:00:00", 120), ("1-00", 1440), ("1-02:30", 1590),
     ("2-00:00:30", 2881),

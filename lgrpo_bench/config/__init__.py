@@ -19,6 +19,7 @@ from lgrpo_bench.config.loading import (
     load_run_config,
     parse_override,
     read_yaml,
+    seed_identity_hashes,
     set_dotted,
 )
 from lgrpo_bench.config.schema import (
@@ -35,5 +36,5 @@ __all__ = [
     "AlgorithmConfig", "Checker", "ConfigError", "ConfigProblem", "EvalConfig", "ExpandedGrid", "GridConfig",
     "GridPoint", "ModelConfig", "RunConfig", "TaskConfig", "TrackingConfig", "TrainConfig", "build_run_config",
     "dump_yaml", "identity_hash", "identity_payload", "known_keys", "load_run_config", "parse_override", "read_yaml",
-    "set_dotted",
+    "seed_identity_hashes", "set_dotted",
 ]

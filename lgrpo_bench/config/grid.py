@@ -67,7 +67,11 @@ MAX_ERRORS_SHOWN = 20
 DEFAULT_MAX_POINTS = 20_000
 """The largest grid ``plan``/``run`` accept unless ``--max-points`` says more (expanding and checking 10,000 points
 takes about a second; 10⁵ seeds took minutes and a gigabyte before this limit existed)."""
-Identify = Callable[[RunConfig], str]
+SEED_KEY = "train.seed"
+"""The replicate axis: no schema validator, registry check or algorithm resolution reads it, so a grid's points that
+differ only in it are checked once (:func:`expand_grid`)."""
+Identify = Callable[[RunConfig], Callable[[int], str]]
+"""``identify(config)``: the function ``seed ↦ run id`` of the configs equal to ``config`` but for ``train.seed``."""
 
 
 class _Strict(BaseModel):
@@ -221,7 +225,10 @@ class GridConfig(_Strict):
 
 @dataclass(frozen=True)
 class GridPoint:
-    """One run of a grid: its resolved config, its run id and the values that distinguish it."""
+    """One run of a grid: its resolved config, its run id and the values that distinguish it.
+
+    Points that differ only in ``train.seed`` share their config's sections other than ``train``: copy a config
+    before changing it (``model_copy(deep=True)``, as preparing a run does)."""
 
     index: int
     run_id: str
@@ -355,11 +362,16 @@ def expand_grid(grid: GridConfig, path: str | Path = "<grid>", *, identify: Iden
     errors: list[str] = []
     points: list[GridPoint] = []
     by_run_id: dict[str, GridPoint] = {}
+    seeded: dict[str, tuple[RunConfig, Callable[[int], str]]] = {}  # values but the seed → a checked config, its ids
     for values, origin in raw_points:
         data = _copy_sections(base)
         for key, value in values.items():
             set_dotted(data, key, value)
         set_dotted(data, "tracking.grid", grid.name)
+        sibling = seeded.get(_without_seed(values)) if SEED_KEY in values else None
+        if sibling is not None:  # another seed of a checked point: share its sections but train, skip its checks
+            checked, ids = sibling
+            data = {name: data["train"] if name == "train" else getattr(checked, name) for name in RunConfig.model_fields}
         try:
             config = RunConfig.model_validate(data)
         except ValidationError as err:
@@ -369,15 +381,19 @@ def expand_grid(grid: GridConfig, path: str | Path = "<grid>", *, identify: Iden
             if len(errors) >= MAX_ERRORS_SHOWN:
                 break
             continue
-        problems = check(config)
-        if problems:
-            for line in _problem_lines(problems, values, origin, grid, source, base_prefix, origins):
-                if line not in errors:
-                    errors.append(line)
-            if len(errors) >= MAX_ERRORS_SHOWN:
-                break
-            continue
-        point = GridPoint(len(points), identify(config), config, values, origin)
+        if sibling is None:
+            problems = check(config)
+            if problems:
+                for line in _problem_lines(problems, values, origin, grid, source, base_prefix, origins):
+                    if line not in errors:
+                        errors.append(line)
+                if len(errors) >= MAX_ERRORS_SHOWN:
+                    break
+                continue
+            ids = identify(config)
+            if SEED_KEY in values:
+                seeded[_without_seed(values)] = (config, ids)
+        point = GridPoint(len(points), ids(config.train.seed), config, values, origin)
         twin = by_run_id.get(point.run_id)
         if twin is not None:
             errors.append(
@@ -393,6 +409,11 @@ def expand_grid(grid: GridConfig, path: str | Path = "<grid>", *, identify: Iden
     if errors:
         raise ConfigError("\n".join(errors))
     return ExpandedGrid(path, grid, points, axis_keys)
+
+
+def _without_seed(values: dict[str, Any]) -> str:
+    """A key for a point's values but :data:`SEED_KEY` (``repr`` tells 1, 1.0 and True apart, as validation may not)."""
+    return repr([(key, value) for key, value in values.items() if key != SEED_KEY])
 
 
 def _copy_sections(data: dict[str, Any]) -> dict[str, Any]:

@@ -41,13 +41,14 @@ from lgrpo_bench.config import (
     identity_payload,
     load_run_config,
     read_yaml,
+    seed_identity_hashes,
 )
 from lgrpo_bench.config.grid import DEFAULT_MAX_POINTS, ExpandedGrid
 from lgrpo_bench.tracking.record import CONFIG_FILE, RunLayout
 
 __all__ = [
     "PreparedRun", "absolute_locations", "build_run", "eval_problems", "load_grid", "load_run", "load_sweep", "prepare_run",
-    "read_resolved", "run_id", "run_problems", "trial_config",
+    "read_resolved", "run_id", "run_ids_by_seed", "run_problems", "trial_config",
 ]
 
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -237,6 +238,15 @@ def run_id(config: RunConfig) -> str:
     return identity_hash(identity_payload(config, algorithm_of(config).identity()))
 
 
+def run_ids_by_seed(config: RunConfig):
+    """``seed ↦ run id`` of the configs equal to ``config`` but for ``train.seed`` (``run_ids_by_seed(c)(s)`` equals
+    :func:`run_id` of ``c`` with seed ``s``; :func:`lgrpo_bench.config.seed_identity_hashes`): what a grid's seed axis
+    needs, one JSON encoding per configuration instead of one per seed."""
+    from lgrpo_bench.algorithms.presets import algorithm_of
+
+    return seed_identity_hashes(identity_payload(config, algorithm_of(config).identity()))
+
+
 def build_run(data: dict[str, Any], source: str = "<config>") -> RunConfig:
     """A run config from a mapping, validated and checked (:class:`ConfigError` naming ``source`` and the keys)."""
     return build_run_config(data, source, run_problems)
@@ -251,7 +261,7 @@ def load_grid(path: str | Path, *, max_points: int = DEFAULT_MAX_POINTS) -> Expa
     """A grid file, expanded into checked points with their run ids (:func:`lgrpo_bench.config.grid.load_grid`)."""
     from lgrpo_bench.config.grid import load_grid as load_grid_file
 
-    return load_grid_file(path, identify=run_id, check=run_problems, max_points=max_points)
+    return load_grid_file(path, identify=run_ids_by_seed, check=run_problems, max_points=max_points)
 
 
 def load_sweep(path: str | Path):
