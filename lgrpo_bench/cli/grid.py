@@ -101,7 +101,7 @@ def plan(
 ) -> None:
     """List a grid's runs with their state (new/queued/running/trained/stopped/failed/pruned/done); runs nothing. Example: lgrpo-bench plan experiments/quickstart.yaml"""
     expanded = _load(grid_file, max_points)
-    from lgrpo_bench.dispatch.orchestrator import plan_grid
+    from lgrpo_bench.dispatch.state import plan_grid
     from lgrpo_bench.dispatch.progress import PLAN_TABLE_ROWS, plan_table, states_line
     from lgrpo_bench.dispatch.state import count_states, state_warnings
     from lgrpo_bench.tracking import TrackingUnavailable
@@ -153,7 +153,7 @@ def status(
             fail_input(str(error))
         return
     expanded = _load(grid_file)
-    from lgrpo_bench.dispatch.orchestrator import plan_grid
+    from lgrpo_bench.dispatch.state import plan_grid
 
     try:
         statuses = plan_grid(expanded)

@@ -12,22 +12,28 @@ GPU packing), :mod:`.job` (one run's worker as a subprocess, failure records), :
 engines), :mod:`.orchestrator` (``run``), :mod:`.progress` (live view, plan and results tables).
 """
 
-from lgrpo_bench.dispatch.commands import GpuPool, run_argv
-from lgrpo_bench.dispatch.executors import (
-    Executor,
-    LocalExecutor,
-    RayExecutor,
-    SubmititExecutor,
-    make_executor,
-    slurm_parameters,
-    submitit_parameters,
-)
-from lgrpo_bench.dispatch.job import JobResult, RunJob, execute_job
-from lgrpo_bench.dispatch.orchestrator import GridBusy, GridRunSummary, plan_grid, run_grid
-from lgrpo_bench.dispatch.state import GRID_STATES, RunStatus, classify, grid_status
+from __future__ import annotations
 
-__all__ = [
-    "GRID_STATES", "Executor", "GpuPool", "GridBusy", "GridRunSummary", "JobResult", "LocalExecutor",
-    "RayExecutor", "RunJob", "RunStatus", "SubmititExecutor", "classify", "execute_job", "grid_status",
-    "make_executor", "plan_grid", "run_grid", "slurm_parameters", "run_argv", "submitit_parameters",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "commands": ("GpuPool", "run_argv"),
+    "executors": ("Executor", "LocalExecutor", "RayExecutor", "SubmititExecutor", "make_executor", "slurm_parameters",
+                  "submitit_parameters"),
+    "job": ("JobResult", "RunJob", "execute_job"),
+    "orchestrator": ("GridBusy", "GridRunSummary", "run_grid"),
+    "state": ("GRID_STATES", "RunStatus", "classify", "grid_status", "plan_grid"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    """The names of ``__all__``, imported from their module on first use (``plan`` reads states without importing
+    the executors)."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

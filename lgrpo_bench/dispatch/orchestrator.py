@@ -37,7 +37,7 @@ from lgrpo_bench.config import ConfigError
 from lgrpo_bench.config.grid import ExpandedGrid, GridPoint, LocalExecutorConfig, RayExecutorConfig, SlurmExecutorConfig
 from lgrpo_bench.dispatch.executors import Executor, make_executor
 from lgrpo_bench.dispatch.job import RunJob, record_failure
-from lgrpo_bench.dispatch.state import DONE, FAILED, NEW, PRUNED, QUEUED, RESUMABLE, RUNNING, RunStatus, grid_status
+from lgrpo_bench.dispatch.state import DONE, FAILED, NEW, PRUNED, QUEUED, RESUMABLE, RUNNING, RunStatus, grid_status, plan_grid
 from lgrpo_bench.runs.resolve import PreparedRun, prepare_run
 from lgrpo_bench.tracking import record
 from lgrpo_bench.tracking.schema import TAG_GRID_POINTS, TAG_GRID_RUNS_DIR, failure_tag
@@ -82,11 +82,6 @@ def _location(point: GridPoint) -> tuple[str, str]:
     from lgrpo_bench.tracking.store import resolve_tracking_uri
 
     return resolve_tracking_uri(point.config.tracking.uri), point.config.tracking.experiment
-
-
-def plan_grid(expanded: ExpandedGrid, clients: dict[str, Any] | None = None) -> dict[str, RunStatus]:
-    """State of every point, read from the store (nothing written)."""
-    return grid_status(expanded.points, expanded.grid.name, clients=clients)
 
 
 @contextlib.contextmanager

@@ -79,7 +79,7 @@ from lgrpo_bench.tracking.schema import (
 
 __all__ = [
     "DONE", "FAILED", "GRID_STATES", "HEARTBEAT_S", "NEW", "PRUNED", "QUEUED", "RESUMABLE", "RUNNING",
-    "STALE_AFTER_S", "STOPPED", "TRAINED", "RunStatus", "StoreGrid", "classify", "grid_status", "pid_alive", "state_warnings",
+    "STALE_AFTER_S", "STOPPED", "TRAINED", "RunStatus", "StoreGrid", "classify", "grid_status", "pid_alive", "plan_grid", "state_warnings",
     "process_start_ticks", "read_worker", "search_experiment_runs", "slurm_job_states", "store_exists", "store_grids",
     "worker_alive",
 ]
@@ -303,7 +303,8 @@ def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | N
         uri = uris[configured] if configured in uris else uris.setdefault(configured, resolve_tracking_uri(configured))
         by_location.setdefault((uri, point.config.tracking.experiment), []).append(point)
     runs_dirs: dict[str, Path] = {}
-    working: dict[Path, set[str]] = {}  # per runs_dir: run ids with a liveness record (one directory scan)
+    folders: dict[Path, set[str]] = {}  # per runs_dir: run ids with a folder (one directory scan)
+    working: dict[Path, set[str]] = {}  # per runs_dir: run ids with a liveness record (same scan)
     submitted: dict[Path, set[str]] = {}  # per runs_dir: run ids with a submission record (same scan)
     awaiting: dict[str, dict[str, Any]] = {}  # run id -> submission record of runs no process works on yet
 
@@ -328,7 +329,7 @@ def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | N
             runs_dir = runs_dirs.get(configured_dir) or runs_dirs.setdefault(
                 configured_dir, Path(configured_dir).expanduser().resolve())
             if runs_dir not in working:
-                working[runs_dir], submitted[runs_dir] = _runs_with_worker_records(runs_dir)
+                folders[runs_dir], working[runs_dir], submitted[runs_dir] = _run_folders(runs_dir)
             run_dir = runs_dir / rid
             worker = read_worker(run_dir) if rid in working[runs_dir] else None
             alive = worker_alive(worker, now=now, host=host) and not (
@@ -340,7 +341,7 @@ def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | N
                 checkpoint = RunLayout(run_dir).latest_checkpoint()
                 if checkpoint is not None and run is not None:
                     detail = f"{detail}; resumes from {checkpoint.name}" if detail else f"resumes from {checkpoint.name}"
-            if state == NEW and RunLayout(run_dir).has_outputs():
+            if state == NEW and rid in folders[runs_dir] and RunLayout(run_dir).has_outputs():
                 detail = ("no MLflow record (the store was deleted or changed?), but its folder holds checkpoints or a "
                           "final model: run moves them aside and starts over")
             elif state == DONE and not RunLayout(run_dir).final_dir.exists() and run is not None:
@@ -354,6 +355,12 @@ def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | N
     if awaiting:
         _apply_scheduler_states(statuses, awaiting)
     return statuses
+
+
+def plan_grid(expanded, clients: dict[str, Any] | None = None) -> dict[str, RunStatus]:
+    """State of every point of an :class:`~lgrpo_bench.config.grid.ExpandedGrid`, read from the store (nothing
+    written)."""
+    return grid_status(expanded.points, expanded.grid.name, clients=clients)
 
 
 def _apply_scheduler_states(statuses: dict[str, RunStatus], records: dict[str, dict[str, Any]]) -> None:
@@ -374,14 +381,16 @@ def _apply_scheduler_states(statuses: dict[str, RunStatus], records: dict[str, d
             status.state, status.detail = RUNNING, f"SLURM job {job_id} started"
 
 
-def _runs_with_worker_records(runs_dir: Path) -> tuple[set[str], set[str]]:
-    """Run ids under ``runs_dir`` with a liveness record, and those with a submission record (one scan)."""
+def _run_folders(runs_dir: Path) -> tuple[set[str], set[str], set[str]]:
+    """Run ids under ``runs_dir`` with a folder, those with a liveness record, and those with a submission record
+    (one scan)."""
     try:
         entries = [entry for entry in os.scandir(runs_dir) if entry.is_dir()]
     except OSError:
-        return set(), set()
-    layouts = [RunLayout(Path(entry.path)) for entry in entries if entry.is_dir()]
-    return ({layout.run_id for layout in layouts if layout.worker_file.exists()},
+        return set(), set(), set()
+    layouts = [RunLayout(Path(entry.path)) for entry in entries]
+    return ({layout.run_id for layout in layouts},
+            {layout.run_id for layout in layouts if layout.worker_file.exists()},
             {layout.run_id for layout in layouts if layout.submitted_file.exists()})
 
 

@@ -11,32 +11,33 @@
 * :mod:`.runner` — :func:`evaluate` and :func:`evaluate_run`: MLflow bookkeeping (identity tags, skipping what
   is logged, per-problem records).
 
-Heavy imports (lm-eval, torch) happen inside the functions; importing this package is cheap.
+Heavy imports (lm-eval, torch) happen inside the functions; importing this package imports none of its modules.
 """
 
 from __future__ import annotations
 
-from lgrpo_bench.evaluation.benchmarks import (
-    BENCHMARK_NAMES,
-    TASK_DIR,
-    Benchmark,
-    BenchmarkDataError,
-    get_benchmark,
-    load_problems,
-)
-from lgrpo_bench.evaluation.metrics import mean_stderr, pass_at_k, pass_at_k_values, reported_ks
-from lgrpo_bench.evaluation.backends import VLLM_INSTALL_HINT, BackendUnavailable, resolve_backend
-from lgrpo_bench.evaluation.protocol import BenchmarkSettings, resolve_settings
-from lgrpo_bench.evaluation.runner import (
-    BenchmarkResult,
-    EvalIdentityConflict,
-    EvaluationResult,
-    RunNotTrained,
-    evaluate,
-    evaluate_run,
-    find_train_run,
-    logged_benchmarks,
-)
+import importlib
+from typing import Any
+
+_HOMES = {
+    "benchmarks": ("BENCHMARK_NAMES", "TASK_DIR", "Benchmark", "BenchmarkDataError", "get_benchmark", "load_problems"),
+    "metrics": ("mean_stderr", "pass_at_k", "pass_at_k_values", "reported_ks"),
+    "backends": ("VLLM_INSTALL_HINT", "BackendUnavailable", "resolve_backend"),
+    "protocol": ("BenchmarkSettings", "resolve_settings"),
+    "runner": ("BenchmarkResult", "EvalIdentityConflict", "EvaluationResult", "RunNotTrained", "evaluate", "evaluate_run",
+               "find_train_run", "logged_benchmarks"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """The names of ``__all__``, imported from their module on first use: the resolve step reads the benchmark
+    registry without importing the runner and backends."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "BENCHMARK_NAMES",

@@ -5,15 +5,15 @@
 * :mod:`.logger` — :class:`BatchedMetricLogger`, buffered ``log_batch`` writes.
 * :mod:`.callback` — :class:`MlflowStepCallback`, the ``transformers`` callback built on the logger.
 
-The callback names (``MlflowStepCallback``, ``attach_step_callback``, ``ExtraMetricsFn``) are imported on first
-use, so importing this package for the schema does not import ``transformers``.
+The callback names (``MlflowStepCallback``, ``attach_step_callback``, ``ExtraMetricsFn``) and the logger's are
+imported on first use, so importing this package for the schema imports neither ``transformers`` nor the
+logger's thread pool.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lgrpo_bench.tracking.logger import MAX_METRICS_PER_BATCH, BatchedMetricLogger, MetricFlushError
 from lgrpo_bench.tracking import schema as _schema
 from lgrpo_bench.tracking.schema import *  # noqa: F403  (the schema is the public contract; see its __all__)
 from lgrpo_bench.tracking.store import (
@@ -32,8 +32,10 @@ from lgrpo_bench.tracking.store import (
 
 if TYPE_CHECKING:
     from lgrpo_bench.tracking.callback import ExtraMetricsFn, MlflowStepCallback, attach_step_callback
+    from lgrpo_bench.tracking.logger import MAX_METRICS_PER_BATCH, BatchedMetricLogger, MetricFlushError
 
 _LAZY_CALLBACK_NAMES = ("ExtraMetricsFn", "MlflowStepCallback", "attach_step_callback")
+_LAZY_LOGGER_NAMES = ("MAX_METRICS_PER_BATCH", "BatchedMetricLogger", "MetricFlushError")
 
 __all__ = [
     *_schema.__all__,
@@ -62,4 +64,8 @@ def __getattr__(name: str) -> Any:
         from lgrpo_bench.tracking import callback
 
         return getattr(callback, name)
+    if name in _LAZY_LOGGER_NAMES:
+        from lgrpo_bench.tracking import logger
+
+        return getattr(logger, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

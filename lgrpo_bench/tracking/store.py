@@ -30,9 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -160,12 +158,15 @@ def _check_http(uri: str, timeout_s: float) -> None:
         reason = last_error or OSError("no address to connect to")
         raise TrackingUnavailable(f"MLflow tracking server {uri} is unreachable ({reason}). {advice}") from last_error
 
+    from urllib.error import HTTPError, URLError  # with urllib.request: 25 ms of imports only a server check needs
+    from urllib.request import urlopen
+
     health_url = uri.rstrip("/") + "/health"
     remaining = max(deadline - time.monotonic(), 0.05)
     try:
-        with urllib.request.urlopen(health_url, timeout=remaining) as response:  # noqa: S310 (http(s) only)
+        with urlopen(health_url, timeout=remaining) as response:  # noqa: S310 (http(s) only)
             response.read(64)
-    except urllib.error.HTTPError as error:
+    except HTTPError as error:
         if error.code == 404:
             raise TrackingUnavailable(
                 f"{uri} answered but has no MLflow /health endpoint (HTTP 404): it does not look like an MLflow "
@@ -175,7 +176,7 @@ def _check_http(uri: str, timeout_s: float) -> None:
             raise TrackingUnavailable(
                 f"MLflow tracking server {uri} answered /health with HTTP {error.code}; check the server's logs. {advice}"
             ) from error
-    except (urllib.error.URLError, OSError) as error:
+    except (URLError, OSError) as error:
         raise TrackingUnavailable(f"MLflow tracking server {uri} did not answer /health within {timeout_s:g} s ({error}). {advice}") from error
 
 
