@@ -19,9 +19,10 @@ The store: a temporary folder with the quickstart grid's 15 runs logged as train
 accuracy curve; ``tests/report_store.py``: ``quickstart_specs``) and its grid parent run, written once with MLflow
 before timing starts. Printed per command: median wall and CPU seconds (user + system of the child) of the fresh
 processes, and whether it imported torch, transformers or MLflow (``-X importtime``), the usual cause of a slow
-command. Wall times on a shared machine are inflated by the other jobs; CPU seconds are not.
+command. Wall times on a shared machine are inflated by the other jobs; CPU seconds are not. Python's bytecode cache
+is on for the commands (as in an installation; :func:`child_environment`), or off with ``--no-bytecode-cache``.
 
-    python benchmarks/cli_speed.py [--repeats 5] [--only report]
+    python benchmarks/cli_speed.py [--repeats 5] [--only report] [--no-bytecode-cache]
 """
 
 from __future__ import annotations
@@ -70,21 +71,39 @@ def big_grid(work: Path) -> Path:
     return path
 
 
-def timed(argv: list[str], cwd: Path, repeats: int) -> tuple[float, float, list[float], list[str]]:
-    """Median wall and CPU seconds of ``repeats`` fresh runs, every run's wall seconds, heavy modules imported."""
+def child_environment(bytecode_cache: bool) -> dict[str, str]:
+    """The commands' environment: Python's bytecode cache on (as after ``pip install``), unless told otherwise
+(then lgrpo_bench's ``__pycache__`` folders are deleted first: the variable only stops writing them).
+
+    Some machines (this one) set ``PYTHONDONTWRITEBYTECODE=1``; then every command compiles lgrpo_bench's sources
+    (an editable install has no ``.pyc`` of them), 0.1–0.2 s per command that a user's installation does not pay."""
+    env = dict(os.environ)
+    if bytecode_cache:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:  # as on such a machine: the installed libraries have their .pyc, our sources none
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        for cache in (ROOT / "lgrpo_bench").rglob("__pycache__"):
+            shutil.rmtree(cache, ignore_errors=True)
+    return env
+
+
+def timed(argv: list[str], cwd: Path, repeats: int, env: dict[str, str]) -> tuple[float, float, list[float], list[str]]:
+    """Median wall and CPU seconds of ``repeats`` fresh runs (after one untimed run that writes the bytecode cache
+    where it is on), every run's wall seconds, heavy modules imported."""
+    subprocess.run([sys.executable, "-m", "lgrpo_bench.cli", *argv], cwd=cwd, capture_output=True, env=env)
     seconds, cpu = [], []
     for _ in range(repeats):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         completed = subprocess.run([sys.executable, "-m", "lgrpo_bench.cli", *argv], cwd=cwd, capture_output=True,
-                                   text=True)
+                                   text=True, env=env)
         seconds.append(time.perf_counter() - started)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         if completed.returncode != 0:
             raise SystemExit(f"lgrpo-bench {' '.join(argv)} failed:\n{completed.stdout}\n{completed.stderr}")
     trace = subprocess.run([sys.executable, "-X", "importtime", "-m", "lgrpo_bench.cli", *argv], cwd=cwd,
-                           capture_output=True, text=True).stderr
+                           capture_output=True, text=True, env=env).stderr
     imported = sorted(m for m in HEAVY if re.search(rf"\|\s+{re.escape(m)}$", trace, re.MULTILINE))
     return statistics.median(seconds), statistics.median(cpu), seconds, imported
 
@@ -93,7 +112,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", default="", help="Time only the commands whose label contains this text")
+    parser.add_argument("--no-bytecode-cache", action="store_true",
+                        help="Run the commands with PYTHONDONTWRITEBYTECODE=1 (every import compiles our sources)")
     options = parser.parse_args()
+    env = child_environment(not options.no_bytecode_cache)
     with tempfile.TemporaryDirectory(prefix="lgrpo-cli-speed-") as tmp:
         work = Path(tmp)
         grid_file = quickstart_store(work)
@@ -116,13 +138,14 @@ def main() -> None:
             ("report --experiment quickstart (md, no plots)",  # the same report without checking the grid file
              ["report", "--experiment", "quickstart", "--format", "md", "--no-plots", "--out", str(work / "report")], 3.0),
         ]
+        cache = "off (PYTHONDONTWRITEBYTECODE=1)" if options.no_bytecode_cache else "on"
         print(f"fresh processes, median of {options.repeats} (python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-              f"load average {os.getloadavg()[0]:.1f})")
+              f"load average {os.getloadavg()[0]:.1f}, bytecode cache {cache})")
         print(f"{'command':44s} {'wall':>7s} {'CPU':>7s} {'target':>7s}  {'ok':3s} spread of wall    heavy imports")
         for label, argv, target in checks:
             if options.only not in label:
                 continue
-            median, cpu, every, imported = timed(argv, work, options.repeats)
+            median, cpu, every, imported = timed(argv, work, options.repeats, env)
             ok = "yes" if median <= target else ("cpu" if cpu <= target else "NO")
             print(f"{label:44s} {median:6.2f}s {cpu:6.2f}s {target:6.1f}s  {ok:3s} {min(every):.2f}–{max(every):.2f} s"
                   f"      {', '.join(imported) or '-'}", flush=True)
