@@ -143,3 +143,24 @@ def test_imports_point_down_the_layers(package):
             if imported != package and (imported not in LAYERS or LAYERS[imported] >= LAYERS[package]):
                 offenders.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports lgrpo_bench.{imported}")
     assert offenders == [], f"{package} (layer {LAYERS[package]}) imports sideways or upward: {offenders}"
+
+
+def test_checking_a_grid_imports_no_heavy_library(tmp_path):
+    """``lgrpo-bench plan`` (grid file read, every point validated and checked against the registries, states read,
+    the table printed) imports neither torch, transformers, TRL, lm-eval, MLflow nor scipy: model presets, algorithm
+    names and benchmark names are known without them."""
+    import shutil
+    import subprocess
+    import sys
+
+    grid = tmp_path / "quickstart.yaml"
+    shutil.copy(PACKAGE.parent / "experiments" / "quickstart.yaml", grid)
+    script = ("import sys\n"
+              "from lgrpo_bench.cli import main\n"
+              "sys.argv = ['lgrpo-bench', 'plan', 'quickstart.yaml']\n"
+              "try:\n    main()\nexcept SystemExit as stop:\n    assert not stop.code, stop.code\n"
+              "heavy = ('torch', 'transformers', 'trl', 'lm_eval', 'mlflow', 'scipy', 'matplotlib', 'pandas')\n"
+              "print('imported:', sorted(m for m in heavy if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "15 runs" in done.stdout and done.stdout.strip().endswith("imported: []"), done.stdout[-500:]
