@@ -375,19 +375,13 @@ def expand_grid(grid: GridConfig, path: str | Path = "<grid>", *, identify: Iden
         try:
             config = RunConfig.model_validate(data)
         except ValidationError as err:
-            for line in _point_errors(err, values, origin, grid, source, base_prefix, origins):
-                if line not in errors:
-                    errors.append(line)
-            if len(errors) >= MAX_ERRORS_SHOWN:
+            if _collect(errors, _point_errors(err, values, origin, grid, source, base_prefix, origins)):
                 break
             continue
         if sibling is None:
             problems = check(config)
             if problems:
-                for line in _problem_lines(problems, values, origin, grid, source, base_prefix, origins):
-                    if line not in errors:
-                        errors.append(line)
-                if len(errors) >= MAX_ERRORS_SHOWN:
+                if _collect(errors, _problem_lines(problems, values, origin, grid, source, base_prefix, origins)):
                     break
                 continue
             ids = identify(config)
@@ -409,6 +403,15 @@ def expand_grid(grid: GridConfig, path: str | Path = "<grid>", *, identify: Iden
     if errors:
         raise ConfigError("\n".join(errors))
     return ExpandedGrid(path, grid, points, axis_keys)
+
+
+def _collect(errors: list[str], lines) -> bool:
+    """Add the ``lines`` not in ``errors`` yet (one line per problem, not one per point); True once
+    :data:`MAX_ERRORS_SHOWN` are there."""
+    for line in lines:
+        if line not in errors:
+            errors.append(line)
+    return len(errors) >= MAX_ERRORS_SHOWN
 
 
 def _without_seed(values: dict[str, Any]) -> str:
