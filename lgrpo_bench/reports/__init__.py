@@ -3,6 +3,8 @@
 * :mod:`.stats` — pure statistics (mean ± std over seeds, pooled seed std, learning-curve mean, the Δ t
   interval over seeds, paired by seed).
 * :mod:`.power` — minimum detectable effect and seeds needed (noncentral t), for reports and ``plan``.
+* :mod:`.distributions` — the t, normal and noncentral t functions those two need (numpy and the standard library:
+  no scipy import on the command paths).
 * :mod:`.keys` — the row keys (config keys that vary, never seeds) and baseline matching.
 * :mod:`.loader` — bulk reads of the store (runs, metric histories, per-problem records); SQLite stores without MLflow.
 * :mod:`.grids` — a grid file's name, store, key order and current run ids (``report --grid``, ``run``, ``status``).
