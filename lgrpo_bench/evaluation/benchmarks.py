@@ -122,9 +122,12 @@ class Benchmark:
         return "greedy" if self.temperature == 0 else f"avg@{self.k}"
 
 
-class _TaskFileLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """Safe YAML loading (libyaml's parser where PyYAML has it) that keeps lm-eval's ``!function`` references as
-    plain strings."""
+if hasattr(yaml, "CSafeLoader"):  # libyaml's parser, where PyYAML was built with it
+    class _TaskFileLoader(yaml.CSafeLoader):
+        """Safe YAML loading that keeps lm-eval's ``!function`` references as plain strings."""
+else:
+    class _TaskFileLoader(yaml.SafeLoader):
+        """Safe YAML loading that keeps lm-eval's ``!function`` references as plain strings."""
 
 
 _TaskFileLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
