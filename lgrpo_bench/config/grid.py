@@ -368,7 +368,8 @@ def expand_grid(grid: GridConfig, path: str | Path = "<grid>", *, identify: Iden
         for key, value in values.items():
             set_dotted(data, key, value)
         set_dotted(data, "tracking.grid", grid.name)
-        sibling = seeded.get(_without_seed(values)) if SEED_KEY in values else None
+        family = _without_seed(values) if SEED_KEY in values else None
+        sibling = seeded.get(family) if family is not None else None
         if sibling is not None:  # another seed of a checked point: share its sections but train, skip its checks
             checked, ids = sibling
             data = {name: data["train"] if name == "train" else getattr(checked, name) for name in RunConfig.model_fields}
@@ -385,8 +386,8 @@ def expand_grid(grid: GridConfig, path: str | Path = "<grid>", *, identify: Iden
                     break
                 continue
             ids = identify(config)
-            if SEED_KEY in values:
-                seeded[_without_seed(values)] = (config, ids)
+            if family is not None:
+                seeded[family] = (config, ids)
         point = GridPoint(len(points), ids(config.train.seed), config, values, origin)
         twin = by_run_id.get(point.run_id)
         if twin is not None:

@@ -307,16 +307,12 @@ _SEED_PROBE = -(2**62) - 12_345
 def seed_identity_hashes(payload: dict[str, Any]) -> Callable[[int], str]:
     """``seed ↦ identity_hash(payload with train.seed = seed)`` for an integer ``seed``, from one JSON encoding.
 
-    The canonical JSON of ``payload`` with the seed set to :data:`_SEED_PROBE` is split around ``"seed":<probe>``;
-    the JSON of an ``int`` is its decimal text, so each seed's canonical JSON is ``head + "seed":<seed> + tail``
-    (a seed costs a SHA-256, not a dump: a grid's seed axis multiplies its points). Equal to
-    :func:`identity_hash` for every seed (a test checks it)."""
+    The canonical JSON of ``payload`` with the seed set to :data:`_SEED_PROBE` (a value only that field holds) is
+    split around ``"seed":<probe>``; the JSON of an ``int`` is its decimal text, so each seed's canonical JSON is
+    ``head + "seed":<seed> + tail`` (a seed costs a SHA-256, not a dump: a grid's seed axis multiplies its points).
+    Equal to :func:`identity_hash` for every seed (a test checks it)."""
     probe = {**payload, "train": {**payload["train"], "seed": _SEED_PROBE}}
-    canonical = _canonical_json(probe)
-    marker = f'"seed":{_SEED_PROBE}'
-    if canonical.count(marker) != 1:  # cannot happen with the schema's payloads; stay exact anyway
-        return lambda seed: identity_hash({**payload, "train": {**payload["train"], "seed": seed}})
-    head, _, tail = canonical.partition(marker)
+    head, _, tail = _canonical_json(probe).partition(f'"seed":{_SEED_PROBE}')
     return lambda seed: _hash_text(f'{head}"seed":{int(seed)}{tail}')
 
 

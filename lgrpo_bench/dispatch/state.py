@@ -54,9 +54,12 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lgrpo_bench.tracking.record import RunLayout
+
+if TYPE_CHECKING:
+    from lgrpo_bench.config.grid import ExpandedGrid
 from lgrpo_bench.tracking.schema import (
     FAILURE_TAG_PREFIX,
     KIND_EVAL,
@@ -357,9 +360,8 @@ def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | N
     return statuses
 
 
-def plan_grid(expanded, clients: dict[str, Any] | None = None) -> dict[str, RunStatus]:
-    """State of every point of an :class:`~lgrpo_bench.config.grid.ExpandedGrid`, read from the store (nothing
-    written)."""
+def plan_grid(expanded: ExpandedGrid, clients: dict[str, Any] | None = None) -> dict[str, RunStatus]:
+    """State of every point, read from the store (nothing written)."""
     return grid_status(expanded.points, expanded.grid.name, clients=clients)
 
 

@@ -25,7 +25,6 @@ with few seeds it is itself uncertain, so the MDE is a guide to the size of effe
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,15 +75,9 @@ def t_test_power(effect: float, std: float, n: int, *, paired: bool, alpha: floa
     if not std > 0:
         raise ValueError(f"the std must be positive, got {std}")
     df, se = _design(n, std, paired)
-    critical = _t_quantile(1 - alpha / 2, df)
+    critical = float(t_quantile(1 - alpha / 2, df))  # remembered per (p, ν) by t_quantile
     ncp = effect / se
     return 1.0 - noncentral_t_cdf(critical, df, ncp) + noncentral_t_cdf(-critical, df, ncp)
-
-
-@functools.lru_cache(maxsize=4096)
-def _t_quantile(p: float, df: float) -> float:
-    """t_{p, df} (cached: the searches below evaluate the power of one design many times)."""
-    return float(t_quantile(p, df))
 
 
 def minimum_detectable_effect(
@@ -98,7 +91,7 @@ def minimum_detectable_effect(
     if std is None or not std > 0 or n < 2:
         return None
     df, se = _design(n, std, paired)
-    guess = (_t_quantile(1 - alpha / 2, df) + _t_quantile(power, df)) * se
+    guess = float(t_quantile(1 - alpha / 2, df) + t_quantile(power, df)) * se
 
     def enough(effect: float) -> bool:
         return t_test_power(effect, std, n, paired=paired, alpha=alpha) >= power

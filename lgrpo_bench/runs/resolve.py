@@ -233,18 +233,20 @@ def _math_data_problems(source: str) -> list[ConfigProblem]:
 def run_id(config: RunConfig) -> str:
     """The run id of ``config``: 12 hex characters of the SHA-256 of its identity (see
     :func:`lgrpo_bench.config.identity_payload`); the algorithm must resolve (check with :func:`run_problems`)."""
-    from lgrpo_bench.algorithms.presets import algorithm_of
-
-    return identity_hash(identity_payload(config, algorithm_of(config).identity()))
+    return identity_hash(_identity(config))
 
 
 def run_ids_by_seed(config: RunConfig):
     """``seed ↦ run id`` of the configs equal to ``config`` but for ``train.seed`` (``run_ids_by_seed(c)(s)`` equals
     :func:`run_id` of ``c`` with seed ``s``; :func:`lgrpo_bench.config.seed_identity_hashes`): what a grid's seed axis
     needs, one JSON encoding per configuration instead of one per seed."""
+    return seed_identity_hashes(_identity(config))
+
+
+def _identity(config: RunConfig) -> dict[str, Any]:
     from lgrpo_bench.algorithms.presets import algorithm_of
 
-    return seed_identity_hashes(identity_payload(config, algorithm_of(config).identity()))
+    return identity_payload(config, algorithm_of(config).identity())
 
 
 def build_run(data: dict[str, Any], source: str = "<config>") -> RunConfig:
