@@ -1,12 +1,18 @@
 """The bad-input catalog (issue #8): every case is a real CLI call that must exit 2 with a message naming the
 file and the key (and the bad value where there is one), launching nothing and writing nothing.
 
-Four tables: run configs (``train``), grid files (``plan`` and ``run``), sweep files (``sweep``) and command
-line arguments. YAML tags such as ``!!python/object`` are never constructed (safe loading only).
+Four tables: run configs (``train`` and ``config show``), grid files (``plan`` and ``run``), sweep files (``sweep``)
+and command line arguments. YAML tags such as ``!!python/object`` are never constructed (safe loading only).
+
+Issue 22 ("never silently wrong"): every float must be finite (``.inf``, ``-.inf``, ``.nan``, the strings ``inf`` and
+``nan``, wherever they stand), counts the runtime needs at least 1 of are refused at 0, and MATH training data that
+leaves no training example (an empty ``task.data``, or ``task.levels`` none of its records have) is refused by
+``plan``. Each case runs with the files of :func:`write_math_data` beside it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,6 +23,7 @@ from typer.testing import CliRunner
 from lgrpo_bench.cli import app
 
 RUNNER = CliRunner()
+INF, NAN = float("inf"), float("nan")  # yaml.safe_dump writes them .inf and .nan
 BASE = {"model": {"name": "tiny-s"}, "task": {"name": "arith"}, "train": {"max_steps": 3}}
 
 
@@ -27,6 +34,15 @@ def write(tmp_path: Path, data, name: str) -> Path:
     else:
         path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def write_math_data(folder: Path) -> None:
+    """The training files the math cases point at: ``empty.jsonl`` (0 records) and ``level1.jsonl`` (3 records, all
+    MATH level 1)."""
+    (folder / "empty.jsonl").write_text("")
+    (folder / "level1.jsonl").write_text("".join(
+        json.dumps({"id": f"p{i}", "problem": f"{i}+1", "answer": str(i + 1), "level": "Level 1"}) + "\n"
+        for i in range(3)))
 
 
 def invoke(tmp_path: Path, args: list[str]):
@@ -68,14 +84,37 @@ BAD_RUN_CONFIGS = [
     ("math data file missing", "task:\n  name: math\n  data: ./no/math_train.jsonl\n",
      "task.data: no such file './no/math_train.jsonl'"),
     ("non-UTF-8 file", b"train:\n  seed: \xff\xfe\n", "not UTF-8 text"),
+    # issue 22: every float finite, counts at least what the runtime needs, training data that trains
+    ("infinite reward weight", "task:\n  format_reward_weight: .inf\n",
+     "task.format_reward_weight: must be a finite number (got inf)"),
+    ("NaN lambda init", "algorithm:\n  lam_init: .nan\n", "algorithm.lam_init: must be a finite number (got nan)"),
+    ("NaN spelled .NaN", "algorithm:\n  lam_init: .NaN\n", "algorithm.lam_init: must be a finite number (got nan)"),
+    ("negative infinity", "algorithm:\n  lam_init: -.inf\n", "algorithm.lam_init: must be a finite number (got -inf)"),
+    ("infinite learning rate", "train:\n  learning_rate: .inf\n", "train.learning_rate: must be a finite number (got inf)"),
+    ("learning rate the string inf", "train:\n  learning_rate: inf\n",
+     "train.learning_rate: must be a finite number (got 'inf')"),
+    ("a float that overflows to inf", "train:\n  max_grad_norm: 1.0e+999\n",
+     "train.max_grad_norm: must be a finite number (got inf)"),
+    ("NaN in an eval override", "eval:\n  benchmarks: [aime24]\n  overrides:\n    aime24: {temperature: .nan}\n",
+     "eval.overrides.aime24.temperature: must be a finite number (got nan)"),
+    ("zero warm-start steps", "model:\n  warm_start_steps: 0\n",
+     "model.warm_start_steps: Input should be greater than or equal to 1 (got 0)"),
+    ("zero eval batch size", "eval:\n  batch_size: 0\n", "eval.batch_size: must be at least 1, or auto (got 0)"),
+    ("empty math data file", "task:\n  name: math\n  data: ./empty.jsonl\n",
+     "task.data: empty.jsonl holds 0 records, so training has no example"),
+    ("levels that keep no record", "task:\n  name: math\n  data: ./level1.jsonl\n  levels: [5]\n",
+     "task.levels: keeps 0 of the 3 records of level1.jsonl (level 1: 3), so training has no example; choose levels "
+     "the file holds (got [5])"),
 ]
 
 
+@pytest.mark.parametrize("command", [["train"], ["config", "show"]], ids=["train", "config show"])
 @pytest.mark.parametrize(("case", "text", "message"), BAD_RUN_CONFIGS, ids=[c[0] for c in BAD_RUN_CONFIGS])
-def test_bad_run_config(tmp_path, monkeypatch, case, text, message):
+def test_bad_run_config(tmp_path, monkeypatch, case, text, message, command):
     monkeypatch.chdir(tmp_path)
+    write_math_data(tmp_path)
     path = write(tmp_path, text, "run.yaml")
-    result, output, created = invoke(tmp_path, ["train", str(path)])
+    result, output, created = invoke(tmp_path, [*command, str(path)])
     assert result.exit_code == 2, output
     assert str(path) in output and message in output, output
     assert created == [] and not (tmp_path / "pwned").exists()
@@ -150,6 +189,36 @@ BAD_GRIDS = [
      ["{grid}: axes: 1,000 train.seed × 1,000 train.max_steps make 1,000,000 points, above the limit of 20,000"]),
     ("a value echoed at most 200 characters", grid_text(name="x" * 5000),
      ["{grid}: name: String should have at most 100 characters (got 'xxxxx", "x…)"]),
+    # issue 22: every float finite, counts at least what the runtime needs, training data that trains
+    ("infinite axis value", grid_text(axes={"train.learning_rate": [1e-5, INF]}),
+     ["{grid}: axes.train.learning_rate[1]: must be a finite number (got inf)"]),
+    ("axis value the string inf", "name: x\nbase: {}\naxes:\n  train.learning_rate: [1.0e-5, inf]\n",
+     ["{grid}: axes.train.learning_rate[1]: must be a finite number (got 'inf')"]),
+    ("NaN override", grid_text(overrides={"algorithm.lam_init": NAN}),
+     ["{grid}: overrides.algorithm.lam_init: must be a finite number (got nan)"]),
+    ("infinite value in the base", grid_text(base={**BASE, "task": {"format_reward_weight": INF}}),
+     ["{grid}: base.task.format_reward_weight: must be a finite number (got inf)"]),
+    ("NaN include value", grid_text(include=[{"train.learning_rate": NAN}]),
+     ["{grid}: include[0].train.learning_rate: must be a finite number (got nan)"]),
+    ("NaN exclude value", grid_text(exclude=[{"train.seed": NAN}]),
+     ["{grid}: exclude[0].train.seed: must be a finite number (got nan)"]),
+    ("NaN executor setting", grid_text(executor={"kind": "ray", "num_cpus_per_run": NAN}),
+     ["{grid}: executor.num_cpus_per_run: must be a finite number (got nan)"]),
+    ("infinite Ray runtime_env value", grid_text(executor={"kind": "ray", "runtime_env": {"config": {"setup_timeout_seconds": INF}}}),
+     ["{grid}: executor.runtime_env.config.setup_timeout_seconds: must be a finite number (got inf)"]),
+    ("zero warm-start steps", grid_text(axes={"model.warm_start_steps": [0, 100]}),
+     ["{grid}: axes.model.warm_start_steps[0]: Input should be greater than or equal to 1 (got 0)"]),
+    ("zero eval batch size", grid_text(overrides={"eval.batch_size": 0}),
+     ["{grid}: overrides.eval.batch_size: must be at least 1, or auto (got 0)"]),
+    ("negative GPU index", grid_text(executor={"kind": "local", "gpus": [0, -1]}),
+     ["{grid}: executor.gpus.1: Input should be greater than or equal to 0 (got -1)"]),
+    ("GPU listed twice", grid_text(executor={"kind": "local", "gpus": [1, 1]}),
+     ["{grid}: executor.gpus: each GPU index may be listed once"]),
+    ("empty math data file", grid_text(base={**BASE, "task": {"name": "math", "data": "./empty.jsonl"}}),
+     ["{grid}: base.task.data: empty.jsonl holds 0 records, so training has no example"]),
+    ("levels that keep no record",
+     grid_text(base={**BASE, "task": {"name": "math", "data": "./level1.jsonl"}}, axes={"task.levels": [[1], [5]]}),
+     ["{grid}: axes.task.levels[1]: keeps 0 of the 3 records of level1.jsonl (level 1: 3)", "(got [5])"]),
 ]
 
 
@@ -157,6 +226,7 @@ BAD_GRIDS = [
 @pytest.mark.parametrize(("case", "content", "expected"), BAD_GRIDS, ids=[case for case, _, _ in BAD_GRIDS])
 def test_bad_grid(tmp_path, monkeypatch, case, content, expected, command):
     monkeypatch.chdir(tmp_path)
+    write_math_data(tmp_path)
     base_file = write(tmp_path, {**BASE, "train": {"lr": 0.1}}, "base.yaml")
     grid = write(tmp_path, content, "grid.yaml")
     result, output, created = invoke(tmp_path, [command, str(grid)])
@@ -211,12 +281,36 @@ BAD_SWEEPS = [
     ("in-memory sqlite", {"storage": "sqlite:///:memory:"}, "a sweep needs a file that outlives the process"),
     ("heartbeat slower than grace", {"heartbeat_interval": 10, "grace_period": 5}, "grace_period (5 s) must exceed"),
     ("unknown executor", {"executor": {"kind": "kubernetes"}}, "executor"),
+    # issue 22: every float finite, counts at least what the runtime needs, training data that trains
+    ("infinite range bound", {"space": {"train.learning_rate": {"float": [1e-5, INF], "log": True}}},
+     "space.train.learning_rate.float[1]: must be a finite number (got inf)"),
+    ("NaN step", {"space": {"algorithm.lam_init": {"float": [-1.0, 1.0], "step": NAN}}},
+     "space.algorithm.lam_init.step: must be a finite number (got nan)"),
+    ("NaN category", {"space": {"algorithm.lam_init": {"categorical": [0.0, NAN]}}},
+     "space.algorithm.lam_init.categorical[1]: must be a finite number (got nan)"),
+    ("category the string nan", {"space": {"algorithm.lam_init": {"categorical": [0.0, "nan"]}}},
+     "space.algorithm.lam_init: value 'nan' is refused by the run config: must be a finite number"),
+    ("infinite override", {"overrides": {"train.learning_rate": INF}},
+     "overrides.train.learning_rate: must be a finite number (got inf)"),
+    ("infinite value in the base", {"base": {**BASE, "task": {"format_reward_weight": -INF}}},
+     "base.task.format_reward_weight: must be a finite number (got -inf)"),
+    ("infinite objective setting", {"objective": {"metric": "train/reward_mean", "last_k": INF}},
+     "objective.last_k: must be a finite number (got inf)"),
+    ("negative sampler seed", {"sampler": {"kind": "tpe", "seed": -1}},
+     "sampler.seed: Input should be greater than or equal to 0 (got -1)"),
+    ("zero warm-start steps in the space", {"space": {"model.warm_start_steps": {"int": [0, 10]}}},
+     "space.model.warm_start_steps: value 0 is refused by the run config: Input should be greater than or equal to 1"),
+    ("empty math data file", {"base": {**BASE, "task": {"name": "math", "data": "./empty.jsonl"}}},
+     "base: task.data: empty.jsonl holds 0 records, so training has no example"),
+    ("levels that keep no record", {"base": {**BASE, "task": {"name": "math", "data": "./level1.jsonl", "levels": [5]}}},
+     "base: task.levels: keeps 0 of the 3 records of level1.jsonl (level 1: 3)"),
 ]
 
 
 @pytest.mark.parametrize(("case", "fields", "message"), BAD_SWEEPS, ids=[c[0] for c in BAD_SWEEPS])
 def test_bad_sweep(tmp_path, monkeypatch, case, fields, message):
     monkeypatch.chdir(tmp_path)
+    write_math_data(tmp_path)
     path = write_sweep(tmp_path, fields) if isinstance(fields, str) else write_sweep(tmp_path, **fields)
     result, output, created = invoke(tmp_path, ["sweep", str(path)])
     assert result.exit_code == 2, output
@@ -255,17 +349,34 @@ BAD_ARGUMENTS = [
     ("sweep export without seeds", ["sweep", "export", "some-study"], "--seeds is required"),
     ("sweep export with non-integer seeds", ["sweep", "export", "some-study", "--seeds", "a,b", "-o", "{tmp}/best.yaml"],
      "expected comma-separated integers"),
+    # issue 22: --set values obey the same rules as the file's
+    ("--set the string inf", ["train", "{run}", "--set", "train.learning_rate=inf"],
+     "{run}: train.learning_rate: must be a finite number (got 'inf')"),
+    ("--set the string nan", ["config", "show", "{run}", "--set", "algorithm.lam_init=nan"],
+     "{run}: algorithm.lam_init: must be a finite number (got 'nan')"),
+    ("--set .inf", ["train", "{run}", "--set", "task.format_reward_weight=.inf"],
+     "{run}: task.format_reward_weight: must be a finite number (got inf)"),
+    ("--set .nan", ["config", "show", "{run}", "--set", "train.learning_rate=.nan"],
+     "{run}: train.learning_rate: must be a finite number (got nan)"),
+    ("--set zero warm-start steps", ["train", "{run}", "--set", "model.warm_start_steps=0"],
+     "{run}: model.warm_start_steps: Input should be greater than or equal to 1 (got 0)"),
+    ("--set an empty math data file", ["train", "{run}", "--set", "task.name=math", "--set", "task.data=./empty.jsonl"],
+     "{run}: task.data: empty.jsonl holds 0 records, so training has no example"),
+    ("--set levels that keep no record",
+     ["config", "show", "{run}", "--set", "task.name=math", "--set", "task.data=./level1.jsonl", "--set", "task.levels=[4, 5]"],
+     "{run}: task.levels: keeps 0 of the 3 records of level1.jsonl (level 1: 3), so training has no example"),
 ]
 
 
 @pytest.mark.parametrize(("case", "args", "message"), BAD_ARGUMENTS, ids=[c[0] for c in BAD_ARGUMENTS])
 def test_bad_arguments(tmp_path, monkeypatch, case, args, message):
     monkeypatch.chdir(tmp_path)
+    write_math_data(tmp_path)
     run = write(tmp_path, BASE, "run.yaml")
     argv = [arg.format(run=run, tmp=tmp_path) for arg in args]
     result, output, created = invoke(tmp_path, argv)
     assert result.exit_code == 2, output
-    assert message in output, output
+    assert message.format(run=run) in output, output
     assert created == []
 
 

@@ -103,3 +103,82 @@ def test_cli_config_schema_and_show(tmp_path):
                            capture_output=True, text=True, check=True).stdout
     assert f"# run id: {run_id(build_run_config({'algorithm': {'name': 'grpo'}, 'train': {'seed': 3}}))}" in shown
     assert "seed: 3" in shown
+
+
+# --------------------------------------------------------------------------------------------------------
+# Issue 22: every float of every config model is finite (the schemas' own guard, behind the YAML check)
+# --------------------------------------------------------------------------------------------------------
+def _config_models():
+    from lgrpo_bench.config import schema
+    from lgrpo_bench.config.grid import GridConfig, LocalExecutorConfig, RayExecutorConfig, SlurmExecutorConfig
+    from lgrpo_bench.config.sweep import ObjectiveConfig, PrunerConfig, SamplerConfig, SpaceEntry, SweepConfig
+
+    required = {ObjectiveConfig: {"metric": "train/reward_mean"}, GridConfig: {"name": "g"},
+                SpaceEntry: {"float": [0.0, 1.0]},
+                SweepConfig: {"name": "s", "space": {}, "objective": {"metric": "train/reward_mean"}, "n_trials": 1}}
+    models = [schema.ModelConfig, schema.TaskConfig, schema.AlgorithmConfig, schema.TrainConfig, schema.EvalConfig,
+              schema.BenchmarkEvalConfig, schema.TrackingConfig, schema.RunConfig, GridConfig, LocalExecutorConfig,
+              RayExecutorConfig, SlurmExecutorConfig, SpaceEntry, ObjectiveConfig, SamplerConfig, PrunerConfig,
+              SweepConfig]
+    return [(model, required.get(model, {})) for model in models]
+
+
+def _float_fields(model):
+    """(YAML key, a float value in the shape the field takes) of every field that holds floats."""
+    import typing
+
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        args = typing.get_args(annotation)
+        key = field.alias or name
+        if annotation is float or float in args:
+            yield key, lambda bad: bad
+        elif any(typing.get_args(arg) == (float, float) for arg in args):  # a sweep's [low, high]
+            yield key, lambda bad: [0.0, bad]
+
+
+FLOAT_FIELDS = [(model, required, key, shape) for model, required in _config_models() for key, shape in _float_fields(model)]
+
+
+def test_the_float_fields_are_found():
+    found = {f"{model.__name__}.{key}" for model, _, key, _ in FLOAT_FIELDS}
+    assert {"TaskConfig.format_reward_weight", "AlgorithmConfig.lam_init", "TrainConfig.learning_rate",
+            "BenchmarkEvalConfig.temperature", "EvalConfig.gpu_memory_utilization", "RayExecutorConfig.num_gpus_per_run",
+            "SpaceEntry.float", "SpaceEntry.step"} <= found, found
+    assert len(found) >= 23, found  # when written: 19 in run configs, 2 in Ray executors, 2 in sweep spaces
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan"), "inf", "-Infinity", "nan", "1e999"])
+@pytest.mark.parametrize(("model", "required", "key", "shape"), FLOAT_FIELDS,
+                         ids=[f"{model.__name__}.{key}" for model, _, key, _ in FLOAT_FIELDS])
+def test_every_float_field_refuses_non_finite_values(model, required, key, shape, bad):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as info:
+        model.model_validate({**required, key: shape(bad)})
+    assert any(item["type"] == "finite_number" for item in info.value.errors()), info.value.errors()
+
+
+def test_assigning_a_non_finite_value_is_refused():
+    from pydantic import ValidationError
+
+    config = RunConfig()
+    with pytest.raises(ValidationError, match="finite number"):
+        config.train.learning_rate = float("inf")
+    assert config.train.learning_rate == 3e-5
+
+
+def test_a_mapping_with_a_non_finite_value_names_the_key():
+    with pytest.raises(ConfigError, match=r"<mapping>: task.format_reward_weight: must be a finite number \(got inf\)"):
+        build_run_config({"task": {"format_reward_weight": float("inf")}}, "<mapping>")
+
+
+def test_first_non_finite_walks_in_document_order_and_once_per_alias():
+    from lgrpo_bench.config.loading import first_non_finite
+
+    shared = [1.0, float("nan")]
+    data = {"a": {"b": [0.5, shared]}, "c": shared, "d": float("inf"), "e": True, "f": "inf"}
+    assert first_non_finite(data) == ("a.b[1][1]", data["a"]["b"][1][1])
+    assert first_non_finite({"axes": {"train.learning_rate": [1e-5, float("-inf")]}}) == \
+        ("axes.train.learning_rate[1]", float("-inf"))
+    assert first_non_finite({"x": [1, 2.5, "nan", None, False]}) is None

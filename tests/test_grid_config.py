@@ -148,3 +148,39 @@ def test_load_grid_raises_config_error_listing_every_bad_axis_value(tmp_path):
     assert any(line.startswith(f"{grid}: axes.algorithm.name[0]: unknown algorithm 'ppo'") for line in lines)
     assert any(line.startswith(f"{grid}: axes.train.max_steps[0]: Input should be a valid integer") for line in lines)
     assert len(lines) == len(set(lines))  # one line per problem, not one per point
+
+
+def test_a_non_finite_value_in_a_base_file_names_that_file(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("model: {name: tiny-s}\ntrain:\n  max_steps: 3\n  learning_rate: -.inf\n")
+    grid = write(tmp_path, {"name": "g", "base": "base.yaml", "axes": {"train.seed": [0, 1]}})
+    with pytest.raises(ConfigError, match=rf"^{base}: train.learning_rate: must be a finite number \(got -inf\)$"):
+        load_grid(grid)
+
+
+def test_math_training_data_is_read_once_per_version_and_checked_again_when_it_changes(tmp_path):
+    """The no-training-example check reads task.data once per version of the file (cached on its mtime and size),
+    however many points name it, and sees the file again once it changes."""
+    import json
+
+    from lgrpo_bench.runs.resolve import _jsonl_read
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"id": f"p{i}", "problem": f"{i}+1", "answer": str(i + 1), "level": "Level 1"})
+                            + "\n" for i in range(4)))
+    base = {"model": {"name": "tiny-s"}, "task": {"name": "math", "data": str(data), "levels": [1]}}
+    grid = write(tmp_path, {"name": "m", "base": base,
+                            "axes": {"train.max_steps": list(range(1, 41)), "train.seed": [0, 1, 2]}})
+    before = _jsonl_read.cache_info()
+    assert len(load_grid(grid).points) == 120
+    after = _jsonl_read.cache_info()
+    assert after.misses - before.misses == 1 and after.hits - before.hits == 39  # one read; one check per non-seed point
+    five = {**base, "task": {**base["task"], "levels": [5]}}
+    with pytest.raises(ConfigError, match=rf"task.levels: keeps 0 of the 4 records of {data} \(level 1: 4\)"):
+        build_run_config(five)
+    with data.open("a") as handle:
+        handle.write(json.dumps({"id": "hard", "problem": "x", "answer": "1", "level": "Level 5"}) + "\n")
+    assert build_run_config(five).task.levels == [5]
+    data.write_text("\n\n")  # blank lines are no records
+    with pytest.raises(ConfigError, match=rf"task.data: {data} holds 0 records, so training has no example"):
+        build_run_config(base)

@@ -15,7 +15,8 @@ A grid file::
 :func:`load_grid` validates the whole grid before anything runs and returns every point as a validated
 :class:`~lgrpo_bench.config.schema.RunConfig` with its run id. Every problem is a :class:`ConfigError`
 naming the file, the key path and the bad value (the CLI turns it into exit code 2): malformed YAML,
-duplicate keys, unknown keys, an axis on a key that does not exist, values of the wrong type, more points than
+duplicate keys, numbers that are not finite (anywhere in the file, exclude entries and executor settings included),
+unknown keys, an axis on a key that does not exist, values of the wrong type, more points than
 ``max_points`` (counted from the axis lengths before anything is expanded), an empty product, duplicate points
 (equal run ids), and whatever the caller's ``check`` finds (unknown algorithms, models, benchmarks: the registries
 live above this package; ``lgrpo_bench.runs.resolve.load_grid`` passes their checks and the run-id function).
@@ -39,6 +40,7 @@ from lgrpo_bench.config.loading import (
     ConfigError,
     ConfigProblem,
     echo,
+    error_message,
     known_keys,
     no_checks,
     read_yaml,
@@ -75,7 +77,9 @@ Identify = Callable[[RunConfig], Callable[[int], str]]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown keys are errors, and so is a float that is not finite (inf, -inf, nan)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class _ExecutorBase(_Strict):
@@ -98,11 +102,19 @@ class LocalExecutorConfig(_ExecutorBase):
     gpus_per_run: int = Field(
         0, ge=0, description="GPUs each run needs (0 = CPU: the run sees no GPU; >1 = launched with `accelerate launch`)",
     )
-    gpus: list[int] | None = Field(
-        None, description="GPU indices the grid may use; None = every visible GPU ($CUDA_VISIBLE_DEVICES or nvidia-smi)",
+    gpus: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="GPU indices the grid may use, each once; None = every visible GPU ($CUDA_VISIBLE_DEVICES or "
+        "nvidia-smi)",
     )
     share_gpus: bool = Field(False, description="Let runs share a GPU (small models); off = each GPU serves one run at a time")
     runs_per_gpu: int = Field(2, ge=1, description="With share_gpus: at most this many runs on one GPU")
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpus_once(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("each GPU index may be listed once (share_gpus lets runs share a GPU)")
+        return value
 
 
 class RayExecutorConfig(_ExecutorBase):
@@ -449,9 +461,7 @@ def _point_errors(err: ValidationError, values: dict[str, Any], origin: str, gri
     lines = []
     for item in err.errors():
         key = ".".join(str(p) for p in item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
+        message = error_message(item)
         if not key:  # a check across fields: name the point
             lines.append(f"{source}: {origin}: point {_label(values)}: {message}")
             continue

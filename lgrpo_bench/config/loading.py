@@ -11,6 +11,9 @@ Every YAML file the tool reads (run configs, grids, sweeps) goes through :func:`
 * anchors and aliases are allowed (``base: &b ...`` then ``*b``), but a document whose aliases expand to more than
   :data:`MAX_EXPANDED_NODES` nodes is refused before anything is built from it ("billion laughs": nine nested
   aliases expand a few lines into 10⁹ values);
+* every number must be finite: ``.inf``, ``-.inf`` and ``.nan`` are refused wherever they stand (typed fields, grid
+  axes and include/exclude values, sweep ranges, executor settings), naming the dotted key; the schemas refuse them
+  too (``allow_inf_nan=False``: the strings ``inf`` and ``nan``, ``--set`` values, configs built in code);
 * values echoed in error messages are cut to :data:`MAX_ECHO_CHARS` characters.
 
 This module imports nothing of lgrpo_bench but the schemas: checks against registries (algorithms, models,
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +43,9 @@ MAX_EXPANDED_NODES = 1_000_000
 thousand; a billion-laughs bomb is 10⁹)."""
 MAX_ECHO_CHARS = 200
 """Longest value repeated in an error message (longer ones end in "…")."""
+FINITE_MESSAGE = "must be a finite number"
+"""What an error says of ``.inf``, ``-.inf`` and ``.nan`` (a weight of inf made every reward inf and the run ended "done"
+without the model changing)."""
 
 
 class ConfigError(ValueError):
@@ -160,7 +167,34 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    found = first_non_finite(data)
+    if found is not None:
+        key, value = found
+        raise ConfigError(f"{path}: {key}: {FINITE_MESSAGE} (got {echo(value)})")
     return data
+
+
+def first_non_finite(data: Any, key: str = "") -> tuple[str, float] | None:
+    """The dotted key (``axes.train.learning_rate[1]``) and the value of the first float in ``data`` that is not
+    finite (inf, -inf, nan), in document order; None when every float is. Mappings and lists shared through YAML
+    aliases are visited once (a document holds at most :data:`MAX_EXPANDED_NODES` values)."""
+    seen: set[int] = set()
+    stack: list[tuple[str, Any]] = [(key, data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return where, value
+        elif isinstance(value, (dict, list)):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            if isinstance(value, dict):
+                children = [(f"{where}.{name}" if where else str(name), child) for name, child in value.items()]
+            else:
+                children = [(f"{where}[{i}]", child) for i, child in enumerate(value)]
+            stack.extend(reversed(children))
+    return None
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -202,13 +236,20 @@ def known_keys(model: type[BaseModel] = RunConfig, prefix: str = "") -> set[str]
     return keys
 
 
+def error_message(item: dict[str, Any]) -> str:
+    """The message of one pydantic error (``err.errors()`` item) as this tool words it."""
+    if item["type"] == "extra_forbidden":
+        return "unknown key"
+    if item["type"] == "finite_number":
+        return FINITE_MESSAGE
+    return item["msg"].removeprefix("Value error, ")
+
+
 def format_validation_error(err: ValidationError, source: str) -> str:
     lines = []
     for item in err.errors():
         key = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
+        message = error_message(item)
         bad = item.get("input")
         shown = "" if item["type"] in ("extra_forbidden", "missing") or isinstance(bad, dict) else f" (got {echo(bad)})"
         lines.append(f"{source}: {key}: {message}{shown}")

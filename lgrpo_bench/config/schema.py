@@ -20,7 +20,10 @@ def _seed(default: int, description: str):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    """Base of every run-config model: unknown keys are errors, and so is a float that is not finite (inf, -inf,
+    nan: a reward weight of inf made every reward inf, so the model never changed and the run ended done)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
 
 def _unit(unit: str) -> dict:
@@ -39,8 +42,8 @@ class ModelConfig(_Strict):
         "auto", description="Weights and compute dtype: auto = bfloat16 on CUDA, float32 on CPU"
     )
     warm_start_steps: int | None = Field(
-        None, ge=0, description="Tiny presets only: SFT step budget of the warm start; its validation stopping "
-        "rule usually ends it earlier (None = the preset's budget)",
+        None, ge=1, description="Tiny presets only: SFT step budget of the warm start; its validation stopping "
+        "rule usually ends it earlier (at least 1; None = the preset's budget)",
         json_schema_extra=_unit("optimizer steps"),
     )
     warm_start_seed: int = _seed(0, "Tiny presets only: seed of the warm start (shared by all RL seeds)")
@@ -227,7 +230,7 @@ class EvalConfig(_Strict):
         "vllm extra and a GPU); auto = vllm when installed and CUDA is available, else hf",
     )
     batch_size: int | Literal["auto"] = Field(
-        "auto", description="Prompts per generation batch (hf); auto = lm-eval's largest-fitting batch on GPU, on CPU 64 for "
+        "auto", description="Prompts per generation batch (hf; at least 1); auto = lm-eval's largest-fitting batch on GPU, on CPU 64 for "
         "models under 20M parameters and 8 otherwise; vllm schedules its own batches",
     )
     max_batch_size: int = Field(64, ge=1, description="Upper bound of the automatic batch size (hf on GPU; vllm max_num_seqs)")
@@ -245,6 +248,13 @@ class EvalConfig(_Strict):
     def _listed_once(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("each benchmark may be listed once")
+        return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive_batch(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1, or auto")
         return value
 
 

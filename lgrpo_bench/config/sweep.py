@@ -18,7 +18,8 @@ A sweep file::
     executor: {kind: local, slots: 2}
 
 :func:`load_sweep` validates everything before a trial starts (each problem a :class:`ConfigError` naming
-the file and the key): unknown keys, a space key that is not a run-config value, empty or log ranges with a
+the file and the key): unknown keys, numbers that are not finite (bounds, steps, categories, objective
+and pruner settings), a space key that is not a run-config value, empty or log ranges with a
 non-positive bound, values the run config refuses (both bounds and every category are tried), an objective
 that is neither ``eval/<benchmark>/<metric>`` of a configured benchmark nor ``train/<metric>``, a grid
 sampler on a continuous range, and SQLite storage on a network filesystem (use ``journal:PATH`` there).
@@ -44,13 +45,14 @@ from lgrpo_bench.config.grid import (
 from lgrpo_bench.config.loading import (
     Checker,
     ConfigError,
+    error_message,
     format_problems,
     format_validation_error,
     no_checks,
     set_dotted,
     validate_file,
 )
-from lgrpo_bench.config.schema import RunConfig
+from lgrpo_bench.config.schema import SEED_MAX, RunConfig
 
 __all__ = [
     "NETWORK_FILESYSTEMS",
@@ -78,13 +80,15 @@ Scalar = bool | int | float | str | None
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown keys are errors, and so is a float that is not finite (inf, -inf, nan)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SpaceEntry(BaseModel):
     """One searched key: a float range, an int range or a list of categories (exactly one of them)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     float_range: tuple[float, float] | None = Field(None, alias="float", description="[low, high] of a float parameter")
     int_range: tuple[int, int] | None = Field(None, alias="int", description="[low, high] of an integer parameter (both included)")
@@ -169,7 +173,8 @@ class SamplerConfig(_Strict):
     """How trials' parameters are chosen (every sampler is seeded)."""
 
     kind: Literal["tpe", "random", "grid"] = Field("tpe", description="tpe (default), random, or grid (every combination)")
-    seed: int = Field(0, description="Sampler seed (tuning seed; not a reporting seed)")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Sampler seed (tuning seed; not a reporting seed; 0 … 2³² − 1, "
+                                                          "what Optuna's numpy generator accepts)")
     n_startup_trials: int = Field(4, ge=0, description="tpe: random trials before the model-based ones")
 
 
@@ -334,9 +339,8 @@ def load_sweep(path: str | Path, check: Checker = no_checks) -> LoadedSweep:
             try:
                 problems = check(RunConfig.model_validate(probe))
             except ValidationError as err:
-                first = err.errors()[0]
                 raise ConfigError(f"{source}: space.{key}: value {value!r} is refused by the run config: "
-                                  f"{first['msg'].removeprefix('Value error, ')}") from None
+                                  f"{error_message(err.errors()[0])}") from None
             if problems:
                 raise ConfigError(f"{source}: space.{key}: value {value!r} is refused by the run config: "
                                   f"{problems[0].message}")
