@@ -42,9 +42,39 @@ Measured warm starts (3 presets × seeds 0..4, all in the band): README.md, *Mea
 
 Cache layout: ``<cache_dir>/<preset>-seed<seed>-steps<budget>-v<RECIPE_VERSION>-<digest of the preset's
 recipe>/`` holds ``config.json``, ``model.safetensors``, the tokenizer files, ``generation_config.json`` and
-``metrics.json``. Builds go to a temporary folder in ``cache_dir`` and are moved into place with
-``os.replace``; an ``fcntl`` lock per key makes concurrent builders of the same key wait for the first one
-and reuse its result (POSIX file systems with working ``flock``).
+``metrics.json``. Builds go to a temporary folder ``<cache_dir>/.<key>.tmp-*`` and are moved into place with
+``os.replace`` (metrics.json, written last, marks a folder complete); an ``fcntl`` lock per key
+(``<cache_dir>/.<key>.lock``) makes concurrent builders of the same key wait for the first one and reuse its
+result (POSIX file systems with working ``flock``). Folders and files get the usual umask modes (not
+``mkdtemp``'s 0700), so that other users of a shared cache can read them.
+
+Verification (every use of a cached build): ``metrics.json`` records the size and SHA-256 of every file of
+the build (``files``: ``{name: {"bytes", "sha256"}}``; ``TinyBuildResult.model_hash`` is model.safetensors'),
+and a cached build is used only when every listed file is there with that size and hash. A build that fails
+(a truncated ``model.safetensors``, an edited tokenizer, an unreadable metrics.json) is rebuilt under the
+key's lock, with one line through ``emit`` naming the file and what is wrong. Verifying costs little
+(measured here, files in the page cache, sha256 at ~0.9 GB/s): 0.6 ms for tiny-s (0.8 MB of files), 2.5 ms
+for tiny-m (2.3 MB), 5.3 ms for tiny-l (4.9 MB); the structural check of a legacy build below takes < 1 ms.
+
+Builds cached before hashes existed (a metrics.json without ``files``) cannot be verified: there is no
+record of what their files should be. They are neither trusted blindly nor rebuilt: rebuilding would cost
+minutes and, on a CPU whose kernels differ from the builder's, give different weights, silently changing the
+start of runs compared with earlier ones. Instead such a build must be *structurally* complete: every
+required file present, every JSON file parsing, and ``model.safetensors``' header fitting the file with its
+tensors' data ending exactly at the end of the file (what a truncated or partially written file fails).
+Corruption that keeps the size (flipped bits inside tensor data) goes unnoticed for these builds only. A
+legacy build that passes is used and, when the cache is writable, its hashes are recorded (metrics.json
+replaced atomically, under the key's lock), so from then on it is verified like any other; one that fails is
+rebuilt like a corrupt build.
+
+Stuck states healed: a build killed mid-way (SIGKILL, power loss) leaves a ``.<key>.tmp-*`` folder; the next
+call for that key that holds its lock (so no live build of the key can own one) removes every such folder: the
+next builder, or, beside a verified build, a call that finds the lock free (it does not wait for it).
+An exception (or Ctrl-C) during a build removes its own temporary folder. A read-only cache (a shared cache,
+an immutable folder) is fine as long as it holds a complete, verified build: reading needs no lock (a build
+is only ever replaced as a whole, atomically) and writes nothing; when the build is missing or corrupt there,
+:class:`WarmStartCacheError` names the folder and says to point ``LGRPO_CACHE_DIR`` / ``tracking.cache_dir``
+at a writable folder.
 """
 
 from __future__ import annotations
@@ -55,8 +85,8 @@ import json
 import logging
 import math
 import os
+import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -93,6 +123,7 @@ __all__ = [
     "ProgressFn",
     "TinyBuildResult",
     "TinyPreset",
+    "WarmStartCacheError",
     "build_tiny",
     "default_cache_dir",
     "make_tiny_model",
@@ -104,7 +135,18 @@ SAMPLED_EVAL_PROMPTS = 128
 """Held-out prompts used for the sampled (T = 1) statistics of a warm start."""
 
 EmitFn = Callable[[str], None]
-"""Receives the lines a build reports (its stop, an out-of-band warning)."""
+"""Receives the lines a build reports (its stop, an out-of-band warning, a corrupt cached build rebuilt)."""
+
+FILES_KEY = "files"
+"""The key of ``metrics.json`` that records every other file of the build: ``{name: {"bytes", "sha256"}}``."""
+MODEL_FILE = "model.safetensors"
+REQUIRED_FILES = ("config.json", MODEL_FILE, "tokenizer.json", "tokenizer_config.json")
+"""Files every build has (checked for builds cached before hashes were recorded, as well)."""
+_HASH_CHUNK = 1 << 20
+
+
+class WarmStartCacheError(RuntimeError):
+    """The warm-start cache cannot provide the build: it lacks a usable one and cannot be written to."""
 
 
 @dataclass
@@ -117,6 +159,11 @@ class TinyBuildResult:
     @property
     def cached(self) -> bool:
         return bool(self.metrics.get("cached", False))
+
+    @property
+    def model_hash(self) -> str:
+        """SHA-256 (hex) of the build's ``model.safetensors``, as recorded in (and verified against) metrics.json."""
+        return str(self.metrics[FILES_KEY][MODEL_FILE]["sha256"])
 
     @property
     def band(self) -> BandVerdict:
@@ -186,11 +233,122 @@ def _cache_key(spec: TinyPreset, seed: int, steps: int, eval_problems: int, samp
     return key
 
 
-def _read_metrics(folder: Path) -> dict[str, Any] | None:
+def _read_metrics(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(metrics, None), or (None, why not): a missing folder gives (None, None)."""
     try:
-        return json.loads((folder / METRICS_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+        metrics = json.loads((folder / METRICS_FILE).read_text())
+    except FileNotFoundError:
+        return None, (f"{METRICS_FILE}: missing" if folder.exists() else None)
+    except (OSError, ValueError) as error:  # ValueError: JSON or UTF-8 decoding
+        return None, f"{METRICS_FILE}: unreadable ({error})"
+    if not isinstance(metrics, dict):
+        return None, f"{METRICS_FILE}: not a JSON object"
+    return metrics, None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_records(folder: Path) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of every file of a build (all but metrics.json and hidden files)."""
+    return {path.name: {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+            for path in sorted(folder.iterdir())
+            if path.is_file() and path.name != METRICS_FILE and not path.name.startswith(".")}
+
+
+def _hash_problem(folder: Path, files: Any) -> str | None:
+    """What is wrong with a build against its recorded files (None: every file has its size and hash)."""
+    if not isinstance(files, dict) or not all(isinstance(record, dict) for record in files.values()):
+        return f"{METRICS_FILE}: its '{FILES_KEY}' record is malformed"
+    for name in REQUIRED_FILES:
+        if name not in files:
+            return f"{METRICS_FILE}: records no {name}"
+    for name, record in files.items():
+        path = folder / name
+        try:
+            size = path.stat().st_size
+            if size != record.get("bytes"):
+                return f"{name}: {size:,} bytes, {record.get('bytes'):,} expected"
+            if _sha256(path) != record.get("sha256"):
+                return f"{name}: {size:,} bytes, hash mismatch"
+        except FileNotFoundError:
+            return f"{name}: missing"
+        except (OSError, TypeError, ValueError) as error:
+            return f"{name}: unreadable ({error})"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why ``path`` is not a complete safetensors file: the header must parse and its tensors' data must fill the
+    rest of the file exactly (each tensor's byte range matching its dtype and shape)."""
+    sizes = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                return f"{size:,} bytes, shorter than a safetensors header"
+            header_length = int.from_bytes(head, "little")
+            if header_length <= 0 or 8 + header_length > size:
+                return f"{size:,} bytes, header length {header_length:,} does not fit"
+            header = json.loads(handle.read(header_length))
+        end = 0
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            start, stop = entry["data_offsets"]
+            if entry["dtype"] in sizes and stop - start != math.prod(entry["shape"]) * sizes[entry["dtype"]]:
+                return f"tensor {name} has {stop - start:,} bytes of data, its shape needs more or less"
+            end = max(end, stop)
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        return f"unreadable safetensors header ({error})"
+    if 8 + header_length + end != size:
+        return f"{size:,} bytes, its header describes {8 + header_length + end:,}"
+    return None
+
+
+def _legacy_problem(folder: Path) -> str | None:
+    """Structural check of a build cached before hashes were recorded (see the module docstring)."""
+    for name in REQUIRED_FILES:
+        if not (folder / name).is_file():
+            return f"{name}: missing"
+    problem = _safetensors_problem(folder / MODEL_FILE)
+    if problem is not None:
+        return f"{MODEL_FILE}: {problem}"
+    for path in sorted(folder.glob("*.json")):
+        try:
+            json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            return f"{path.name}: unreadable ({error})"
+    return None
+
+
+def _inspect(folder: Path) -> tuple[str, dict[str, Any] | None, str | None]:
+    """The state of a cache folder: ``("ok", metrics, None)`` verified by its hashes, ``("legacy", metrics, None)``
+    structurally complete but without hashes, ``("missing", None, None)``, or ``("corrupt", metrics or None,
+    what is wrong)``."""
+    metrics, problem = _read_metrics(folder)
+    if metrics is None:
+        return ("corrupt", None, problem) if problem is not None else ("missing", None, None)
+    if FILES_KEY not in metrics:
+        problem = _legacy_problem(folder)
+        return ("legacy", metrics, None) if problem is None else ("corrupt", metrics, problem)
+    problem = _hash_problem(folder, metrics[FILES_KEY])
+    return ("ok", metrics, None) if problem is None else ("corrupt", metrics, problem)
+
+
+def _write_metrics(folder: Path, metrics: dict[str, Any]) -> None:
+    """Replace ``folder/metrics.json`` atomically (a reader sees the old or the new file, whole)."""
+    tmp = folder / f".{METRICS_FILE}.tmp"  # one writer at a time: the key's lock is held
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False))
+    os.replace(tmp, folder / METRICS_FILE)
 
 
 def _build_into(
@@ -269,9 +427,11 @@ def _build_into(
     }
     # NaN (e.g. no worked samples) is stored as null; returning the JSON round trip makes a fresh build's
     # metrics equal to a cached load's.
-    text = json.dumps(_nan_to_none(metrics), indent=2, sort_keys=True, allow_nan=False)
     model.save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
+    # what the cache verifies on every use; metrics.json, written last, marks the folder complete
+    metrics[FILES_KEY] = _file_records(folder)
+    text = json.dumps(_nan_to_none(metrics), indent=2, sort_keys=True, allow_nan=False)
     (folder / METRICS_FILE).write_text(text)
     return json.loads(text)
 
@@ -304,6 +464,85 @@ def _report(result: TinyBuildResult, emit: EmitFn | None) -> None:
             LOG.log(logging.WARNING if line is warning else logging.INFO, line)
 
 
+def _say(line: str, emit: EmitFn | None, level: int = logging.WARNING) -> None:
+    if emit is not None:
+        emit(line)
+    else:
+        LOG.log(level, line)
+
+
+def _stale_tmp(root: Path, key: str) -> list[Path]:
+    prefix = f".{key}.tmp-"
+    return [entry for entry in root.iterdir() if entry.name.startswith(prefix)]
+
+
+def _remove_stale_tmp_if_idle(root: Path, key: str, emit: EmitFn | None) -> None:
+    """Beside a verified build, remove what a killed process left (e.g. between replacing a corrupt build and
+    deleting it) when the key's lock is free right now; writes nothing when there is nothing to remove, and gives up
+    quietly when the cache is read-only or a builder holds the lock."""
+    try:
+        if not _stale_tmp(root, key):
+            return
+        with open(root / f".{key}.lock", "a+") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                _remove_stale_tmp(root, key, emit)
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    except OSError:  # BlockingIOError (a builder holds it) or a read-only cache: leave it to the next builder
+        pass
+
+
+def _remove_stale_tmp(root: Path, key: str, emit: EmitFn | None) -> None:
+    """Remove the temporary folders of earlier builds of ``key`` (killed ones): the caller holds the key's lock,
+    so no live build owns one."""
+    stale = _stale_tmp(root, key)
+    for entry in stale:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    removed = [entry.name for entry in stale if not os.path.lexists(entry)]
+    if removed:
+        _say(f"removed {len(removed)} temporary folder(s) of an interrupted build of warm start {key} "
+             f"({', '.join(removed)})", emit, logging.INFO)
+
+
+def _make_tmp(root: Path, key: str) -> Path:
+    """A new temporary build folder ``.<key>.tmp-<pid>-<random>`` with the umask's mode (``mkdtemp`` gives 0700)."""
+    while True:
+        tmp = root / f".{key}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir()
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Move the finished build ``tmp`` to ``final``, replacing a corrupt one there as a whole (moved aside first: a
+    reader in between finds no build and waits on the key's lock, which the caller holds)."""
+    file_mode = tmp.stat().st_mode & 0o666  # the umask's mode: readable by others where the umask allows
+    for path in tmp.iterdir():
+        if path.is_file():
+            path.chmod(file_mode)  # safetensors writes its file 0600
+    aside = None
+    if final.exists() or final.is_symlink():
+        aside = final.with_name(f".{final.name}.tmp-replaced-{os.getpid()}-{secrets.token_hex(4)}")
+        os.rename(final, aside)  # a stale-tmp name: a kill before the rmtree leaves nothing the next build keeps
+    os.replace(tmp, final)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _read_only_error(root: Path, key: str, problem: str | None, error: OSError) -> WarmStartCacheError:
+    held = f"holds a corrupt build of warm start {key} ({problem})" if problem else f"lacks warm start {key}"
+    return WarmStartCacheError(
+        f"warm-start cache {root} {held} and cannot be written to "
+        f"({error.strerror or error}); set LGRPO_CACHE_DIR (or tracking.cache_dir) to a writable folder, "
+        f"where it will be built")
+
+
 def build_tiny(
     preset: str | TinyPreset,
     *,
@@ -328,9 +567,15 @@ def build_tiny(
     ``greedy_acc_3digit``, ``worked_share_greedy``, ``sampled_acc_t1``, ``worked_share_sampled``,
     ``mixed_group_fraction``, ``n_params``, ``sft_steps`` (the steps of the kept weights), ``sft_max_steps``,
     ``sft_steps_run``, ``stop_reason``, ``validation_acc``, ``validation_checks``, ``sft_seconds``,
-    ``sft_cpu_seconds`` and ``cached`` (True when this call built nothing); ``band`` is its verdict.
+    ``sft_cpu_seconds``, ``files`` (size and SHA-256 of every file) and ``cached`` (True when this call built
+    nothing); ``band`` is its verdict and ``model_hash`` model.safetensors' SHA-256.
     Safe when several processes build the same key at once: one builds, the others wait on a file lock
     and reuse it.
+
+    A cached build is verified against its recorded hashes before use (module docstring, *Verification*); a
+    corrupt one is rebuilt, with one line through ``emit`` (or the logger) naming the file and what is wrong.
+    A verified build is used without writing to the cache (it may be read-only); a missing or corrupt build
+    in a cache that cannot be written raises :class:`WarmStartCacheError`.
 
     ``eval_problems`` (greedy) and ``sampled_prompts`` (× 8 samples at T = 1) size the held-out evaluation
     stored in ``metrics``; non-default sizes (for quick tests) get their own cache key.
@@ -340,33 +585,57 @@ def build_tiny(
     if steps < 1:
         raise ValueError(f"sft_steps must be >= 1, got {steps}")
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    root.mkdir(parents=True, exist_ok=True)
     if not 1 <= eval_problems <= ARITH_N_TEST or not 1 <= sampled_prompts <= ARITH_N_TEST:
         raise ValueError(f"eval_problems and sampled_prompts must be in 1..{ARITH_N_TEST}")
     key = _cache_key(spec, seed, steps, eval_problems, sampled_prompts)
     final = root / key
 
-    metrics = _read_metrics(final)
-    if metrics is None:
-        with open(root / f".{key}.lock", "a+") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    # A complete build is only ever replaced as a whole (os.replace): reading and verifying it needs no lock and
+    # writes nothing, so a read-only cache serves its verified builds.
+    state, metrics, problem = _inspect(final)
+    if state == "ok":
+        _remove_stale_tmp_if_idle(root, key, emit)
+        return _cached_result(final, metrics, emit)
+    try:
+        if not root.is_dir():
+            root.mkdir(parents=True, exist_ok=True)
+        lock = open(root / f".{key}.lock", "a+")
+    except OSError as error:
+        if state == "legacy":  # structurally complete, the cache read-only: use it, its hashes stay unrecorded
+            LOG.info("warm start %s predates recorded hashes; %s is read-only, so they are not recorded", key, root)
+            return _cached_result(final, {**metrics, FILES_KEY: _file_records(final)}, emit)
+        raise _read_only_error(root, key, problem, error) from None
+    with lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            state, metrics, problem = _inspect(final)  # another process may have built or healed it meanwhile
+            _remove_stale_tmp(root, key, emit)
+            if state == "ok":
+                return _cached_result(final, metrics, emit)
+            if state == "legacy":
+                metrics = {**metrics, FILES_KEY: _file_records(final)}
+                try:
+                    _write_metrics(final, metrics)
+                except OSError as error:  # the build folder alone is read-only: use it all the same
+                    LOG.info("could not record the hashes of warm start %s (%s)", key, error)
+                return _cached_result(final, metrics, emit)
+            if state == "corrupt":
+                _say(f"cached warm start {key} is corrupt ({problem}); rebuilding", emit)
+            tmp = _make_tmp(root, key)
             try:
-                metrics = _read_metrics(final)
-                if metrics is None:
-                    if final.exists():  # a folder without metrics is not ours to trust: rebuild it
-                        shutil.rmtree(final)
-                    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
-                    try:
-                        built = _build_into(tmp, spec, seed, steps, progress, eval_problems, sampled_prompts)
-                        os.replace(tmp, final)
-                    except BaseException:
-                        shutil.rmtree(tmp, ignore_errors=True)
-                        raise
-                    result = TinyBuildResult(path=final, metrics={**built, "cached": False})
-                    _report(result, emit)
-                    return result
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+                built = _build_into(tmp, spec, seed, steps, progress, eval_problems, sampled_prompts)
+                _publish(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            result = TinyBuildResult(path=final, metrics={**built, "cached": False})
+            _report(result, emit)
+            return result
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _cached_result(final: Path, metrics: dict[str, Any], emit: EmitFn | None) -> TinyBuildResult:
     result = TinyBuildResult(path=final, metrics={**metrics, "cached": True})
     _report(result, emit)
     return result
