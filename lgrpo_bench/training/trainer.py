@@ -36,7 +36,6 @@ refused at construction.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -66,7 +65,13 @@ from lgrpo_bench.training.lambda_optimizer import (
 )
 from lgrpo_bench.training.lambda_rate import lambda_rate_limited, rate_limited_fraction
 
-from lgrpo_bench.tracking.record import LAMBDA_STATE_FILE, RunLayout, write_checkpoint_manifest
+from lgrpo_bench.tracking.record import (
+    CHECKPOINT_MANIFEST,
+    LAMBDA_STATE_FILE,
+    RunLayout,
+    disk_full_as_error,
+    write_checkpoint_manifest,
+)
 
 # TRL 1.16 reads transformers' deprecated ``is_gradient_checkpointing`` property at every generation and save (a
 # FutureWarning repeated in each run log) that a user of lgrpo-bench cannot act on, so it is not shown.
@@ -456,37 +461,86 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
 
     # -- checkpoints --------------------------------------------------------------------------------
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+        """TRL's checkpoint, then ``lambda_state.json``, then the manifest (last: a checkpoint without it is
+        incomplete and never resumed from). A stale manifest in the folder is removed first, so a folder written
+        again is never taken for complete midway; a full disk raises :class:`~lgrpo_bench.tracking.record.DiskFullError`
+        naming the path and the space left (the folder keeps no manifest)."""
+        folder = RunLayout(Path(self._get_output_dir(trial=trial))).checkpoint_dir(self.state.global_step)
         if self.args.should_save:
-            folder = RunLayout(Path(self._get_output_dir(trial=trial))).checkpoint_dir(self.state.global_step)
-            with open(os.path.join(folder, LAMBDA_STATE_FILE), "w") as handle:
-                json.dump({"lambda": float(self.lam.detach()), "learnable": self.lambda_learnable,
-                           "rate_limited": self.lambda_rate_limited_flags,
-                           "optimizer": None if self.lambda_optimizer is None else lambda_optimizer_state(self.lambda_optimizer)},
-                          handle)
-            write_checkpoint_manifest(folder)  # last: a checkpoint without it is incomplete (never resumed from)
+            (folder / CHECKPOINT_MANIFEST).unlink(missing_ok=True)
+        with disk_full_as_error(folder):
+            super()._save_checkpoint(model, trial)
+            if self.args.should_save:
+                with open(folder / LAMBDA_STATE_FILE, "w", encoding="utf-8") as handle:
+                    json.dump({"lambda": float(self.lam.detach()), "learnable": self.lambda_learnable,
+                               "rate_limited": self.lambda_rate_limited_flags,
+                               "optimizer": None if self.lambda_optimizer is None else lambda_optimizer_state(self.lambda_optimizer)},
+                              handle)
+                write_checkpoint_manifest(folder)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """Trainer's ``save_model`` (the final model, and the weights of each checkpoint); a full disk raises
+        :class:`~lgrpo_bench.tracking.record.DiskFullError` instead of torch's or safetensors' own words."""
+        with disk_full_as_error(output_dir or self.args.output_dir):
+            return super().save_model(output_dir, _internal_call)
+
+    def _read_lambda_state(self, checkpoint: str) -> dict[str, Any] | None:
+        """``lambda_state.json`` of ``checkpoint`` checked (None when the file is absent); anything unreadable or
+        invalid raises ValueError naming the file and the checkpoint. (The checkpoint's manifest hashes this file,
+        so :meth:`RunLayout.resume_point` should have passed a corrupt one over already.)"""
+        import math
+
+        path = Path(checkpoint) / LAMBDA_STATE_FILE
+        if not path.exists():
+            return None
+
+        def number(value: Any) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(state, dict):
+                raise ValueError(f"a JSON {type(state).__name__}, not an object")
+            if not number(state.get("lambda")):
+                raise ValueError(f"'lambda' is {state.get('lambda')!r}, not a finite number")
+            flags = state.get("rate_limited", [])
+            if not (isinstance(flags, list) and all(isinstance(flag, bool) for flag in flags)):
+                raise ValueError("'rate_limited' is not a list of true/false")
+            saved = state.get("optimizer")
+            if saved is not None and not (isinstance(saved, dict) and all(
+                    isinstance(key, str) and (value is None or number(value)) for key, value in saved.items())):
+                raise ValueError("'optimizer' is not an object of numbers")
+        except (OSError, ValueError) as error:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise ValueError(
+                f"checkpoint {checkpoint}: {path} is unreadable or invalid ({error}); move the checkpoint folder aside "
+                f"to resume from the one before it, or start the run afresh") from error
+        return state
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         """Restore λ (value, its optimizer's state, rate-limit flags) with the policy's optimizer and scheduler.
 
         A checkpoint of a λ run without ``lambda_state.json``, or of an Adam-learned λ without its optimizer's state
         (written before λ had its own optimizer, when its moments were in ``optimizer.pt``), is refused: resuming it would
-        restart λ or its moments. (A checkpoint whose write was cut short has no manifest, which lists this file, and is
-        never chosen by :meth:`RunLayout.resume_point`.)"""
+        restart λ or its moments; so is an unreadable or invalid ``lambda_state.json`` (:meth:`_read_lambda_state`).
+        (A checkpoint whose write was cut short has no manifest, which lists and hashes this file, and is never chosen
+        by :meth:`RunLayout.resume_point`.)"""
         if checkpoint is not None:
-            path = os.path.join(checkpoint, LAMBDA_STATE_FILE)
-            if os.path.exists(path):
-                with open(path) as handle:
-                    state = json.load(handle)
+            state = self._read_lambda_state(checkpoint)
+            if state is not None:
                 if self.lambda_optimizer is not None:
                     saved = state.get("optimizer")
                     if saved is None and self.lambda_optimizer_name == "adam":
                         raise ValueError(
                             f"checkpoint {checkpoint}: {LAMBDA_STATE_FILE} has no state of λ's optimizer (written by an "
                             f"older lgrpo-bench, which kept λ's Adam moments in optimizer.pt): start the run afresh")
-                    load_lambda_optimizer_state(self.lambda_optimizer, saved or {})
-                self.lam.data.fill_(state["lambda"])
-                self.lambda_rate_limited_flags = [bool(f) for f in state.get("rate_limited", [])]
+                    try:
+                        load_lambda_optimizer_state(self.lambda_optimizer, saved or {})
+                    except (ValueError, KeyError, TypeError, RuntimeError) as error:
+                        raise ValueError(
+                            f"checkpoint {checkpoint}: the λ optimizer state in {Path(checkpoint) / LAMBDA_STATE_FILE} "
+                            f"does not fit λ's {self.lambda_optimizer_name} optimizer ({error})") from error
+                self.lam.data.fill_(float(state["lambda"]))
+                self.lambda_rate_limited_flags = list(state.get("rate_limited", []))
             elif self.algorithm.uses_lambda:
                 raise ValueError(
                     f"checkpoint {checkpoint} has no {LAMBDA_STATE_FILE}, so λ cannot be restored with its optimizer "
