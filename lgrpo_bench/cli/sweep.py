@@ -42,6 +42,7 @@ def sweep(
     """Optuna sweeps. Examples: lgrpo-bench sweep sweeps/lambda_lr.yaml · lgrpo-bench sweep show lambda-lr ·
     lgrpo-bench sweep export lambda-lr --seeds 10,11,12 -o experiments/best.yaml · lgrpo-bench sweep dashboard lambda-lr"""
     from lgrpo_bench.config.loading import ConfigError
+    from lgrpo_bench.tracking.studies import StudyStorageProblem
 
     offline_defaults()
     try:
@@ -59,6 +60,9 @@ def sweep(
             _dashboard(storage_url, host, port)
     except ConfigError as error:
         fail_input(str(error))
+    except StudyStorageProblem as error:  # the Optuna storage is corrupt, empty, read-only, locked, …: one line
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(EXIT_RUN_FAILED) from None
 
 
 def _run(path: Path) -> None:
@@ -140,7 +144,9 @@ def _dashboard(storage_url: str, host: str, port: int) -> None:
     from lgrpo_bench.sweeps import dashboard_command
     from lgrpo_bench.tracking.serve import start_supervised
     from lgrpo_bench.tracking.store import ui_base_url
+    from lgrpo_bench.tracking.studies import open_storage
 
+    open_storage(storage_url)  # storage trouble is one line here, not a traceback in the dashboard's log
     command = dashboard_command(storage_url, host=host, port=port)
     base = ui_base_url(host, port)
     serve_until_stopped(lambda log: start_supervised(command, stdout=log, stderr=log), base,

@@ -10,8 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from lgrpo_bench.config.loading import ConfigError
 from lgrpo_bench.config.sweep import LoadedSweep, SpaceEntry, SweepConfig
@@ -19,8 +23,8 @@ from lgrpo_bench.dispatch.orchestrator import REDACTED, SECRET_ENV_KEY
 from lgrpo_bench.tracking.studies import make_pruner, open_storage, retry_callback
 
 __all__ = [
-    "ATTR_BASE", "ATTR_EXECUTOR", "ATTR_OBJECTIVE", "ATTR_SPACE", "ATTR_SWEEP_HASH", "distribution",
-    "make_sampler", "objective_value", "open_study", "sweep_hash",
+    "ATTR_BASE", "ATTR_EXECUTOR", "ATTR_OBJECTIVE", "ATTR_SPACE", "ATTR_SWEEP_HASH", "SweepGridSampler",
+    "TrialSeededSampler", "distribution", "make_sampler", "objective_value", "open_study", "sweep_hash", "trial_seed",
 ]
 
 ATTR_SWEEP_HASH = "lgrpo:sweep_hash"
@@ -42,20 +46,95 @@ def distribution(entry: SpaceEntry) -> optuna.distributions.BaseDistribution:
     return optuna.distributions.FloatDistribution(float(low), float(high), log=entry.log, step=entry.step)
 
 
-def make_sampler(sweep: SweepConfig, n_existing_trials: int = 0) -> optuna.samplers.BaseSampler:
-    """Seeded TPE (default), random, or grid sampler over the sweep's space.
+def trial_seed(seed: int, number: int) -> int:
+    """The seed of trial ``number``'s draws in a study seeded ``seed`` (a 32-bit hash of both: studies with
+    neighbouring seeds do not share draws shifted by one trial, as ``seed + number`` would)."""
+    return int.from_bytes(hashlib.sha256(f"lgrpo-sampler/{seed}/{number}".encode()).digest()[:4], "big")
 
-    The seed is ``sampler.seed + n_existing_trials``: a sampler's random state does not survive its process,
-    so a re-opened study would otherwise draw again the points its first session drew; offsetting by the
-    trials already stored keeps a resumed sweep deterministic without repeating them.
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """A sampler whose draws for a trial are seeded by :func:`trial_seed` (the study's seed, the trial's number).
+
+    Optuna's storage gives every trial a number atomically (``Study.ask`` creates the trial, then the sampler sees
+    it), so sweeps running in several processes on one study draw independently, and a study resumed later
+    continues where it stopped without replaying its first draws, while the same study replayed with the same
+    seed and values draws the same points. It holds one inner sampler per trial, made by ``build(seed)`` in
+    ``before_trial`` (the first sampler call of a trial, before any draw) and dropped in ``after_trial``; every
+    call is delegated to the inner sampler of its trial (only Optuna's public sampler interface is used).
+    """
+
+    _KEEP = 256  # inner samplers of trials asked here and not told here (told by another process): the newest kept
+
+    def __init__(self, build: Callable[[int], optuna.samplers.BaseSampler], seed: int):
+        self._build = build
+        self._seed = seed
+        self._inner: OrderedDict[int, optuna.samplers.BaseSampler] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _for(self, trial: FrozenTrial) -> optuna.samplers.BaseSampler:
+        with self._lock:
+            inner = self._inner.get(trial.number)
+            if inner is None:
+                inner = self._inner[trial.number] = self._build(trial_seed(self._seed, trial.number))
+                while len(self._inner) > self._KEEP:
+                    self._inner.popitem(last=False)
+            return inner
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._for(trial).before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._for(trial).after_trial(study, trial, state, values)
+        with self._lock:
+            self._inner.pop(trial.number, None)
+
+    def reseed_rng(self) -> None:
+        """Nothing to do: every trial's draws are seeded from its number (``Study.optimize(n_jobs>1)`` calls this)."""
+
+
+class SweepGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its ``after_trial``, which calls ``Study.stop`` once the grid is used up:
+    that raises outside ``Study.optimize`` (a sweep asks and tells, and stops at ``n_trials`` by itself)."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
+
+
+def make_sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
+    """Seeded TPE (default), random, or grid sampler over the sweep's space. A trial's random draws depend on the
+    sweep's seed and the trial's number (and, for TPE past its startup trials, on the values told before), never on
+    when a process opened the study or how many trials it saw then.
+
+    * tpe / random: a :class:`TrialSeededSampler`: trial ``n`` draws from the seed ``trial_seed(sampler.seed, n)``.
+      Trial numbers are unique (the storage assigns them atomically), so concurrent sweep processes on one study
+      draw independently and a resumed study does not replay its first draws; the same seed, with the same
+      values told, replays the same points. "Never identical" means independent draws: over a continuous range two
+      trials' points differ (with probability 1); over a discrete space with few values two independent draws may
+      still coincide by chance (TPE, too, may propose a point again). Equal parameters are the same run
+      (the same run id), trained once and its value reused.
+    * grid: Optuna's grid sampler seeded with ``sampler.seed`` (the seed only shuffles the grid's order, and must
+      not change between sessions: a resumed study would map its grid ids to other points). Trial ``n`` takes
+      point ``n`` of the shuffled grid, so trials, in any number of processes, take distinct points until every
+      point has been started; after that a trial repeats a point not yet finished (Optuna's rule), which is the
+      same run, trained once.
     """
     config = sweep.sampler
-    seed = config.seed + n_existing_trials
-    if config.kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
     if config.kind == "grid":
-        return optuna.samplers.GridSampler({key: entry.grid_values() for key, entry in sweep.space.items()}, seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.n_startup_trials)
+        return SweepGridSampler({key: entry.grid_values() for key, entry in sweep.space.items()}, seed=config.seed)
+    if config.kind == "random":
+        return TrialSeededSampler(lambda seed: optuna.samplers.RandomSampler(seed=seed), config.seed)
+    n_startup_trials = config.n_startup_trials
+    return TrialSeededSampler(lambda seed: optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials),
+                              config.seed)
 
 
 def sweep_hash(loaded: LoadedSweep) -> str:
@@ -74,12 +153,8 @@ def open_study(loaded: LoadedSweep, *, heartbeats: bool = True) -> optuna.Study:
     sweep = loaded.sweep
     retry = retry_callback(sweep.max_retries)
     storage = open_storage(loaded.storage, heartbeat_interval=sweep.heartbeat_interval if heartbeats else None,
-                           grace_period=sweep.grace_period, stale_trial_callback=retry)
-    try:
-        existing = len(storage.get_all_trials(storage.get_study_id_from_name(sweep.name), deepcopy=False))
-    except KeyError:
-        existing = 0
-    study = optuna.create_study(study_name=sweep.name, storage=storage, sampler=make_sampler(sweep, existing),
+                           grace_period=sweep.grace_period, stale_trial_callback=retry, writable=True)
+    study = optuna.create_study(study_name=sweep.name, storage=storage, sampler=make_sampler(sweep),
                                 pruner=make_pruner(sweep.pruner.model_dump()), direction=sweep.objective.direction,
                                 load_if_exists=True)
     digest = sweep_hash(loaded)
