@@ -282,12 +282,11 @@ def main(argv: list[str] | None = None) -> int:
             path = work / "vllm-run.yaml"
             path.write_text(yaml.safe_dump(vllm_config.model_dump(mode="json"), sort_keys=False))
             cli("train", str(path), cwd=work)
-            from lgrpo_bench.tracking import TAG_RUN_ID, find_runs_by_tag, open_client
             from lgrpo_bench.runs.resolve import run_id
+            from lgrpo_bench.tracking.reader import find_train_run, open_reader
 
-            client = open_client(vllm_config.tracking.uri)
-            experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
-            (run,) = find_runs_by_tag(client, experiment, TAG_RUN_ID, run_id(vllm_config))
+            with open_reader(vllm_config.tracking.uri) as reader:
+                run = find_train_run(reader, EXPERIMENT, run_id(vllm_config))
             return f"{step_seconds(vllm_config.tracking.uri, run.info.run_id):.2f} s/step with vLLM colocate rollouts"
 
         checks.run("vllm-rollouts", vllm_rollouts, skip_reason=vllm_skip or no_model)

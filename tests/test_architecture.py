@@ -5,7 +5,11 @@
 * every run-folder name (``config.yaml``, ``run.log``, ``checkpoint-N``, ...) only in the run record (the schema
   may name MLflow artifacts that happen to share a name);
 * the packages form layers (ARCHITECTURE.md): a module imports only packages of lower layers and its own
-  package, at the top of the file or inside a function alike; ``config`` imports nothing of ours.
+  package, at the top of the file or inside a function alike; ``config`` imports nothing of ours;
+* the store has one reader: ``sqlite3`` is imported by :mod:`lgrpo_bench.tracking.reader` only, and MLflow's private
+  client (``_tracking_client``) is used nowhere;
+* a training run is created (``lgrpo.kind = train``) only by :mod:`lgrpo_bench.runs.tracked`, and a run is looked up
+  by its run id (``lgrpo.run_id``) only through :func:`lgrpo_bench.tracking.reader.train_runs_by_run_id`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lgrpo_bench"
 RECORD = PACKAGE / "tracking" / "record.py"
+READER = PACKAGE / "tracking" / "reader.py"
+TRACKED = PACKAGE / "runs" / "tracked.py"
 SCHEMA = PACKAGE / "tracking" / "schema.py"
 
 LAYERS: dict[str, int] = {
@@ -164,3 +170,47 @@ def test_checking_a_grid_imports_no_heavy_library(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "15 runs" in done.stdout and done.stdout.strip().endswith("imported: []"), done.stdout[-500:]
+
+
+def _imports(tree: ast.AST) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def test_sqlite3_is_imported_by_the_store_reader_only():
+    offenders = [f"{path.relative_to(PACKAGE.parent)}:{line}" for path in _modules() if path != READER
+                 for line, name in _imports(_tree(path)) if name.split(".")[0] == "sqlite3"]
+    assert offenders == [], f"sqlite3 outside tracking/reader.py (read the store through its reader): {offenders}"
+    assert any(name == "sqlite3" for _, name in _imports(_tree(READER)))
+
+
+def test_no_private_mlflow_client():
+    offenders = []
+    for path in _modules():
+        for node in ast.walk(_tree(path)):
+            if (isinstance(node, ast.Attribute) and node.attr == "_tracking_client") or (
+                    isinstance(node, ast.Constant) and node.value == "_tracking_client"):
+                offenders.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert offenders == [], f"MLflow's private _tracking_client used: {offenders}"
+
+
+def test_training_runs_are_created_and_looked_up_in_one_place():
+    """``KIND_TRAIN`` in a run's creation tags only in runs/tracked.py; ``TAG_RUN_ID`` as a search key only in the reader."""
+    creators, lookups = [], []
+    for path in _modules():
+        for node in ast.walk(_tree(path)):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            names = {n.attr if isinstance(n, ast.Attribute) else getattr(n, "id", None) for n in ast.walk(node)}
+            if name in ("run_tags", "create_run") and "KIND_TRAIN" in names and path != TRACKED:
+                creators.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+            if name in ("runs", "search_runs") and "TAG_RUN_ID" in names and path != READER:
+                lookups.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert creators == [], f"training runs created outside runs/tracked.py: {creators}"
+    assert lookups == [], f"a run looked up by lgrpo.run_id outside tracking/reader.py: {lookups}"

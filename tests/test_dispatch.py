@@ -356,14 +356,14 @@ def test_local_grid_finishes_skips_retries_and_resumes(warm_tiny, tmp_path):
     # 4. one finished run's state deleted, and the orchestrator SIGKILLed while it retrains that run
     target = good[0]
     client.delete_run(after[target].info.run_id)
-    run_dir = tmp_path / "runs" / target
+    run_dir = tmp_path / "runs" / "grid-test" / target
     orchestrator = subprocess.Popen([PY, "-m", "lgrpo_bench.cli", "run", str(grid)], stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                     cwd=tmp_path)
     checkpoint = run_dir / "checkpoint-1" / "lgrpo-manifest.json"  # complete once it exists
     deadline = time.time() + 300
-    # the orchestrator first moves the old folder (with its checkpoints) aside, then the new run checkpoints
-    while not (list((tmp_path / "runs").glob(f"{target}.orphaned-*")) and checkpoint.exists()) \
+    # the run first moves the old results (its checkpoints) aside, then the new run checkpoints
+    while not (list((tmp_path / "runs" / "grid-test").glob(f"{target}.orphaned-*")) and checkpoint.exists()) \
             and orchestrator.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert orchestrator.poll() is None, "the grid ended before it could be killed:\n" + orchestrator.stdout.read()
@@ -374,7 +374,7 @@ def test_local_grid_finishes_skips_retries_and_resumes(warm_tiny, tmp_path):
     while _alive(worker["child_pid"]) and time.time() < deadline:
         time.sleep(0.1)
     assert not _alive(worker["child_pid"]), "the training process outlived its orchestrator"
-    assert list((tmp_path / "runs").glob(f"{target}.orphaned-*")), "the deleted run's old folder was moved aside"
+    assert list((tmp_path / "runs" / "grid-test").glob(f"{target}.orphaned-*")), "the deleted run's results were moved aside"
     assert states(grid) == {**dict.fromkeys(set(good) | set(bad) - {target}, DONE), target: STOPPED}
 
     # 5. the next run resumes exactly that run, from its checkpoint, into one MLflow run
@@ -416,7 +416,7 @@ def test_ray_executor_without_a_cluster_runs_a_two_run_grid(warm_tiny, tmp_path)
     parent = grid_parent(tmp_path)[1]
     assert {r.data.tags["mlflow.parentRunId"] for r in runs.values()} == {parent.info.run_id}
     for rid in runs:
-        assert "run " + rid in (tmp_path / "runs" / rid / "run.log").read_text()
+        assert "run " + rid in (tmp_path / "runs" / "grid-test" / rid / "run.log").read_text()
 
 
 def test_live_view_renders_running_runs_with_step_reward_and_eta(tmp_path):
@@ -460,6 +460,6 @@ def test_make_job_writes_the_config_and_layers_the_environment(tmp_path, monkeyp
     assert job.env["LGRPO_DATA_DIR"] == "/shared/math" and job.env["A"] == "2" and job.env["LGRPO_TRIAL"] == "{}"
     assert "UNRELATED_VAR" not in job.env
     assert job.layout.config_file.read_text() == dump_yaml(prepared.config)
-    assert job.run_dir == str(tmp_path / "runs" / "abc123")
+    assert job.run_dir == str(tmp_path / "runs" / "lgrpo-bench" / "abc123")
     dry = make_job(prepare_run(config, rid="def456", write=False), executor, label="", parent_run_id=None, write=False)
     assert not Path(dry.run_dir).exists()

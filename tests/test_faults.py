@@ -176,7 +176,7 @@ def assert_completes(grid: Path, tmp_path: Path, *, ran: int, skipped: int) -> d
 def test_sigkill_of_a_training_process_fails_that_run_only_and_the_next_run_resumes_it(warm_tiny, tmp_path):
     grid = write_grid(tmp_path, str(warm_tiny.path), steps=RACE_STEPS)
     target, other = run_ids(grid)
-    run_dir = tmp_path / "runs" / target
+    run_dir = tmp_path / "runs" / EXPERIMENT / target
     orchestrator = start_run(grid, tmp_path)
     wait_until(lambda: checkpointed_not_final(run_dir), orchestrator, f"run {target} saved a checkpoint")
     child = json.loads((run_dir / "worker.json").read_text())["child_pid"]
@@ -218,7 +218,7 @@ def test_sigkill_of_the_orchestrator_takes_both_runs_down_and_the_next_run_resum
     steps = 30  # both runs must be between checkpoints at once, though they start up to seconds apart
     grid = write_grid(tmp_path, str(warm_tiny.path), steps=steps)
     rids = run_ids(grid)
-    run_dirs = [tmp_path / "runs" / rid for rid in rids]
+    run_dirs = [tmp_path / "runs" / EXPERIMENT / rid for rid in rids]
     orchestrator = start_run(grid, tmp_path)
     wait_until(lambda: all(checkpointed_not_final(d) for d in run_dirs), orchestrator, "both runs saved a checkpoint")
     children = [json.loads((d / "worker.json").read_text())["child_pid"] for d in run_dirs]
@@ -259,11 +259,11 @@ def test_a_failed_evaluation_is_redone_without_retraining(warm_tiny, tmp_path):
     evaluation = {"benchmarks": ["arith"], "limit": 8, "overrides": {"arith": {"max_tokens": 300}}}
     grid = write_grid(tmp_path, str(warm_tiny.path), seeds=(0,), slots=1, evaluation=evaluation)
     (rid,) = run_ids(grid)
-    run_dir = tmp_path / "runs" / rid
+    run_dir = tmp_path / "runs" / EXPERIMENT / rid
 
     first = cli("run", str(grid), cwd=tmp_path)
     assert first.returncode == 1, first.stdout + first.stderr
-    assert f"failed {rid}: eval exit code 2" in first.stdout and "does not fit the model's context" in first.stdout
+    assert f"failed {rid}: eval exit code 1" in first.stdout and "does not fit the model's context" in first.stdout
     (run,) = train_runs(tmp_path).values()
     tags = run.data.tags
     assert tags["lgrpo.failed_step"] == "eval" and tags["lgrpo.state"] == "trained"
@@ -321,7 +321,7 @@ def _make_read_only(folder: Path, probe: Path) -> tuple[str, Callable[[], object
 def test_a_run_folder_that_turns_read_only_fails_that_run_and_it_completes_once_writable(warm_tiny, tmp_path):
     grid = write_grid(tmp_path, str(warm_tiny.path), steps=RACE_STEPS)
     target, other = run_ids(grid)
-    run_dir = tmp_path / "runs" / target
+    run_dir = tmp_path / "runs" / EXPERIMENT / target
     orchestrator = start_run(grid, tmp_path)
     undo = None
     try:

@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from test_faults import (
+    EXPERIMENT,
     assert_completes,
     checkpointed_not_final,
     cli,
@@ -30,7 +31,7 @@ def test_sigterm_of_the_orchestrator_says_stopped_in_the_store_the_plan_and_the_
     grid = write_grid(tmp_path, str(warm_tiny.path), steps=30)
     rids = run_ids(grid)
     orchestrator = start_run(grid, tmp_path)
-    wait_until(lambda: all(checkpointed_not_final(tmp_path / "runs" / rid) for rid in rids), orchestrator,
+    wait_until(lambda: all(checkpointed_not_final(tmp_path / "runs" / EXPERIMENT / rid) for rid in rids), orchestrator,
                "both runs to be between checkpoints")
     orchestrator.send_signal(signal.SIGTERM)
     output = orchestrator.communicate(timeout=180)[0]
@@ -55,7 +56,7 @@ def test_sigterm_of_the_orchestrator_says_stopped_in_the_store_the_plan_and_the_
 def test_a_truncated_checkpoint_is_passed_over_for_the_newest_complete_one(warm_tiny, tmp_path):
     grid = write_grid(tmp_path, str(warm_tiny.path), seeds=(0,), slots=1, steps=12)
     (rid,) = run_ids(grid)
-    run_dir = tmp_path / "runs" / rid
+    run_dir = tmp_path / "runs" / EXPERIMENT / rid
     orchestrator = start_run(grid, tmp_path)
     wait_until(lambda: (run_dir / "checkpoint-3" / "lgrpo-manifest.json").exists() and not (run_dir / "final").exists(),
                orchestrator, "three checkpoints")
@@ -72,7 +73,7 @@ def test_a_truncated_checkpoint_is_passed_over_for_the_newest_complete_one(warm_
 
     final = assert_completes(grid, tmp_path, ran=1, skipped=0)[rid]
     log = (run_dir / "run.log").read_text()
-    assert f"not resuming from an incomplete checkpoint: {newest[1].name}/model.safetensors has" in log, log[-3000:]
+    assert f"not resuming from a checkpoint that failed verification: {newest[1].name}/model.safetensors has" in log, log[-3000:]
     assert f"resuming from {fallback}" in log
     assert final.data.tags["lgrpo.resumed_from"] == fallback
     assert loss_steps(tmp_path, final) == list(range(1, 13))
@@ -87,7 +88,7 @@ def test_missing_pieces_are_said_in_one_line_each(warm_tiny, tmp_path):
     grid = write_grid(tmp_path, str(warm_tiny.path), seeds=(0,), slots=1, steps=2)
     (rid,) = run_ids(grid)
     assert_completes(grid, tmp_path, ran=1, skipped=0)
-    shutil.rmtree(tmp_path / "runs" / rid / "final")
+    shutil.rmtree(tmp_path / "runs" / EXPERIMENT / rid / "final")
     plan = cli("plan", str(grid), cwd=tmp_path)
     assert plan.returncode == 0 and "its final model is gone" in plan.stdout, plan.stdout
     assert "warning: 1 done run(s) lost their final model folder" in " ".join(plan.stdout.split()), plan.stdout
@@ -98,5 +99,7 @@ def test_missing_pieces_are_said_in_one_line_each(warm_tiny, tmp_path):
     assert "warning: 1 run(s) have checkpoints in their folders but no MLflow record" in flat, plan.stdout
     again = cli("run", str(grid), cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert f"run {rid}: its folder held results the store has no record of; moved to" in again.stderr, again.stderr
-    assert list((tmp_path / "runs").glob(f"{rid}.orphaned-*"))
+    log = (tmp_path / "runs" / EXPERIMENT / rid / "run.log").read_text()
+    assert f"run {rid}: its folder held the results of no MLflow run the store knows; moved them to" in log, log[-3000:]
+    (orphaned,) = (tmp_path / "runs" / EXPERIMENT).glob(f"{rid}.orphaned-*")
+    assert list(orphaned.glob("checkpoint-*")) and (orphaned / "owner.json").is_file()  # its results, kept aside

@@ -102,7 +102,8 @@ def test_racing_runs_log_one_warm_start_run_nested_under_the_grid(tmp_path, monk
     band = SimpleNamespace(in_band=True, greedy_acc=0.43)
     build = SimpleNamespace(path=folder, metrics={"greedy_acc": 0.43, "n_params": 10}, band=band)
     threads = [threading.Thread(target=log_warm_start, args=(t.open_client(f"sqlite:///{tmp_path / 'mlflow.db'}"),
-                                                             experiment_id, "tiny-s", build)) for _ in range(4)]
+                                                             experiment_id, "tiny-s", build, tmp_path / "runs"))
+               for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:

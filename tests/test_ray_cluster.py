@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 from clusters import RayCluster, log, pid_alive
-from test_faults import checkpointed_not_final, loss_steps, resumed_from, run_ids, states, train_runs, write_grid
+from test_faults import EXPERIMENT, checkpointed_not_final, loss_steps, resumed_from, run_ids, states, train_runs, write_grid
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.xdist_group("ray")]  # one Ray at a time
 
@@ -109,8 +109,8 @@ def test_ray_cluster_grid_with_address_auto_survives_a_dead_worker_node(ray_clus
             deadline = time.monotonic() + 300
             while True:  # the runs on the worker node, once every one of them has a checkpoint
                 on_worker = {rid for rid, (_pid, parent) in watch.workers.items() if parent == worker_raylet
-                             and (tmp_path / "runs" / rid / "worker.json").exists()}
-                if on_worker and all(checkpointed_not_final(tmp_path / "runs" / rid) for rid in on_worker):
+                             and (tmp_path / "runs" / EXPERIMENT / rid / "worker.json").exists()}
+                if on_worker and all(checkpointed_not_final(tmp_path / "runs" / EXPERIMENT / rid) for rid in on_worker):
                     break
                 if orchestrator.poll() is not None or time.monotonic() > deadline:
                     orchestrator.kill()
@@ -160,7 +160,7 @@ def test_ray_cluster_grid_with_address_auto_survives_a_dead_worker_node(ray_clus
         assert final[rid].info.end_time == runs[rid].info.end_time
     for rid in victims:
         assert loss_steps(tmp_path, final[rid]) == list(range(1, STEPS + 1))
-        assert len(resumed_from(tmp_path / "runs" / rid)) == 1
+        assert len(resumed_from(tmp_path / "runs" / EXPERIMENT / rid)) == 1
     assert set(states(grid).values()) == {"done"}
     log(f"Ray test: resumed {victims} from {[resumed_from(tmp_path / 'runs' / rid) for rid in victims]}; "
         f"whole test {time.monotonic() - started:.0f} s")

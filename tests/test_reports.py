@@ -12,7 +12,7 @@ from report_store import RunSpec, build_store
 
 from lgrpo_bench.reports import IncomparableRuns, ReportInputError, build_table, generate_report, load_report_table, load_runs
 from lgrpo_bench.reports.render import escape_latex, escape_markdown, to_latex, to_latex_deltas, to_markdown
-from lgrpo_bench.reports.loader import load_problem_records
+from lgrpo_bench.reports.loader import load_problem_records, open_store
 from lgrpo_bench.reports.stats import (
     aggregate_curves,
     generated_tokens,
@@ -291,22 +291,24 @@ def test_print_summary_table(paper_store):
     console = Console(record=True, width=200)
     from lgrpo_bench.reports import print_summary_table
 
-    table = print_summary_table(paper_store[0], experiment="paper", console=console, statistics=False)
+    table = print_summary_table(paper_store[0], experiments=["paper"], console=console, statistics=False)
     text = console.export_text()
     assert table is not None and "lambda_grpo" in text and "60.0 ± 10.0" in text and "Δ vs grpo" in text
-    assert print_summary_table(paper_store[0], experiment="nope", console=console) is None
+    assert print_summary_table(paper_store[0], experiments=["nope"], console=console) is None
     assert "no results table" in console.export_text()
 
 
 def test_sql_fast_path_reads_what_search_runs_reads(paper_store):
-    _, client, _, _ = paper_store
+    """The SQLite reader (no MLflow) and MLflow's client give the report the same runs."""
+    uri, client, _, _ = paper_store
+    direct = open_store(uri)
     for grid in (None, "g1"):
-        fast, slow = load_runs(client, ["paper"], grid=grid), load_runs(client, ["paper"], grid=grid, fast=False)
+        fast, slow = load_runs(direct, ["paper"], grid=grid), load_runs(client, ["paper"], grid=grid)
         assert fast.runs == slow.runs and fast.grid_runs == slow.grid_runs and fast.skipped == slow.skipped
         assert len(fast.runs) == 8
     # tag filters (what `plan` reads: model and task), with and without the grid
     tags = {t.TAG_MODEL_SIZE: "1B", t.TAG_ALGORITHM: "grpo"}
-    fast, slow = load_runs(client, tags=tags), load_runs(client, tags=tags, fast=False)
+    fast, slow = load_runs(direct, tags=tags), load_runs(client, tags=tags)
     assert fast.runs == slow.runs and [r.run_id for r in fast.runs] == ["grpo-1B-s0", "grpo-1B-s1", "grpo-1B-s2"]
     assert load_runs(client, grid="g1", tags=tags).runs == fast.runs
     assert fast.runs[0].params["train.num_generations"] == "4"  # every logged param is kept (row keys come from them)

@@ -19,7 +19,8 @@ import pytest
 from report_store import RunSpec, build_store
 
 from lgrpo_bench.reports import build_table, generate_report, load_report_table, load_runs
-from lgrpo_bench.reports.loader import RunRecord, SqliteStore, load_histories, open_store
+from lgrpo_bench.reports.loader import RunRecord, load_histories, open_store
+from lgrpo_bench.tracking.reader import SqliteReader
 from lgrpo_bench.reports.render import rich_tables, to_html, to_markdown
 from lgrpo_bench.reports.report import report_figures
 from lgrpo_bench.reports.table import EFFICIENCY
@@ -135,8 +136,8 @@ def test_nan_metric_shows_as_nan_and_warns(tmp_path):
     specs += [RunSpec("dapo", 0, acc={"b1": float("nan"), "b2": 0.4}), RunSpec("dapo", 1, acc={"b1": 0.6, "b2": 0.4})]
     specs += [RunSpec("dr_grpo", s, acc={"b2": 0.35}) for s in range(2)]  # b1 missing: still "—"
     uri, client, ids, _ = build_store(tmp_path, specs)
-    for fast in (True, False):
-        dapo = next(r for r in load_runs(client, fast=fast).runs if r.run_id == "dapo-tiny-s0")
+    for store in (open_store(uri), client):  # the SQLite reader and MLflow's client
+        dapo = next(r for r in load_runs(store).runs if r.run_id == "dapo-tiny-s0")
         assert math.isnan(dapo.eval_metrics["b1"]["acc"])
     table, _, _ = load_report_table(uri, statistics=True)
     markdown = to_markdown(table)
@@ -218,7 +219,7 @@ def test_out_of_band_warm_start_and_rate_limited_lambda_are_marked(hardware_stor
 
 
 def test_sqlite_store_is_read_without_mlflow(tmp_path):
-    """open_store gives a SqliteStore; a --no-plots report and plan's power lines import neither MLflow nor the heavy
+    """open_store gives the SQLite reader; a --no-plots report and plan's power lines import neither MLflow nor the heavy
     plotting/statistics stacks; histories equal MLflow's own get_metric_history, a resumed step keeping its latest value."""
     specs = [RunSpec(algorithm, seed, acc={"b1": 0.5 + 0.1 * seed + (0.05 + 0.02 * seed) * (algorithm == "dapo")},
                      curves={t.TRAIN_HELDOUT_ACC: [(0, 0.1), (10, 0.2 + 0.1 * seed), (20, float("nan"))]},
@@ -230,14 +231,14 @@ def test_sqlite_store_is_read_without_mlflow(tmp_path):
     for spec in specs:  # a resumed run logs step 10 again, later: its latest value counts
         client.log_batch(ids[spec.run_id], metrics=[Metric(t.TRAIN_HELDOUT_ACC, 0.3 + 0.1 * spec.seed, 4_000_000_000_000, 10)])
     store = open_store(uri)
-    assert isinstance(store, SqliteStore)
+    assert isinstance(store, SqliteReader) and store.direct
     fast = load_histories(store, list(ids.values()), [t.TRAIN_HELDOUT_ACC, t.TRAIN_REWARD_MEAN])
-    slow = load_histories(client, list(ids.values()), [t.TRAIN_HELDOUT_ACC, t.TRAIN_REWARD_MEAN], fast=False)
+    slow = load_histories(client, list(ids.values()), [t.TRAIN_HELDOUT_ACC, t.TRAIN_REWARD_MEAN])
     assert json.dumps(fast, sort_keys=True) == json.dumps(slow, sort_keys=True)  # NaN included (json writes NaN)
     steps, values = fast[t.TRAIN_HELDOUT_ACC][ids["grpo-tiny-s1"]]
     assert steps == [0, 10, 20] and values[:2] == [0.1, 0.4] and math.isnan(values[2])
     assert fast[t.TRAIN_REWARD_MEAN] == {}
-    assert json.dumps([asdict(r) for r in load_runs(store).runs]) == json.dumps([asdict(r) for r in load_runs(client, fast=False).runs])
+    assert json.dumps([asdict(r) for r in load_runs(store).runs]) == json.dumps([asdict(r) for r in load_runs(client).runs])
     script = f"""
 import sys
 from types import SimpleNamespace

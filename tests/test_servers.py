@@ -278,7 +278,7 @@ axes:
     view = json.loads(experiment.tags[f"{t.SHARED_VIEW_TAG_PREFIX}{t.GRID_VIEW_KEY_PREFIX}viewed"])
     assert view["groupBy"]["groupByKeys"] == [{"mode": "param", "groupByData": "algorithm.name"}]
     assert "metrics.`eval/arith/acc`" in view["selectedColumns"]
-    assert view["searchFilter"] == "tags.`lgrpo.grid` = 'viewed' AND tags.`lgrpo.kind` = 'train'"
+    assert view["searchFilter"] == "tags.`lgrpo.in_grid.viewed` = 'true' AND tags.`lgrpo.kind` = 'train'"
     code = (f"import sys; from lgrpo_bench.tracking.store import ui_links; print(ui_links({uri!r}, 'viewed')); "
             "assert 'mlflow' not in sys.modules, 'imported mlflow'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

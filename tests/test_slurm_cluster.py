@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 import yaml
 from clusters import ensure_slurm_installed, log, slurm_cluster
-from test_faults import checkpointed_not_final, loss_steps, resumed_from, run_ids, states, train_runs, write_grid
+from test_faults import EXPERIMENT, checkpointed_not_final, loss_steps, resumed_from, run_ids, states, train_runs, write_grid
 
 from lgrpo_bench.runs.resolve import load_grid
 from lgrpo_bench.dispatch import plan_grid
@@ -170,7 +170,7 @@ def test_slurm_job_array_queues_cancels_times_out_and_resumes(on_slurm, warm_tin
     limit = slurm_grid(tmp_path, model, seeds=(3,), executor={"time": "00:01:00"}, name="limit")
     cancelled, finishing, queued = run_ids(array)
     (timed_out,) = run_ids(limit)
-    run_dirs = {rid: tmp_path / "runs" / rid for rid in (cancelled, finishing, queued, timed_out)}
+    run_dirs = {rid: tmp_path / "runs" / EXPERIMENT / rid for rid in (cancelled, finishing, queued, timed_out)}
     log(f"grid 'array' (array_parallelism 2): {cancelled} gets scancel, {finishing} finishes, {queued} waits; "
         f"grid 'limit': {timed_out} outlives its 1-minute limit")
 
@@ -276,7 +276,7 @@ def test_plan_shows_queued_only_while_slurm_lists_the_job_as_pending(on_slurm, t
 
     grid = slurm_grid(tmp_path, "tiny-s", seeds=(0,), executor={})
     (rid,) = run_ids(grid)
-    run_dir = tmp_path / "runs" / rid
+    run_dir = tmp_path / "runs" / EXPERIMENT / rid
     run_dir.mkdir(parents=True)
     held = subprocess.run(["sbatch", "--hold", "--parsable", "--wrap", "sleep 1"], capture_output=True, text=True,
                           check=True).stdout.strip()

@@ -6,7 +6,7 @@ import math
 import subprocess
 import sys
 
-from lgrpo_bench.tracking.sqlstore import StoreReader
+from lgrpo_bench.tracking.reader import SqliteReader as StoreReader
 from lgrpo_bench.tracking.store import open_client
 
 
@@ -35,7 +35,7 @@ def test_reader_returns_what_search_runs_returns(tmp_path):
     uri, client, a, b, made = _store(tmp_path)
     with StoreReader(tmp_path / "mlflow.db") as reader:
         assert reader.experiment_id("a") == a and reader.experiment_id("gone") is None
-        assert [name for _, name in reader.experiments()] == ["Default", "a", "b"]
+        assert [e.name for e in reader.experiments()] == ["Default", "a", "b"]
         ours = reader.runs([a], params=True)
         theirs = client.search_runs([a], order_by=["attributes.start_time DESC"])
         assert [r.info.run_id for r in ours] == [r.info.run_id for r in theirs]
@@ -54,9 +54,29 @@ def test_reader_returns_what_search_runs_returns(tmp_path):
 
 def test_reading_does_not_import_mlflow(tmp_path):
     _store(tmp_path)
-    code = ("import sys; from lgrpo_bench.tracking.sqlstore import StoreReader; "
+    code = ("import sys; from lgrpo_bench.tracking.reader import SqliteReader as StoreReader; "
             f"r = StoreReader({str(tmp_path / 'mlflow.db')!r}); print(len(r.runs([r.experiment_id('a')]))); "
             "assert 'mlflow' not in sys.modules, 'mlflow imported'")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "5"
+
+
+def test_the_client_reader_returns_what_the_sqlite_reader_returns_across_pages(tmp_path):
+    """Both implementations of the one reader give the same runs (newest first, tags, params, metrics) for the same
+    selections, the client one paging through MLflow's search two runs at a time."""
+    from lgrpo_bench.tracking.reader import ClientReader
+
+    uri, client, a, b, made = _store(tmp_path)
+    paged = ClientReader(uri, client=client, page_size=2)
+    with StoreReader(tmp_path / "mlflow.db") as direct:
+        assert direct.direct and [e.name for e in paged.experiments()] == [e.name for e in direct.experiments()]
+        for selection in ({}, {"tag_equals": {"lgrpo.grid": "g"}}, {"tag_not_in": {"lgrpo.kind": ("eval", "warm_start")}},
+                          {"tag_equals": {"lgrpo.run_id": "r1", "lgrpo.kind": "train"}}):
+            ours = direct.runs([a, b], params=True, **selection)
+            theirs = paged.runs([a, b], params=True, **selection)
+            assert [r.info.run_id for r in ours] == [r.info.run_id for r in theirs], selection
+            assert [(r.data.tags, r.data.params) for r in ours] == [(r.data.tags, r.data.params) for r in theirs]
+        histories = direct.metric_histories(made, ["train/loss"])
+        assert histories == paged.metric_histories(made, ["train/loss"])
+        assert sorted(step for step, _, _ in histories["train/loss"][made[0]]) == [1, 2]

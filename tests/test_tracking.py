@@ -30,7 +30,6 @@ from lgrpo_bench.tracking.logger import BatchedMetricLogger, MetricFlushError  #
 from lgrpo_bench.tracking.store import (  # noqa: E402
     TrackingUnavailable,
     check_reachable,
-    find_runs_by_tag,
     get_or_create_experiment,
     open_client,
     resolve_tracking_uri,
@@ -584,30 +583,6 @@ def test_check_reachable_against_a_local_http_server(healthy):
     finally:
         server.shutdown()
         server.server_close()
-
-
-def test_find_runs_by_tag_filters_in_the_store_and_paginates(fresh_client):
-    experiment_id = get_or_create_experiment(fresh_client, "find-by-tag")
-    wanted = {
-        fresh_client.create_run(experiment_id, tags={schema.TAG_ALGORITHM: "lambda_grpo", schema.TAG_SEED: str(seed)}).info.run_id
-        for seed in range(3)
-    }
-    fresh_client.create_run(experiment_id, tags={schema.TAG_ALGORITHM: "grpo"})
-    calls = []
-    real_search_runs = fresh_client.search_runs
-
-    def counted(*args, **kwargs):
-        calls.append(kwargs.get("filter_string"))
-        return real_search_runs(*args, **kwargs)
-
-    fresh_client.search_runs = counted
-    runs = find_runs_by_tag(fresh_client, [experiment_id], schema.TAG_ALGORITHM, "lambda_grpo")
-    assert {run.info.run_id for run in runs} == wanted and len(calls) == 1
-    assert calls[0] == "tags.`lgrpo.algorithm` = 'lambda_grpo'"
-    paged = find_runs_by_tag(fresh_client, experiment_id, schema.TAG_ALGORITHM, "lambda_grpo", page_size=2)
-    assert {run.info.run_id for run in paged} == wanted and len(calls) == 3
-    one = find_runs_by_tag(fresh_client, experiment_id, schema.TAG_ALGORITHM, "lambda_grpo", extra_filter=f"tags.`{schema.TAG_SEED}` = '1'")
-    assert len(one) == 1
 
 
 def test_ui_command_binds_loopback_by_default():

@@ -103,7 +103,7 @@ def test_sigkilled_run_resumes_into_the_same_mlflow_run(warm_tiny, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "lgrpo_bench.cli", "train", str(config_file)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    checkpoint = tmp_path / "runs" / rid / "checkpoint-2" / "lgrpo-manifest.json"  # complete once it exists
+    checkpoint = tmp_path / "runs" / "test" / rid / "checkpoint-2" / "lgrpo-manifest.json"  # complete once it exists
     deadline = time.time() + 240
     while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -163,7 +163,7 @@ def test_train_cli_evaluates_in_a_fresh_process_and_both_steps_are_idempotent(wa
     again = subprocess.run([sys.executable, "-m", "lgrpo_bench.cli", "train", str(config_file)], capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "already done" in again.stdout and "training skipped" in again.stdout
+    assert "already done" in again.stdout and "nothing to do" in again.stdout
     assert "evaluating" not in again.stdout  # a done run has nothing left: no evaluation process is started
     assert len(client.search_runs([experiment_id], f"tags.`lgrpo.run_id` = '{rid}'")) == 1
     assert len(client.get_metric_history(run.info.run_id, "eval/arith/acc")) == 1
@@ -171,16 +171,26 @@ def test_train_cli_evaluates_in_a_fresh_process_and_both_steps_are_idempotent(wa
 
 @pytest.mark.slow
 def test_trained_but_unevaluated_run_is_not_retrained(warm_tiny, tmp_path):
+    """A run that is trained but not evaluated (the evaluation was interrupted) only gets its evaluation."""
+    from lgrpo_bench.runs.lifecycle import execute_run
+    from lgrpo_bench.runs.owner import claim_run
+    from lgrpo_bench.runs.tracked import open_tracked_run
     from lgrpo_bench.training.run import train
 
     config = build_run_config(short_run(tmp_path, warm_tiny.path, train={"max_steps": 1, "heldout_every": 0},
-                                        eval={"benchmarks": ["arith"]}))
+                                        eval={"benchmarks": ["arith"], "limit": 8}))
     run = prepared(config)
-    first = train(run.config, run.run_id)
+    with claim_run(run.layout) as _:  # what the lifecycle does before evaluating: train, then state trained
+        tracked = open_tracked_run(run.config, run.run_id, run.layout, print)
+        train(run.config, run.run_id, tracked)
+        tracked.move("trained")
     client = open_client(config.tracking.uri)
-    assert first.state == "trained" and client.get_run(first.mlflow_run_id).data.tags["lgrpo.state"] == "trained"
-    second = train(run.config, run.run_id)
-    assert second.skipped and second.mlflow_run_id == first.mlflow_run_id
+    assert client.get_run(tracked.mlflow_run_id).data.tags["lgrpo.state"] == "trained"
+    steps = metric_steps(client, tracked.mlflow_run_id, "train/loss")
+    outcome = execute_run(run.config, run.run_id)
+    assert not outcome.trained_now and outcome.state == "done" and outcome.mlflow_run_id == tracked.mlflow_run_id
+    assert metric_steps(client, tracked.mlflow_run_id, "train/loss") == steps == [1]  # not trained again
+    assert len(client.get_metric_history(tracked.mlflow_run_id, "eval/arith/acc")) == 1
 
 
 def test_rank_detection_from_the_launcher_environment():
@@ -199,8 +209,8 @@ def test_a_non_main_rank_trains_without_touching_mlflow(warm_tiny, tmp_path, mon
     monkeypatch.setenv("RANK", "1")  # WORLD_SIZE stays 1: no process group, the rank-1 code path alone
     config = build_run_config(short_run(tmp_path, warm_tiny.path, train={"max_steps": 2, "heldout_every": 1}))
     run = prepared(config)
-    result = train(run.config, run.run_id)
-    assert result.mlflow_run_id is None and not result.skipped
+    result = train(run.config, run.run_id, None)
+    assert result.mlflow_run_id is None and result.health.learned
     assert (result.model_dir / "model.safetensors").exists()
     client = open_client(config.tracking.uri)
     experiment = client.get_experiment_by_name(config.tracking.experiment)

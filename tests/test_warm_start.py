@@ -195,10 +195,9 @@ def test_out_of_band_start_warns_once_and_is_tagged(tmp_path):
     """A 1-step build lands far below the band: one warning line (fresh and cached), and the warm-start run
     and the train runs built on it carry in_band=false and the accuracy."""
     from lgrpo_bench import tracking as t
-    from lgrpo_bench.config import build_run_config
     from lgrpo_bench.tracking.schema import TAG_WARM_START_GREEDY_ACC, TAG_WARM_START_IN_BAND
     from lgrpo_bench.models.tiny import build_tiny
-    from lgrpo_bench.training.run import log_warm_start, run_tags
+    from lgrpo_bench.training.run import log_warm_start, warm_start_tags
 
     spec = _tiny_s(validation_size=8)
     lines: list[str] = []
@@ -216,15 +215,13 @@ def test_out_of_band_start_warns_once_and_is_tagged(tmp_path):
 
     client = t.open_client(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = t.get_or_create_experiment(client, "warm")
-    log_warm_start(client, experiment_id, "tiny-s", build)
+    log_warm_start(client, experiment_id, "tiny-s", build, tmp_path / "runs")
     (run,) = client.search_runs([experiment_id])
     acc = build.metrics["greedy_acc"]
     assert run.data.tags[TAG_WARM_START_IN_BAND] == "false"
     assert float(run.data.tags[TAG_WARM_START_GREEDY_ACC]) == pytest.approx(acc, abs=1e-4)
     assert run.data.tags[t.TAG_HARDWARE] == build.metrics["provenance"][t.TAG_HARDWARE]  # the machine that built it
 
-    config = build_run_config({"model": {"name": "tiny-s"}, "tracking": {"runs_dir": str(tmp_path / "runs")}})
-    tags = run_tags(config, "rid", "0.2M", build)
+    tags = warm_start_tags(build)  # what the train runs resting on the build are tagged with
     assert (tags[TAG_WARM_START_IN_BAND], tags[TAG_WARM_START_GREEDY_ACC]) == (
         "false", run.data.tags[TAG_WARM_START_GREEDY_ACC])
-    assert TAG_WARM_START_IN_BAND not in run_tags(config, "rid", "0.2M")  # no tiny build, no band tags

@@ -57,7 +57,9 @@ def eval_command(
     config_file: Optional[Path] = typer.Option(None, "--config", help="Run YAML: evaluate that run's final model into its MLflow run"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key of --config, e.g. --set eval.limit=20"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default: the config's, $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)"),
-    experiment: str = typer.Option("lgrpo-bench", "--experiment", help="MLflow experiment (without --config)"),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment (without --config): where "
+                                             "run:<id> is looked for (default: every experiment) and where other "
+                                             "models' evaluations are logged (default: lgrpo-bench)"),
     force: bool = typer.Option(False, "--force", help="Evaluate again and replace a benchmark logged with other settings"),
     no_log: bool = typer.Option(False, "--no-log", help="Log nothing to MLflow (and skip nothing)"),
 ) -> None:
@@ -107,15 +109,17 @@ def eval_command(
         evaluate,
     )
     from lgrpo_bench.models.loading import ModelLoadError
+    from lgrpo_bench.models.tiny import WarmStartCacheError
     from lgrpo_bench.tracking import TrackingUnavailable
 
-    from lgrpo_bench.runs.lifecycle import evaluate_step
+    from lgrpo_bench.runs.lifecycle import EvaluationFailed, evaluate_step
     from lgrpo_bench.runs.resolve import prepare_run
+    from lgrpo_bench.tracking.reader import StoreProblem
     from lgrpo_bench.tracking.record import RunLayout
 
     emit = echo_err if as_json or plain else typer.echo
     errors = (BackendUnavailable, BenchmarkDataError, EvalIdentityConflict, RunNotTrained, ModelLoadError,
-              TrackingUnavailable, KeyError, ValueError)
+              WarmStartCacheError, TrackingUnavailable, KeyError, ValueError)
     prepared = None
     if run_config is not None:
         run_config = run_config.model_copy(update={"eval": eval_config})
@@ -125,40 +129,61 @@ def eval_command(
             prepared = prepare_run(run_config, write=False)
         except errors as error:
             fail_input(str(error).strip('"'))
-    run_log = RunLayout.of(prepared.config.tracking.runs_dir, prepared.run_id).run_log if prepared else None
-    problem = None
+    run_log = RunLayout.for_config(prepared.config, prepared.run_id).run_log if prepared else None
+    problem = failure = None
     with library_output(run_log):  # lm-eval's and the model loaders' messages go to the run log (or a temp file)
         try:
             if prepared is not None:
                 result = evaluate_step(prepared.config, prepared.run_id, benchmarks=names, force=force, emit=emit)
             else:
-                result = evaluate(model, names, eval_config, tracking_uri=tracking_uri, experiment=experiment,
+                result = evaluate(model, names, eval_config, tracking_uri=tracking_uri, experiment=experiment or "lgrpo-bench",
                                   log=not no_log, force=force, emit=emit)
         except errors as error:
             problem = str(error).strip('"')
+        except EvaluationFailed as error:  # recorded on the run (failed_step = eval); a setting to fix, or a failure
+            cause = error.__cause__
+            if isinstance(cause, errors):
+                problem = str(cause).strip('"')
+            else:
+                failure = str(error)
+        except StoreProblem as error:
+            failure = str(error)
     if problem is not None:
         fail_input(problem)
+    if failure is not None:
+        typer.echo(f"error: {failure}", err=True)
+        raise typer.Exit(1)
     if as_json:
         typer.echo(json.dumps(result.metrics(), indent=2, sort_keys=True, allow_nan=True))
     else:
         _print_table(result, plain)
 
 
-def _run_config_of(run_id: str, tracking_uri: str | None, experiment: str):
-    """The resolved config of training run ``run_id`` (``lgrpo.run_id`` or MLflow run id), from its run folder."""
+def _run_config_of(run_id: str, tracking_uri: str | None, experiment: str | None):
+    """The resolved config of training run ``run_id`` (``lgrpo.run_id`` or MLflow run id), from its run folder; the run
+    is looked for in ``experiment``, or in every experiment of the store when none is given."""
     from lgrpo_bench.config import ConfigError
-    from lgrpo_bench.evaluation import find_train_run
     from lgrpo_bench.runs.resolve import read_resolved
-    from lgrpo_bench.tracking import TAG_MODEL_DIR, TAG_STATE, TrackingUnavailable, open_client, resolve_tracking_uri
+    from lgrpo_bench.tracking import TAG_MODEL_DIR, TAG_STATE, TrackingUnavailable, resolve_tracking_uri
+    from lgrpo_bench.tracking.reader import StoreProblem, find_train_runs_anywhere, open_reader
 
+    uri = resolve_tracking_uri(tracking_uri)
     try:
-        client = open_client(tracking_uri)
-    except TrackingUnavailable as error:
+        with open_reader(uri) as reader:
+            found = find_train_runs_anywhere(reader, run_id)
+    except (TrackingUnavailable, StoreProblem) as error:
         fail_input(str(error))
-    run = find_train_run(client, experiment, run_id)
-    if run is None:
-        fail_input(f"run:{run_id}: no training run with that lgrpo.run_id or MLflow run id in experiment "
-                   f"{experiment!r} of {resolve_tracking_uri(tracking_uri)}")
+    holding = sorted({name for name, _ in found})
+    if experiment is not None:
+        found = [(name, run) for name, run in found if name == experiment]
+    if not found:
+        where = f"experiment {experiment!r} of {uri}" if experiment is not None else uri
+        elsewhere = f"; experiments holding it: {', '.join(holding)} (pass --experiment)" if holding else ""
+        fail_input(f"run:{run_id}: no training run with that lgrpo.run_id or MLflow run id in {where}{elsewhere}")
+    if len({name for name, _ in found}) > 1:
+        fail_input(f"run:{run_id}: training runs of that run id are in several experiments ({', '.join(holding)}); "
+                   "choose one with --experiment")
+    name, run = found[0]
     model_dir = run.data.tags.get(TAG_MODEL_DIR)
     if not model_dir:
         fail_input(f"run:{run_id}: the run has no final model yet (state {run.data.tags.get(TAG_STATE)!r})")
@@ -166,6 +191,6 @@ def _run_config_of(run_id: str, tracking_uri: str | None, experiment: str):
         config, _ = read_resolved(Path(model_dir).parent)
     except ConfigError as error:
         fail_input(str(error))
-    config.tracking.uri = resolve_tracking_uri(tracking_uri)
-    config.tracking.experiment = experiment
+    config.tracking.uri = uri
+    config.tracking.experiment = name
     return config

@@ -80,15 +80,16 @@ def _print_results(expanded, console, baseline: str = "grpo", metric: str = "acc
     from lgrpo_bench.tracking.store import resolve_tracking_uri
 
     selection = selection_of(expanded)
-    print_summary_table(resolve_tracking_uri(selection.tracking_uri), grid=selection.name, console=console, baseline=baseline,
-                        metric=metric, key_order=selection.key_order, run_ids=selection.run_ids)
+    print_summary_table(resolve_tracking_uri(selection.tracking_uri), experiments=selection.experiments, grid=selection.name,
+                        console=console, baseline=baseline, metric=metric, key_order=selection.key_order,
+                        run_ids=selection.run_ids)
 
 
 def _layout(expanded, rid: str):
     from lgrpo_bench.tracking.record import RunLayout
 
     point = next(p for p in expanded.points if p.run_id == rid)
-    return RunLayout.of(point.config.tracking.runs_dir, rid)
+    return RunLayout.for_config(point.config, rid)
 
 
 @app.command("plan")

@@ -63,6 +63,7 @@ def report(
             fail_input(str(error))
         grid_name, key_order, run_ids = selection.name, list(selection.key_order), selection.run_ids
         uri = uri or selection.tracking_uri
+        experiments = experiments or list(selection.experiments)
 
     def keys_of(option: str, value: str | None) -> list[str] | None:
         if value is None:

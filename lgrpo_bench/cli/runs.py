@@ -26,22 +26,27 @@ def train(
         config = load_run(config_file, set_ or [])
     except ConfigError as error:
         fail_input(str(error))
-    from lgrpo_bench.runs.lifecycle import EvaluationFailed, execute_run
+    from lgrpo_bench.runs.lifecycle import EvaluationFailed, RunDidNotLearn, execute_run
+    from lgrpo_bench.runs.owner import FolderConflict
     from lgrpo_bench.runs.resolve import prepare_run
     from lgrpo_bench.tracking import TrackingUnavailable
+    from lgrpo_bench.tracking.reader import StoreProblem
     from lgrpo_bench.tracking.record import RunLayout
 
     prepared = prepare_run(config)
-    problem = None
-    with library_output(RunLayout.of(prepared.config.tracking.runs_dir, prepared.run_id).run_log):
+    problem = failure = None
+    with library_output(RunLayout.for_config(prepared.config, prepared.run_id).run_log):
         try:
             outcome = execute_run(prepared.config, prepared.run_id, emit=None if quiet else typer.echo)
         except (TrackingUnavailable, NotImplementedError) as error:
             problem = str(error)
-        except EvaluationFailed as error:  # the evaluation process has printed why
-            raise typer.Exit(error.returncode) from None
+        except (EvaluationFailed, RunDidNotLearn, FolderConflict, StoreProblem) as error:
+            failure = str(error)
     if problem is not None:
         fail_input(problem)
+    if failure is not None:
+        typer.echo(f"error: {failure}", err=True)
+        raise typer.Exit(1)
     if quiet:
         what = f"{outcome.state}" if outcome.trained_now else f"{outcome.state} (nothing to train)"
         typer.echo(f"run {outcome.run_id}: {what}; MLflow run {outcome.mlflow_run_id}")

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from lgrpo_bench.dispatch.commands import free_port, run_argv
 from lgrpo_bench.dispatch.state import HEARTBEAT_S, process_start_ticks, store_exists
+from lgrpo_bench.runs.lifecycle import describe_exit
 from lgrpo_bench.tracking.record import PARENT_RUN_ENV, RunLayout
 from lgrpo_bench.tracking.serve import signal_when_parent_dies
 
@@ -87,19 +88,6 @@ def job_steps(job: RunJob, *, port: int | None = None) -> list[tuple[str, list[s
         port = free_port()
     return [("run", run_argv(job.run_dir, python=job.python, gpus=job.gpus, accelerate_config=job.accelerate_config,
                              main_process_port=port if job.gpus > 1 else None))]
-
-
-def describe_exit(returncode: int) -> str:
-    """``-9`` → ``killed by SIGKILL (out of memory, or killed)``; ``1`` → ``exit code 1``."""
-    signum = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else None
-    if signum is not None and 0 < signum < 65:
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = f"signal {signum}"
-        hint = " (out of memory, or killed)" if signum == signal.SIGKILL else ""
-        return f"killed by {name}{hint}"
-    return f"exit code {returncode}"
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -245,18 +233,18 @@ def record_failure(job: RunJob, how: str, log_path: Path | None = None) -> str:
     try:
         if not store_exists(job.tracking_uri):  # the run never reached the store; do not create one
             return error
+        from lgrpo_bench.tracking.reader import find_train_run, open_reader
+
         client = t.open_client(job.tracking_uri)
-        experiment = client.get_experiment_by_name(job.experiment)
-        runs = t.find_runs_by_tag(client, experiment.experiment_id, t.TAG_RUN_ID, job.run_id,
-                                  extra_filter=f"tags.`{t.TAG_KIND}` = '{t.KIND_TRAIN}'") if experiment else []
-        if runs:
-            run = runs[0]
+        with open_reader(client=client) as reader:
+            run = find_train_run(reader, job.experiment, job.run_id)
+        if run is not None:
             tags = run.data.tags
             state = tags.get(t.TAG_STATE)
             step = "eval" if state in (t.STATE_TRAINED, t.STATE_DONE) else "train"
             error = f"{step} {how}" + (f": {detail}" if detail else "")
             if state == t.STATE_FAILED and tags.get(t.TAG_ERROR) and step == "train":
-                error = f"{step} {how}: {tags[t.TAG_ERROR]}"  # training's own record is the most precise
+                error = f"{step} {how}: {tags[t.TAG_ERROR]}"  # the lifecycle's own record is the most precise
                 if tags[t.TAG_ERROR].startswith(f"{step} "):  # a worker's account ("train killed by SIGTERM"):
                     client.set_tag(run.info.run_id, t.TAG_ERROR, error[:5000])  # the cause found since goes first
                 client.set_tag(run.info.run_id, t.TAG_FAILED_STEP, step)

@@ -5,12 +5,16 @@ Contract of :func:`run_grid`:
 * what runs is decided from the store (:func:`~lgrpo_bench.dispatch.state.grid_status`): done runs are
   skipped, runs a live process works on are left alone, new / trained / stopped / failed runs are launched — training
   resumes unfinished ones from their checkpoint into their MLflow run, and a ``trained`` run only gets its
-  evaluation. A new run whose folder still holds checkpoints (its MLflow run was deleted) starts clean: the
-  old folder is moved to ``<run_id>.orphaned-<time>``, so no run mixes two MLflow histories;
+  evaluation. Each run claims itself (its lock, its MLflow run, its folder: :mod:`lgrpo_bench.runs.lifecycle`), so a
+  point shared with another grid or terminal is trained once; the orchestrator tags every current point's training
+  run as a member of the grid (``lgrpo.in_grid.<grid>``, :func:`mark_grid_members`), also runs another grid made;
 * one grid parent run per (store, experiment) (``lgrpo.kind = grid``, found again by ``lgrpo.grid``) is
   passed to training (:data:`~lgrpo_bench.dispatch.job.PARENT_RUN_ENV`), which links each new child run with
   ``mlflow.parentRunId``;
-* one orchestrator per grid at a time: an ``flock`` on ``<runs_dir>/.grid-<name>.lock`` (:class:`GridBusy`);
+* one orchestrator per grid at a time: an ``flock`` on ``<runs_dir>/.grid-<name>.lock`` (:class:`GridBusy`); two
+  grids sharing points may run together (each run has its own lock);
+* the store must stay the store: when its SQLite file is deleted or replaced while the grid runs, the grid ends with
+  a :class:`~lgrpo_bench.tracking.reader.StoreProblem` saying so (one line, exit 1), never a traceback;
 * a failed run does not stop the others; SIGINT / SIGTERM stop the grid: runs get SIGINT (training records
   them as interrupted, resumable) and SIGKILL 15 s later; SIGKILL of the orchestrator kills its local runs
   (``PR_SET_PDEATHSIG``) and leaves them ``running`` with no live process, which ``plan`` shows as stopped;
@@ -37,13 +41,14 @@ from lgrpo_bench.config import ConfigError
 from lgrpo_bench.config.grid import ExpandedGrid, GridPoint, LocalExecutorConfig, RayExecutorConfig, SlurmExecutorConfig
 from lgrpo_bench.dispatch.executors import Executor, make_executor
 from lgrpo_bench.dispatch.job import RunJob, record_failure
-from lgrpo_bench.dispatch.state import DONE, FAILED, NEW, PRUNED, QUEUED, RESUMABLE, RUNNING, RunStatus, grid_status, plan_grid
+from lgrpo_bench.dispatch.state import DONE, FAILED, PRUNED, QUEUED, RESUMABLE, RUNNING, RunStatus, grid_status, plan_grid
 from lgrpo_bench.runs.resolve import PreparedRun, prepare_run
 from lgrpo_bench.tracking import record
+from lgrpo_bench.tracking.reader import open_reader
 from lgrpo_bench.tracking.schema import TAG_GRID_POINTS, TAG_GRID_RUNS_DIR, failure_tag
 
 __all__ = ["GridBusy", "GridRunSummary", "PASSED_ENV_PREFIXES", "REDACTED", "SECRET_ENV_KEY", "build_jobs", "grid_lock", "make_job",
-           "plan_grid", "redact_executor_env", "run_grid"]
+           "mark_grid_members", "plan_grid", "redact_executor_env", "run_grid"]
 
 LOG = logging.getLogger("lgrpo_bench.dispatch")
 PASSED_ENV_PREFIXES = ("HF_", "LGRPO_", "MLFLOW_", "TRANSFORMERS_", "TOKENIZERS_", "OMP_", "CUDA_HOME", "NCCL_")
@@ -129,20 +134,14 @@ def _passed_env() -> dict[str, str]:
 def build_jobs(expanded: ExpandedGrid, statuses: dict[str, RunStatus], parents: dict[tuple[str, str], str],
                *, write: bool = True) -> list[RunJob]:
     """A :class:`RunJob` for every point in a :data:`~lgrpo_bench.dispatch.state.RESUMABLE` state (resolved configs
-    written when ``write``).
-
-    A new run whose folder still holds results of an earlier attempt (its MLflow run was deleted) starts clean:
-    the folder is moved aside (:meth:`~lgrpo_bench.tracking.record.RunLayout.move_aside`), so no run mixes two
-    MLflow histories."""
+    written when ``write``). The run's folder is settled by the run itself, under its lock
+    (:func:`lgrpo_bench.runs.owner.settle_folder`)."""
     jobs = []
     for point in expanded.points:
         status = statuses[point.run_id]
         if status.state not in RESUMABLE:
             continue
         prepared = prepare_run(point.config, rid=point.run_id, write=False)
-        if write and status.state == NEW and status.mlflow_run_id is None and prepared.layout.has_outputs():
-            moved = prepared.layout.move_aside()
-            LOG.warning("run %s: its folder held results the store has no record of; moved to %s", point.run_id, moved)
         tracking = prepared.config.tracking
         jobs.append(make_job(prepared, expanded.grid.executor, label=point.label(),
                              parent_run_id=parents.get((tracking.uri, tracking.experiment)), write=write))
@@ -155,10 +154,8 @@ def make_job(prepared: PreparedRun, executor: LocalExecutorConfig | RayExecutorC
     """The job of one prepared run (:func:`~lgrpo_bench.runs.resolve.prepare_run`): its GPUs and interpreter from the
     executor section, the orchestrator's :data:`PASSED_ENV_PREFIXES` variables, then ``executor.env``, then
     ``extra_env``; the run's ``config.yaml`` written when ``write``."""
-    from lgrpo_bench.config import dump_yaml
-
     if write:
-        prepared.layout.write_config(dump_yaml(prepared.config))
+        prepared.write()
     gpus = int(getattr(executor, "gpus_per_run", 0) or getattr(executor, "num_gpus_per_run", 0)
                or getattr(executor, "gpus_per_node", 0))
     tracking = prepared.config.tracking
@@ -184,8 +181,9 @@ def _parent_runs(expanded: ExpandedGrid, points: Sequence[GridPoint], clients: d
         runs_dir = prepare_run(point.config, rid=point.run_id, write=False).config.tracking.runs_dir
         client = clients.get(location[0]) or clients.setdefault(location[0], t.open_client(location[0]))
         experiment_id = t.get_or_create_experiment(client, location[1])
-        found = t.find_runs_by_tag(client, experiment_id, t.TAG_GRID, expanded.grid.name,
-                                   extra_filter=f"tags.`{t.TAG_KIND}` = '{t.KIND_GRID}'")
+        with open_reader(client=client) as reader:
+            found = reader.runs([experiment_id], tag_equals={t.TAG_GRID: expanded.grid.name, t.TAG_KIND: t.KIND_GRID},
+                                metrics=False)
         if found:
             parent_id = found[0].info.run_id
             client.update_run(parent_id, status="RUNNING")
@@ -200,6 +198,24 @@ def _parent_runs(expanded: ExpandedGrid, points: Sequence[GridPoint], clients: d
             client.log_text(parent_id, grid_text, t.ARTIFACT_GRID)
         parents[location] = parent_id
     return parents
+
+
+def mark_grid_members(expanded: ExpandedGrid, statuses: dict[str, RunStatus], clients: dict[str, Any]) -> int:
+    """Tag every current point's training run as a member of the grid (``lgrpo.in_grid.<grid>``), also runs first
+    made by another grid or outside one, so the grid's MLflow UI view lists them; returns how many were tagged now."""
+    from lgrpo_bench import tracking as t
+
+    tag = t.grid_member_tag(expanded.grid.name)
+    tagged = 0
+    for point in expanded.points:
+        status = statuses.get(point.run_id)
+        if status is None or status.mlflow_run_id is None or status.tags.get(tag) == "true":
+            continue
+        uri = _location(point)[0]
+        client = clients.get(uri) or clients.setdefault(uri, t.open_client(uri))
+        client.set_tag(status.mlflow_run_id, tag, "true")
+        tagged += 1
+    return tagged
 
 
 def grid_view_columns(expanded: ExpandedGrid) -> dict[str, list[str]]:
@@ -265,14 +281,27 @@ def run_grid(expanded: ExpandedGrid, *, slots: int | None = None, dry_run: bool 
         except ValueError as error:
             raise ConfigError(f"{expanded.path}: executor: {error}") from None
     if dry_run or not summary.planned:
+        if not dry_run:
+            _guard_store(lambda: mark_grid_members(expanded, statuses, clients), expanded)
+            _await_elsewhere(expanded, summary, clients, console, poll_s)
         summary.seconds = time.perf_counter() - started
         return summary
 
     planned = set(summary.planned)
     todo = [p for p in expanded.points if p.run_id in planned]
     runs_dir = Path(prepare_run(expanded.points[0].config, rid=expanded.points[0].run_id, write=False).config.tracking.runs_dir)
+    for uri in dict.fromkeys(_location(point)[0] for point in todo):  # a store we cannot write: refused before
+        if uri not in clients:                                            # anything is created
+            clients[uri] = _guard_store(lambda uri=uri: t.open_client(uri), expanded)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"{expanded.path}: tracking.runs_dir: cannot create the runs folder {runs_dir} "
+                          f"({error.strerror or error}); set tracking.runs_dir to a folder this user may write") from None
+    store_files = _store_files(expanded)
     with grid_lock(runs_dir, expanded.grid.name), _StopRequest() as stop:
-        parents = _parent_runs(expanded, todo, clients)
+        parents = _guard_store(lambda: _parent_runs(expanded, todo, clients), expanded)
+        _guard_store(lambda: mark_grid_members(expanded, statuses, clients), expanded)
         jobs = build_jobs(expanded, statuses, parents)
         by_id = {job.run_id: job for job in jobs}
         pending = set(by_id)
@@ -303,20 +332,100 @@ def run_grid(expanded: ExpandedGrid, *, slots: int | None = None, dry_run: bool 
                     view.update(executor.running() & pending)
         finally:
             executor.close()
-            final = grid_status(expanded.points, expanded.grid.name, clients=clients, finished_pid=os.getpid())
-            summary.statuses = final
-            for location, parent_id in parents.items():
-                states = [final[p.run_id].state for p in expanded.points if _location(p) == location]
-                if all(state == DONE for state in states):
-                    state, status = t.STATE_DONE, "FINISHED"
-                elif any(state == FAILED for state in states):
-                    state, status = t.STATE_FAILED, "FAILED"
-                else:  # interrupted, or runs left to other orchestrators: work remains, nothing failed
-                    state, status = t.STATE_RUNNING, "KILLED" if summary.cancelled else "FINISHED"
-                record.set_parent_state(clients[location[0]], parent_id, state)
-                clients[location[0]].set_terminated(parent_id, status)
+        _check_store_files(store_files)
+        if not summary.cancelled:
+            _await_elsewhere(expanded, summary, clients, console, poll_s)
+        summary.statuses = _guard_store(lambda: _finish_parents(expanded, parents, clients, summary), expanded)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _await_elsewhere(expanded: ExpandedGrid, summary: GridRunSummary, clients: dict[str, Any], console,
+                     poll_s: float) -> None:
+    """Wait until the points another process runs (another grid, a terminal, a SLURM job) are no longer running, so
+    their results join this grid's table; Ctrl-C or SIGTERM stops the wait (those runs go on)."""
+    waiting = set(summary.running_elsewhere)
+    if not waiting:
+        return
+    console.print(f"waiting for {len(waiting)} run(s) that another process is running; their results join this grid's "
+                  "table (Ctrl-C stops waiting, not them)", highlight=False)
+    points = [point for point in expanded.points if point.run_id in waiting]
+    with _StopRequest() as stop:
+        while waiting and not stop.requested:
+            time.sleep(max(poll_s, 0.5))
+            statuses = _guard_store(lambda: grid_status(points, expanded.grid.name, clients=clients), expanded)
+            waiting = {rid for rid, status in statuses.items() if status.state in (RUNNING, QUEUED)}
+            summary.statuses.update(statuses)
+    if waiting:
+        console.print(f"stopped waiting; {len(waiting)} run(s) still running elsewhere", highlight=False)
+
+
+def _finish_parents(expanded: ExpandedGrid, parents: dict[tuple[str, str], str], clients: dict[str, Any],
+                    summary: GridRunSummary) -> dict[str, RunStatus]:
+    """The grid's states after its jobs, written to its parent runs (done / failed / running); returns the states."""
+    from lgrpo_bench import tracking as t
+
+    final = grid_status(expanded.points, expanded.grid.name, clients=clients, finished_pid=os.getpid())
+    mark_grid_members(expanded, final, clients)
+    for location, parent_id in parents.items():
+        states = [final[p.run_id].state for p in expanded.points if _location(p) == location]
+        if all(state == DONE for state in states):
+            state, status = t.STATE_DONE, "FINISHED"
+        elif any(state == FAILED for state in states):
+            state, status = t.STATE_FAILED, "FAILED"
+        else:  # interrupted, or runs left to other orchestrators: work remains, nothing failed
+            state, status = t.STATE_RUNNING, "KILLED" if summary.cancelled else "FINISHED"
+        record.set_parent_state(clients[location[0]], parent_id, state)
+        clients[location[0]].set_terminated(parent_id, status)
+    return final
+
+
+def _store_files(expanded: ExpandedGrid) -> dict[Path, tuple[int, int]]:
+    """(device, inode) of each SQLite store the grid writes to, as it starts."""
+    from lgrpo_bench.tracking.store import sqlite_path
+
+    files = {}
+    for uri in {_location(point)[0] for point in expanded.points}:
+        path = sqlite_path(uri)
+        if path is not None and path.exists():
+            stat = path.stat()
+            files[path] = (stat.st_dev, stat.st_ino)
+    return files
+
+
+def _check_store_files(files: dict[Path, tuple[int, int]]) -> None:
+    """:class:`StoreProblem` when a store file the grid started with was deleted or replaced while it ran."""
+    from lgrpo_bench.tracking.reader import StoreProblem
+
+    for path, identity in files.items():
+        try:
+            stat = path.stat()
+            now = (stat.st_dev, stat.st_ino)
+        except OSError:
+            now = None
+        if now != identity:
+            what = "deleted" if now is None else "replaced by another file"
+            raise StoreProblem(f"the MLflow store {path} was {what} while the grid ran: the results of runs that "
+                               "finished meanwhile went to the old file and are lost; restore the store (or accept a new "
+                               "one) and run the grid again — finished runs whose folders hold results are moved aside "
+                               "and trained again")
+
+
+def _guard_store(action, expanded: ExpandedGrid):
+    """Run ``action()``; an error of the store becomes a :class:`~lgrpo_bench.tracking.reader.StoreProblem`."""
+    from lgrpo_bench.tracking.reader import store_problem
+
+    try:
+        return action()
+    except Exception as error:
+        problem = None
+        for uri in {_location(point)[0] for point in expanded.points}:
+            problem = store_problem(error, uri)
+            if problem is not None:
+                break
+        if problem is None:
+            raise
+        raise problem from None
 
 
 def _clear_parent_failure(clients: dict[str, Any], job: RunJob) -> None:

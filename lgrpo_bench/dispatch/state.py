@@ -27,7 +27,7 @@ into the same MLflow run, so no run is ever logged twice.
 Liveness
 --------
 MLflow cannot tell a live run from one whose process was SIGKILLed: both say ``running``. Whatever executes
-a run (:func:`lgrpo_bench.dispatch.job.execute_job`) therefore keeps ``<runs_dir>/<run_id>/worker.json``
+a run (:func:`lgrpo_bench.dispatch.job.execute_job`) therefore keeps ``<run folder>/worker.json``
 (host, pid, the pid's start time, a heartbeat refreshed every :data:`HEARTBEAT_S` seconds) while it works,
 and removes it when it ends. A record is live when its host is this host and that pid (with that start time)
 still exists, or, for another host, when its heartbeat is younger than :data:`STALE_AFTER_S` seconds.
@@ -37,7 +37,7 @@ from checkpoints anywhere.
 Queued
 ------
 A run waiting in a SLURM queue has no process yet. When the SLURM executor submits a run it writes
-``<runs_dir>/<run_id>/submitted.json`` (scheduler, job id such as ``812_3``, time) and removes it when the job
+``<run folder>/submitted.json`` (scheduler, job id such as ``812_3``, time) and removes it when the job
 has ended. A run without a live worker whose record names a job that ``squeue`` lists as pending is ``queued``
 (one ``squeue`` call for the whole grid: :func:`slurm_job_states`); a job that has started is ``running``; a
 job SLURM no longer lists, or one that has ended, leaves the record without effect (the store decides). Where
@@ -83,7 +83,7 @@ from lgrpo_bench.tracking.schema import (
 __all__ = [
     "DONE", "FAILED", "GRID_STATES", "HEARTBEAT_S", "NEW", "PRUNED", "QUEUED", "RESUMABLE", "RUNNING",
     "STALE_AFTER_S", "STOPPED", "TRAINED", "RunStatus", "StoreGrid", "classify", "grid_status", "pid_alive", "plan_grid", "state_warnings",
-    "process_start_ticks", "read_worker", "search_experiment_runs", "slurm_job_states", "store_exists", "store_grids",
+    "process_start_ticks", "read_train_and_grid_runs", "read_worker", "slurm_job_states", "store_exists", "store_grids",
     "worker_alive",
 ]
 
@@ -100,10 +100,6 @@ STALE_AFTER_S = 60.0
 SLURM_PENDING_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED"})
 SLURM_ACTIVE_STATES = frozenset({"RUNNING", "CONFIGURING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"})
 """SLURM job states (``squeue %T``) of a job that waits for, or holds, its allocation; any other state has ended."""
-
-
-TRAIN_AND_GRID_FILTER = (f"tags.`{TAG_KIND}` != '{KIND_EVAL}' AND tags.`{TAG_KIND}` != '{KIND_WARM_START}'")
-"""Train and grid runs (MLflow filters have no IN for tags): the one search per experiment."""
 
 
 @dataclass
@@ -239,21 +235,6 @@ def classify(tags: dict[str, str] | None, mlflow_status: str | None, alive: bool
 # ---------------------------------------------------------------------------------------------------------
 # Bulk reading
 # ---------------------------------------------------------------------------------------------------------
-def search_experiment_runs(client, experiment_id: str, filter_string: str = "") -> list:
-    """Every active run of one experiment matching ``filter_string``: one search, paged by 10,000."""
-    from mlflow.entities import ViewType
-
-    runs: list = []
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string, run_view_type=ViewType.ACTIVE_ONLY,
-                                  max_results=10000, order_by=["attributes.start_time DESC"], page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
 def store_exists(uri: str) -> bool:
     """False for a SQLite store whose file does not exist yet (reading must not create it)."""
     from lgrpo_bench.tracking.store import sqlite_path
@@ -262,29 +243,20 @@ def store_exists(uri: str) -> bool:
     return path is None or path.exists()
 
 
-def read_train_and_grid_runs(uri: str, experiment: str, clients: dict[str, Any]) -> list:
-    """Train and grid runs of ``experiment`` in the store at ``uri``, newest first; [] when neither exists.
+def read_train_and_grid_runs(uri: str, experiment: str, clients: dict[str, Any] | None = None) -> list:
+    """Train and grid runs of ``experiment`` in the store at ``uri``, newest first; [] when neither exists
+    (:func:`lgrpo_bench.tracking.reader.open_reader`: a SQLite store is read without importing MLflow)."""
+    from lgrpo_bench.tracking.reader import open_reader
 
-    A SQLite store is read directly (:class:`~lgrpo_bench.tracking.sqlstore.StoreReader`, no MLflow import);
-    other stores through ``MlflowClient`` (one search per experiment)."""
-    from lgrpo_bench.tracking.store import open_client, sqlite_path
-
-    db = sqlite_path(uri)
-    if db is not None:
-        if not db.exists():
-            return []
-        from lgrpo_bench.tracking.sqlstore import StoreReader
-
-        with StoreReader(db) as reader:
-            experiment_id = reader.experiment_id(experiment)
-            if experiment_id is None:
-                return []
-            return reader.runs([experiment_id], tag_not_in={TAG_KIND: (KIND_EVAL, KIND_WARM_START)})
-    client = clients.get(uri) or clients.setdefault(uri, open_client(uri))
-    found = client.get_experiment_by_name(experiment)
-    if found is None or found.lifecycle_stage != "active":
+    client = (clients or {}).get(uri)
+    reader = open_reader(uri, client=client, must_exist=False) if client is not None else open_reader(uri, must_exist=False)
+    if reader is None:
         return []
-    return search_experiment_runs(client, found.experiment_id, TRAIN_AND_GRID_FILTER)
+    with reader:
+        experiment_id = reader.experiment_id(experiment)
+        if experiment_id is None:
+            return []
+        return reader.runs([experiment_id], tag_not_in={TAG_KIND: (KIND_EVAL, KIND_WARM_START)})
 
 
 def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | None = None,
@@ -305,11 +277,11 @@ def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | N
         configured = point.config.tracking.uri
         uri = uris[configured] if configured in uris else uris.setdefault(configured, resolve_tracking_uri(configured))
         by_location.setdefault((uri, point.config.tracking.experiment), []).append(point)
-    runs_dirs: dict[str, Path] = {}
-    folders: dict[Path, set[str]] = {}  # per runs_dir: run ids with a folder (one directory scan)
-    working: dict[Path, set[str]] = {}  # per runs_dir: run ids with a liveness record (same scan)
-    submitted: dict[Path, set[str]] = {}  # per runs_dir: run ids with a submission record (same scan)
+    folders: dict[Path, set[str]] = {}  # per experiment folder: run ids with a folder (one directory scan)
+    working: dict[Path, set[str]] = {}  # per experiment folder: run ids with a liveness record (same scan)
+    submitted: dict[Path, set[str]] = {}  # per experiment folder: run ids with a submission record (same scan)
     awaiting: dict[str, dict[str, Any]] = {}  # run id -> submission record of runs no process works on yet
+    layouts: dict[tuple[str, str], RunLayout] = {}
 
     statuses: dict[str, RunStatus] = {}
     host = socket.gethostname()
@@ -328,29 +300,37 @@ def grid_status(points: Sequence, grid_name: str, *, clients: dict[str, Any] | N
                         failures.setdefault(key[len(FAILURE_TAG_PREFIX):], value)
         for point in members:
             rid = point.run_id
-            configured_dir = point.config.tracking.runs_dir
-            runs_dir = runs_dirs.get(configured_dir) or runs_dirs.setdefault(
-                configured_dir, Path(configured_dir).expanduser().resolve())
-            if runs_dir not in working:
-                folders[runs_dir], working[runs_dir], submitted[runs_dir] = _run_folders(runs_dir)
-            run_dir = runs_dir / rid
-            worker = read_worker(run_dir) if rid in working[runs_dir] else None
+            tracking = point.config.tracking
+            key = (tracking.runs_dir, experiment)
+            base = layouts.get(key) or layouts.setdefault(key, RunLayout.of(tracking.runs_dir, "_", experiment))
+            folder_of = base.experiment_dir
+            if folder_of not in working:
+                folders[folder_of], working[folder_of], submitted[folder_of] = _run_folders(folder_of)
+            layout = RunLayout(folder_of / rid)
+            worker = read_worker(layout.root) if rid in working[folder_of] else None
             alive = worker_alive(worker, now=now, host=host) and not (
                 finished_pid is not None and worker.get("host") == host and worker.get("pid") == finished_pid)
             run = train_runs.get(rid)
             tags = dict(run.data.tags) if run is not None else None
             state, detail, needs_train = classify(tags, run.info.status if run else None, alive, failures.get(rid))
-            if state in (STOPPED, FAILED) and needs_train:
-                checkpoint = RunLayout(run_dir).latest_checkpoint()
+            has_folder = rid in folders[folder_of]
+            if state in (STOPPED, FAILED) and needs_train and has_folder:
+                checkpoint = layout.latest_checkpoint()
                 if checkpoint is not None and run is not None:
                     detail = f"{detail}; resumes from {checkpoint.name}" if detail else f"resumes from {checkpoint.name}"
-            if state == NEW and rid in folders[runs_dir] and RunLayout(run_dir).has_outputs():
+            if state == NEW and has_folder and layout.has_outputs():
                 detail = ("no MLflow record (the store was deleted or changed?), but its folder holds checkpoints or a "
                           "final model: run moves them aside and starts over")
-            elif state == DONE and not RunLayout(run_dir).final_dir.exists() and run is not None:
-                detail = f"its final model is gone ({RunLayout(run_dir).final_dir} was deleted); results stay in the store"
-            if state in RESUMABLE and rid in submitted[runs_dir]:
-                submission = RunLayout(run_dir).read_submitted()
+            elif state == DONE and run is not None and not layout.final_dir.exists():
+                detail = f"its final model is gone ({layout.final_dir} was deleted); results stay in the store"
+            elif state in (TRAINED, FAILED) and not needs_train and run is not None:
+                from lgrpo_bench.runs.lifecycle import final_model_plan
+
+                plan = final_model_plan(layout, point.config.train.max_steps) if has_folder else "train again from step 0"
+                if plan is not None:
+                    detail = f"final model gone: run will {plan}" + (f"; {detail}" if detail else "")
+            if state in RESUMABLE and rid in submitted[folder_of]:
+                submission = layout.read_submitted()
                 if submission:
                     awaiting[rid] = submission
             statuses[rid] = RunStatus(rid, state, detail, needs_train, run.info.run_id if run else None,
@@ -417,36 +397,31 @@ class StoreGrid:
 def store_grids(uri: str, experiment: str | None = None) -> list[StoreGrid] | None:
     """Every grid that ran in the store at ``uri`` (only ``experiment`` when given), with its points' states read
     from the store and the liveness records; None when the store does not exist."""
-    from lgrpo_bench.tracking.schema import TAG_GRID_POINTS, TAG_GRID_RUNS_DIR
-    from lgrpo_bench.tracking.store import open_client, sqlite_path
+    from lgrpo_bench.tracking.reader import open_reader
+    from lgrpo_bench.tracking.schema import TAG_GRID_POINTS, TAG_GRID_RUNS_DIR, grid_member_tag
 
-    if not store_exists(uri):
+    reader = open_reader(uri, must_exist=False)
+    if reader is None:
         return None
-    clients: dict[str, Any] = {}
-    db = sqlite_path(uri)
-    if db is not None:
-        from lgrpo_bench.tracking.sqlstore import StoreReader
-
-        with StoreReader(db) as reader:
-            names = [name for _, name in reader.experiments()]
-    else:
-        names = [e.name for e in open_client(uri).search_experiments()]
+    with reader:
+        names = [e.name for e in reader.experiments()]
     if experiment is not None:
         names = [name for name in names if name == experiment]
     grids = []
     for name in names:
-        runs = read_train_and_grid_runs(uri, name, clients)
+        runs = read_train_and_grid_runs(uri, name)
         for parent in (r for r in runs if r.data.tags.get(TAG_KIND) == KIND_GRID):
             grid = parent.data.tags.get(TAG_GRID, "")
             runs_dir = Path(parent.data.tags.get(TAG_GRID_RUNS_DIR, "runs"))
+            member = grid_member_tag(grid)
             children: dict[str, Any] = {}
             for run in runs:
                 tags = run.data.tags
-                if tags.get(TAG_KIND) == KIND_TRAIN and tags.get(TAG_GRID) == grid:
+                if tags.get(TAG_KIND) == KIND_TRAIN and (tags.get(member) == "true" or tags.get(TAG_GRID) == grid):
                     children.setdefault(tags.get(TAG_RUN_ID), run)
             counts = dict.fromkeys(GRID_STATES, 0)
             for rid, run in children.items():
-                alive = worker_alive(read_worker(runs_dir / str(rid)))
+                alive = worker_alive(read_worker(RunLayout.of(runs_dir, str(rid), name).root))
                 counts[classify(dict(run.data.tags), run.info.status, alive)[0]] += 1
             points = int(parent.data.tags.get(TAG_GRID_POINTS, len(children)))
             counts[NEW] += max(points - len(children), 0)

@@ -8,7 +8,7 @@
 * :mod:`.oracle` — ``oracle:gold`` / ``oracle:wrong`` lm-eval models.
 * :mod:`.protocol` — a benchmark's resolved settings, its identity, the metrics of its records.
 * :mod:`.backends` — HF / vLLM / oracle models and the lm-eval run.
-* :mod:`.runner` — :func:`evaluate` and :func:`evaluate_run`: MLflow bookkeeping (identity tags, skipping what
+* :mod:`.runner` — :func:`evaluate`: MLflow bookkeeping (identity tags, skipping what
   is logged, per-problem records).
 
 Heavy imports (lm-eval, torch) happen inside the functions; importing this package imports none of its modules.
@@ -24,8 +24,8 @@ _HOMES = {
     "metrics": ("mean_stderr", "pass_at_k", "pass_at_k_values", "reported_ks"),
     "backends": ("VLLM_INSTALL_HINT", "BackendUnavailable", "resolve_backend"),
     "protocol": ("BenchmarkSettings", "resolve_settings"),
-    "runner": ("BenchmarkResult", "EvalIdentityConflict", "EvaluationResult", "RunNotTrained", "evaluate", "evaluate_run",
-               "find_train_run", "logged_benchmarks"),
+    "runner": ("BenchmarkResult", "EvalIdentityConflict", "EvaluationResult", "RunNotTrained", "evaluate",
+               "logged_benchmarks"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -52,8 +52,6 @@ __all__ = [
     "EvaluationResult",
     "RunNotTrained",
     "evaluate",
-    "evaluate_run",
-    "find_train_run",
     "logged_benchmarks",
     "get_benchmark",
     "load_problems",

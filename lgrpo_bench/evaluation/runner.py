@@ -17,6 +17,8 @@ Contract:
   ``eval/<benchmark>/problems.jsonl``, into the given run (a training run) or into an eval run
   (``lgrpo.kind = eval``) found again by its ``lgrpo.model`` tag. Identity tags are written last, so a
   benchmark counts as logged only when everything of it is;
+* evaluating a trained run (its final model, into its MLflow run, then ``done``) is the run lifecycle's
+  (:func:`lgrpo_bench.runs.lifecycle.evaluate_step`);
 * a benchmark already logged in the target run with the same identity is skipped (its logged metrics are
   returned, nothing is logged twice); with a different identity :class:`EvalIdentityConflict` is raised
   unless ``force=True``, which evaluates again and replaces the metrics, tags and records.
@@ -39,7 +41,7 @@ from lgrpo_bench.evaluation.benchmarks import get_benchmark, load_problems
 from lgrpo_bench.evaluation.protocol import identity_of, records_and_metrics, resolve_settings
 
 if TYPE_CHECKING:
-    from lgrpo_bench.config.schema import EvalConfig, RunConfig
+    from lgrpo_bench.config.schema import EvalConfig
 
 __all__ = [
     "BenchmarkResult",
@@ -47,8 +49,6 @@ __all__ = [
     "EvaluationResult",
     "RunNotTrained",
     "evaluate",
-    "evaluate_run",
-    "find_train_run",
     "logged_benchmarks",
 ]
 
@@ -128,9 +128,10 @@ def _log_benchmark(client, mlflow_run_id: str, result: BenchmarkResult) -> None:
 def _eval_run(client, experiment_id: str, model_key: str) -> str:
     from lgrpo_bench import tracking as t
     from lgrpo_bench.tracking import record
+    from lgrpo_bench.tracking.reader import open_reader
 
-    existing = t.find_runs_by_tag(client, experiment_id, t.TAG_MODEL, model_key,
-                                  extra_filter=f"tags.`{t.TAG_KIND}` = '{t.KIND_EVAL}'")
+    with open_reader(client=client) as reader:
+        existing = reader.runs([experiment_id], tag_equals={t.TAG_MODEL: model_key, t.TAG_KIND: t.KIND_EVAL}, metrics=False)
     if existing:
         return existing[0].info.run_id
     return record.create_run(client, experiment_id, run_name=f"eval-{Path(model_key).name}", tags={
@@ -266,52 +267,6 @@ def evaluate(
             record.set_state(client, mlflow_run_id, t.STATE_DONE, current=tags.get(t.TAG_STATE))
     ordered = {name: results[name] for name in names}
     return EvaluationResult(model, backend, mlflow_run_id, ordered, time.perf_counter() - started)
-
-
-def find_train_run(client, experiment: str, run_id_or_mlflow_id: str):
-    """The training run whose ``lgrpo.run_id`` (or MLflow run id) is ``run_id_or_mlflow_id``; ``None`` if none."""
-    from lgrpo_bench import tracking as t
-
-    experiment_obj = client.get_experiment_by_name(experiment)
-    if experiment_obj is not None:
-        found = t.find_runs_by_tag(client, experiment_obj.experiment_id, t.TAG_RUN_ID, run_id_or_mlflow_id,
-                                   extra_filter=f"tags.`{t.TAG_KIND}` = '{t.KIND_TRAIN}'")
-        if found:
-            return found[0]
-    try:
-        run = client.get_run(run_id_or_mlflow_id)
-    except Exception:  # noqa: BLE001 - MLflow raises its own exception type for unknown ids
-        return None
-    return run if run.data.tags.get(t.TAG_KIND) == t.KIND_TRAIN else None
-
-
-def evaluate_run(config: RunConfig, run_id: str, *, benchmarks: Sequence[str] | None = None, force: bool = False,
-                 emit: Callable[[str], None] | None = None) -> EvaluationResult:
-    """Evaluate the final model of training run ``run_id`` (resolved ``config``), logging into its MLflow run.
-
-    ``benchmarks`` defaults to ``config.eval.benchmarks``. The run must have finished training
-    (``lgrpo.state`` ``trained`` or ``done``), else :class:`RunNotTrained`; a ``pruned`` run (a sweep trial
-    stopped early) is not evaluated and gives an empty result. Idempotent: a second call logs nothing (see
-    :func:`evaluate`). Moving the run to ``done`` is the lifecycle's job
-    (:func:`lgrpo_bench.runs.lifecycle.evaluate_step`).
-    """
-    from lgrpo_bench import tracking as t
-    from lgrpo_bench.tracking.record import RunLayout
-
-    client = t.open_client(config.tracking.uri)
-    run = find_train_run(client, config.tracking.experiment, run_id)
-    if run is not None and run.data.tags.get(t.TAG_STATE) == t.STATE_PRUNED:
-        (emit or (lambda line: None))(f"run {run_id} was pruned by its sweep; a pruned run is not evaluated")
-        return EvaluationResult(model="", backend="", mlflow_run_id=run.info.run_id, benchmarks={})
-    if run is None or run.data.tags.get(t.TAG_STATE) not in (t.STATE_TRAINED, t.STATE_DONE):
-        state = "no MLflow run" if run is None else f"state {run.data.tags.get(t.TAG_STATE)!r}"
-        raise RunNotTrained(f"run {run_id} has not finished training ({state} in experiment "
-                            f"{config.tracking.experiment!r}); train it first: lgrpo-bench train <config>")
-    model_dir = run.data.tags.get(t.TAG_MODEL_DIR) or str(RunLayout.of(config.tracking.runs_dir, run_id).final_dir)
-    names = list(benchmarks) if benchmarks else list(config.eval.benchmarks)
-    return evaluate(model_dir, names, config.eval, run_template=config.resolved_template,
-                    tracking_uri=config.tracking.uri, mlflow_run_id=run.info.run_id, force=force,
-                    dtype=config.model.dtype, emit=emit)
 
 
 def logged_benchmarks(run) -> set[str]:

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
         ReportData,
         ReportInputError,
         RunRecord,
-        SqliteStore,
         Store,
         load_histories,
         load_problem_records,
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     from lgrpo_bench.reports.table import IncomparableRuns, ReportTable, build_table
 
 _HOMES = {
-    **dict.fromkeys(("ReportData", "ReportInputError", "RunRecord", "SqliteStore", "Store", "load_histories",
+    **dict.fromkeys(("ReportData", "ReportInputError", "RunRecord", "Store", "load_histories",
                      "load_problem_records", "load_runs", "open_store"), "loader"),
     **dict.fromkeys(("FORMATS", "ReportResult", "generate_report", "load_report_table", "print_summary_table"), "report"),
     **dict.fromkeys(("IncomparableRuns", "ReportTable", "build_table"), "table"),
@@ -60,7 +59,6 @@ __all__ = [
     "ReportResult",
     "ReportTable",
     "RunRecord",
-    "SqliteStore",
     "Store",
     "build_table",
     "generate_report",

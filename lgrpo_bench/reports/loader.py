@@ -1,22 +1,24 @@
 """Read what a report needs from the MLflow store, in bulk; the only module of ``reports`` that does I/O.
 
-* :func:`open_store` — a SQLite store (``sqlite:///…``) opens as a :class:`SqliteStore`, read with the standard
-  library through :class:`~lgrpo_bench.tracking.sqlstore.StoreReader`: no ``import mlflow`` (2–5 s on a small
-  CPU), no MLflow ORM. Any other store (a tracking server, PostgreSQL) opens as an ``MlflowClient``.
-* :func:`load_runs` — every train run of the selected experiments with its tags, params, latest eval metrics and
-  eval identity tags (eval metrics logged into a separate ``lgrpo.kind = eval`` run are merged into the train run
-  their ``mlflow.parentRunId`` names), plus the grid parent runs: a few plain queries on SQLite, one paginated
-  ``search_runs`` elsewhere.
-* :func:`load_histories` — step histories of a few training metrics for many runs: one query per chunk of runs on
-  SQLite (table ``metrics``), MLflow's bulk read on other SQL stores, one call per run otherwise.
-* :func:`load_problem_records` — the per-problem records artifact ``eval/<benchmark>/problems.jsonl``
-  of the runs and benchmarks given: read in place from a local artifact folder, downloaded with MLflow (in
-  parallel threads) from a remote one.
+Everything is read through the store's one reader (:class:`~lgrpo_bench.tracking.reader.StoreReader`: the SQLite
+store without importing MLflow, any other through MLflow's client):
 
-A grid's versions: with ``run_ids`` (the run ids of a grid file's current points), train runs of the selection
-whose ``lgrpo.run_id`` is not among them are runs of an earlier version of the grid (a value of the file was
-edited since they ran): they are left out and counted (:attr:`ReportData.earlier_versions`), or kept with
-``all_versions=True``, where the row keys tell them apart by the config values that differ.
+* :func:`open_store` — the reader of a tracking URI (a report never creates a store: a missing SQLite file is a
+  :class:`~lgrpo_bench.tracking.reader.StoreProblem`).
+* :func:`load_runs` — every train run of the selection with its tags, params, latest eval metrics and eval identity
+  tags (eval metrics logged into a separate ``lgrpo.kind = eval`` run are merged into the train run their
+  ``mlflow.parentRunId`` names), plus the grid parent runs.
+* :func:`load_histories` — step histories of a few training metrics for many runs.
+* :func:`load_problem_records` — the per-problem records artifact ``eval/<benchmark>/problems.jsonl`` of the runs
+  and benchmarks given: read in place from a local artifact folder, downloaded with MLflow (in parallel threads)
+  from a remote one.
+
+A grid is its current points: with ``run_ids`` (the run ids of a grid file's current points) the selection is the
+train runs of those run ids in the grid's experiments, whichever grid (or none) first ran them; how many came from
+elsewhere is counted (:attr:`ReportData.from_elsewhere`). Train runs tagged with the grid's name whose run id is no
+longer among them are runs of an earlier version of the grid (a value of the file was edited since they ran): they
+are left out and counted (:attr:`ReportData.earlier_versions`), or kept with ``all_versions=True``, where the row
+keys tell them apart by the config values that differ.
 
 Which runs count: ``lgrpo.kind`` = ``train`` (eval runs are merged into them) with ``lgrpo.state`` in
 :data:`REPORTED_STATES` (``done``, or ``trained`` with whatever evaluation is logged so far); running and
@@ -30,22 +32,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import tempfile
 import urllib.parse
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
 
 from lgrpo_bench.tracking import schema as t
-
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
-    from mlflow.entities import Run
-
-    from lgrpo_bench.tracking.sqlstore import StoreReader
+from lgrpo_bench.tracking.reader import StoredRun, StoreReader
 
 __all__ = [
     "HOST_TAG_PREFIX",
@@ -53,7 +48,6 @@ __all__ = [
     "ReportData",
     "ReportInputError",
     "RunRecord",
-    "SqliteStore",
     "Store",
     "load_histories",
     "load_problem_records",
@@ -64,12 +58,15 @@ __all__ = [
 
 REPORTED_STATES: tuple[str, ...] = (t.STATE_DONE, t.STATE_TRAINED)
 _logger = logging.getLogger(__name__)
-_PAGE_SIZE = 1000
-_BULK_CHUNK = 500  # run ids per bulk history query (SQLite caps bound variables)
 _DOWNLOAD_THREADS = 8
 _PROGRESS_BAR_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 HOST_TAG_PREFIX = t.TAG_HOST_CPU.rsplit(".", 1)[0] + "."
 """``lgrpo.host.``: every tag of :mod:`~lgrpo_bench.tracking.schema` named ``TAG_HOST_*`` starts with it."""
+NO_GRID = "(no grid)"
+"""How :attr:`ReportData.from_elsewhere` names runs made outside any grid."""
+
+Store = StoreReader
+"""What :func:`open_store` returns and the ``load_*`` functions take."""
 
 
 class ReportInputError(ValueError):
@@ -149,9 +146,14 @@ class ReportData:
     title: str = ""
     """What the selection is, for a page title: ``grid quickstart`` or ``experiment(s) paper``."""
     earlier_versions: list[RunRecord] = field(default_factory=list)
-    """Finished train runs of the selection whose run id is not among the ``run_ids`` asked for (runs of earlier
-    versions of the grid file); also in :attr:`runs` when loaded with ``all_versions``."""
+    """With ``all_versions``: the finished train runs of the grid whose run id is not among the ``run_ids`` asked for
+    (runs of earlier versions of the grid file), also in :attr:`runs`."""
+    earlier_count: int = 0
+    """How many run ids of earlier versions of the grid have finished train runs (also when not loaded)."""
     all_versions: bool = False
+    from_elsewhere: dict[str, int] = field(default_factory=dict)
+    """``{grid name or "(no grid)": runs}``: reported runs of the grid's current points that another grid (or a run
+    outside any grid) made first; empty without a grid."""
 
     @property
     def grid_parents(self) -> list[str]:
@@ -163,208 +165,39 @@ class ReportData:
         return [run_id for run_id, grid in self.grid_runs.items() if grid == name]
 
 
-class SqliteStore:
-    """A SQLite MLflow store, read without MLflow (:class:`~lgrpo_bench.tracking.sqlstore.StoreReader`).
+def open_store(tracking) -> Store:
+    """The reader of ``tracking``: a reader as it is, an ``MlflowClient`` read through MLflow
+    (:class:`~lgrpo_bench.tracking.reader.ClientReader`), a URI or ``None`` (the default store) through
+    :func:`~lgrpo_bench.tracking.reader.open_reader`. Never creates a store."""
+    from lgrpo_bench.tracking.reader import ClientReader, open_reader
 
-    What a report reads and writes: runs, metric histories and local artifacts through the reader; the one write
-    (plots logged to the grid run) through :meth:`client`, which imports MLflow on first use.
-    """
-
-    def __init__(self, tracking_uri: str, path: Path):
-        self.tracking_uri = tracking_uri
-        self.path = path
-        self._reader: StoreReader | None = None
-        self._client: MlflowClient | None = None
-
-    @property
-    def reader(self) -> StoreReader:
-        if self._reader is None:
-            from lgrpo_bench.tracking.sqlstore import StoreReader
-
-            self._reader = StoreReader(self.path)
-        return self._reader
-
-    def client(self) -> MlflowClient:
-        """An ``MlflowClient`` of the same store (imports MLflow)."""
-        if self._client is None:
-            from lgrpo_bench.tracking import open_client
-
-            self._client = open_client(self.tracking_uri)
-        return self._client
-
-    def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-
-    def readable(self) -> bool:
-        """The file holds MLflow's tables (a store MLflow created, not an empty or foreign file)."""
-        try:
-            self.reader.experiments()
-        except sqlite3.DatabaseError:
-            return False
-        return True
-
-
-Store = Union[SqliteStore, "MlflowClient"]
-"""What :func:`open_store` returns and the ``load_*`` functions take."""
-
-
-def open_store(tracking: Store | str | None) -> Store:
-    """The store of ``tracking`` (a :class:`SqliteStore`, an ``MlflowClient``, a URI, or ``None`` for the default
-    store). A SQLite URI must name an existing store (a report never creates one), else :class:`ReportInputError`;
-    it opens as a :class:`SqliteStore` (no MLflow import) unless its file lacks MLflow's tables (then MLflow opens
-    and migrates it, as before). Other URIs open an ``MlflowClient``."""
-    if tracking is not None and not isinstance(tracking, str):
+    if isinstance(tracking, StoreReader):
         return tracking
-    from lgrpo_bench.tracking import open_client, resolve_tracking_uri, sqlite_path
-
-    resolved = resolve_tracking_uri(tracking)
-    db_file = sqlite_path(resolved)
-    if db_file is not None:
-        if not db_file.is_file():
-            raise ReportInputError(f"no MLflow store at {db_file} ({resolved}); pass --tracking-uri or set $MLFLOW_TRACKING_URI")
-        store = SqliteStore(resolved, db_file)
-        if store.readable():
-            return store
-        store.close()
-    return open_client(resolved)
+    if tracking is not None and not isinstance(tracking, str):
+        return ClientReader(tracking.tracking_uri, client=tracking)
+    return open_reader(tracking)
 
 
-def _sqlite_reader(store: Store) -> StoreReader | None:
-    """The MLflow-free reader of ``store`` when it is a SQLite store (also an ``MlflowClient`` of one), else ``None``."""
-    if isinstance(store, SqliteStore):
-        return store.reader
-    from lgrpo_bench.tracking import sqlite_path
-
-    db_file = sqlite_path(getattr(store, "tracking_uri", "") or "")
-    if db_file is None or not db_file.is_file():
-        return None
-    sqlite_store = SqliteStore(store.tracking_uri, db_file)
-    return sqlite_store.reader if sqlite_store.readable() else None
-
-
-def resolve_experiment_ids(client: Store, names: Sequence[str] | None) -> tuple[list[str], list[str]]:
+def resolve_experiment_ids(store: Store, names: Sequence[str] | None) -> tuple[list[str], list[str]]:
     """(ids, names) of the named active experiments, or of every active experiment when ``names`` is empty.
 
     Raises :class:`ReportInputError` naming each experiment that does not exist or is deleted.
     """
-    if isinstance(client, SqliteStore):
-        experiments = client.reader.experiments()
-        active = {name: experiment_id for experiment_id, name in experiments}
-    else:
-        experiments = [(e.experiment_id, e.name) for e in _all_experiments(client)]
-        active = None
+    store = open_store(store)
+    experiments = store.experiments()
+    active = {e.name: e.experiment_id for e in experiments}
     if names:
-        ids, missing = [], []
-        for name in names:
-            if active is not None:
-                experiment_id = active.get(name)
-            else:
-                experiment = client.get_experiment_by_name(name)
-                experiment_id = experiment.experiment_id if experiment is not None and experiment.lifecycle_stage == "active" else None
-            if experiment_id is None:
-                missing.append(name)
-            else:
-                ids.append(experiment_id)
+        missing = [name for name in names if name not in active]
         if missing:
-            known = sorted(name for _, name in experiments)
             raise ReportInputError(
-                f"no experiment named {', '.join(repr(m) for m in missing)} in {client.tracking_uri}; "
-                f"experiments there: {', '.join(known) or '(none)'}"
+                f"no experiment named {', '.join(repr(m) for m in missing)} in {store.uri}; "
+                f"experiments there: {', '.join(sorted(active)) or '(none)'}"
             )
-        return ids, list(names)
-    return [experiment_id for experiment_id, _ in experiments], [name for _, name in experiments]
+        return [active[name] for name in names], list(names)
+    return [e.experiment_id for e in experiments], [e.name for e in experiments]
 
 
-def _all_experiments(client: MlflowClient) -> list:
-    experiments, token = [], None
-    while True:
-        page = client.search_experiments(max_results=1000, page_token=token)
-        experiments.extend(page)
-        token = page.token
-        if not token:
-            return experiments
-
-
-def _search_all(client: MlflowClient, experiment_ids: Sequence[str], filter_string: str) -> list[Run]:
-    runs: list[Run] = []
-    token = None
-    while True:
-        page = client.search_runs(
-            list(experiment_ids), filter_string=filter_string, max_results=_PAGE_SIZE,
-            order_by=["attributes.start_time ASC"], page_token=token,
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-@dataclass
-class _StoredRun:
-    """The parts of an MLflow ``Run`` that :func:`load_runs` reads (``info`` and ``data`` look alike)."""
-
-    info: object
-    data: object
-
-
-_SQL_RUNS = (
-    "SELECT run_uuid, experiment_id, start_time, artifact_uri FROM runs "
-    "WHERE experiment_id IN :experiments AND lifecycle_stage = 'active'"
-)
-_SQL_TAG = " AND run_uuid IN (SELECT run_uuid FROM tags WHERE key = :tag_key_{i} AND value = :tag_value_{i})"
-_SQL_CHILDREN = {
-    "tags": "SELECT run_uuid, key, value FROM tags WHERE run_uuid IN :runs",
-    "params": "SELECT run_uuid, key, value FROM params WHERE run_uuid IN :runs",
-    "metrics": "SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE run_uuid IN :runs",
-}
-
-
-def _search_sql(client: MlflowClient, experiment_ids: Sequence[str], tags: Mapping[str, str]) -> list[_StoredRun] | None:
-    """The runs :func:`_search_all` would return without a filter (or with tag equalities), read from a SQL store
-    in four queries (runs, tags, params, latest metrics) instead of MLflow's ORM, which builds one Python
-    object per tag, param and metric (about 8 s for 1,000 runs × 9 benchmarks here, against 0.2 s).
-
-    Reads MLflow's tables ``runs``, ``tags``, ``params`` and ``latest_metrics`` (stable since MLflow 1.x);
-    ``None`` for stores that are not SQL databases, so the caller falls back to ``search_runs``.
-    """
-    from types import SimpleNamespace
-
-    engine = getattr(getattr(getattr(client, "_tracking_client", None), "store", None), "engine", None)
-    if engine is None:
-        return None
-    from sqlalchemy import bindparam, text
-
-    runs_query = _SQL_RUNS + "".join(_SQL_TAG.format(i=i) for i in range(len(tags))) + " ORDER BY start_time ASC, run_uuid ASC"
-    parameters: dict = {"experiments": [int(i) if str(i).isdigit() else i for i in experiment_ids]}
-    for i, (key, value) in enumerate(tags.items()):
-        parameters |= {f"tag_key_{i}": key, f"tag_value_{i}": value}
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(text(runs_query).bindparams(bindparam("experiments", expanding=True)), parameters).fetchall()
-            runs = {
-                run_uuid: _StoredRun(
-                    SimpleNamespace(run_id=run_uuid, experiment_id=str(experiment_id), start_time=start_time, artifact_uri=artifact_uri),
-                    SimpleNamespace(tags={}, params={}, metrics={}),
-                )
-                for run_uuid, experiment_id, start_time, artifact_uri in rows
-            }
-            ids = list(runs)
-            for start in range(0, len(ids), _BULK_CHUNK):
-                chunk = ids[start:start + _BULK_CHUNK]
-                for table, query in _SQL_CHILDREN.items():
-                    statement = text(query).bindparams(bindparam("runs", expanding=True))
-                    for row in connection.execute(statement, {"runs": chunk}):
-                        target = getattr(runs[row[0]].data, table)
-                        target[row[1]] = (float("nan") if row[3] else float(row[2])) if table == "metrics" else row[2]
-    except Exception as error:  # noqa: BLE001 - a schema this code does not know: use MLflow's own search
-        _logger.debug("SQL fast path unavailable (%s); using search_runs", error)
-        return None
-    return list(runs.values())
-
-
-def _eval_parts(run: Run) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, str]]]:
+def _eval_parts(run: StoredRun) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, str]]]:
     metrics: dict[str, dict[str, float]] = {}
     for name, value in run.data.metrics.items():
         if name.startswith(t.EVAL_PREFIX):
@@ -384,83 +217,87 @@ def _eval_parts(run: Run) -> tuple[dict[str, dict[str, float]], dict[str, dict[s
 
 
 def load_runs(
-    client: Store,
+    store: Store,
     experiment_names: Sequence[str] | None = None,
     *,
     grid: str | None = None,
     filter_string: str | None = None,
-    fast: bool = True,
     tags: Mapping[str, str] | None = None,
     run_ids: Collection[str] | None = None,
     all_versions: bool = False,
 ) -> ReportData:
     """The reportable train runs of the selection, with eval runs merged in (see the module doc).
 
-    Without ``filter_string``, SQLite stores are read with plain queries (:class:`~lgrpo_bench.tracking.sqlstore.StoreReader`,
-    no MLflow import) and other SQL stores with four SQL queries (:func:`_search_sql`), both giving what
-    ``search_runs`` gives; ``fast=False`` or a filter uses MLflow's ``search_runs`` (paginated).
-
     Args:
         experiment_names: experiments to read; ``None``/empty = every active experiment of the store.
-        grid: keep runs whose ``lgrpo.grid`` tag is this name.
-        tags: keep runs with each of these tag values (``{"lgrpo.model": "tiny-s"}``); like ``grid``, eval runs
-            merged into a train run must carry them too.
+        grid: the grid's name. Without ``run_ids``: keep runs whose ``lgrpo.grid`` tag is this name (or that are
+            members of it, ``lgrpo.in_grid.<grid>``). With ``run_ids``: names the grid whose earlier versions and
+            parent runs are found, and from which others' runs are told apart.
+        tags: keep runs with each of these tag values (``{"lgrpo.model": "tiny-s"}``); eval runs merged into a
+            train run must carry them too.
         filter_string: an MLflow search filter AND-ed in (``"tags.`lgrpo.model_size` = '0.5B'"``).
-        run_ids: the current run ids of the grid file (``lgrpo.run_id`` values): other finished train runs of the
-            selection are earlier versions, left out (:attr:`ReportData.earlier_versions`) unless ``all_versions``.
+        run_ids: the current run ids of the grid file (``lgrpo.run_id`` values): the selection is their train runs,
+            whichever grid made them; other finished train runs tagged with ``grid`` are earlier versions, left out
+            (:attr:`ReportData.earlier_versions`) unless ``all_versions``.
     Raises:
         ReportInputError: unknown experiment, a filter MLflow rejects, or no reportable run.
     """
-    ids, names = resolve_experiment_ids(client, experiment_names)
-    wanted_tags = dict(tags or {}) | ({t.TAG_GRID: grid} if grid is not None else {})
+    store = open_store(store)
+    ids, names = resolve_experiment_ids(store, experiment_names)
+    wanted_tags = dict(tags or {})
     clauses = [f"tags.`{key}` = {_quote(value)}" for key, value in wanted_tags.items()]
+    if grid is not None:
+        clauses.append(f"grid {grid}" if run_ids is not None else f"tags.`{t.TAG_GRID}` = {_quote(grid)}")
     if filter_string and filter_string.strip():
         clauses.append(filter_string.strip())
     where = " AND ".join(clauses)
     described = f"experiment(s) {', '.join(names) or '(none)'}" + (f" where {where}" if where else "")
     title = f"grid {grid}" if grid is not None else f"experiment{'s' if len(names) != 1 else ''} {', '.join(names) or '(none)'}"
     if not ids:
-        raise ReportInputError(f"{client.tracking_uri} has no experiment to report")
-    found = None
-    if fast and not (filter_string and filter_string.strip()):
-        reader = _sqlite_reader(client)
-        if reader is not None:  # oldest first, like the search below
-            found = list(reversed(reader.runs(ids, tag_equals=wanted_tags, params=True, metrics=True)))
-        elif not isinstance(client, SqliteStore):
-            found = _search_sql(client, ids, wanted_tags)
-    if found is None:
-        from mlflow.exceptions import MlflowException
+        raise ReportInputError(f"{store.uri} has no experiment to report")
+    try:  # oldest first: a newer run with the same lgrpo.run_id replaces an older one
+        found = list(reversed(store.runs(ids, tag_equals=wanted_tags, filter_string=filter_string, params=True)))
+    except ValueError as error:  # a filter MLflow rejects
+        raise ReportInputError(str(error)) from None
 
-        mlflow_client = client.client() if isinstance(client, SqliteStore) else client
-        try:
-            found = _search_all(mlflow_client, ids, where)
-        except MlflowException as error:
-            raise ReportInputError(f"MLflow rejected the filter {where!r}: {error.message}") from None
+    def in_selection(run_tags: Mapping[str, str]) -> bool:
+        if grid is None:
+            return True
+        member = run_tags.get(t.TAG_GRID) == grid or run_tags.get(t.grid_member_tag(grid)) == "true"
+        if run_ids is None:
+            return member
+        return run_tags.get(t.TAG_RUN_ID) in run_ids or (all_versions and run_tags.get(t.TAG_GRID) == grid)
 
     trains: dict[str, RunRecord] = {}
     grid_runs: dict[str, str] = {}
     skipped: dict[str, int] = {}
-    evals: list[Run] = []
-    for run in found:  # oldest first: a newer run with the same lgrpo.run_id replaces an older one
+    evals: list[StoredRun] = []
+    earlier_ids: set[str] = set()
+    for run in found:
         run_tags = run.data.tags
         kind = run_tags.get(t.TAG_KIND)
         if kind == t.KIND_GRID:
-            grid_runs[run.info.run_id] = run_tags.get(t.TAG_GRID, "")
+            if grid is None or run_tags.get(t.TAG_GRID) == grid:
+                grid_runs[run.info.run_id] = run_tags.get(t.TAG_GRID, "")
             continue
         if kind == t.KIND_EVAL:
             evals.append(run)
             continue
-        if kind != t.KIND_TRAIN:
+        if kind != t.KIND_TRAIN or not in_selection(run_tags):
             continue
         state = run_tags.get(t.TAG_STATE, "")
+        rid = run_tags.get(t.TAG_RUN_ID, run.info.run_id)
+        current = run_ids is None or rid in run_ids
         if state not in REPORTED_STATES:
-            if run_ids is None or run_tags.get(t.TAG_RUN_ID, run.info.run_id) in run_ids:
+            if current:
                 skipped[state or "unknown"] = skipped.get(state or "unknown", 0) + 1
             continue
+        if not current:
+            earlier_ids.add(rid)
         metrics, identity = _eval_parts(run)
         record = RunRecord(
             mlflow_run_id=run.info.run_id,
-            run_id=run_tags.get(t.TAG_RUN_ID, run.info.run_id),
+            run_id=rid,
             algorithm=run_tags.get(t.TAG_ALGORITHM, "?"),
             model=run_tags.get(t.TAG_MODEL, "?"),
             model_size=run_tags.get(t.TAG_MODEL_SIZE) or run_tags.get(t.TAG_MODEL, "?"),
@@ -478,6 +315,13 @@ def load_runs(
             tags=dict(run_tags),
         )
         trains[record.run_id] = record
+    if run_ids is not None and grid is not None and not all_versions:  # earlier versions: counted, not shown
+        for run in found:
+            run_tags = run.data.tags
+            rid = run_tags.get(t.TAG_RUN_ID, run.info.run_id)
+            if (run_tags.get(t.TAG_KIND) == t.KIND_TRAIN and run_tags.get(t.TAG_GRID) == grid and rid not in run_ids
+                    and run_tags.get(t.TAG_STATE) in REPORTED_STATES):
+                earlier_ids.add(rid)
     by_mlflow_train = {record.mlflow_run_id: record for record in trains.values()}
     for run in evals:  # oldest first, so the newest evaluation of a benchmark wins
         parent = by_mlflow_train.get(run.data.tags.get(t.TAG_PARENT_RUN_ID, ""))
@@ -490,19 +334,26 @@ def load_runs(
             parent.eval_source[benchmark] = run.info.run_id
         parent.artifact_uris[run.info.run_id] = run.info.artifact_uri
     order = lambda r: (r.model_size, r.algorithm, _seed_key(r.seed), r.start_time)  # noqa: E731
-    earlier = sorted((r for r in trains.values() if run_ids is not None and r.run_id not in run_ids), key=order)
+    earlier = sorted((r for r in trains.values() if r.run_id in earlier_ids), key=order)  # loaded with all_versions
     runs = sorted((r for r in trains.values() if all_versions or run_ids is None or r.run_id in run_ids), key=order)
+    from_elsewhere: dict[str, int] = {}
+    if grid is not None and run_ids is not None:
+        for record in runs:
+            if record.run_id in run_ids and record.grid != grid:
+                name = record.grid or NO_GRID
+                from_elsewhere[name] = from_elsewhere.get(name, 0) + 1
     if not runs:
         left_out = ", ".join(f"{count} {state}" for state, count in sorted(skipped.items()))
         which = "no finished train run" + (" of the grid file's current points" if run_ids is not None else "")
         raise ReportInputError(
-            f"{which} in {described} ({client.tracking_uri})"
+            f"{which} in {described} ({store.uri})"
             + (f"; left out: {left_out}" if left_out else "")
-            + (f"; {len(earlier)} runs of earlier versions of this grid (run ids no longer in the grid file): "
-               "--all-versions includes them" if earlier else "; check the experiment name (--experiment), the grid name or the filter")
+            + (f"; {len(earlier_ids)} runs of earlier versions of this grid (run ids no longer in the grid file): "
+               "--all-versions includes them" if earlier_ids else "; check the experiment name (--experiment), the grid name or the filter")
         )
     return ReportData(runs=runs, grid_runs=grid_runs, skipped=skipped, selection=described, title=title,
-                      earlier_versions=earlier, all_versions=all_versions)
+                      earlier_versions=earlier, all_versions=all_versions,
+                      from_elsewhere=from_elsewhere, earlier_count=len(earlier_ids))
 
 
 def _seed_key(seed: str) -> tuple[int, str]:
@@ -518,35 +369,13 @@ def _quote(value: str) -> str:
         raise ReportInputError(str(error)) from None
 
 
-def load_histories(
-    client: Store, run_ids: Sequence[str], metric_keys: Iterable[str], *, fast: bool = True,
-) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
-    """``{metric: {mlflow run id: (steps, values)}}`` sorted by step, for runs that logged the metric.
-
-    SQLite stores answer one query per chunk of run ids (:meth:`~lgrpo_bench.tracking.sqlstore.StoreReader.metric_histories`,
-    no MLflow); other SQL stores one query per metric and chunk (``get_metric_history_bulk`` of MLflow's SQLAlchemy
-    store, which ``MlflowClient`` does not expose); other stores, and ``fast=False``, one call per run and metric.
-    A step logged twice (a resumed run) keeps its latest value.
-    """
+def load_histories(store: Store, run_ids: Sequence[str], metric_keys: Iterable[str]
+                   ) -> dict[str, dict[str, tuple[list[int], list[float]]]]:
+    """``{metric: {mlflow run id: (steps, values)}}`` sorted by step, for runs that logged the metric
+    (:meth:`~lgrpo_bench.tracking.reader.StoreReader.metric_histories`). A step logged twice (a resumed run) keeps its
+    latest value."""
     keys = list(dict.fromkeys(metric_keys))
-    reader = _sqlite_reader(client) if fast else None
-    raw: dict[str, dict[str, list[tuple[int, int, float]]]] = {}
-    if reader is not None:
-        raw = reader.metric_histories(run_ids, keys)
-    else:
-        mlflow_client = client.client() if isinstance(client, SqliteStore) else client
-        store = getattr(getattr(mlflow_client, "_tracking_client", None), "store", None)
-        bulk = getattr(store, "get_metric_history_bulk", None) if fast else None
-        for key in keys:
-            points = raw.setdefault(key, {})
-            if bulk is not None:
-                for start in range(0, len(run_ids), _BULK_CHUNK):
-                    for item in bulk(list(run_ids[start:start + _BULK_CHUNK]), key, None):
-                        points.setdefault(item.run_id, []).append((item.step, item.timestamp, item.value))
-            else:
-                for run_id in run_ids:
-                    for metric in mlflow_client.get_metric_history(run_id, key):
-                        points.setdefault(run_id, []).append((metric.step, metric.timestamp, metric.value))
+    raw = open_store(store).metric_histories(list(run_ids), keys)
     histories: dict[str, dict[str, tuple[list[int], list[float]]]] = {}
     for key in keys:
         per_run = {}
@@ -561,7 +390,7 @@ def load_histories(
 
 
 def load_problem_records(
-    client: Store, requests: Iterable[tuple[str, str]], artifact_uris: Mapping[str, str] | None = None
+    store: Store, requests: Iterable[tuple[str, str]], artifact_uris: Mapping[str, str] | None = None
 ) -> dict[tuple[str, str], list[dict] | None]:
     """``{(mlflow run id, benchmark): records or None}`` for each requested pair.
 
@@ -574,6 +403,7 @@ def load_problem_records(
     wanted = list(dict.fromkeys(requests))
     if not wanted:
         return {}
+    store = open_store(store)
     roots = artifact_uris or {}
     with tempfile.TemporaryDirectory(prefix="lgrpo-report-") as scratch:
 
@@ -591,8 +421,7 @@ def load_problem_records(
 
                     local = download_artifacts(artifact_uri=f"{roots[run_id].rstrip('/')}/{path}", dst_path=str(target))
                 else:
-                    mlflow_client = client.client() if isinstance(client, SqliteStore) else client
-                    local = mlflow_client.download_artifacts(run_id, path, str(target))
+                    local = store.mlflow_client().download_artifacts(run_id, path, str(target))
             except Exception:  # noqa: BLE001 - a missing artifact is reported as missing data
                 return None
             return _read_jsonl(Path(local)) if os.path.isfile(local) else None

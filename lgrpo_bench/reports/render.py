@@ -1,4 +1,4 @@
-"""Renderers of a :class:`~lgrpo_bench.reports.table.ReportTable`: Markdown, LaTeX, CSV, HTML and rich.
+r"""Renderers of a :class:`~lgrpo_bench.reports.table.ReportTable`: Markdown, LaTeX, CSV, HTML and rich.
 
 Numbers are shown in points (percent of the metric, one decimal). Missing data is ``—`` (``--`` in
 LaTeX), never 0; a single seed shows its std as missing; a NaN value shows as ``NaN`` (never as missing). Row keys (the config keys that tell rows apart) get
@@ -371,7 +371,7 @@ def latex_width_em(text: str) -> float:
 
 
 _SPANNING_LABELS = frozenset({SEED_STD_LABEL, MDE_LABEL, SEEDS_LABEL})
-"""Row labels that span the Algorithm column and the columns up to the values in LaTeX (``\multicolumn``)."""
+r"""Row labels that span the Algorithm column and the columns up to the values in LaTeX (``\multicolumn``)."""
 
 
 def _latex_blocks(plain_header: Sequence[str], plain_rows: Sequence[Sequence[str]], repeated: int) -> list[list[int]]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lgrpo_bench.reports import render
-from lgrpo_bench.reports.loader import ReportData, ReportInputError, RunRecord, SqliteStore, Store, load_histories, load_runs, open_store
+from lgrpo_bench.reports.loader import NO_GRID, ReportData, ReportInputError, RunRecord, Store, load_histories, load_runs, open_store
 from lgrpo_bench.reports.stats import generated_tokens, learning_curve_mean
 from lgrpo_bench.reports.table import ReportTable, build_table
 from lgrpo_bench.tracking import schema as t
@@ -90,16 +90,22 @@ def load_report_table(
         left_out = ", ".join(f"{count} {state}" for state, count in sorted(data.skipped.items()))
         table.notes.append(f"runs left out (not finished): {left_out}")
     table.notes += _versions_notes(table, data)
+    if data.from_elsewhere:
+        made = ", ".join(f"{count} by {'runs outside any grid' if name == NO_GRID else f'grid {name}'}"
+                         for name, count in sorted(data.from_elsewhere.items()))
+        table.notes.append(f"{sum(data.from_elsewhere.values())} of the {len(data.runs)} runs of this grid's points were "
+                           f"made first elsewhere ({made}) and are reused here")
     return table, data, histories
 
 
 def _versions_notes(table: ReportTable, data: ReportData) -> list[str]:
     """The line about runs of earlier versions of the grid: left out, or included and told apart by which keys."""
     earlier = data.earlier_versions
-    if not earlier:
+    if not data.earlier_count:
         return []
     if not data.all_versions:
-        return [f"{len(earlier)} runs of earlier versions of this grid are not shown; lgrpo-bench report --all-versions includes them"]
+        return [f"{data.earlier_count} runs of earlier versions of this grid are not shown; lgrpo-bench report "
+                "--all-versions includes them"]
     earlier_ids = {run.mlflow_run_id for run in earlier}
     current = [run for run in data.runs if run.mlflow_run_id not in earlier_ids]
     differing = [table.row_keys.labels[key] for key in table.row_keys.keys
@@ -158,7 +164,7 @@ def generate_report(
                         "deltas.csv": render.deltas_csv(table)},
         "html": lambda: {"report.html": render.to_html(
             table, images, title=f"lgrpo-bench report: {data.title}", captions=PLOT_CAPTIONS,
-            subtitle=f"{len(data.runs)} runs from {data.selection} in {client.tracking_uri}")},
+            subtitle=f"{len(data.runs)} runs from {data.selection} in {client.uri}")},
     }
     for fmt in formats:
         for filename, text in writers[fmt]().items():
@@ -166,7 +172,7 @@ def generate_report(
             path.write_text(text, encoding="utf-8")
             result.files.append(path)
     if plots and log_to_grid and data.grid_parents:
-        writer = client.client() if isinstance(client, SqliteStore) else client
+        writer = client.mlflow_client()
         for grid_run in data.grid_parents:
             for path in plot_files:
                 writer.log_artifact(grid_run, str(path), f"{_GRID_ARTIFACT_DIR}/plots")
@@ -299,7 +305,7 @@ def _most_common(values):
 
 def print_summary_table(
     tracking: Store | str | None = None,
-    experiment: str | None = None,
+    experiments: Sequence[str] | None = None,
     grid: str | None = None,
     console=None,
     *,
@@ -311,7 +317,7 @@ def print_summary_table(
 ) -> ReportTable | None:
     """Print the summary (and Δ) table with rich, e.g. at the end of ``lgrpo-bench run``.
 
-    Reads the runs of ``experiment`` and/or ``grid``; prints a one-line note instead of raising when there
+    Reads the runs of ``experiments`` (default: all) and/or ``grid``; prints a one-line note instead of raising when there
     is nothing to report (the caller's work is done either way). ``key_order``: the grid's axis keys (order
     of the key columns); ``run_ids``: the grid file's current run ids (runs of earlier versions are counted in a
     note, not shown). Returns the table, or ``None``.
@@ -320,7 +326,7 @@ def print_summary_table(
 
     console = console or Console()
     try:
-        table, _, _ = load_report_table(tracking, experiments=[experiment] if experiment else None, grid=grid, run_ids=run_ids,
+        table, _, _ = load_report_table(tracking, experiments=experiments, grid=grid, run_ids=run_ids,
                                         baseline=baseline, metric=metric, statistics=statistics, key_order=key_order)
     except ReportInputError as error:
         console.print(f"[yellow]no results table:[/yellow] {error}", markup=True, highlight=False)

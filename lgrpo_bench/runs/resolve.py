@@ -17,7 +17,8 @@ what needs the registries, all of them known without torch, transformers or lm-e
 
 Whoever starts a run (the grid orchestrator, a sweep, ``lgrpo-bench train``) then calls :func:`prepare_run` once:
 the config gets an absolute ``runs_dir`` and tracking URI (neither is part of the run id), and the resolved config is
-written to ``<runs_dir>/<run_id>/config.yaml``. The run's processes read it back with :func:`read_resolved` and take
+written to ``<runs_dir>/<experiment>/<run_id>/config.yaml`` (a folder of the layout before per-experiment folders,
+``<runs_dir>/<run_id>/``, is moved there first). The run's processes read it back with :func:`read_resolved` and take
 the run id from the folder's name: nothing downstream re-checks, re-hashes or re-writes it.
 """
 
@@ -65,7 +66,8 @@ def run_problems(config: RunConfig) -> list[ConfigProblem]:
     problems += _template_problems(config.task.template, "task.template")
     problems += eval_problems(config.eval)
     if config.task.name == "math" and config.task.data is not None:
-        problems += _math_data_problems(config.task.data)
+        levels = tuple(config.task.levels) if config.task.levels is not None else None
+        problems += _math_data_problems(config.task.data, levels)
     return problems
 
 
@@ -198,19 +200,49 @@ def _stamp(path: Path) -> tuple[int, int]:
     return stat.st_mtime_ns, stat.st_size
 
 
+LevelCounts = tuple[tuple[int | None, int], ...]
+"""Records of a problem file per MATH level (:func:`lgrpo_bench.tasks.math_data.math_level`; None: no level)."""
+
+
 @functools.lru_cache(maxsize=64)
-def _jsonl_problem(path: str, mtime_ns: int, size: int) -> str | None:
-    """Why the problem file at ``path`` cannot be read (file and line), None when it parses (cached per version)."""
-    from lgrpo_bench.tasks.math_data import load_jsonl
+def _jsonl_read(path: str, mtime_ns: int, size: int) -> tuple[str | None, LevelCounts]:
+    """Why the problem file at ``path`` cannot be read (file and line; None when it parses) and its records per
+    level, read once per version of the file (a 10,000-point grid costs one read per file)."""
+    from collections import Counter
+
+    from lgrpo_bench.tasks.math_data import load_jsonl, math_level
 
     try:
-        load_jsonl(path)
+        problems = load_jsonl(path)
     except (OSError, ValueError, UnicodeDecodeError) as error:
-        return str(error)
-    return None
+        return str(error), ()
+    counts = Counter(math_level(problem) for problem in problems)
+    return None, tuple(sorted(counts.items(), key=lambda item: (item[0] is None, item[0] or 0)))
 
 
-def _math_data_problems(source: str) -> list[ConfigProblem]:
+def _jsonl_problem(path: str, mtime_ns: int, size: int) -> str | None:
+    """Why the problem file at ``path`` cannot be read (file and line), None when it parses (cached per version)."""
+    return _jsonl_read(path, mtime_ns, size)[0]
+
+
+def _training_examples_problems(path: Path, counts: LevelCounts, levels: tuple[int, ...] | None) -> list[ConfigProblem]:
+    """A MATH training file that leaves no training example: no record at all, or none of ``task.levels``
+    (the filter of :func:`lgrpo_bench.tasks.math_data.filter_levels`). Any kept record trains: the held-out
+    split takes at most a tenth of them, and TRL repeats a set smaller than a step."""
+    total = sum(n for _, n in counts)
+    if total == 0:
+        return [ConfigProblem("task.data", f"{path} holds 0 records, so training has no example; give a file with at "
+                                           "least one problem")]
+    if levels is None or any(level in levels for level, _ in counts):
+        return []
+    found = ", ".join(f"{'no level' if level is None else f'level {level}'}: {n:,}" for level, n in counts)
+    return [ConfigProblem("task.levels", f"keeps 0 of the {total:,} records of {path} ({found}), so training has no "
+                                         "example; choose levels the file holds", list(levels), show_value=True)]
+
+
+def _math_data_problems(source: str, levels: tuple[int, ...] | None = None) -> list[ConfigProblem]:
+    """``task.data`` must be a readable JSONL file (or a folder holding one) that leaves at least one training
+    example once ``levels`` (``task.levels``) filter it; a hub id is read when the run starts."""
     from lgrpo_bench.tasks.math_data import MATH_TRAIN_FILENAME
 
     path = Path(source).expanduser()
@@ -223,8 +255,10 @@ def _math_data_problems(source: str) -> list[ConfigProblem]:
     if not path.is_file():
         return [ConfigProblem("task.data", f"no such file {source!r} (a JSONL file, or a folder holding "
                                            f"{MATH_TRAIN_FILENAME})")]
-    problem = _jsonl_problem(str(path), *_stamp(path))
-    return [ConfigProblem("task.data", problem)] if problem else []
+    problem, counts = _jsonl_read(str(path), *_stamp(path))
+    if problem:
+        return [ConfigProblem("task.data", problem)]
+    return _training_examples_problems(path, counts, levels)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -291,6 +325,13 @@ class PreparedRun:
     run_id: str
     layout: RunLayout
 
+    def write(self) -> None:
+        """Write ``config.yaml`` into the run's folder (moving a folder of the old layout there first)."""
+        from lgrpo_bench.runs.owner import adopt_legacy_folder
+
+        adopt_legacy_folder(self.layout, self.config.tracking.experiment)
+        self.layout.write_config(dump_yaml(self.config))
+
 
 def absolute_locations(config: RunConfig) -> RunConfig:
     """A copy of ``config`` with an absolute ``tracking.runs_dir`` and a resolved ``tracking.uri``."""
@@ -309,10 +350,10 @@ def prepare_run(config: RunConfig, *, rid: str | None = None, write: bool = True
     """
     resolved = absolute_locations(config)
     rid = rid or run_id(resolved)
-    layout = RunLayout.of(resolved.tracking.runs_dir, rid)
+    prepared = PreparedRun(resolved, rid, RunLayout.for_config(resolved, rid))
     if write:
-        layout.write_config(dump_yaml(resolved))
-    return PreparedRun(resolved, rid, layout)
+        prepared.write()
+    return prepared
 
 
 def read_resolved(run_dir: str | os.PathLike[str]) -> tuple[RunConfig, str]:

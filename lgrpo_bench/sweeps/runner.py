@@ -75,8 +75,10 @@ def study_parent_run(client, experiment_id: str, study: str, sweep_text: str = "
     """The study's MLflow parent run (``lgrpo.kind = study``), created when missing; marked running."""
     from lgrpo_bench import tracking as t
 
-    found = t.find_runs_by_tag(client, experiment_id, t.TAG_STUDY, study,
-                               extra_filter=f"tags.`{t.TAG_KIND}` = '{t.KIND_STUDY}'")
+    from lgrpo_bench.tracking.reader import open_reader
+
+    with open_reader(client=client) as reader:
+        found = reader.runs([experiment_id], tag_equals={t.TAG_STUDY: study, t.TAG_KIND: t.KIND_STUDY}, metrics=False)
     if found:
         parent_id = found[0].info.run_id
         client.update_run(parent_id, status="RUNNING")
@@ -90,9 +92,11 @@ def study_parent_run(client, experiment_id: str, study: str, sweep_text: str = "
 
 
 def _train_run(client, experiment_id: str, rid: str):
-    from lgrpo_bench import tracking as t
+    """The training run of run id ``rid`` (:func:`lgrpo_bench.tracking.reader.train_runs_by_run_id`), or None."""
+    from lgrpo_bench.tracking.reader import open_reader, train_runs_by_run_id
 
-    found = t.find_runs_by_tag(client, experiment_id, t.TAG_RUN_ID, rid, extra_filter=f"tags.`{t.TAG_KIND}` = 'train'")
+    with open_reader(client=client) as reader:
+        found = train_runs_by_run_id(reader, [experiment_id], rid)
     return found[0] if found else None
 
 

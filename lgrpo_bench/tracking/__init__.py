@@ -1,7 +1,8 @@
 """MLflow tracking for lgrpo-bench: the schema (names), the store (where), the logger and the trainer callback (how).
 
 * :mod:`.schema` — tag keys/values, metric names, TRL key mapping, param flattening (the public contract).
-* :mod:`.store` — tracking URI resolution, safe client/experiment creation, reachability check, tag queries, UI.
+* :mod:`.reader` — the one reader of the store (:class:`~lgrpo_bench.tracking.reader.StoreReader`), store problems.
+* :mod:`.store` — tracking URI resolution, safe client/experiment creation, reachability check, UI.
 * :mod:`.logger` — :class:`BatchedMetricLogger`, buffered ``log_batch`` writes.
 * :mod:`.callback` — :class:`MlflowStepCallback`, the ``transformers`` callback built on the logger.
 
@@ -20,7 +21,6 @@ from lgrpo_bench.tracking.store import (
     DEFAULT_DB_FILENAME,
     TrackingUnavailable,
     check_reachable,
-    find_runs_by_tag,
     get_or_create_experiment,
     open_client,
     resolve_tracking_uri,
@@ -48,7 +48,6 @@ __all__ = [
     "TrackingUnavailable",
     "attach_step_callback",
     "check_reachable",
-    "find_runs_by_tag",
     "get_or_create_experiment",
     "open_client",
     "resolve_tracking_uri",

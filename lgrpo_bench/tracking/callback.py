@@ -14,13 +14,14 @@ Use :func:`attach_step_callback` to add it to a trainer and remove the stock cal
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from lgrpo_bench.tracking.logger import BatchedMetricLogger
-from lgrpo_bench.tracking.schema import map_trl_key, train_metric
+from lgrpo_bench.tracking.schema import TRAIN_NONFINITE_VALUES, map_trl_key, train_metric
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -48,7 +49,10 @@ class MlflowStepCallback(TrainerCallback):
       * every key of the log dict is kept: renamed by :func:`~lgrpo_bench.tracking.schema.map_trl_key`; a key
         whose name is already taken in the same event is stored under ``train/raw/<key>`` (warned once);
         values that are not numbers (strings, lists) are skipped with one warning per key and counted in
-        ``skipped_non_numeric``; ``None``/NaN/inf are skipped and counted by the logger;
+        ``skipped_non_numeric``; ``None`` is skipped; a NaN or ±inf value is not stored under its own name (a
+        mean over steps would become NaN or inf) but counted, at every training step, in
+        :data:`~lgrpo_bench.tracking.schema.TRAIN_NONFINITE_VALUES` (0 when every value was finite), and each key
+        that was ever non-finite is named once in the log (``nonfinite_by_key`` counts them);
       * ``extra_metrics_fn`` (see :data:`ExtraMetricsFn`) adds metrics to each event;
       * events at steps ≤ ``skip_steps_up_to`` are dropped: a resumed run re-computes the steps between its
         last checkpoint and the interruption, whose metrics the store already holds;
@@ -78,6 +82,8 @@ class MlflowStepCallback(TrainerCallback):
         self.background = background
         self.extra_metrics_fn = extra_metrics_fn
         self.skipped_non_numeric = 0
+        self.nonfinite_by_key: dict[str, int] = {}
+        """``{metric name: steps at which it was NaN or ±inf}``."""
         self._metric_logger: BatchedMetricLogger | None = None
         self._names: dict[str, str] = {}
         self._warned_keys: set[str] = set()
@@ -148,11 +154,24 @@ class MlflowStepCallback(TrainerCallback):
                 metrics[name] = number
         return metrics
 
+    def _count_nonfinite(self, metrics: Mapping[str, Any], step: int) -> int:
+        """How many values of ``metrics`` are NaN or ±inf; names each such key in the log the first time."""
+        count = 0
+        for name, value in metrics.items():
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                count += 1
+                self.nonfinite_by_key[name] = self.nonfinite_by_key.get(name, 0) + 1
+                self._warn_once(f"nonfinite:{name}", "%s is %s at step %d: not stored under its name (counted in %s; "
+                                "later steps are counted without another line)", name, value, step, TRAIN_NONFINITE_VALUES)
+        return count
+
     # -- TrainerCallback events --------------------------------------------------------------------------
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
         if not state.is_world_process_zero or state.global_step <= self.skip_steps_up_to:
             return
         metrics = self.metrics_for(state, logs or {})
+        if metrics and "loss" in (logs or {}):  # a training step (not an in-loop eval): count what is not finite
+            metrics[TRAIN_NONFINITE_VALUES] = float(self._count_nonfinite(metrics, state.global_step))
         if metrics:
             self._logger_for_main_process().log(metrics, step=state.global_step)
         if control.should_save and self._metric_logger is not None:

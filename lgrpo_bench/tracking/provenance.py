@@ -39,7 +39,7 @@ from lgrpo_bench.tracking.schema import (
     TAG_HOST_TORCH_THREADS,
 )
 
-__all__ = ["cpu_model", "hardware_summary", "provenance_tags"]
+__all__ = ["cpu_model", "git_commit", "hardware_summary", "provenance_tags"]
 
 
 def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
@@ -86,3 +86,16 @@ def provenance_tags(*, use_cuda: bool | None = None) -> dict[str, str]:
     if device:
         tags[TAG_HOST_CUDA_DEVICE] = device
     return tags
+
+
+def git_commit() -> str:
+    """HEAD of the checkout the package runs from (editable installs), else ``GIT_COMMIT_UNKNOWN``."""
+    import subprocess
+
+    from lgrpo_bench.tracking.schema import GIT_COMMIT_UNKNOWN
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or GIT_COMMIT_UNKNOWN
+    except (OSError, subprocess.SubprocessError):
+        return GIT_COMMIT_UNKNOWN

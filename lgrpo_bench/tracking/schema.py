@@ -118,6 +118,18 @@ GRID_VIEW_KEY_PREFIX = "lgrpo-grid-"
 """Share key of a grid's view: ``lgrpo-grid-<grid name>``."""
 
 
+GRID_MEMBER_TAG_PREFIX = "lgrpo.in_grid."
+"""Train runs: ``lgrpo.in_grid.<grid>`` = ``true`` for every grid whose file has the run's point (the grid that first
+ran it, and every grid that found it done since); ``lgrpo.grid`` keeps the first. A grid's MLflow UI view filters on it."""
+TAG_BASE_MODEL_HASH = "lgrpo.base_model.sha256"
+"""Train runs of tiny presets: SHA-256 of the base (warm-start) model's weights the run started from."""
+
+
+def grid_member_tag(grid: str) -> str:
+    """``lgrpo.in_grid.<grid>``: the membership tag of grid ``grid`` (see :data:`GRID_MEMBER_TAG_PREFIX`)."""
+    return f"{GRID_MEMBER_TAG_PREFIX}{grid}"
+
+
 def failure_tag(run_id: str) -> str:
     """``lgrpo.failed.<run_id>``: the tag a grid parent run carries for a run that failed before its MLflow run existed."""
     return f"{FAILURE_TAG_PREFIX}{run_id}"
@@ -372,6 +384,10 @@ TRAIN_GROUPS_FILTERED_FRAC = "train/groups_filtered_frac"
 """Fraction of generated groups the group filter removed this step."""
 TRAIN_GROUP_FILTER_CAP_REACHED = "train/group_filter_cap_reached"
 """1 when re-sampling hit ``max_generation_batches`` and the step trained on fewer mixed groups than configured."""
+TRAIN_NONFINITE_VALUES = "train/nonfinite_values"
+"""How many values the trainer logged at this step were NaN or ±inf (those values are not stored under their own
+names: a mean over steps would be NaN or inf; the run log names them). A run ends ``done`` only after at least one
+step with finite loss, reward and gradient norm (:mod:`lgrpo_bench.runs.lifecycle`)."""
 
 TRAIN_METRICS: tuple[str, ...] = (
     TRAIN_REWARD_MEAN,

@@ -12,7 +12,6 @@ Contracts:
 * :func:`get_or_create_experiment` — safe when several processes create the same experiment at once.
 * :func:`check_reachable` — raises :class:`TrackingUnavailable` within ``timeout_s`` when an ``http(s)://``
   store does not answer (or a SQLite file cannot be created), naming the URI and what to do.
-* :func:`find_runs_by_tag` — all runs with one tag value, one ``search_runs`` call per page.
 * :func:`ui_command` / :func:`start_ui` — the ``mlflow ui`` command, bound to 127.0.0.1 by default (the UI
   has no authentication; binding to a public interface exposes every run to the network), started under a
   supervisor so that stopping it stops uvicorn and its workers too (:mod:`lgrpo_bench.tracking.serve`).
@@ -37,17 +36,16 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # mlflow is imported lazily: importing it costs about a second
     from mlflow import MlflowClient
-    from mlflow.entities import Run
 
 __all__ = [
     "DEFAULT_DB_FILENAME",
     "TrackingUnavailable",
     "check_reachable",
-    "find_runs_by_tag",
     "get_or_create_experiment",
     "open_client",
     "resolve_tracking_uri",
     "sqlite_path",
+    "workspaces_enabled",
     "experiment_runs_route",
     "grid_view_key",
     "grid_view_state",
@@ -206,6 +204,8 @@ def _check_sqlite(uri: str) -> None:
     path = sqlite_path(uri)
     if path is None:
         return
+    from lgrpo_bench.tracking.reader import StoreProblem
+
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -215,10 +215,17 @@ def _check_sqlite(uri: str) -> None:
             f"choose a writable path in tracking.uri / $MLFLOW_TRACKING_URI"
         ) from error
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise TrackingUnavailable(
-            f"the SQLite tracking store {uri} is not writable; fix the permissions of {path} or choose another "
-            f"path in tracking.uri / $MLFLOW_TRACKING_URI"
+        raise StoreProblem(
+            f"the MLflow store {path} is read-only (this user cannot write "
+            f"{path if path.exists() and not os.access(path, os.W_OK) else folder}): give write access to the file "
+            "and its folder, or choose another store with tracking.uri / $MLFLOW_TRACKING_URI; `report` and `status` "
+            "only read and work on a read-only store"
         )
+
+
+def workspaces_enabled() -> bool:
+    """MLflow's workspaces (``$MLFLOW_ENABLE_WORKSPACES``, off by default); with them on, stores are read through MLflow."""
+    return os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -256,15 +263,24 @@ def open_client(uri: str | None = None, *, timeout_s: float = 5.0) -> MlflowClie
     """
     from mlflow import MlflowClient
 
+    from lgrpo_bench.tracking.reader import check_store_scheme, store_problem
+
     resolved = resolve_tracking_uri(uri)
+    check_store_scheme(resolved)
     check_reachable(resolved, timeout_s=timeout_s)
     db_file = sqlite_path(resolved)
     if db_file is None:
         return MlflowClient(tracking_uri=resolved)
     with _sqlite_init_lock():
         # MlflowClient() builds the store, and with it creates/migrates the database: one process at a time
-        client = MlflowClient(tracking_uri=resolved)
-        client.search_experiments(max_results=1)
+        try:
+            client = MlflowClient(tracking_uri=resolved)
+            client.search_experiments(max_results=1)
+        except Exception as error:  # a corrupt, foreign or locked file: one line, not MLflow's traceback
+            problem = store_problem(error, resolved)
+            if problem is None:
+                raise
+            raise problem from None
     return client
 
 
@@ -304,47 +320,6 @@ def quote_filter_value(value: str) -> str:
     if '"' not in value:
         return f'"{value}"'
     raise ValueError(f"MLflow filter strings cannot hold a value with both ' and \": {value!r}")
-
-
-def find_runs_by_tag(
-    client: MlflowClient,
-    experiment_ids: Sequence[str] | str,
-    tag: str,
-    value: str,
-    *,
-    extra_filter: str | None = None,
-    include_deleted: bool = False,
-    page_size: int = 1000,
-) -> list[Run]:
-    """Every run in ``experiment_ids`` whose tag ``tag`` equals ``value``, newest first.
-
-    One ``client.search_runs`` call per page of ``page_size`` runs (the filter runs in the store, not in
-    Python). ``extra_filter`` is AND-ed in (e.g. ``"tags.`lgrpo.state` = 'done'"``).
-    """
-    from mlflow.entities import ViewType
-
-    ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
-    if not ids:
-        return []
-    filter_string = f"tags.`{tag}` = {quote_filter_value(str(value))}"
-    if extra_filter:
-        filter_string = f"{filter_string} AND {extra_filter}"
-    view = ViewType.ALL if include_deleted else ViewType.ACTIVE_ONLY
-    runs: list[Run] = []
-    page_token = None
-    while True:
-        page = client.search_runs(
-            ids,
-            filter_string=filter_string,
-            run_view_type=view,
-            max_results=page_size,
-            order_by=["attributes.start_time DESC"],
-            page_token=page_token,
-        )
-        runs.extend(page)
-        page_token = page.token
-        if not page_token:
-            return runs
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -424,8 +399,8 @@ def grid_view_key(grid: str) -> str:
 def grid_view_state(grid: str, *, metrics: Sequence[str] = (), group_by: Sequence[str] = ()) -> dict:
     """The saved view of a grid (the JSON the UI reads from ``mlflow.sharedViewState.<key>``).
 
-    Filter: the grid's training runs (``lgrpo.grid`` = grid, ``lgrpo.kind`` = train), so they are listed
-    themselves and not collapsed under the grid's parent run. Rows: grouped by the params ``group_by``
+    Filter: the grid's training runs (``lgrpo.in_grid.<grid>`` = true, ``lgrpo.kind`` = train: every current point,
+    also runs another grid made first), so they are listed themselves and not collapsed under the grid's parent run. Rows: grouped by the params ``group_by``
     (the config keys that tell the grid's configurations apart; default: the algorithm tag), each group
     expanded with its runs (seeds) and a group row holding the average. Columns: the group keys, seed, state,
     then ``metrics`` (e.g. ``eval/math500/acc``). Newest runs first within a group.
@@ -442,7 +417,7 @@ def grid_view_state(grid: str, *, metrics: Sequence[str] = (), group_by: Sequenc
         keys = [{"mode": "tag", "groupByData": t.TAG_ALGORITHM}]
         group_columns = [column("tags", t.TAG_ALGORITHM)]
     return {
-        "searchFilter": f"tags.`{t.TAG_GRID}` = {quote_filter_value(grid)} AND tags.`{t.TAG_KIND}` = '{t.KIND_TRAIN}'",
+        "searchFilter": f"tags.`{t.grid_member_tag(grid)}` = 'true' AND tags.`{t.TAG_KIND}` = '{t.KIND_TRAIN}'",
         "orderByKey": "attributes.start_time",
         "orderByAsc": False,
         "selectedColumns": [*group_columns, column("tags", t.TAG_SEED), column("tags", t.TAG_STATE),
@@ -505,30 +480,39 @@ def ui_links(uri: str, grid: str | None = None, experiment: str | None = None, *
     * else ``experiment``: its runs table;
     * else every saved grid view.
 
-    A SQLite store is read without importing MLflow (:class:`~lgrpo_bench.tracking.sqlstore.StoreReader`); MLflow
-    is used to write a missing view and for other stores. Raises ``ValueError`` naming what the store has when
+    The store is read through its reader (:func:`lgrpo_bench.tracking.reader.open_reader`: a SQLite store without
+    importing MLflow); MLflow is used to write a missing view or membership tags. Raises ``ValueError`` naming what the store has when
     ``grid`` or ``experiment`` is not there (or the SQLite file does not exist).
     """
-    from lgrpo_bench.tracking import schema as t
 
-    db_file = sqlite_path(uri)
-    if db_file is not None and not db_file.exists():
+    from lgrpo_bench.tracking.reader import open_reader
+
+    reader = open_reader(uri, must_exist=False)
+    if reader is None:
         if grid or experiment:
             raise ValueError(f"no store at {uri}: nothing has run yet (choose the store with --tracking-uri)")
         return []
-    store = _LinkSource(uri, db_file)
-    experiments = store.experiments()
-    names = dict((name, experiment_id) for experiment_id, name in experiments)
+    with reader:
+        return _ui_links(reader, uri, grid, experiment, is_config_key)
+
+
+def _ui_links(reader, uri: str, grid: str | None, experiment: str | None, is_config_key: Callable[[str], bool]):
+    from lgrpo_bench.tracking import schema as t
+
+    found = reader.experiments()
+    experiments = [(e.experiment_id, e.name) for e in found]
+    names = {name: experiment_id for experiment_id, name in experiments}
     if experiment is not None and experiment not in names:
         raise ValueError(f"--experiment {experiment!r}: no such experiment in {uri} "
                          f"(experiments: {', '.join(sorted(names)) or 'none'})")
-    views = _views_of(experiments, store.experiment_tags())
+    views = _views_of(experiments, {e.experiment_id: dict(e.tags) for e in found})
     if grid is None:
         if experiment is not None:
             return [(f"experiment {experiment}", experiment_runs_route(names[experiment]))]
         return [(f"grid {name} ({where})", route) for name, where, route in views]
     searched = [names[experiment]] if experiment is not None else [experiment_id for experiment_id, _ in experiments]
-    holding = list(dict.fromkeys(run.info.experiment_id for run in store.runs(searched, grid, t.KIND_GRID)))
+    parents = reader.runs(searched, tag_equals={t.TAG_GRID: grid, t.TAG_KIND: t.KIND_GRID}, metrics=False) if searched else []
+    holding = list(dict.fromkeys(run.info.experiment_id for run in parents))
     if not holding:
         raise ValueError(f"--grid {grid!r}: no grid of that name in {uri}" + (f" (experiment {experiment!r})" if experiment else "")
                          + f"; grids with a view there: {', '.join(sorted({v[0] for v in views})) or 'none'} "
@@ -536,48 +520,21 @@ def ui_links(uri: str, grid: str | None = None, experiment: str | None = None, *
     saved = {(name, where): route for name, where, route in views}
     by_id = dict(experiments)
     links = []
+    member = t.grid_member_tag(grid)
     for experiment_id in holding:
         route = saved.get((grid, by_id[experiment_id]))
+        runs = reader.runs([experiment_id], tag_equals={t.TAG_KIND: t.KIND_TRAIN}, params=route is None)
+        untagged = [run for run in runs if run.data.tags.get(t.TAG_GRID) == grid and run.data.tags.get(member) != "true"]
+        if untagged:  # runs of a grid that ran before membership tags: tag them, or the view would miss them
+            client = open_client(uri)
+            for run in untagged:
+                client.set_tag(run.info.run_id, member, "true")
         if route is None:
-            runs = store.runs([experiment_id], grid, t.KIND_TRAIN, params=True)
-            metrics = sorted({key for run in runs for key in run.data.metrics
+            ours = [run for run in runs if run.data.tags.get(member) == "true" or run.data.tags.get(t.TAG_GRID) == grid]
+            metrics = sorted({key for run in ours for key in run.data.metrics
                               if key.startswith(t.EVAL_PREFIX) and key.endswith("/acc")})
-            keys = sorted({key for run in runs for key in run.data.params if is_config_key(key)})
-            varying = [key for key in keys if len({run.data.params.get(key) for run in runs}) > 1]
+            keys = sorted({key for run in ours for key in run.data.params if is_config_key(key)})
+            varying = [key for key in keys if len({run.data.params.get(key) for run in ours}) > 1]
             route = set_grid_view(open_client(uri), experiment_id, grid, metrics=metrics, group_by=varying)
         links.append((f"grid {grid} ({by_id[experiment_id]})", route))
     return links
-
-
-class _LinkSource:
-    """What :func:`ui_links` reads: from the SQLite file directly when it is one, else through MLflow."""
-
-    def __init__(self, uri: str, db_file: Path | None):
-        self.uri, self.db_file = uri, db_file
-
-    def experiments(self) -> list[tuple[str, str]]:
-        if self.db_file is not None:
-            from lgrpo_bench.tracking.sqlstore import StoreReader
-
-            with StoreReader(self.db_file) as reader:
-                return reader.experiments()
-        return [(e.experiment_id, e.name) for e in open_client(self.uri).search_experiments()]
-
-    def experiment_tags(self) -> dict[str, dict[str, str]]:
-        if self.db_file is not None:
-            from lgrpo_bench.tracking.sqlstore import StoreReader
-
-            with StoreReader(self.db_file) as reader:
-                return reader.experiment_tags()
-        return {e.experiment_id: dict(e.tags) for e in open_client(self.uri).search_experiments()}
-
-    def runs(self, experiment_ids: Sequence[str], grid: str, kind: str, *, params: bool = False) -> list:
-        from lgrpo_bench.tracking import schema as t
-
-        if self.db_file is not None:
-            from lgrpo_bench.tracking.sqlstore import StoreReader
-
-            with StoreReader(self.db_file) as reader:
-                return reader.runs(experiment_ids, tag_equals={t.TAG_GRID: grid, t.TAG_KIND: kind}, params=params)
-        return find_runs_by_tag(open_client(self.uri), experiment_ids, t.TAG_GRID, grid,
-                                extra_filter=f"tags.`{t.TAG_KIND}` = '{kind}'") if experiment_ids else []

@@ -1,20 +1,20 @@
-"""``train(config, run_id)``: the training of one run, resumable, logged to MLflow.
+"""``train(config, run_id, tracked)``: the training of one run, resumable, logged into its MLflow run.
 
 Contract:
-- the caller resolved ``config`` and computed ``run_id`` once (:mod:`lgrpo_bench.runs`); the run's folder is
-  :class:`~lgrpo_bench.tracking.record.RunLayout` ``<tracking.runs_dir>/<run_id>/`` and its ``config.yaml`` is
-  already written; training writes checkpoints, ``train.log`` and ``final/`` there;
-- the MLflow run carrying tag ``lgrpo.run_id`` is found in the store: a ``done``, ``trained`` or ``pruned`` run is
-  not trained again; an unfinished one is resumed from its last complete checkpoint *into the same MLflow run*,
-  and steps that were already logged are not logged again (no duplicated points);
-- training ends in state ``trained`` (or ``pruned`` for a sweep trial stopped by its pruner); evaluating and
-  marking the run ``done`` is the lifecycle's job (:func:`lgrpo_bench.runs.lifecycle.execute_run`);
-- tiny presets are built (or taken from the cache) first and their warm start is logged once, as its own
-  MLflow run (``lgrpo.kind = warm_start``), so the starting accuracy is on record;
-- a failure marks the run ``failed`` with the error and the log tail as artifacts, then re-raises;
+- the caller is the run's lifecycle (:func:`lgrpo_bench.runs.lifecycle.execute_run`): it holds the run's lock,
+  found or created the MLflow run (``tracked``, in state ``running``) and decides every state move; this module
+  only trains and logs. ``tracked`` is None on ranks ≠ 0 of a multi-process run, which train untracked;
+- the run's folder is :class:`~lgrpo_bench.tracking.record.RunLayout` ``<runs_dir>/<experiment>/<run_id>/``;
+  training writes checkpoints, ``train.log`` and ``final/`` there, and resumes from the newest verified checkpoint
+  into the same MLflow run; steps an earlier attempt logged are not logged again (no duplicated points);
+- tiny presets are built (or taken from the cache) first and their warm start is logged once per experiment, as its
+  own MLflow run (``lgrpo.kind = warm_start``), so the starting accuracy is on record; the train run is tagged with
+  the base model's hash;
+- the result carries :class:`~lgrpo_bench.training.health.TrainingHealth` (from the trainer's log history, so a
+  resumed run counts its earlier steps too) and the step a sweep's pruner stopped at, if any;
 - under ``accelerate launch`` / ``torchrun`` (several processes, ``$RANK``) only rank 0 writes to MLflow,
-  measures held-out accuracy and saves the tokenizer; the other ranks train without tracking. Sweep pruning
-  is off for such runs (one rank cannot stop the others mid-step), the trial still reports its values.
+  measures held-out accuracy and saves the tokenizer. Sweep pruning is off for such runs (one rank cannot stop the
+  others mid-step), the trial still reports its values.
 """
 
 from __future__ import annotations
@@ -22,57 +22,50 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lgrpo_bench.algorithms.presets import algorithm_of
-from lgrpo_bench.config import RunConfig, dump_yaml, identity_payload
+from lgrpo_bench.config import RunConfig
 from lgrpo_bench.tracking import record
 from lgrpo_bench.tracking.record import PARENT_RUN_ENV, RunLayout
+
+if TYPE_CHECKING:
+    from lgrpo_bench.training.health import TrainingHealth
 
 WARM_START_LINE_EVERY = 100
 """A warm-start progress line every this many SFT steps (the grid's live view shows the latest)."""
 
 LOG = logging.getLogger("lgrpo_bench.train")
 
+
+class TrackedTarget(Protocol):
+    """The MLflow training run a run trains into, as the lifecycle opened it
+    (:class:`lgrpo_bench.runs.tracked.TrackedRun`)."""
+
+    client: Any
+    experiment_id: str
+    mlflow_run_id: str
+    created: bool
+
+    def last_logged_step(self) -> int: ...
+
+
 @dataclass
 class TrainResult:
-    """What a finished (or skipped) training returns. ``state``: the run's ``lgrpo.state`` afterwards."""
+    """What a training attempt returns (the lifecycle turns it into the run's state)."""
 
     run_id: str
     mlflow_run_id: str | None
     run_dir: Path
-    state: str
-    skipped: bool = False
+    health: TrainingHealth
+    pruned_at: int | None = None
     model_dir: Path | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-@dataclass
-class _Attempt:
-    """One attempt at training a run: what every stage of :func:`_train` needs."""
-
-    config: RunConfig
-    run_id: str
-    layout: RunLayout
-    say: Callable[[str], None]
-    started: float
-    client: Any = None
-    """MLflow client; None on ranks other than 0 of a multi-process run (they train untracked)."""
-    experiment_id: str | None = None
-    mlflow_run_id: str | None = None
-    skip_until: int = -1
-    """Steps ≤ this were logged by an earlier attempt and are not logged again."""
-
-    @property
-    def tracked(self) -> bool:
-        return self.client is not None
 
 
 def is_main_process(environ: dict[str, str] | None = None) -> bool:
@@ -85,55 +78,27 @@ def world_size(environ: dict[str, str] | None = None) -> int:
     return int((os.environ if environ is None else environ).get("WORLD_SIZE", "1") or 1)
 
 
-def git_commit() -> str:
-    """HEAD of the checkout the package runs from (editable installs), else ``GIT_COMMIT_UNKNOWN``."""
-    from lgrpo_bench.tracking.schema import GIT_COMMIT_UNKNOWN
+def warm_start_tags(build) -> dict[str, str]:
+    """Whether a tiny warm start lies in its band, its greedy held-out accuracy and its weights' hash, as MLflow tags."""
+    from lgrpo_bench.tracking.schema import TAG_BASE_MODEL_HASH, TAG_WARM_START_GREEDY_ACC, TAG_WARM_START_IN_BAND
 
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).resolve().parent).stdout.strip() or GIT_COMMIT_UNKNOWN
-    except (OSError, subprocess.SubprocessError):
-        return GIT_COMMIT_UNKNOWN
-
-
-def run_tags(config: RunConfig, rid: str, size_label: str, warm_start=None) -> dict[str, str]:
-    from lgrpo_bench import tracking as t
-
-    tags = {
-        t.TAG_KIND: t.KIND_TRAIN, t.TAG_RUN_ID: rid, t.TAG_ALGORITHM: config.algorithm.name,
-        t.TAG_MODEL: config.model.name, t.TAG_MODEL_SIZE: size_label, t.TAG_SEED: str(config.train.seed),
-        t.TAG_TASK: config.task.name, t.TAG_GIT_COMMIT: git_commit(), t.TAG_VERSIONS: t.versions_tag_value(),
-        "mlflow.runName": f"{config.algorithm.name}-{config.model.name}-s{config.train.seed}",
-    }
-    axes = algorithm_of(config).axes
-    tags.update({t.TAG_AGGREGATION: axes["aggregation"], t.TAG_SURROGATE: axes["surrogate"],
-                 t.TAG_ADVANTAGE: axes["advantage"], t.TAG_GROUP_FILTER: axes["group_filter"]})
-    if warm_start is not None:  # a tiny preset's build: the run rests on it
-        tags.update(warm_start_tags(warm_start))
-    if config.tracking.grid:
-        tags[t.TAG_GRID] = config.tracking.grid
-    parent = os.environ.get(PARENT_RUN_ENV)
-    if parent:  # set by lgrpo_bench.dispatch for runs of a grid: MLflow nests them under the grid's run
-        tags[t.TAG_PARENT_RUN_ID] = parent
+    verdict = build.band
+    tags = {TAG_WARM_START_IN_BAND: str(verdict.in_band).lower(),
+            TAG_WARM_START_GREEDY_ACC: str(round(verdict.greedy_acc, 4))}
+    model_hash = getattr(build, "model_hash", None)
+    if model_hash:
+        tags[TAG_BASE_MODEL_HASH] = model_hash
     return tags
 
 
-def warm_start_tags(build) -> dict[str, str]:
-    """Whether a tiny warm start lies in its band, and its greedy held-out accuracy, as MLflow tags."""
-    from lgrpo_bench.tracking.schema import TAG_WARM_START_GREEDY_ACC, TAG_WARM_START_IN_BAND
-
-    verdict = build.band
-    return {TAG_WARM_START_IN_BAND: str(verdict.in_band).lower(),
-            TAG_WARM_START_GREEDY_ACC: str(round(verdict.greedy_acc, 4))}
-
-
-def log_warm_start(client, experiment_id: str, model_name: str, build) -> None:
+def log_warm_start(client, experiment_id: str, model_name: str, build, lock_dir: Path) -> None:
     """One MLflow run per warm-started tiny checkpoint and experiment (found again by its cache key), nested under the
     grid run whose run built it (:data:`PARENT_RUN_ENV`); several runs racing for it (a grid's slots, two grids)
-    serialise on a lock file beside the cached build, so it is logged once."""
+    serialise on a lock file in ``lock_dir`` (the experiment's runs folder: the model cache may be read-only)."""
     import fcntl
 
-    with open(build.path.parent / f".{build.path.name}.logged.lock", "a+") as lock:
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f".warm-start-{build.path.name}.lock", "a+") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
             _log_warm_start_once(client, experiment_id, model_name, build)
@@ -143,10 +108,12 @@ def log_warm_start(client, experiment_id: str, model_name: str, build) -> None:
 
 def _log_warm_start_once(client, experiment_id: str, model_name: str, build) -> None:
     from lgrpo_bench import tracking as t
+    from lgrpo_bench.tracking.reader import open_reader
 
     key = build.path.name
-    if t.find_runs_by_tag(client, experiment_id, t.TAG_WARM_START_KEY, key):
-        return
+    with open_reader(client=client) as reader:
+        if reader.runs([experiment_id], tag_equals={t.TAG_WARM_START_KEY: key}, metrics=False):
+            return
     built_on = build.metrics.get("provenance") or {}  # the machine that built it (a cached build may come from another)
     parent = os.environ.get(PARENT_RUN_ENV)
     nesting = {t.TAG_PARENT_RUN_ID: parent} if parent else {}
@@ -161,14 +128,6 @@ def _log_warm_start_once(client, experiment_id: str, model_name: str, build) -> 
     client.set_terminated(warm_start_run, "FINISHED")
 
 
-def last_logged_step(client, mlflow_run_id: str) -> int:
-    """The last step an earlier attempt logged (train/loss each step, held-out accuracy at step 0)."""
-    from lgrpo_bench import tracking as t
-
-    steps = [m.step for name in (t.TRAIN_LOSS, t.TRAIN_HELDOUT_ACC) for m in client.get_metric_history(mlflow_run_id, name)]
-    return max(steps, default=-1)
-
-
 def _score_fn(task: str) -> Callable[[str, str], float]:
     if task == "arith":
         from lgrpo_bench.tasks.arith import score_arith
@@ -179,23 +138,11 @@ def _score_fn(task: str) -> Callable[[str, str], float]:
     return lambda completion, answer: float(score_math(completion, answer).correct)
 
 
-def train(config: RunConfig, run_id: str, *, emit: Callable[[str], None] | None = None) -> TrainResult:
-    """Train (or resume, or skip) run ``run_id`` of the resolved ``config``; see the module docstring."""
-    from lgrpo_bench import tracking as t
-
+def train(config: RunConfig, run_id: str, tracked: TrackedTarget | None, *,
+          emit: Callable[[str], None] | None = None) -> TrainResult:
+    """Train (or resume) run ``run_id`` of the resolved ``config`` into ``tracked``; see the module docstring."""
     emit = emit or (lambda line: None)
-    started = time.perf_counter()
-    layout = RunLayout.of(config.tracking.runs_dir, run_id)
-    client = t.open_client(t.resolve_tracking_uri(config.tracking.uri))
-    experiment_id = t.get_or_create_experiment(client, config.tracking.experiment)
-    existing = t.find_runs_by_tag(client, experiment_id, t.TAG_RUN_ID, run_id,
-                                  extra_filter=f"tags.`{t.TAG_KIND}` = '{t.KIND_TRAIN}'")
-    state = existing[0].data.tags.get(t.TAG_STATE) if existing else None
-    if state in (t.STATE_DONE, t.STATE_TRAINED, t.STATE_PRUNED):
-        emit(f"run {run_id}: already {state} (MLflow run {existing[0].info.run_id}), training skipped")
-        return TrainResult(run_id, existing[0].info.run_id, layout.root, state, skipped=True,
-                           model_dir=layout.final_dir, metrics=dict(existing[0].data.metrics))
-
+    layout = RunLayout.for_config(config, run_id)
     layout.root.mkdir(parents=True, exist_ok=True)
     file_handler = logging.FileHandler(layout.train_log)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -208,78 +155,34 @@ def train(config: RunConfig, run_id: str, *, emit: Callable[[str], None] | None 
         LOG.info(line)
         emit(line)
 
-    attempt = _Attempt(config, run_id, layout, say, started)
     try:
-        if not is_main_process():  # another rank of a multi-process run: rank 0 tracks
-            return _train(attempt)
-        attempt.client, attempt.experiment_id = client, experiment_id
-        if existing:
-            attempt.mlflow_run_id = existing[0].info.run_id
-            record.set_state(client, attempt.mlflow_run_id, t.STATE_RUNNING, current=state)
-            attempt.skip_until = last_logged_step(client, attempt.mlflow_run_id)
-            say(f"run {run_id}: resuming MLflow run {attempt.mlflow_run_id} (steps ≤ {attempt.skip_until} already logged)")
-        try:
-            return _train(attempt)
-        except BaseException as error:
-            if attempt.mlflow_run_id is not None:
-                _mark_failed(attempt, error)
-            raise
+        return _train(config, run_id, layout, tracked, say)
     finally:
         for watched_logger in watched:
             watched_logger.removeHandler(file_handler)
         file_handler.close()
 
 
-def _mark_failed(attempt: _Attempt, error: BaseException) -> None:
-    from lgrpo_bench import tracking as t
-
-    client, mlflow_run_id = attempt.client, attempt.mlflow_run_id
-    try:
-        if isinstance(error, KeyboardInterrupt):  # SIGINT: the orchestrator stops the grid (Ctrl-C, SIGTERM)
-            record.mark_stopped(client, mlflow_run_id)
-            client.set_terminated(mlflow_run_id, "KILLED")
-            return
-        record.mark_failed(client, mlflow_run_id, f"{type(error).__name__}: {error}", step="train")
-        client.log_text(mlflow_run_id, "".join(traceback.format_exception(error)), t.ARTIFACT_ERROR)
-        if attempt.layout.train_log.exists():
-            client.log_text(mlflow_run_id, attempt.layout.train_log.read_text(errors="replace")[-20000:],
-                            t.ARTIFACT_TRAIN_LOG_TAIL)
-        client.set_terminated(mlflow_run_id, "FAILED")
-    except Exception:  # the store itself may be the failure; the original error matters more
-        LOG.exception("could not record the failure in MLflow")
-
-
-def _start_mlflow_run(attempt: _Attempt, size_label: str, warm_start=None) -> None:
-    """Create the run's MLflow run (state running) with its tags, params and config artifact."""
-    from mlflow.entities import Param
-
-    from lgrpo_bench import tracking as t
-
-    config, client = attempt.config, attempt.client
-    attempt.mlflow_run_id = record.create_run(client, attempt.experiment_id,
-                                              tags=run_tags(config, attempt.run_id, size_label, warm_start))
-    params = t.flatten_params(identity_payload(config, algorithm_of(config).identity()))
-    params["run_id"] = attempt.run_id
-    items = [Param(key, value) for key, value in params.items()]
-    for start in range(0, len(items), 100):  # MLflow takes at most 100 params per log_batch
-        client.log_batch(attempt.mlflow_run_id, params=items[start : start + 100])
-    client.log_text(attempt.mlflow_run_id, dump_yaml(config), t.ARTIFACT_CONFIG)
-    attempt.say(f"run {attempt.run_id}: MLflow run {attempt.mlflow_run_id} in experiment {config.tracking.experiment!r}")
-
-
-def _train(attempt: _Attempt) -> TrainResult:
+def _train(config: RunConfig, run_id: str, layout: RunLayout, tracked: TrackedTarget | None,
+           say: Callable[[str], None]) -> TrainResult:
     import torch
 
     from lgrpo_bench import tracking as t
+    from lgrpo_bench.models.heldout import SMALL_MODEL_PARAMS
     from lgrpo_bench.models.loading import load_model_and_tokenizer, resolve_model
     from lgrpo_bench.models.presets import TINY_PRESETS
-    from lgrpo_bench.models.heldout import SMALL_MODEL_PARAMS
     from lgrpo_bench.training.arguments import grpo_config
     from lgrpo_bench.training.callbacks import HeldoutAccuracyCallback, ProgressCallback, SampleTableCallback
     from lgrpo_bench.training.data import build_task_data
+    from lgrpo_bench.training.health import TrainingHealth
     from lgrpo_bench.training.trainer import UnifiedLossGRPOTrainer
 
-    config, say, layout = attempt.config, attempt.say, attempt.layout
+    started = time.perf_counter()
+    client = tracked.client if tracked is not None else None
+    mlflow_run_id = tracked.mlflow_run_id if tracked is not None else None
+    skip_until = tracked.last_logged_step() if tracked is not None and not tracked.created else -1
+    if tracked is not None and skip_until >= 0:
+        say(f"run {run_id}: resuming MLflow run {mlflow_run_id} (steps ≤ {skip_until} already logged)")
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
     cache_dir = Path(config.tracking.cache_dir) if config.tracking.cache_dir else None
@@ -293,25 +196,25 @@ def _train(attempt: _Attempt) -> TrainResult:
 
     resolved = resolve_model(config.model.name, cache_dir=cache_dir, seed=config.model.warm_start_seed,
                              sft_steps=config.model.warm_start_steps, progress=warm_start_progress, emit=say)
-    if resolved.build is not None and attempt.tracked:
-        log_warm_start(attempt.client, attempt.experiment_id, config.model.name, resolved.build)
-        m = resolved.build.metrics
-        say(f"model {config.model.name}: {m.get('n_params', 0):,} parameters, warm-start greedy accuracy "
-            f"{m.get('greedy_acc', float('nan')):.3f} ({'cached' if m.get('cached') else 'built'})")
-
-    if attempt.mlflow_run_id is None and attempt.tracked:
-        _start_mlflow_run(attempt, resolved.size_label, resolved.build)
-    client, mlflow_run_id = attempt.client, attempt.mlflow_run_id
-
-    model, tokenizer = load_model_and_tokenizer(resolved.name_or_path, dtype=config.model.dtype)
-    if config.train.num_threads is None and not torch.cuda.is_available() and model.num_parameters() < SMALL_MODEL_PARAMS:
-        torch.set_num_threads(1)  # tiny models: a chain of tiny ops; two threads spin against each other (~10x slower)
-    if attempt.tracked:  # where this attempt computes (a resumed run records the machine of its last attempt)
+    if tracked is not None:
         from mlflow.entities import RunTag
 
         from lgrpo_bench.tracking.provenance import provenance_tags
 
-        client.log_batch(mlflow_run_id, tags=[RunTag(k, v) for k, v in provenance_tags().items()])
+        tags = {t.TAG_MODEL_SIZE: resolved.size_label}
+        if resolved.build is not None:
+            log_warm_start(client, tracked.experiment_id, config.model.name, resolved.build, layout.experiment_dir)
+            tags.update(warm_start_tags(resolved.build))
+            m = resolved.build.metrics
+            say(f"model {config.model.name}: {m.get('n_params', 0):,} parameters, warm-start greedy accuracy "
+                f"{m.get('greedy_acc', float('nan')):.3f} ({'cached' if m.get('cached') else 'built'})")
+
+    model, tokenizer = load_model_and_tokenizer(resolved.name_or_path, dtype=config.model.dtype)
+    if config.train.num_threads is None and not torch.cuda.is_available() and model.num_parameters() < SMALL_MODEL_PARAMS:
+        torch.set_num_threads(1)  # tiny models: a chain of tiny ops; two threads spin against each other (~10x slower)
+    if tracked is not None:  # where this attempt computes (a resumed run records the machine of its last attempt)
+        tags.update(provenance_tags())
+        client.log_batch(mlflow_run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     data = build_task_data(config, tokenizer)
     algorithm = algorithm_of(config)
     for note in algorithm.notes:
@@ -348,9 +251,9 @@ def _train(attempt: _Attempt) -> TrainResult:
     trainer.remove_callback(PrinterCallback)  # raw log dicts on stdout; ours prints one line per step
     trainer.remove_callback(StockProgress)
     pruning = mlflow_callback = None
-    if attempt.tracked:
+    if tracked is not None:
         mlflow_callback = t.MlflowStepCallback(client, mlflow_run_id, extra_metrics_fn=extra_metrics,
-                                               skip_steps_up_to=attempt.skip_until)
+                                               skip_steps_up_to=skip_until)
         trainer.add_callback(heldout)
         pruning = _pruning_callback(client, mlflow_run_id, heldout, say, can_stop=world_size() == 1)
         if pruning is not None:  # before the MLflow callback, which consumes the held-out values
@@ -363,44 +266,44 @@ def _train(attempt: _Attempt) -> TrainResult:
 
     checkpoint, passed_over = layout.resume_point()
     for problem in passed_over:
-        say(f"run {attempt.run_id}: not resuming from an incomplete checkpoint: {problem}")
+        say(f"run {run_id}: not resuming from a checkpoint that failed verification: {problem}")
     if checkpoint is not None:
-        say(f"run {attempt.run_id}: resuming from {checkpoint.name}")
+        say(f"run {run_id}: resuming from {checkpoint.name}")
     elif passed_over:
-        say(f"run {attempt.run_id}: no complete checkpoint left; training again from step 0 into the same MLflow run "
-            f"(steps ≤ {attempt.skip_until} keep the values logged the first time)")
-    if attempt.tracked and (checkpoint is not None or passed_over):
+        say(f"run {run_id}: no verified checkpoint left; training again from step 0 into the same MLflow run "
+            f"(steps ≤ {skip_until} keep the values logged the first time)")
+    if tracked is not None and (checkpoint is not None or passed_over):
         client.set_tag(mlflow_run_id, t.TAG_RESUMED_FROM, checkpoint.name if checkpoint is not None else "scratch")
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    health = TrainingHealth.of_log_history(trainer.state.log_history, trainer.state.global_step)
 
     final_dir = layout.final_dir
     trainer.save_model(str(final_dir))  # writes on the main process only
-    if not attempt.tracked:
-        return TrainResult(attempt.run_id, None, layout.root, t.STATE_TRAINED, model_dir=final_dir,
-                           seconds=time.perf_counter() - attempt.started)
+    if tracked is None:
+        return TrainResult(run_id, None, layout.root, health, model_dir=final_dir, seconds=time.perf_counter() - started)
     mlflow_callback.close()
-    tokenizer.save_pretrained(str(final_dir))
-    (final_dir / record.LAMBDA_STATE_FILE).write_text(json.dumps({"lambda": float(trainer.lam.detach())}))
-    if trainer.token_weight_records:
-        lines = "\n".join(json.dumps({"step": s, "length": n, "weight": w}) for s, n, w in trainer.token_weight_records)
-        client.log_text(mlflow_run_id, lines + "\n", t.ARTIFACT_TOKEN_WEIGHTS)
+    with record.disk_full_as_error(final_dir):
+        tokenizer.save_pretrained(str(final_dir))
+        (final_dir / record.LAMBDA_STATE_FILE).write_text(json.dumps({"lambda": float(trainer.lam.detach())}))
+    # always written (empty when no completion entered the loss, e.g. dapo_full steps of uniform groups only)
+    lines = "".join(json.dumps({"step": s, "length": n, "weight": w}) + "\n" for s, n, w in trainer.token_weight_records)
+    client.log_text(mlflow_run_id, lines, t.ARTIFACT_TOKEN_WEIGHTS)
     client.log_artifact(mlflow_run_id, str(layout.train_log))
     client.set_tag(mlflow_run_id, t.TAG_MODEL_DIR, str(final_dir))
     if trainer.lambda_rate_limited_fraction is not None:
         client.set_tag(mlflow_run_id, t.TAG_LAMBDA_RATE_LIMITED_FRAC, f"{trainer.lambda_rate_limited_fraction:.4f}")
-    final_state = t.STATE_TRAINED  # the lifecycle evaluates and marks it done (lgrpo_bench.runs.lifecycle)
-    if pruning is not None and pruning.pruned_at is not None:
-        final_state = t.STATE_PRUNED
-        say(f"run {attempt.run_id}: pruned by study {pruning.link.study!r} at step {pruning.pruned_at}")
-    record.set_state(client, mlflow_run_id, final_state, current=t.STATE_RUNNING)
-    client.set_terminated(mlflow_run_id, "FINISHED")
-    seconds = time.perf_counter() - attempt.started
+    pruned_at = pruning.pruned_at if pruning is not None else None
+    if pruned_at is not None:
+        say(f"run {run_id}: pruned by study {pruning.link.study!r} at step {pruned_at}")
+    seconds = time.perf_counter() - started
     metrics = dict(client.get_run(mlflow_run_id).data.metrics)
     trajectory = " → ".join(f"{acc:.3f}" for _, acc in heldout.history[:1] + heldout.history[-1:])
-    say(f"run {attempt.run_id}: trained in {seconds:.1f} s (MLflow run {mlflow_run_id})"
-        + (f"; held-out accuracy {trajectory}" if trajectory else ""))
-    return TrainResult(attempt.run_id, mlflow_run_id, layout.root, final_state, model_dir=final_dir, metrics=metrics,
-                       seconds=seconds)
+    if health.learned:
+        say(f"run {run_id}: trained in {seconds:.1f} s (MLflow run {mlflow_run_id})"
+            + (f"; held-out accuracy {trajectory}" if trajectory else ""))
+    else:
+        say(f"run {run_id}: training stopped after {health.steps} optimizer steps in {seconds:.1f} s")
+    return TrainResult(run_id, mlflow_run_id, layout.root, health, pruned_at, final_dir, metrics, seconds)
 
 
 def _pruning_callback(client, mlflow_run_id: str, heldout, say, *, can_stop: bool = True):
