@@ -103,7 +103,7 @@ def test_ray_cluster_grid_with_address_auto_survives_a_dead_worker_node(ray_clus
     log(f"grid 'ray' of 3 runs, max_concurrent 2, on {ray_cluster.address} (head raylet {head_raylet}, "
         f"worker node raylet {worker_raylet})")
 
-    with LivenessWatch(tmp_path / "runs") as watch:
+    with LivenessWatch(tmp_path / "runs" / EXPERIMENT) as watch:
         orchestrator = start_grid(grid, tmp_path, ray_cluster.env)
         try:
             deadline = time.monotonic() + 300
@@ -118,6 +118,9 @@ def test_ray_cluster_grid_with_address_auto_survives_a_dead_worker_node(ray_clus
                                          f"{orchestrator.communicate()[0]}")
                 time.sleep(0.05)
             victims = sorted(on_worker)
+            for rid in victims:  # paused: the raylet's death, not the run's own speed, decides how it ends
+                child = json.loads((tmp_path / "runs" / EXPERIMENT / rid / "worker.json").read_text())["child_pid"]
+                os.kill(child, signal.SIGSTOP)
             os.kill(worker_raylet, signal.SIGKILL)
             log(f"SIGKILL to the worker node's raylet (pid {worker_raylet}) while it runs {victims}")
             output, _ = orchestrator.communicate(timeout=400)
@@ -162,5 +165,5 @@ def test_ray_cluster_grid_with_address_auto_survives_a_dead_worker_node(ray_clus
         assert loss_steps(tmp_path, final[rid]) == list(range(1, STEPS + 1))
         assert len(resumed_from(tmp_path / "runs" / EXPERIMENT / rid)) == 1
     assert set(states(grid).values()) == {"done"}
-    log(f"Ray test: resumed {victims} from {[resumed_from(tmp_path / 'runs' / rid) for rid in victims]}; "
+    log(f"Ray test: resumed {victims} from {[resumed_from(tmp_path / 'runs' / EXPERIMENT / rid) for rid in victims]}; "
         f"whole test {time.monotonic() - started:.0f} s")

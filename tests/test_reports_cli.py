@@ -66,9 +66,9 @@ def test_bad_input_exits_2_and_writes_nothing(store, tmp_path, args, message):
     assert not out.exists()
 
 
-def test_missing_store_and_bad_grid_file_exit_2(tmp_path):
+def test_missing_store_exit_1_and_bad_grid_file_exit_2(tmp_path):
     result = _invoke("--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}", "--out", str(tmp_path / "out"))
-    assert result.exit_code == 2 and "no MLflow store at" in result.output
+    assert result.exit_code == 1 and "error: no MLflow store at" in result.output  # store trouble: one line, exit 1
     assert not (tmp_path / "none.db").exists()
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")

@@ -239,7 +239,7 @@ def test_slurm_job_array_queues_cancels_times_out_and_resumes(on_slurm, warm_tin
     for rid, why in ((cancelled, "train cancelled by SLURM"), (timed_out, "train timed out")):
         assert plan_states[rid].state == "failed" and plan_states[rid].detail.startswith(why), plan_states[rid]
         assert "resumes from checkpoint-" in plan_states[rid].detail
-    assert not list((tmp_path / "runs").glob("*/submitted.json")), "submission records outlived their jobs"
+    assert not list((tmp_path / "runs").glob("*/*/submitted.json")), "submission records outlived their jobs"
     logged_before = {rid: loss_steps(tmp_path, runs[rid]) for rid in (cancelled, timed_out)}
     assert all(steps and max(steps) < STEPS for steps in logged_before.values()), logged_before
 

@@ -202,7 +202,7 @@ def test_killed_sweep_resumes_to_exactly_n_trials(warm_tiny, tmp_path):
             continue
         done = [t for t in trials if t.state == TrialState.COMPLETE]
         running = [t for t in trials if t.state == TrialState.RUNNING]
-        if done and running and list((tmp_path / "runs").glob("*/checkpoint-*/lgrpo-manifest.json")):
+        if done and running and list((tmp_path / "runs").glob("*/*/checkpoint-*/lgrpo-manifest.json")):
             os.killpg(process.pid, signal.SIGKILL)  # the orchestrator and everything it started
             killed_while_running = True
             break

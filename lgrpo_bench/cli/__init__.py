@@ -1,8 +1,9 @@
 """The ``lgrpo-bench`` command line: parse, call the library, print. No logic of its own.
 
 One module per command group registers its commands on :data:`app` (``runs``: train, config, algorithms,
-ui). Exit codes: 0 success, 1 a run failed or the MLflow store cannot be used (one line saying why), 2 bad input
-(nothing launched, nothing written).
+ui). Exit codes: 0 success, 1 a run failed or the MLflow store cannot be used (one line saying why: the app's group
+turns store trouble into that line, :class:`lgrpo_bench.cli.common._Group`), 2 bad input (nothing launched, nothing
+written).
 
 The command modules (and Typer) are imported on first use of :data:`app`, so ``lgrpo-bench --version`` reads
 package metadata and nothing else.
@@ -35,24 +36,4 @@ def main() -> None:
 
         print("\n".join(version_lines()))
         return
-    try:
-        _load_app()()
-    except Exception as error:  # store trouble is one line and exit 1 in every command, never a traceback
-        problem = _store_problem(error)
-        if problem is None:
-            raise
-        print(f"error: {problem}", file=sys.stderr)
-        sys.exit(1)
-
-
-def _store_problem(error: BaseException):
-    """The :class:`~lgrpo_bench.tracking.reader.StoreProblem` an uncaught exception amounts to, or None."""
-    from lgrpo_bench.tracking.reader import StoreProblem, store_problem
-
-    if isinstance(error, StoreProblem):
-        return error
-    if not any(type(error).__module__.startswith(lib) for lib in ("sqlite3", "sqlalchemy", "mlflow")):
-        return None
-    from lgrpo_bench.tracking.store import resolve_tracking_uri
-
-    return store_problem(error, resolve_tracking_uri(None))
+    _load_app()()

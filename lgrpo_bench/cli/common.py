@@ -49,6 +49,34 @@ class _Group(typer.core.TyperGroup):
             option.default = False
         return option
 
+    def invoke(self, ctx):
+        """Every command: trouble with the MLflow store or the Optuna storage is one line (what, which file, what to do)
+        and exit 1, never a traceback (:class:`lgrpo_bench.tracking.reader.StoreProblem`)."""
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            problem = _store_problem(error)
+            if problem is None:
+                raise
+            typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(EXIT_RUN_FAILED) from None
+
+
+def _store_problem(error: BaseException):
+    """The :class:`~lgrpo_bench.tracking.reader.StoreProblem` an uncaught exception amounts to, or None: a StoreProblem
+    itself, or an error of ``sqlite3``, SQLAlchemy or MLflow (named against the default store)."""
+    if not any(type(error).__module__.startswith(lib) for lib in ("lgrpo_bench", "sqlite3", "sqlalchemy", "mlflow")):
+        return None
+    from lgrpo_bench.tracking.reader import StoreProblem, store_problem
+
+    if isinstance(error, StoreProblem):
+        return error
+    if type(error).__module__.startswith("lgrpo_bench"):
+        return None
+    from lgrpo_bench.tracking.store import resolve_tracking_uri
+
+    return store_problem(error, resolve_tracking_uri(None))
+
 
 app = typer.Typer(
     cls=_Group,

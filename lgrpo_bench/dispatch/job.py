@@ -186,7 +186,8 @@ def execute_job(job: RunJob, *, cuda_devices: list[str] | None = None,
             heartbeat.child(None)
             if returncode != 0:
                 error = record_failure(job, describe_exit(returncode), log_path)
-                return JobResult(job.run_id, False, name, returncode, error, time.perf_counter() - started)
+                if error is not None:
+                    return JobResult(job.run_id, False, name, returncode, error, time.perf_counter() - started)
         return JobResult(job.run_id, True, seconds=time.perf_counter() - started)
     finally:
         heartbeat.close()
@@ -214,8 +215,10 @@ def _last_error_line(text: str) -> str:
     return ""
 
 
-def record_failure(job: RunJob, how: str, log_path: Path | None = None) -> str:
-    """Record that run ``job.run_id``'s worker failed (``how``: e.g. ``killed by SIGKILL``) and return the error.
+def record_failure(job: RunJob, how: str, log_path: Path | None = None) -> str | None:
+    """Record that run ``job.run_id``'s worker failed (``how``: e.g. ``killed by SIGKILL``) and return the error;
+    None when the run is ``done`` (or ``pruned``) in the store: its process ended after the run had finished, which
+    is no failure of the run.
 
     Training records its own exceptions (state ``failed``, ``lgrpo.error``, ``error.txt``); this adds what only
     the caller sees — a process killed by a signal, a worker that failed before training created its MLflow
@@ -238,10 +241,12 @@ def record_failure(job: RunJob, how: str, log_path: Path | None = None) -> str:
         client = t.open_client(job.tracking_uri)
         with open_reader(client=client) as reader:
             run = find_train_run(reader, job.experiment, job.run_id)
+        if run is not None and run.data.tags.get(t.TAG_STATE) in (t.STATE_DONE, t.STATE_PRUNED):
+            return None  # the run had finished before its process ended: nothing failed
         if run is not None:
             tags = run.data.tags
             state = tags.get(t.TAG_STATE)
-            step = "eval" if state in (t.STATE_TRAINED, t.STATE_DONE) else "train"
+            step = "eval" if state == t.STATE_TRAINED else "train"
             error = f"{step} {how}" + (f": {detail}" if detail else "")
             if state == t.STATE_FAILED and tags.get(t.TAG_ERROR) and step == "train":
                 error = f"{step} {how}: {tags[t.TAG_ERROR]}"  # the lifecycle's own record is the most precise

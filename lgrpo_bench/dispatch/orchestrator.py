@@ -320,7 +320,11 @@ def run_grid(expanded: ExpandedGrid, *, slots: int | None = None, dry_run: bool 
                         pending.discard(result.run_id)
                         job = by_id[result.run_id]
                         if not result.ok and not result.cancelled and not result.recorded:
-                            result.error = record_failure(job, result.error)
+                            error = record_failure(job, result.error)
+                            if error is None:  # the run was done before its worker died: a finished run
+                                result.ok, result.error = True, ""
+                            else:
+                                result.error = error
                         view.finished(result)
                         if result.ok:
                             summary.done.append(result.run_id)

@@ -161,8 +161,12 @@ def settle_folder(layout: RunLayout, store: str, experiment: str, mlflow_run_id:
     if owner is None and mlflow_run_id is not None:  # results from before owner records: the store's run made them
         return
     moved = _move_results_aside(layout)
-    whose = (f"MLflow run {owner.mlflow_run_id}, which is not this run's record in the store" if owner is not None
-             else "no MLflow run the store knows")
+    if owner is None:
+        whose = "no MLflow run the store knows"
+    elif mlflow_run_id is None:
+        whose = f"MLflow run {owner.mlflow_run_id}, which the store no longer holds (deleted, or the store replaced)"
+    else:
+        whose = f"MLflow run {owner.mlflow_run_id}, which is not this run's record in the store ({mlflow_run_id})"
     say(f"run {layout.run_id}: its folder held the results of {whose}; moved them to {moved} and starting clean "
         "(a run never mixes two histories)")
 

@@ -261,13 +261,13 @@ def run_sweep(loaded: LoadedSweep, *, emit: Callable[[str], None] | None = None,
         job = jobs.pop(result.run_id)
         for trial in trials:
             heartbeats.discard(trial._trial_id)
-        if result.ok:
+        error = result.error
+        if not result.ok and not result.cancelled and not result.recorded:
+            error = record_failure(job, result.error)
+        if result.ok or (not result.cancelled and error is None):  # done (maybe before its worker died)
             for trial in trials:
                 tell_from_run(trial, result.run_id)
             return
-        error = result.error
-        if not result.cancelled and not result.recorded:
-            error = record_failure(job, result.error)
         for trial in trials:
             study.tell(trial, state=TrialState.FAIL)
             summary.failed[trial.number] = error or "cancelled"
