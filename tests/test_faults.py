@@ -128,18 +128,24 @@ def alive(pid: int) -> bool:
 
 
 def processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line contains ``text``."""
+    """Live processes whose command line or environment contains ``text`` (a run's processes carry its folder in
+    ``$LGRPO_RUN_DIR``, also when forked from a warm server, whose command line is the server's)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            seen = (entry / "cmdline").read_bytes() + b" " + (entry / "environ").read_bytes()
         except OSError:
             continue
-        if text in cmdline and alive(int(entry.name)):
+        if text in seen.replace(b"\0", b" ").decode(errors="replace") and alive(int(entry.name)):
             found.append(int(entry.name))
     return found
+
+
+def session_of(pid: int) -> int:
+    """The session id of ``pid`` (/proc/<pid>/stat field 6)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
 
 
 def metric_points(tmp_path: Path, run) -> set[tuple]:
@@ -180,8 +186,7 @@ def test_sigkill_of_a_training_process_fails_that_run_only_and_the_next_run_resu
     orchestrator = start_run(grid, tmp_path)
     wait_until(lambda: checkpointed_not_final(run_dir), orchestrator, f"run {target} saved a checkpoint")
     child = json.loads((run_dir / "worker.json").read_text())["child_pid"]
-    cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-    assert cmdline[1:4] == [b"-m", b"lgrpo_bench.runs", str(run_dir).encode()]  # the run's worker, training it
+    assert child in processes_mentioning(str(run_dir)) and session_of(child) == child  # the run's worker, its own session
     os.kill(child, signal.SIGKILL)
     output, _ = orchestrator.communicate(timeout=240)
 

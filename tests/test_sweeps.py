@@ -210,8 +210,11 @@ def test_killed_sweep_resumes_to_exactly_n_trials(warm_tiny, tmp_path):
     assert killed_while_running, process.stdout.read()[-3000:]
 
     # the next sweep, as a user starts it: a fresh process (never hangs the test session: 600 s at most)
-    result = subprocess.run([sys.executable, "-m", "lgrpo_bench.cli", "sweep", str(path)], env=env, capture_output=True,
-                            text=True, timeout=600)
+    try:
+        result = subprocess.run([sys.executable, "-m", "lgrpo_bench.cli", "sweep", str(path)], env=env,
+                                capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired as stuck:  # say where it was, not only that it was
+        pytest.fail(f"the resumed sweep did not end in 600 s:\n{(stuck.stdout or '')[-3000:]}\n{(stuck.stderr or '')[-3000:]}")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "lost their sweep process" in output or "were running in a sweep process that is gone" in output, output[-3000:]

@@ -107,6 +107,8 @@ class LocalExecutorConfig(_ExecutorBase):
         "nvidia-smi)",
     )
     share_gpus: bool = Field(False, description="Let runs share a GPU (small models); off = each GPU serves one run at a time")
+    warm_workers: bool = Field(True, description="Fork each run from a process that has imported torch, TRL, lm-eval and "
+                               "MLflow once (lgrpo_bench.runs.warm); false = a fresh interpreter per run")
     runs_per_gpu: int = Field(2, ge=1, description="With share_gpus: at most this many runs on one GPU")
 
     @field_validator("gpus")
@@ -131,6 +133,9 @@ class RayExecutorConfig(_ExecutorBase):
         ">1 = `accelerate launch` on that many GPUs)",
     )
     max_concurrent: int | None = Field(None, ge=1, description="Runs in flight at once; None = as many as the cluster's resources allow")
+    warm_workers: bool = Field(True, description="Fork each run from a process of its Ray worker that has imported torch, "
+                               "TRL, lm-eval and MLflow once (reused by the worker's later runs); false = a fresh "
+                               "interpreter per run")
     local_num_cpus: int | None = Field(None, ge=1, description="Local Ray only: CPUs it may use (None = all)")
     local_num_gpus: int | None = Field(None, ge=0, description="Local Ray only: GPUs it may use (None = all visible)")
     runtime_env: dict[str, Any] | None = Field(None, description="Ray runtime_env of the tasks (env_vars, working_dir, ...)")

@@ -1,15 +1,16 @@
-"""One grid run as a job: its worker as a fresh subprocess, a liveness record, and failures written to MLflow.
+"""One grid run as a job: its worker process (forked warm, or a fresh interpreter), a liveness record, failures in MLflow.
 
 :func:`execute_job` is what every executor runs — in a thread of the orchestrator (local), in a Ray task
 (ray), or in a submitit job (slurm) — so a run behaves the same everywhere:
 
-* the run's worker process (:func:`job_steps`: ``python -m lgrpo_bench.runs <run folder>``, which trains,
-  evaluates and finishes the run, see :mod:`lgrpo_bench.runs.lifecycle`) is a new process started with
-  ``start_new_session`` (Ctrl-C in the terminal reaches only the orchestrator, which stops runs itself) and,
-  on Linux, ``PR_SET_PDEATHSIG`` = SIGKILL (a step dies with whatever runs the job, so an orphan can never
-  keep logging to a run that the next ``lgrpo-bench run`` resumes);
-* stdout and stderr of every attempt go to ``<runs_dir>/<run_id>/run.log`` (appended: one file per run, every
-  attempt in it);
+* the run's worker process (:func:`job_steps`: what ``python -m lgrpo_bench.runs <run folder>`` does: the run's
+  lifecycle, :mod:`lgrpo_bench.runs.lifecycle`) is forked from this process's warm server when it can be
+  (:mod:`lgrpo_bench.runs.warm`: torch, TRL, lm-eval and MLflow are imported once per orchestrator or Ray worker,
+  not once per run), else started as a fresh interpreter; either way in its own session (Ctrl-C in the terminal
+  reaches only the orchestrator, which stops runs itself) and, on Linux, killed when its parent dies
+  (``PR_SET_PDEATHSIG``: an orphan can never keep logging to a run that the next ``lgrpo-bench run`` resumes);
+* stdout and stderr of every attempt go to ``<run folder>/run.log`` (appended: one file per run, every attempt in
+  it; each attempt's header line says whether it was forked warm or why it was not);
 * ``worker.json`` in the same folder records host, pid and a heartbeat while the job works (see
   :mod:`lgrpo_bench.dispatch.state`);
 * a step that fails (non-zero exit: an exception, OOM, a kill) marks the run failed in MLflow with its
@@ -35,6 +36,7 @@ from pathlib import Path
 from lgrpo_bench.dispatch.commands import free_port, run_argv
 from lgrpo_bench.dispatch.state import HEARTBEAT_S, process_start_ticks, store_exists
 from lgrpo_bench.runs.lifecycle import describe_exit
+from lgrpo_bench.runs.warm import RUN_DIR_ENV
 from lgrpo_bench.tracking.record import PARENT_RUN_ENV, RunLayout
 from lgrpo_bench.tracking.serve import signal_when_parent_dies
 
@@ -61,6 +63,9 @@ class RunJob:
     env: dict[str, str] = field(default_factory=dict)
     parent_run_id: str | None = None
     cwd: str | None = None
+    warm: bool = True
+    """Fork the run's process from a warm server where it can be (:mod:`lgrpo_bench.runs.warm`); False: always a
+    fresh interpreter."""
 
     @property
     def layout(self) -> RunLayout:
@@ -90,17 +95,52 @@ def job_steps(job: RunJob, *, port: int | None = None) -> list[tuple[str, list[s
                              main_process_port=port if job.gpus > 1 else None))]
 
 
-def _stop(process: subprocess.Popen) -> None:
+class _Fresh:
+    """A run's process started as a fresh interpreter, with the interface of :class:`~lgrpo_bench.runs.warm.WarmProcess`."""
+
+    def __init__(self, process: subprocess.Popen):
+        self._process = process
+        self.pid = process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            return self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def _stop(process) -> None:
+    """SIGINT to the run's process group (training records the run as stopped), SIGKILL after :data:`STOP_GRACE_S`."""
     for signum, wait_s in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(process.pid, signum)
         except (ProcessLookupError, PermissionError):
             return
-        try:
-            process.wait(timeout=wait_s)
+        if process.wait(timeout=wait_s) is not None:
             return
-        except subprocess.TimeoutExpired:
-            continue
+
+
+def _start(job: RunJob, name: str, argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path):
+    """The process of step ``name``: forked from the warm server when it can be (:mod:`lgrpo_bench.runs.warm`), else a
+    fresh interpreter; either way in its own session, killed when its parent dies, its output appended to the log."""
+    from lgrpo_bench.runs.warm import start_warm, warm_refusal
+
+    refusal = "warm workers are off for this executor" if not job.warm else warm_refusal(env, python=job.python,
+                                                                                         gpus=job.gpus)
+    with open(log_path, "a", encoding="utf-8") as log:
+        how = "forked from the warm server" if refusal is None else f"fresh interpreter ({refusal})"
+        log.write(f"\n==> {time.strftime('%Y-%m-%d %H:%M:%S')} {name} on {socket.gethostname()}: {' '.join(argv)} "
+                  f"[{how}]\n")
+        log.flush()
+        if refusal is None:
+            return start_warm(job.run_dir, log_path=log_path, env=env, cwd=cwd)
+        return _Fresh(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                       cwd=cwd, start_new_session=True,
+                                       preexec_fn=signal_when_parent_dies(signal.SIGKILL)))
 
 
 class _Heartbeat:
@@ -152,7 +192,7 @@ def execute_job(job: RunJob, *, cuda_devices: list[str] | None = None,
     started = time.perf_counter()
     layout = job.layout
     layout.root.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **job.env, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **job.env, "PYTHONUNBUFFERED": "1", RUN_DIR_ENV: str(layout.root)}
     if job.parent_run_id:
         env[PARENT_RUN_ENV] = job.parent_run_id
     if cuda_devices is not None:
@@ -162,24 +202,17 @@ def execute_job(job: RunJob, *, cuda_devices: list[str] | None = None,
     heartbeat = _Heartbeat(layout)
     try:
         for name, argv in job_steps(job):
-            with open(log_path, "a", encoding="utf-8") as log:
-                log.write(f"\n==> {time.strftime('%Y-%m-%d %H:%M:%S')} {name} on {socket.gethostname()}: "
-                          f"{' '.join(argv)}\n")
-                log.flush()
-                process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           env=env, cwd=cwd, start_new_session=True,
-                                           preexec_fn=signal_when_parent_dies(signal.SIGKILL))
+            process = _start(job, name, argv, env, cwd, log_path)
             heartbeat.child(process.pid)
             try:
                 while True:
-                    try:
-                        returncode = process.wait(timeout=0.2)
+                    returncode = process.wait(timeout=0.2)
+                    if returncode is not None:
                         break
-                    except subprocess.TimeoutExpired:
-                        if cancel is not None and cancel.is_set():
-                            _stop(process)
-                            return JobResult(job.run_id, False, name, process.returncode, "cancelled",
-                                             time.perf_counter() - started, cancelled=True)
+                    if cancel is not None and cancel.is_set():
+                        _stop(process)
+                        return JobResult(job.run_id, False, name, process.returncode, "cancelled",
+                                         time.perf_counter() - started, cancelled=True)
             except BaseException:
                 _stop(process)
                 raise

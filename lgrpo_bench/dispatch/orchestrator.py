@@ -163,7 +163,7 @@ def make_job(prepared: PreparedRun, executor: LocalExecutorConfig | RayExecutorC
         run_id=prepared.run_id, run_dir=str(prepared.layout.root), tracking_uri=tracking.uri,
         experiment=tracking.experiment, label=label, gpus=gpus, python=executor.python,
         accelerate_config=executor.accelerate_config, env={**_passed_env(), **executor.env, **(extra_env or {})},
-        parent_run_id=parent_run_id, cwd=os.getcwd(),
+        parent_run_id=parent_run_id, cwd=os.getcwd(), warm=bool(getattr(executor, "warm_workers", False)),
     )
 
 

@@ -74,6 +74,8 @@ class BenchmarkResult:
     identity: dict[str, str]
     records: list[dict[str, Any]] = field(default_factory=list)
     skipped: bool = False
+    seconds: float | None = None
+    """Wall time of the lm-eval call that generated and scored it (benchmarks evaluated together share it)."""
 
 
 @dataclass
@@ -101,11 +103,11 @@ def _logged_identity(run, benchmark: str) -> dict[str, str] | None:
 
 
 def _logged_metrics(run, benchmark: str) -> dict[str, float]:
-    from lgrpo_bench.tracking.schema import eval_metric, parse_eval_metric
+    from lgrpo_bench.tracking.schema import EVAL_SECONDS, eval_metric, parse_eval_metric
 
     prefix = eval_metric(benchmark, "x")[:-1]
     return {_PASS_AT_K_STORED.sub(r"pass@\1", parse_eval_metric(name)[1]): value
-            for name, value in run.data.metrics.items() if name.startswith(prefix)}
+            for name, value in run.data.metrics.items() if name.startswith(prefix) and parse_eval_metric(name)[1] != EVAL_SECONDS}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -114,12 +116,14 @@ def _logged_metrics(run, benchmark: str) -> dict[str, float]:
 def _log_benchmark(client, mlflow_run_id: str, result: BenchmarkResult) -> None:
     from mlflow.entities import Metric, RunTag
 
-    from lgrpo_bench.tracking.schema import EVAL_RECORDS_FILENAME, eval_metric, eval_records_artifact_dir, eval_tag
+    from lgrpo_bench.tracking.schema import EVAL_RECORDS_FILENAME, EVAL_SECONDS, eval_metric, eval_records_artifact_dir, eval_tag
 
     lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in result.records)
     client.log_text(mlflow_run_id, lines, f"{eval_records_artifact_dir(result.benchmark)}/{EVAL_RECORDS_FILENAME}")
     now = int(time.time() * 1000)
     metrics = [Metric(eval_metric(result.benchmark, name), float(value), now, 0) for name, value in result.metrics.items()]
+    if result.seconds is not None:
+        metrics.append(Metric(eval_metric(result.benchmark, EVAL_SECONDS), float(result.seconds), now, 0))
     client.log_batch(mlflow_run_id, metrics=metrics)
     tags = [RunTag(eval_tag(result.benchmark, name), value) for name, value in result.identity.items()]
     client.log_batch(mlflow_run_id, tags=tags)  # last: the benchmark counts as logged once these exist
@@ -243,15 +247,17 @@ def evaluate(
                                  f"{max_length} tokens; set eval.overrides.{name}.max_tokens lower")
         data_dir = str(eval_config.data_dir) if eval_config.data_dir else None
         tokenizer = model_path if backend != "oracle" else None
+        generation_started = time.perf_counter()
         output = run_lm_eval(built, todo, data_dir=data_dir, tokenizer=tokenizer, limit=eval_config.limit,
                               seed=eval_config.seed)
+        generation_s = time.perf_counter() - generation_started
         for name, settings in todo.items():
             task_name = get_benchmark(name).task_name
             records, metrics = records_and_metrics(output["samples"][task_name], settings, built.count_tokens)
             harness_acc = output["results"][task_name]["acc,score"]
             if not math.isclose(harness_acc, metrics["acc"], rel_tol=1e-9, abs_tol=1e-12):
                 raise RuntimeError(f"{name}: lm-eval's acc {harness_acc} differs from the records' {metrics['acc']}")
-            result = BenchmarkResult(name, metrics, identities[name], records)
+            result = BenchmarkResult(name, metrics, identities[name], records, seconds=generation_s)
             if client is not None:
                 _log_benchmark(client, mlflow_run_id, result)
             results[name] = result

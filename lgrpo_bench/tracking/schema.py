@@ -416,6 +416,10 @@ TRAIN_METRICS: tuple[str, ...] = (
 """The core training metrics every report may rely on (runs of some algorithms leave some out, e.g. ``train/kl``
 when beta is 0, ``train/lambda`` outside lambda-GRPO)."""
 
+EVAL_SECONDS = "seconds"
+"""``eval/<benchmark>/seconds``: wall time of the lm-eval call that generated and scored the benchmark (benchmarks
+evaluated in one call share it); a measurement of the machine, never a result."""
+
 TRAINER_EVAL_BENCHMARK = "trainer_eval"
 """Benchmark name under which the trainer's in-loop evaluation (``eval_*`` log keys) is stored."""
 

@@ -232,11 +232,13 @@ def workspaces_enabled() -> bool:
 # Clients and experiments
 # ---------------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _sqlite_init_lock() -> Iterator[None]:
-    """Exclusive inter-process lock held while a process opens (and maybe creates/migrates) a SQLite store.
+def _sqlite_init_lock(db_file: Path) -> Iterator[None]:
+    """Exclusive inter-process lock held while a process opens (and maybe creates/migrates) the SQLite store
+    ``db_file``.
 
-    One lock file per user in the temp folder, shared by all databases: opening an existing store takes
-    milliseconds, so serializing all of them costs nothing, and the file leaves nothing in the project.
+    One lock file per store (named by a hash of its path) in the temp folder: opening an existing store takes
+    milliseconds, and the file leaves nothing in the project. Per store, not per user: a process that is slow to
+    open one store (another writer holds it, a stopped process holds its lock) never delays the opening of another.
     A no-op where ``fcntl`` is missing (Windows), where concurrent first use stays unsafe.
     """
     try:
@@ -244,8 +246,11 @@ def _sqlite_init_lock() -> Iterator[None]:
     except ImportError:
         yield
         return
+    import hashlib
+
     user = os.getuid() if hasattr(os, "getuid") else "user"
-    lock_path = Path(tempfile.gettempdir()) / f"lgrpo-mlflow-init-{user}.lock"
+    digest = hashlib.sha256(str(db_file.expanduser().absolute()).encode()).hexdigest()[:16]
+    lock_path = Path(tempfile.gettempdir()) / f"lgrpo-mlflow-init-{user}-{digest}.lock"
     with open(lock_path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -271,7 +276,7 @@ def open_client(uri: str | None = None, *, timeout_s: float = 5.0) -> MlflowClie
     db_file = sqlite_path(resolved)
     if db_file is None:
         return MlflowClient(tracking_uri=resolved)
-    with _sqlite_init_lock():
+    with _sqlite_init_lock(db_file):
         # MlflowClient() builds the store, and with it creates/migrates the database: one process at a time
         try:
             client = MlflowClient(tracking_uri=resolved)

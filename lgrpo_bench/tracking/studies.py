@@ -85,15 +85,19 @@ def _say_on_stderr(line: str) -> None:
 def _init_lock(path: Path) -> Iterator[None]:
     """Exclusive lock held while a process checks and opens a SQLite storage (after any wait for SQLite's own lock):
     a second lgrpo-bench process never sees the 0-byte file SQLite creates before the first has written the tables,
-    and two processes never create the tables at once. One file per user in the temp folder, shared by all storages
-    (opening takes milliseconds), so nothing is left next to the store. A no-op without ``fcntl``."""
+    and two processes never create the tables at once. One file per storage (a hash of its path) in the temp folder,
+    so nothing is left next to the store and a slow opening of one storage never delays another. A no-op without
+    ``fcntl``."""
     try:
         import fcntl
     except ImportError:
         yield
         return
+    import hashlib
+
     user = os.getuid() if hasattr(os, "getuid") else "user"
-    with open(Path(tempfile.gettempdir()) / f"lgrpo-optuna-open-{user}.lock", "a") as handle:
+    digest = hashlib.sha256(str(path.expanduser().absolute()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"lgrpo-optuna-open-{user}-{digest}.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

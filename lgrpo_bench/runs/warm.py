@@ -1,0 +1,200 @@
+"""Warm workers: a run's process forked from a server that has imported everything once, not a fresh interpreter.
+
+A fresh ``python -m lgrpo_bench.runs <run folder>`` spends most of a small run importing torch, transformers, TRL,
+lm-eval and MLflow (issue 23 measured 28–30 s of a ~110 s quickstart run at load 4–6). Here the standard library's
+*forkserver* (:mod:`multiprocessing.forkserver`) does what servers that preload their application do: one server
+process per orchestrator (or per Ray worker process) imports :mod:`lgrpo_bench.runs.preload` once, and each run is a
+child forked from it. The run keeps its isolation:
+
+* its own process (``setsid``: its own session, so Ctrl-C in the terminal reaches the orchestrator only, which
+  stops runs itself), its own lock (:func:`lgrpo_bench.runs.owner.claim_run`), its memory returned when it exits;
+* killed with its parent: the child asks the kernel for SIGKILL when the server dies (``PR_SET_PDEATHSIG``), and the
+  server exits when the process that started it dies (the forkserver watches its parent's end of a pipe);
+* its own environment and working folder, set in the child before anything runs, and its output appended to
+  ``run.log`` like a fresh process's.
+
+Fork safety: the server imports and never runs anything (no torch thread pool, no CUDA context, no MLflow writer
+thread; :data:`lgrpo_bench.runs.preload.FORK_PROBLEMS`); thread counts are set by the run itself (its training and
+evaluation choose torch's threads). A run forked warm and the same run in a fresh interpreter give bit-identical
+metrics (``tests/test_warm_workers.py``).
+
+When a fresh interpreter is used instead (:func:`warm_refusal` says why): ``$LGRPO_WARM_WORKERS=0``; another
+interpreter (``executor.python``); a multi-GPU run (``accelerate launch``); the vLLM evaluation process (it must own
+the GPU's memory, :mod:`lgrpo_bench.runs.lifecycle`); an environment whose import-time variables (``HF_*``,
+``TORCH*``, ``OMP_*``, … :data:`IMPORT_TIME_PREFIXES`) differ from the server's, since the libraries read those when
+they are imported. SLURM runs one run per job, so its jobs start fresh.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["IMPORT_TIME_PREFIXES", "RUN_DIR_ENV", "WARM_ENV", "WarmProcess", "server_report", "start_warm", "warm_refusal"]
+
+WARM_ENV = "LGRPO_WARM_WORKERS"
+"""``0`` starts every run in a fresh interpreter (warm workers off)."""
+PRELOAD_MODULE = "lgrpo_bench.runs.preload"
+IMPORT_TIME_PREFIXES = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TOKENIZERS_", "TORCH", "PYTORCH_", "OMP_", "MKL_",
+                        "OPENBLAS_", "NCCL_", "MLFLOW_", "PYTHON", "LD_")
+"""Environment variables libraries read when they are imported (or the interpreter when it starts)."""
+RUNTIME_VARIABLES = frozenset({"MLFLOW_TRACKING_URI", "PYTHONUNBUFFERED", "CUDA_VISIBLE_DEVICES"})
+"""Variables under those prefixes that are read when used, not when imported: they may differ per run."""
+
+RUN_DIR_ENV = "LGRPO_RUN_DIR"
+"""Set in every run's process (and inherited by what it starts): its run folder, so a process can be traced to its run."""
+
+_lock = threading.Lock()
+_context = None
+_server_environ: dict[str, str] | None = None
+
+
+def _forkserver():
+    """This process's forkserver context, its preload set on first use (the server starts on the first run)."""
+    global _context, _server_environ
+    with _lock:
+        if _context is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([PRELOAD_MODULE])
+            _context, _server_environ = context, dict(os.environ)
+    return _context
+
+
+def warm_refusal(env: Mapping[str, str], *, python: str | None = None, gpus: int = 0) -> str | None:
+    """Why a run with environment ``env`` cannot be forked from this process's warm server (None when it can)."""
+    if os.environ.get(WARM_ENV, "1").strip() == "0":
+        return f"${WARM_ENV}=0"
+    if python and os.path.realpath(python) != os.path.realpath(sys.executable):
+        return f"it runs on another interpreter ({python})"
+    if gpus > 1:
+        return "a multi-GPU run starts with accelerate launch"
+    server = _server_environ if _server_environ is not None else dict(os.environ)
+    differ = sorted(key for key in set(env) | set(server) if key.startswith(IMPORT_TIME_PREFIXES)
+                    and key not in RUNTIME_VARIABLES and env.get(key) != server.get(key))
+    if differ:
+        return f"its environment sets {', '.join(differ[:4])} other than the warm server's"
+    return None
+
+
+class WarmProcess:
+    """A run's process forked from the warm server: ``pid``, ``wait(timeout)`` (its exit code, or None while it
+    runs), ``returncode`` (negative: killed by that signal), as ``subprocess.Popen`` has them."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess):
+        self._process = process
+        self.pid = process.pid
+        self.server_pid = _parent_of(process.pid)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._translated(self._process.exitcode)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self._process.join(timeout)
+        return self._translated(self._process.exitcode)
+
+    def _translated(self, code: int | None) -> int | None:
+        """The forkserver reports a child's exit code; when the server itself died, the child's code is lost (255)
+        and the child was killed by the signal it asked for when its parent dies: SIGKILL."""
+        if code == 255 and self.server_pid is not None and not _alive(self.server_pid):
+            return -signal.SIGKILL
+        return code
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def start_warm(run_dir: str | Path, *, log_path: str | Path, env: Mapping[str, str], cwd: str | None,
+               step: str = "all") -> WarmProcess:
+    """Fork the worker of the run in ``run_dir`` from the warm server (see the module docstring)."""
+    context = _forkserver()
+    process = context.Process(target=_run_in_child, name=f"run-{Path(run_dir).name}",
+                              args=(str(run_dir), step, str(log_path), dict(env), cwd))
+    process.start()
+    return WarmProcess(process)
+
+
+def _run_in_child(run_dir: str, step: str, log_path: str, env: dict[str, str], cwd: str | None) -> None:
+    """The forked child: become the run's process, then what ``python -m lgrpo_bench.runs`` does."""
+    os.setsid()
+    from lgrpo_bench.tracking.serve import signal_when_parent_dies
+
+    ask_kernel = signal_when_parent_dies(signal.SIGKILL)
+    if ask_kernel is not None:
+        ask_kernel()
+    if os.getppid() == 1:  # the server died between the fork and the request
+        os._exit(1)
+    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
+    os.environ.clear()
+    os.environ.update(env)
+    os.environ[RUN_DIR_ENV] = run_dir
+    if cwd:
+        os.chdir(cwd)
+    from lgrpo_bench.runs import preload
+
+    for problem in preload.FORK_PROBLEMS:
+        print(f"warning: forked from a warm server that is not fork-safe: {problem}", flush=True)
+    from lgrpo_bench.runs.__main__ import run_worker
+
+    code = run_worker(run_dir, step=step)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def server_report(timeout_s: float = 600) -> dict:
+    """What a child forked from this process's warm server sees (starting the server if needed): the server's pid,
+    :data:`lgrpo_bench.runs.preload.FORK_PROBLEMS`, whether CUDA is initialised, the heavy libraries already imported,
+    and how long the fork took once the server was up. For checks and benchmarks."""
+    import time
+
+    context = _forkserver()
+    receive, send = context.Pipe(duplex=False)
+    started = time.perf_counter()
+    process = context.Process(target=_report_in_child, args=(send, time.time()), name="warm-report")
+    process.start()
+    send.close()
+    if not receive.poll(timeout_s):
+        process.kill()
+        raise TimeoutError(f"the warm server did not answer within {timeout_s:g} s")
+    report = receive.recv()
+    process.join(timeout_s)
+    report["seconds"] = time.perf_counter() - started
+    return report
+
+
+def _report_in_child(send, asked_at: float) -> None:
+    import time
+
+    import torch
+
+    from lgrpo_bench.runs import preload
+
+    send.send({"server_pid": os.getppid(), "child_pid": os.getpid(), "fork_problems": list(preload.FORK_PROBLEMS),
+               "cuda_initialized": torch.cuda.is_initialized(), "threads": threading.active_count(),
+               "imported": sorted(name for name in ("torch", "transformers", "trl", "lm_eval", "mlflow")
+                                  if name in sys.modules),
+               "fork_latency_s": time.time() - asked_at})
+    send.close()

@@ -1,0 +1,122 @@
+"""Warm workers (issue 23): runs forked from a server that imported torch, TRL, lm-eval and MLflow once.
+
+* the server is fork-safe: no Python thread besides the main one, no CUDA context, the heavy libraries imported;
+* a run forked warm gives bit-identical metrics to the same run in a fresh interpreter (same seed, same machine);
+* killing the warm server kills its runs (and the orchestrator then records them as failed, resumable);
+* a run that cannot be forked warm starts fresh, and its log says why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lgrpo_bench.runs.resolve import load_grid
+from test_faults import alive, cli, session_of, start_run, wait_until
+
+TIMING_METRICS = {"train/step_s", "train/tokens_per_s", "train/runtime_s", "train/samples_per_s", "train/steps_per_s"}
+"""Metrics that measure the machine, not the run (everything else must be equal to the bit)."""
+
+
+def write_grid(tmp_path: Path, model: str, *, name: str, warm: bool = True, steps: int = 3,
+               evaluation: dict | None = None, seeds=(0,)) -> Path:
+    base = {
+        "model": {"name": model},
+        "task": {"name": "arith", "num_train_problems": 64, "num_heldout_problems": 16},
+        "algorithm": {"name": "lambda_grpo", "r": 0.3, "lambda_lr": 0.1},
+        "train": {"max_steps": steps, "num_generations": 4, "prompts_per_step": 4, "max_completion_length": 24,
+                  "heldout_every": 1, "heldout_size": 16, "save_every": 1, "samples_every": 0},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "warm", "runs_dir": str(tmp_path / "runs")},
+    }
+    if evaluation:
+        base["eval"] = evaluation
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "base": base, "axes": {"train.seed": list(seeds)},
+                                    "executor": {"kind": "local", "slots": 1, "warm_workers": warm}}, sort_keys=False))
+    return path
+
+
+def test_the_warm_server_is_fork_safe_and_has_imported_the_heavy_libraries():
+    from lgrpo_bench.runs.warm import server_report
+
+    report = server_report()
+    assert report["fork_problems"] == [] and not report["cuda_initialized"] and report["threads"] == 1
+    assert report["imported"] == ["lm_eval", "mlflow", "torch", "transformers", "trl"]
+    again = server_report()  # the same server: forking is what a run pays, not importing
+    assert again["server_pid"] == report["server_pid"] and again["child_pid"] != report["child_pid"]
+    assert again["fork_latency_s"] < 5, again
+
+
+def test_what_cannot_be_forked_warm(monkeypatch):
+    import sys
+
+    from lgrpo_bench.runs.warm import warm_refusal
+
+    here = dict(os.environ)
+    assert warm_refusal(here) is None
+    assert warm_refusal({**here, "CUDA_VISIBLE_DEVICES": "1", "MLFLOW_TRACKING_URI": "x", "LGRPO_X": "y"}) is None
+    assert "HF_HOME" in warm_refusal({**here, "HF_HOME": "/elsewhere"})
+    assert "OMP_NUM_THREADS" in warm_refusal({**here, "OMP_NUM_THREADS": str(os.cpu_count() + 7)})
+    assert "another interpreter" in warm_refusal(here, python="/usr/bin/python3-other")
+    assert warm_refusal(here, python=sys.executable) is None
+    assert "accelerate launch" in warm_refusal(here, gpus=2)
+    monkeypatch.setenv("LGRPO_WARM_WORKERS", "0")
+    assert warm_refusal(dict(os.environ)) == "$LGRPO_WARM_WORKERS=0"
+
+
+def _histories(uri: str, experiment: str) -> dict:
+    from lgrpo_bench.tracking import open_client
+
+    client = open_client(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], "tags.`lgrpo.kind` = 'train'")
+    return {key: [(m.step, m.value) for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
+            for key in run.data.metrics if key not in TIMING_METRICS}
+
+
+@pytest.mark.slow
+def test_a_warm_run_gives_bit_identical_metrics_to_a_fresh_one(warm_tiny, tmp_path):
+    warm_dir, fresh_dir = tmp_path / "warm", tmp_path / "fresh"
+    results = {}
+    for folder, warm in ((warm_dir, True), (fresh_dir, False)):
+        folder.mkdir()
+        grid = write_grid(folder, str(warm_tiny.path), name="g", warm=warm, evaluation={"benchmarks": ["arith"], "limit": 24})
+        done = cli("run", str(grid), cwd=folder)
+        assert done.returncode == 0, done.stdout + done.stderr
+        (rid,) = [p.run_id for p in load_grid(grid).points]
+        log = (folder / "runs" / "warm" / rid / "run.log").read_text()
+        assert ("[forked from the warm server]" in log) == warm and ("[fresh interpreter (" in log) == (not warm), log[:600]
+        results[warm] = _histories(f"sqlite:///{folder / 'mlflow.db'}", "warm")
+    assert "eval/arith/acc" in results[True] and "train/lambda" in results[True] and "train/loss" in results[True]
+    assert results[True].keys() == results[False].keys()
+    differ = {key: (results[True][key], results[False][key]) for key in results[True] if results[True][key] != results[False][key]}
+    assert differ == {}, differ  # every loss, reward, λ, held-out and eval value equal to the bit
+
+
+@pytest.mark.slow
+def test_killing_the_warm_server_kills_its_runs_and_they_resume(warm_tiny, tmp_path):
+    steps = 30
+    grid = write_grid(tmp_path, str(warm_tiny.path), name="k", steps=steps)
+    (rid,) = [p.run_id for p in load_grid(grid).points]
+    folder = tmp_path / "runs" / "warm" / rid
+    orchestrator = start_run(grid, tmp_path)
+    wait_until(lambda: (folder / "checkpoint-1" / "lgrpo-manifest.json").exists() and not (folder / "final").exists(),
+               orchestrator, "a checkpoint")
+    child = json.loads((folder / "worker.json").read_text())["child_pid"]
+    server = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert server != orchestrator.pid and session_of(child) == child  # forked by the server, in its own session
+    os.kill(server, signal.SIGKILL)
+    deadline = time.time() + 30
+    while alive(child) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not alive(child), "a run outlived its warm server"
+    output, _ = orchestrator.communicate(timeout=300)
+    assert orchestrator.returncode == 1 and f"failed {rid}: train killed by SIGKILL" in output, output
+    again = cli("run", str(grid), cwd=tmp_path)  # a new warm server; the run resumes from its checkpoint
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming from checkpoint-" in (folder / "run.log").read_text()
