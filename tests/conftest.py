@@ -27,8 +27,14 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory) -> Path:
-    """A model cache private to the test session."""
-    return tmp_path_factory.mktemp("tiny-cache")
+    """A model cache private to the test session and shared by its xdist workers: each warm start is built once per
+    ``pytest`` run (``build_tiny`` serialises builders of one key on a file lock and the others reuse the build)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # <pytest-N>/popen-gwK: the session's folder is the parent
+        base = base.parent
+    folder = base / "tiny-cache"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +43,13 @@ def warm_tiny(tiny_cache):
     from lgrpo_bench.models.tiny import build_tiny
 
     return build_tiny("tiny-s", cache_dir=tiny_cache, seed=0, sft_steps=120)
+
+
+E2E_MARKERS = ("slow", "cluster")
+"""Tests marked with these are end-to-end too: ``python -m pytest -m "not e2e"`` (the fast lane) leaves them out."""
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(item.get_closest_marker(name) for name in E2E_MARKERS) and not item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.e2e)

@@ -104,6 +104,9 @@ def sharded_step(rank: int, world_size: int, batch: dict, n_micro: int) -> list[
     return results
 
 
+pytestmark = pytest.mark.xdist_group("distributed")  # one xdist worker: the 2-process launch (~25 s) runs once
+
+
 @pytest.fixture(scope="module")
 def batch():
     torch.set_num_threads(1)
@@ -271,6 +274,7 @@ def fsdp2_prepare(rank: int, world_size: int, lam_in_policy_optimizer: bool) -> 
             "lam": trainer.lam.item(), "lambda_grad": trainer._metrics["train"]["lambda_grad"][-1]}
 
 
+@pytest.mark.e2e  # accelerate's FSDP2 on 2 processes
 def test_fsdp2_prepares_the_trainer_optimizer_and_steps_lambda_beside_it():
     """FSDP2 (experiments/accelerate_fsdp.yaml) swaps every policy-optimizer parameter for its sharded model parameter:
     with λ in its own optimizer the preparation succeeds, the policy optimizer holds DTensor shards only, and one step

@@ -189,6 +189,7 @@ def _cli(*args, cwd=None):
     return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
+@pytest.mark.e2e  # the command line
 @pytest.mark.slow
 def test_cli_json_output(data_dir, tmp_path):
     result = _cli("eval", "--model", "oracle:gold", "--benchmarks", "gsm8k,arith", "--data-dir", str(data_dir),
@@ -198,6 +199,7 @@ def test_cli_json_output(data_dir, tmp_path):
     assert set(metrics) == {"gsm8k", "arith"} and metrics["gsm8k"]["acc"] == 1.0 and metrics["arith"]["n"] == 5
 
 
+@pytest.mark.e2e  # the command line
 @pytest.mark.parametrize(
     ("args", "message"),
     [

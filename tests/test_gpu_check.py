@@ -48,6 +48,7 @@ def test_gpu_check_runs_to_the_cuda_boundary_and_says_what_it_skipped(warm_tiny,
     assert f"gpu_check: 2 ok, {len(gpu_checks)} skipped, 0 failed in " in done.stdout
 
 
+@pytest.mark.e2e  # runs benchmarks/gpu_check.py
 def test_gpu_check_fails_over_budget(warm_tiny, tiny_cache, capsys, monkeypatch):
     spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
     gpu_check = importlib.util.module_from_spec(spec)

@@ -257,9 +257,9 @@ def test_per_problem_records_are_read_back(tmp_path):
 
 def test_plots_written_and_logged_to_the_grid_parent_run(paper_store, tmp_path):
     uri, client, _, parent = paper_store
-    result = generate_report(uri, grid="g1", formats=["html"], out_dir=tmp_path, statistics=False)
+    result = generate_report(uri, grid="g1", formats=["html", "latex"], out_dir=tmp_path, statistics=False)
     for name in ("training_curves", "heldout_accuracy", "token_preference", "accuracy_vs_compute"):
-        for suffix in ("png", "pdf"):
+        for suffix in ("png", "pdf"):  # PDFs with the latex format, for \includegraphics
             path = tmp_path / "plots" / f"{name}.{suffix}"
             assert path.is_file() and path.stat().st_size > 1000, path
     assert result.logged_to == [parent]

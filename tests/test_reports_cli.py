@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from report_store import RunSpec, build_store, empty_store, grid_specs, store_uri
 from typer.testing import CliRunner
@@ -44,9 +46,16 @@ def test_grid_file_selects_the_grid_and_logs_plots(store, tmp_path):
     grid_file = folder / "quick.yaml"
     result = _invoke("--grid", str(grid_file), "--format", "md", "--out", str(tmp_path / "out"), "--no-stats")
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "out" / "plots" / "token_preference.pdf").stat().st_size > 0
+    assert (tmp_path / "out" / "plots" / "token_preference.png").stat().st_size > 0
+    assert not list((tmp_path / "out" / "plots").glob("*.pdf"))  # PDFs are for LaTeX: written with --format latex
     assert f"plots logged to grid run(s) {parent}" in result.output
-    assert any(a.path.endswith("training_curves.png") for a in client.list_artifacts(parent, "report/plots"))
+    # logged in place into the local artifact root: MLflow lists and downloads exactly what was written
+    logged = {Path(a.path).name for a in client.list_artifacts(parent, "report/plots")}
+    assert logged == {path.name for path in (tmp_path / "out" / "plots").iterdir()}
+    downloaded = Path(client.download_artifacts(parent, "report/plots/training_curves.png", str(tmp_path / "dl")))
+    assert downloaded.read_bytes() == (tmp_path / "out" / "plots" / "training_curves.png").read_bytes()
+    latex = _invoke("--grid", str(grid_file), "--format", "latex", "--out", str(tmp_path / "tex"), "--no-stats")
+    assert latex.exit_code == 0 and (tmp_path / "tex" / "plots" / "token_preference.pdf").stat().st_size > 0
 
 
 @pytest.mark.parametrize(

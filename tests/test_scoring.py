@@ -279,6 +279,7 @@ def _wrong_answer(records: list[dict], index: int) -> str:
     raise AssertionError(f"every answer in the file equals {gold!r}")
 
 
+@pytest.mark.e2e  # every shared data file; huge inputs
 @pytest.mark.parametrize(
     "path",
     [pytest.param(p, id=p.name) for p in DATA_FILES]
@@ -489,6 +490,7 @@ _huge_or_nested = st.one_of(
 )
 
 
+@pytest.mark.e2e  # every shared data file; huge inputs
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
           derandomize=True)
 @given(completion=_huge_or_nested, gold=st.one_of(_fuzz_text, _huge_or_nested))

@@ -20,6 +20,9 @@ import yaml
 
 from test_faults import start_run, wait_until
 
+pytestmark = pytest.mark.e2e  # the command line on broken stores
+
+
 PY = sys.executable
 
 

@@ -70,6 +70,7 @@ for _ in range(int(sys.argv[2])):
 """
 
 
+@pytest.mark.e2e  # the command line / real processes
 @pytest.mark.parametrize("kind", ["tpe", "random", "grid"])
 def test_two_sweep_processes_started_together_on_one_study_never_draw_the_same_trial(tmp_path, kind):
     """Two real processes open the study through the sweep's own set-up (``open_study``), wait for one start
@@ -199,6 +200,7 @@ SHOW_CASES = [
 ]
 
 
+@pytest.mark.e2e  # the command line / real processes
 @pytest.mark.parametrize(("case", "make", "phrases"), SHOW_CASES, ids=[c[0] for c in SHOW_CASES])
 def test_sweep_show_on_a_broken_sqlite_storage_is_one_error_line(tmp_path, case, make, phrases):
     db = tmp_path / "optuna.db"
@@ -209,6 +211,7 @@ def test_sweep_show_on_a_broken_sqlite_storage_is_one_error_line(tmp_path, case,
     assert db.read_bytes() == before  # nothing written: the 0-byte file is not turned into an empty store
 
 
+@pytest.mark.e2e  # the command line / real processes
 def test_sweep_export_and_dashboard_on_a_corrupt_storage_are_one_error_line(tmp_path):
     db = tmp_path / "optuna.db"
     garbage(db)
@@ -221,6 +224,7 @@ def test_sweep_export_and_dashboard_on_a_corrupt_storage_are_one_error_line(tmp_
     assert "optuna-dashboard for" not in dashboard.stdout
 
 
+@pytest.mark.e2e  # the command line / real processes
 def test_sweep_on_a_corrupt_or_empty_storage_stops_before_any_trial(tmp_path):
     db = tmp_path / "optuna.db"
     path = write_sweep(tmp_path)  # storage: sqlite:///<tmp>/optuna.db
@@ -230,6 +234,7 @@ def test_sweep_on_a_corrupt_or_empty_storage_stops_before_any_trial(tmp_path):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.e2e  # the command line / real processes
 @pytest.mark.parametrize("command", ["show", "sweep"])
 def test_a_locked_storage_is_waited_for_visibly_then_one_error_line(tmp_path, command):
     db = tmp_path / "optuna.db"
@@ -251,6 +256,7 @@ def test_a_locked_storage_is_waited_for_visibly_then_one_error_line(tmp_path, co
     assert cli("sweep", "show", "test-study", "--storage", f"sqlite:///{db}", cwd=tmp_path).returncode == 0  # released
 
 
+@pytest.mark.e2e  # the command line / real processes
 @pytest.mark.parametrize("case", ["folder", "random-bytes", "foreign-json-lines"])
 def test_an_unreadable_journal_is_one_error_line(tmp_path, case):
     journal = tmp_path / "study.journal"
@@ -280,6 +286,7 @@ def _immutable(target: Path):
     return lambda: subprocess.run(["chattr", "-i", str(target)], check=True)
 
 
+@pytest.mark.e2e  # the command line / real processes
 @pytest.mark.parametrize("what", ["file", "folder"])
 def test_a_read_only_storage_refuses_a_sweep_in_one_line_and_still_shows(tmp_path, what):
     folder = tmp_path / "store"

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # what the command line prints, through real processes
+
+
 LONG_GRID = "a-rather-long-grid-name-that-a-terminal-of-80-columns-would-cut-0123456789"
 LONG_VALUE = "123456789012345678901234567890123"
 """A value longer than 30 characters (the plan table used to cut values there) for an axis of the grid."""

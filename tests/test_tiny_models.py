@@ -178,6 +178,7 @@ def _build_in_subprocess(cache_dir: str, queue) -> None:
     queue.put((str(result.path), result.metrics["cached"]))
 
 
+@pytest.mark.e2e  # real processes
 def test_concurrent_builders_share_one_build(tmp_path):
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()

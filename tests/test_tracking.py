@@ -505,6 +505,7 @@ _CREATE_EXPERIMENT_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e  # real processes
 def test_concurrent_experiment_creation_from_two_processes(tmp_path):
     uri = f"sqlite:///{tmp_path / 'fresh.db'}"  # brand-new file: both processes also race to create the store
     barrier = tmp_path / "barrier"

@@ -94,6 +94,7 @@ def test_finished_run_is_skipped(warm_tiny, tmp_path):
     assert len(runs) == 1
 
 
+@pytest.mark.e2e  # SIGKILL of the command line and resume
 def test_sigkilled_run_resumes_into_the_same_mlflow_run(warm_tiny, tmp_path):
     steps = 16
     config = short_run(tmp_path, warm_tiny.path, train={"max_steps": steps, "save_every": 2, "heldout_every": 4})

@@ -189,6 +189,7 @@ def test_a_damaged_build_cached_before_hashes_is_rebuilt(cache):
 # ------------------------------------------------------------------------------- temporary folders
 
 
+@pytest.mark.e2e  # SIGKILL of a real build
 def test_a_killed_build_leaves_a_folder_the_next_build_removes(tmp_path, source):
     """A real build in a real process, SIGKILLed mid-SFT (its progress hook blocks at step 5, so the kill lands
     inside the build): its temporary folder stays behind; the next build of the key removes it and builds."""

@@ -23,7 +23,7 @@ def report(
     baseline: str = typer.Option("grpo", "--baseline", help="Algorithm the Δ columns compare against"),
     metric: str = typer.Option("acc", "--metric", help="Eval metric of the table (eval/<benchmark>/<metric>)"),
     split: bool = typer.Option(False, "--split", help="Show differently evaluated variants of a benchmark as separate columns instead of refusing"),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the figures (PNG+PDF) and log them to the grid run"),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the figures (PNG; also PDF with --format latex) and log them to the grid run"),
     statistics: bool = typer.Option(True, "--stats/--no-stats", help="Δ intervals (t over seeds) and the power rows "
                                     "(minimum detectable effect, seeds needed)"),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Comma-separated config keys that make the rows "

@@ -74,6 +74,8 @@ class GridRunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     cancelled: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    run_seconds: dict[str, float] = field(default_factory=dict)
+    """Run id → wall seconds of its job (from the job's start to its process's end) for every run this call ran."""
     dry_run: bool = False
     statuses: dict[str, RunStatus] = field(default_factory=dict)
 
@@ -287,6 +289,7 @@ def run_grid(expanded: ExpandedGrid, *, slots: int | None = None, dry_run: bool 
         summary.seconds = time.perf_counter() - started
         return summary
 
+    _warm_up(expanded.grid.executor)
     planned = set(summary.planned)
     todo = [p for p in expanded.points if p.run_id in planned]
     runs_dir = Path(prepare_run(expanded.points[0].config, rid=expanded.points[0].run_id, write=False).config.tracking.runs_dir)
@@ -326,6 +329,7 @@ def run_grid(expanded: ExpandedGrid, *, slots: int | None = None, dry_run: bool 
                             else:
                                 result.error = error
                         view.finished(result)
+                        summary.run_seconds[result.run_id] = result.seconds
                         if result.ok:
                             summary.done.append(result.run_id)
                             _clear_parent_failure(clients, job)
@@ -342,6 +346,17 @@ def run_grid(expanded: ExpandedGrid, *, slots: int | None = None, dry_run: bool 
         summary.statuses = _guard_store(lambda: _finish_parents(expanded, parents, clients, summary), expanded)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _warm_up(executor_config) -> None:
+    """Local runs forked warm: start the warm server now, so its imports overlap the grid's set-up (store, parent
+    runs, run folders) instead of delaying the first run."""
+    if executor_config.kind != "local" or not getattr(executor_config, "warm_workers", False):
+        return
+    from lgrpo_bench.runs.warm import start_server, warm_refusal
+
+    if warm_refusal(dict(os.environ)) is None:
+        start_server()
 
 
 def _await_elsewhere(expanded: ExpandedGrid, summary: GridRunSummary, clients: dict[str, Any], console,

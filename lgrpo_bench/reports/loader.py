@@ -33,13 +33,13 @@ import json
 import logging
 import os
 import tempfile
-import urllib.parse
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lgrpo_bench.tracking import schema as t
+from lgrpo_bench.tracking.artifacts import local_artifact_root
 from lgrpo_bench.tracking.reader import StoredRun, StoreReader
 
 __all__ = [
@@ -148,6 +148,10 @@ class ReportData:
     earlier_versions: list[RunRecord] = field(default_factory=list)
     """With ``all_versions``: the finished train runs of the grid whose run id is not among the ``run_ids`` asked for
     (runs of earlier versions of the grid file), also in :attr:`runs`."""
+    grid_artifact_uris: dict[str, str] = field(default_factory=dict)
+    """``{MLflow run id: artifact root}`` of the grid parent runs (where a report logs its plots)."""
+    grid: str | None = None
+    """The grid the selection is (``report --grid``), when it is one."""
     earlier_count: int = 0
     """How many run ids of earlier versions of the grid have finished train runs (also when not loaded)."""
     all_versions: bool = False
@@ -157,11 +161,14 @@ class ReportData:
 
     @property
     def grid_parents(self) -> list[str]:
-        """The grid runs of the one grid every reported run belongs to (none when runs span grids or none)."""
-        grids = {run.grid for run in self.runs}
-        if len(grids) != 1 or None in grids:
-            return []
-        name = grids.pop()
+        """The parent runs of the grid the selection is (``report --grid``), else of the one grid every reported run
+        belongs to (none when runs span grids or none)."""
+        name = self.grid
+        if name is None:
+            grids = {run.grid for run in self.runs}
+            if len(grids) != 1 or None in grids:
+                return []
+            name = grids.pop()
         return [run_id for run_id, grid in self.grid_runs.items() if grid == name]
 
 
@@ -270,6 +277,7 @@ def load_runs(
 
     trains: dict[str, RunRecord] = {}
     grid_runs: dict[str, str] = {}
+    grid_artifact_uris: dict[str, str] = {}
     skipped: dict[str, int] = {}
     evals: list[StoredRun] = []
     earlier_ids: set[str] = set()
@@ -279,6 +287,7 @@ def load_runs(
         if kind == t.KIND_GRID:
             if grid is None or run_tags.get(t.TAG_GRID) == grid:
                 grid_runs[run.info.run_id] = run_tags.get(t.TAG_GRID, "")
+                grid_artifact_uris[run.info.run_id] = run.info.artifact_uri
             continue
         if kind == t.KIND_EVAL:
             evals.append(run)
@@ -351,7 +360,8 @@ def load_runs(
             + (f"; {len(earlier_ids)} runs of earlier versions of this grid (run ids no longer in the grid file): "
                "--all-versions includes them" if earlier_ids else "; check the experiment name (--experiment), the grid name or the filter")
         )
-    return ReportData(runs=runs, grid_runs=grid_runs, skipped=skipped, selection=described, title=title,
+    return ReportData(runs=runs, grid_runs=grid_runs, grid_artifact_uris=grid_artifact_uris, grid=grid,
+                      skipped=skipped, selection=described, title=title,
                       earlier_versions=earlier, all_versions=all_versions,
                       from_elsewhere=from_elsewhere, earlier_count=len(earlier_ids))
 
@@ -410,7 +420,7 @@ def load_problem_records(
         def fetch(item: tuple[str, str]) -> list[dict] | None:
             run_id, benchmark = item
             path = f"{t.eval_records_artifact_dir(benchmark)}/{t.EVAL_RECORDS_FILENAME}"
-            local_root = _local_artifact_root(roots.get(run_id))
+            local_root = local_artifact_root(roots.get(run_id))
             if local_root is not None:  # a local artifact store: read in place, no copy
                 return _read_jsonl(local_root / path) if (local_root / path).is_file() else None
             target = Path(scratch) / f"{run_id}-{abs(hash(benchmark))}"
@@ -436,16 +446,6 @@ def load_problem_records(
                 os.environ.pop(_PROGRESS_BAR_VARIABLE, None)
             else:
                 os.environ[_PROGRESS_BAR_VARIABLE] = quiet
-
-
-def _local_artifact_root(uri: str | None) -> Path | None:
-    """The folder of a ``file://`` (or scheme-less) artifact root; ``None`` for remote stores."""
-    if not uri:
-        return None
-    parts = urllib.parse.urlparse(uri)
-    if parts.scheme not in ("", "file") or (parts.scheme == "file" and parts.netloc not in ("", "localhost")):
-        return None
-    return Path(urllib.parse.unquote(parts.path))
 
 
 def _read_jsonl(path: Path) -> list[dict]:

@@ -2,7 +2,7 @@
 implied token preference, accuracy vs compute.
 
 Each ``*_figure`` function takes plain data (no MLflow) and returns a ``matplotlib.figure.Figure``;
-:func:`save_figure` writes it as PNG and PDF and returns the PNG bytes (for the HTML page).
+:func:`save_figure` writes it as PNG (and PDF, for LaTeX) and returns the PNG bytes (for the HTML page).
 
 Telling the series apart: every series (a table row) gets its own colour, line style and marker
 (:func:`series_styles`, the same for a label in every figure), bands are light (:data:`BAND_ALPHA`) and drawn
@@ -256,15 +256,19 @@ def accuracy_vs_compute_figure(points_by_size: Mapping[str, Mapping[str, Sequenc
     return figure
 
 
-def save_figure(figure, folder: Path, name: str) -> tuple[list[Path], bytes]:
-    """Write ``<folder>/<name>.png`` (:data:`PNG_DPI`) and ``.pdf``; return the paths and the PNG bytes."""
+def save_figure(figure, folder: Path, name: str, *, pdf: bool = True) -> tuple[list[Path], bytes]:
+    """Write ``<folder>/<name>.png`` (:data:`PNG_DPI`) and, with ``pdf``, ``.pdf``; return the paths and the PNG
+    bytes."""
     import io
 
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=PNG_DPI)
     png = buffer.getvalue()
-    png_path, pdf_path = folder / f"{name}.png", folder / f"{name}.pdf"
+    png_path = folder / f"{name}.png"
     png_path.write_bytes(png)
+    if not pdf:
+        return [png_path], png
+    pdf_path = folder / f"{name}.pdf"
     figure.savefig(pdf_path, format="pdf")
     return [png_path, pdf_path], png

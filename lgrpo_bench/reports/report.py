@@ -5,7 +5,7 @@
 
 Files written under ``out_dir`` (only those asked for): ``table.md``; ``table.tex`` and ``deltas.tex``;
 ``results.csv`` (tidy) and ``deltas.csv``; ``report.html`` (self-contained, titled by the grid or experiments);
-``plots/<name>.png|pdf`` (:data:`PLOT_NAMES`), also logged as artifacts under ``report/plots/`` of the grid parent
+``plots/<name>.png`` (and ``.pdf`` with the ``latex`` format; :data:`PLOT_NAMES`), also logged as artifacts under ``report/plots/`` of the grid parent
 run when every reported run belongs to that one grid.
 
 Imports: without plots nothing here imports MLflow (SQLite stores), matplotlib, pandas or ``scipy.stats``;
@@ -153,7 +153,7 @@ def generate_report(
     plot_files: list[Path] = []
     if plots:
         for name, figure in report_figures(table, data.runs, histories).items():
-            paths, png = _save(figure, out / "plots", name)
+            paths, png = _save(figure, out / "plots", name, pdf="latex" in formats)
             plot_files += paths
             images[name] = png
         result.files += plot_files
@@ -172,18 +172,19 @@ def generate_report(
             path.write_text(text, encoding="utf-8")
             result.files.append(path)
     if plots and log_to_grid and data.grid_parents:
-        writer = client.mlflow_client()
+        from lgrpo_bench.tracking.artifacts import log_files
+
         for grid_run in data.grid_parents:
-            for path in plot_files:
-                writer.log_artifact(grid_run, str(path), f"{_GRID_ARTIFACT_DIR}/plots")
+            log_files(grid_run, data.grid_artifact_uris.get(grid_run), plot_files, f"{_GRID_ARTIFACT_DIR}/plots",
+                      client.mlflow_client)
             result.logged_to.append(grid_run)
     return result
 
 
-def _save(figure, folder: Path, name: str):
+def _save(figure, folder: Path, name: str, *, pdf: bool):
     from lgrpo_bench.reports.plots import save_figure
 
-    return save_figure(figure, folder, name)
+    return save_figure(figure, folder, name, pdf=pdf)
 
 
 def _efficiency(runs: Sequence[RunRecord], histories) -> dict[str, float | None]:

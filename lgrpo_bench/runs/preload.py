@@ -1,7 +1,7 @@
 """What a warm worker imports once, so that each run forked from it starts training at once (:mod:`.warm`).
 
 Importing this module imports torch, transformers, TRL (its GRPO trainer), lm-eval (its HF model and evaluator),
-MLflow's client and lgrpo-bench's training, evaluation and lifecycle modules — about 7 s of CPU on a small machine,
+MLflow's client and its SQL store (SQLAlchemy, alembic) and lgrpo-bench's training, evaluation and lifecycle modules — about 7 s of CPU on a small machine,
 which every run would otherwise pay again, twice before issue 23 (its training and its evaluation process).
 
 Nothing here runs anything: no tensor is created (torch's intra-op thread pool starts on the first parallel op, and
@@ -16,6 +16,8 @@ from __future__ import annotations
 import threading
 
 import mlflow  # noqa: F401
+import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (a run's first MlflowClient of a SQLite store: 1 s of imports)
+import sqlalchemy.dialects.sqlite  # noqa: F401
 import torch
 import transformers  # noqa: F401
 import trl  # noqa: F401
@@ -45,3 +47,21 @@ def fork_problems() -> list[str]:
 
 
 FORK_PROBLEMS: list[str] = fork_problems()
+
+
+def _in_the_warm_server() -> bool:
+    """Whether this import is the forkserver's preload (not a test or a tool importing the module)."""
+    import traceback
+
+    return any(frame.filename.endswith("multiprocessing/forkserver.py") and frame.name == "main"
+               for frame in traceback.extract_stack())
+
+
+if _in_the_warm_server():
+    import atexit
+    import os
+
+    # The server exits when the process that started it does. Python's module teardown would then take 2–3 s with
+    # torch, TRL and MLflow loaded, holding the orchestrator's stdout pipe open (a caller that reads it waits that
+    # long for its end): end at once instead. Its children are gone or die with it; it has nothing to flush.
+    atexit.register(os._exit, 0)

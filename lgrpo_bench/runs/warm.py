@@ -35,7 +35,8 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["IMPORT_TIME_PREFIXES", "RUN_DIR_ENV", "WARM_ENV", "WarmProcess", "server_report", "start_warm", "warm_refusal"]
+__all__ = ["IMPORT_TIME_PREFIXES", "RUN_DIR_ENV", "WARM_ENV", "WarmProcess", "server_report", "start_server", "start_warm",
+           "warm_refusal"]
 
 WARM_ENV = "LGRPO_WARM_WORKERS"
 """``0`` starts every run in a fresh interpreter (warm workers off)."""
@@ -63,6 +64,14 @@ def _forkserver():
             context.set_forkserver_preload([PRELOAD_MODULE])
             _context, _server_environ = context, dict(os.environ)
     return _context
+
+
+def start_server() -> None:
+    """Start this process's warm server now (its imports then overlap what the caller does before its first run)."""
+    _forkserver()
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
 
 
 def warm_refusal(env: Mapping[str, str], *, python: str | None = None, gpus: int = 0) -> str | None:
