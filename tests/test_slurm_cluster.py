@@ -99,14 +99,50 @@ class ConcurrencyWatch:
         self._thread.join(timeout=10)
 
 
+def holds_file_lock(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` holds a POSIX lock on ``path`` (``/proc/locks``): SQLite's locks on the store."""
+    try:
+        inode = os.stat(path).st_ino
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        fields = line.split()
+        if "->" in fields:  # a waiter's line
+            continue
+        try:
+            holder, device_inode = int(fields[4]), fields[5]
+        except (IndexError, ValueError):
+            continue
+        if holder == pid and int(device_inode.rsplit(":", 1)[1]) == inode:
+            return True
+    return False
+
+
+def stop_outside_the_store(pid: int, store: Path, timeout_s: float = 60) -> None:
+    """SIGSTOP ``pid`` at a moment it holds no lock on the MLflow store: stopped in the middle of a write, it would
+    lock every other writer out (a stopped process is the test's doing, not the run's). Stop, look, and if it holds
+    a lock let it go on for 20 ms and try again."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        if not holds_file_lock(pid, store):
+            return
+        os.kill(pid, signal.SIGCONT)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} kept a lock on {store} for {timeout_s:.0f} s")
+        time.sleep(0.02)
+
+
 class KeepStopped:
     """Re-sends SIGSTOP to a process every 0.2 s while held: SLURM sends a job SIGCONT with submitit's warning
     signal (``--signal USR2@90``: at once for a job shorter than 90 s), which would let a paused run finish
     before its time limit strikes. The limit's own SIGCONT + SIGTERM then leave it stopped, and SLURM kills it
     after KillWait."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, store: Path):
         self.pid = pid
+        self.store = store
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._hold, daemon=True)
         self._thread.start()
@@ -114,7 +150,7 @@ class KeepStopped:
     def _hold(self) -> None:
         while not self._stop.wait(0.2):
             try:
-                os.kill(self.pid, signal.SIGSTOP)
+                stop_outside_the_store(self.pid, self.store)
             except ProcessLookupError:
                 return
 
@@ -143,6 +179,11 @@ def start_grid(grid: Path, cwd: Path) -> subprocess.Popen:
                             env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "250"})
 
 
+def store_of(run_dir: Path) -> Path:
+    """The SQLite store of the tests' grids: ``<tmp_path>/mlflow.db`` (``<tmp_path>/runs/<experiment>/<run id>``)."""
+    return run_dir.parent.parent.parent / "mlflow.db"
+
+
 def pause_after_first_checkpoint(run_dirs: list[Path], processes: list[subprocess.Popen], timeout_s: float = 300) -> None:
     """SIGSTOP each run's training process once its first checkpoint is saved (and before its final model)."""
     waiting = list(run_dirs)
@@ -151,7 +192,7 @@ def pause_after_first_checkpoint(run_dirs: list[Path], processes: list[subproces
         for run_dir in list(waiting):
             pid = training_pid(run_dir)
             if pid and checkpointed_not_final(run_dir):
-                os.kill(pid, signal.SIGSTOP)
+                stop_outside_the_store(pid, store_of(run_dir))
                 waiting.remove(run_dir)
                 log(f"SIGSTOP to the training process of {run_dir.name} (pid {pid}) after its first checkpoint")
         for process in processes:
@@ -180,7 +221,7 @@ def test_slurm_job_array_queues_cancels_times_out_and_resumes(on_slurm, warm_tin
         held = None
         try:
             pause_after_first_checkpoint([run_dirs[timed_out]], orchestrators)
-            held = KeepStopped(training_pid(run_dirs[timed_out]))
+            held = KeepStopped(training_pid(run_dirs[timed_out]), store_of(run_dirs[timed_out]))
             orchestrators.insert(0, start_grid(array, tmp_path))
             pause_after_first_checkpoint([run_dirs[cancelled], run_dirs[finishing]], orchestrators[:1])
             array_id = json.loads((run_dirs[cancelled] / "submitted.json").read_text())["job_id"].split("_")[0]

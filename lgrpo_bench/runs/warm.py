@@ -8,8 +8,10 @@ child forked from it. The run keeps its isolation:
 
 * its own process (``setsid``: its own session, so Ctrl-C in the terminal reaches the orchestrator only, which
   stops runs itself), its own lock (:func:`lgrpo_bench.runs.owner.claim_run`), its memory returned when it exits;
-* killed with its parent: the child asks the kernel for SIGKILL when the server dies (``PR_SET_PDEATHSIG``), and the
-  server exits when the process that started it dies (the forkserver watches its parent's end of a pipe);
+* killed with whatever started it: the child watches the process that asked for it (the orchestrator, or the Ray
+  worker running the job) through a pidfd and SIGKILLs itself when that process is gone, and asks the kernel for
+  SIGKILL when the server dies (``PR_SET_PDEATHSIG``). (The forkserver alone would not do: it hands each child its
+  "parent alive" pipe so that it outlives its parent while children run.);
 * its own environment and working folder, set in the child before anything runs, and its output appended to
   ``run.log`` like a fresh process's.
 
@@ -32,6 +34,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -135,12 +138,12 @@ def start_warm(run_dir: str | Path, *, log_path: str | Path, env: Mapping[str, s
     """Fork the worker of the run in ``run_dir`` from the warm server (see the module docstring)."""
     context = _forkserver()
     process = context.Process(target=_run_in_child, name=f"run-{Path(run_dir).name}",
-                              args=(str(run_dir), step, str(log_path), dict(env), cwd))
+                              args=(str(run_dir), step, str(log_path), dict(env), cwd, os.getpid()))
     process.start()
     return WarmProcess(process)
 
 
-def _run_in_child(run_dir: str, step: str, log_path: str, env: dict[str, str], cwd: str | None) -> None:
+def _run_in_child(run_dir: str, step: str, log_path: str, env: dict[str, str], cwd: str | None, starter_pid: int) -> None:
     """The forked child: become the run's process, then what ``python -m lgrpo_bench.runs`` does."""
     os.setsid()
     from lgrpo_bench.tracking.serve import signal_when_parent_dies
@@ -150,6 +153,7 @@ def _run_in_child(run_dir: str, step: str, log_path: str, env: dict[str, str], c
         ask_kernel()
     if os.getppid() == 1:  # the server died between the fork and the request
         os._exit(1)
+    _die_with(starter_pid)
     log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -173,12 +177,34 @@ def _run_in_child(run_dir: str, step: str, log_path: str, env: dict[str, str], c
     sys.exit(code)
 
 
+def _die_with(pid: int) -> None:
+    """SIGKILL this process as soon as process ``pid`` has ended (a daemon thread waiting on its pidfd; Linux ≥ 5.3,
+    else polling it every 0.5 s)."""
+    import select
+
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os.kill(os.getpid(), signal.SIGKILL)
+        return
+    except (OSError, AttributeError):
+        handle = None
+
+    def wait() -> None:
+        if handle is not None:
+            select.select([handle], [], [])
+        else:
+            while _alive(pid):
+                time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=wait, name=f"die-with-{pid}", daemon=True).start()
+
+
 def server_report(timeout_s: float = 600) -> dict:
     """What a child forked from this process's warm server sees (starting the server if needed): the server's pid,
     :data:`lgrpo_bench.runs.preload.FORK_PROBLEMS`, whether CUDA is initialised, the heavy libraries already imported,
     and how long the fork took once the server was up. For checks and benchmarks."""
-    import time
-
     context = _forkserver()
     receive, send = context.Pipe(duplex=False)
     started = time.perf_counter()
@@ -195,8 +221,6 @@ def server_report(timeout_s: float = 600) -> dict:
 
 
 def _report_in_child(send, asked_at: float) -> None:
-    import time
-
     import torch
 
     from lgrpo_bench.runs import preload
