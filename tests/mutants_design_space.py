@@ -113,24 +113,24 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
      "        if self.lam.grad is not None:\n            self.lam.grad = -self.lam.grad\n        self._lam_before_step = float(self.lam.detach())\n        grad =",
      [T, "-k", "optimizer_step"]),
     ("λ gradient not cleared after a step", "lgrpo_bench/training/trainer.py",
-     "            self._lambda_sgd.step()\n        self.lam.grad = None\n", "            self._lambda_sgd.step()\n",
+     "        self.lambda_optimizer.step()\n        self.lam.grad = None\n", "        self.lambda_optimizer.step()\n",
      [T, "-k", "optimizer_step"]),
     ("λ gradient clipped", "lgrpo_bench/training/trainer.py",
      "        grad = 0.0 if self.lam.grad is None else float(self.lam.grad)\n",
      "        if self.lam.grad is not None:\n            torch.nn.utils.clip_grad_norm_([self.lam], self.args.max_grad_norm)\n"
      "        grad = 0.0 if self.lam.grad is None else float(self.lam.grad)\n", [T, "-k", "optimizer_step"]),
-    ("λ Adam maximises the loss", "lgrpo_bench/training/trainer.py",
-     '"lr": self.algorithm.lambda_lr, "weight_decay": 0.0}', '"lr": self.algorithm.lambda_lr, "weight_decay": 0.0, "maximize": True}',
+    ("λ Adam maximises the loss", "lgrpo_bench/training/lambda_optimizer.py",
+     "eps=eps, weight_decay=0.0, fused=fused)", "eps=eps, weight_decay=0.0, fused=fused, maximize=True)",
      [T, "-k", "optimizer_step and adam"]),
-    ("λ SGD maximises the loss", "lgrpo_bench/training/trainer.py",
-     "torch.optim.SGD([self.lam], lr=self.algorithm.lambda_lr)", "torch.optim.SGD([self.lam], lr=self.algorithm.lambda_lr, maximize=True)",
+    ("λ SGD maximises the loss", "lgrpo_bench/training/lambda_optimizer.py",
+     "torch.optim.SGD([lam], lr=lambda_lr)", "torch.optim.SGD([lam], lr=lambda_lr, maximize=True)",
      [T, "-k", "optimizer_step and sgd"]),
-    ("λ Adam with weight decay", "lgrpo_bench/training/trainer.py",
-     '"lr": self.algorithm.lambda_lr, "weight_decay": 0.0}', '"lr": self.algorithm.lambda_lr, "weight_decay": 0.1}',
+    ("λ Adam with weight decay", "lgrpo_bench/training/lambda_optimizer.py",
+     "eps=eps, weight_decay=0.0, fused=fused)", "eps=eps, weight_decay=0.1, fused=fused)",
      [T, "-k", "optimizer_step and adam"]),
-    ("λ SGD ignores the LR schedule", "lgrpo_bench/training/trainer.py",
-     "return self.algorithm.lambda_lr * float(optimizer.param_groups[0][\"lr\"]) / self.args.learning_rate",
-     "return self.algorithm.lambda_lr", [T, "-k", "optimizer_step and sgd"]),
+    ("λ SGD ignores the LR schedule", "lgrpo_bench/training/lambda_optimizer.py",
+     "    return lambda_lr * policy_lr / base_lr",
+     "    return lambda_lr", [T, "-k", "optimizer_step and sgd"]),
     ("TRL mapping: bnpo taken for dapo", "lgrpo_bench/algorithms/presets.py",
      '("local_token_mean", "clip"): "bnpo",', '("local_token_mean", "clip"): "dapo",', [T, "-k", "equal_trl and bnpo-4"]),
     ("unused hyperparameters kept in the run id", "lgrpo_bench/algorithms/presets.py",
@@ -176,14 +176,15 @@ def run(mutant, timeout: int) -> tuple[bool, float, str]:
     return result.returncode != 0, time.perf_counter() - started, last[0]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(mutants: list | None = None, doc: str | None = None) -> None:
+    mutants = MUTANTS if mutants is None else mutants
+    parser = argparse.ArgumentParser(description=doc or __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", default=None,
                         help="run the mutants whose name contains this (repeat for several)")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--timeout", type=int, default=1800)
     options = parser.parse_args()
-    chosen = [m for m in MUTANTS if options.only is None or any(part in m[0] for part in options.only)]
+    chosen = [m for m in mutants if options.only is None or any(part in m[0] for part in options.only)]
     if options.list:
         for mutant in chosen:
             print(f"{mutant[0]:45s} {mutant[1]}  ->  {' '.join(mutant[4])}")
