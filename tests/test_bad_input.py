@@ -63,7 +63,7 @@ BAD_RUN_CONFIGS = [
     ("value out of range", "train:\n  num_generations: 1\n", "train.num_generations: Input should be greater than or equal to 2"),
     ("r too large for G", "algorithm:\n  name: lambda_grpo\n  r: 0.5\n", "algorithm.r=0.5 is too large for train.num_generations=8"),
     ("unknown benchmark", "eval:\n  benchmarks: [math5000]\n", "eval.benchmarks: unknown benchmark 'math5000'"),
-    ("unknown task", "task:\n  name: chess\n", "task.name: Input should be 'arith' or 'math'"),
+    ("unknown task", "task:\n  name: chess\n", "task.name: Input should be 'arith', 'lenmix' or 'math'"),
     ("section is not a mapping", "algorithm: [1, 2]\n", "algorithm: Input should be a valid dictionary"),
     ("top level is a list", "- just\n- a list\n", "expected a mapping at the top level"),
     ("malformed YAML", "train: {max_steps: 3\n", "malformed YAML"),

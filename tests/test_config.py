@@ -30,7 +30,7 @@ def write(tmp_path, text, name="run.yaml"):
         ("algorithm:\n  r: 0.5\n", "algorithm.r=0.5 is too large for train.num_generations=8"),
         ("train:\n  learning_rate: fast\n", "train.learning_rate: Input should be a valid number"),
         ("task:\n  digits: [0]\n", "task.digits: digits must be a non-empty list of integers between 1 and 9"),
-        ("task:\n  name: chess\n", "task.name: Input should be 'arith' or 'math'"),
+        ("task:\n  name: chess\n", "task.name: Input should be 'arith', 'lenmix' or 'math'"),
         ("train:\n  prompts_per_step: 3\n  gradient_accumulation_steps: 2\n", "must be a multiple of"),
         ("task:\n  data_seed: 5\n", "held-out accuracy would be measured on training data"),
         ("algorithm: [1, 2]\n", "algorithm: Input should be a valid dictionary"),

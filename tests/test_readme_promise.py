@@ -39,12 +39,13 @@ def test_ci_uses_the_readme_install_and_test_commands():
     assert re.search(r"^python -m pytest -q$", ci, re.M)
 
 
-def reduced_quickstart(tmp_path: Path, model_path: Path) -> Path:
+def reduced_quickstart(tmp_path: Path) -> Path:
+    """The quickstart with 1 seed and 2 steps; its model stays the quickstart's (the shipped tiny-s base)."""
     grid = yaml.safe_load((ROOT / "experiments" / "quickstart.yaml").read_text())
     grid["name"] = "quickstart-reduced"
     grid["axes"]["train.seed"] = [0]
     base = grid["base"]
-    base["model"]["name"] = str(model_path)
+    assert base["model"]["name"] == "tiny-s"
     base["train"].update({"max_steps": 2, "num_generations": 4, "prompts_per_step": 4, "heldout_every": 1,
                           "heldout_size": 16, "save_every": 1})
     base["eval"]["limit"] = 24
@@ -56,16 +57,25 @@ def reduced_quickstart(tmp_path: Path, model_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_main_command_on_a_reduced_quickstart_prints_one_row_per_algorithm(warm_tiny, tmp_path):
+def test_main_command_on_a_reduced_quickstart_prints_one_row_per_algorithm(tmp_path):
     algorithms = yaml.safe_load((ROOT / "experiments" / "quickstart.yaml").read_text())["axes"]["algorithm.name"]
     entry_point = Path(sys.executable).with_name("lgrpo-bench")
     assert entry_point.exists(), "the README's install command provides the lgrpo-bench command"
-    grid = reduced_quickstart(tmp_path, warm_tiny.path)
+    grid = reduced_quickstart(tmp_path)
+    empty_cache = tmp_path / "model-cache"  # a fresh clone's: the base must come from the package, not a build
     result = subprocess.run([str(entry_point), "run", str(grid)], cwd=tmp_path, capture_output=True, text=True,
-                            env={**os.environ, "COLUMNS": "160"}, timeout=900)
+                            env={**os.environ, "COLUMNS": "160", "LGRPO_CACHE_DIR": str(empty_cache)}, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     summary = result.stdout.split("Δ vs", 1)[0]
     rows = [line for line in summary.splitlines() if line.startswith("│")]
     names = [cells[2] for cells in ([c.strip() for c in row.split("│")] for row in rows) if len(cells) > 3]
     assert sorted(name for name in names if name in algorithms) == sorted(algorithms), summary
     assert "ran 5 " in result.stdout and "failed 0" in result.stdout
+    assert not empty_cache.exists() or not any(empty_cache.glob("tiny-s-*")), "the quickstart built its base model"
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("quickstart-reduced")
+    sources = {run.data.tags.get("lgrpo.base_model.source") for run in client.search_runs([experiment.experiment_id])
+               if run.data.tags.get("lgrpo.kind") == "train"}
+    assert sources == {"shipped"}, sources

@@ -18,7 +18,7 @@ __all__ = ["app", "main"]
 
 
 def _load_app():
-    from lgrpo_bench.cli import evaluate, grid, report, runs, sweep  # noqa: F401  (register their commands)
+    from lgrpo_bench.cli import evaluate, findings, grid, report, runs, sweep  # noqa: F401  (register their commands)
     from lgrpo_bench.cli.common import app
 
     return app

@@ -33,7 +33,9 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lgrpo_bench.config.findings import FindingConfig, check_findings
 
 from lgrpo_bench.config.loading import (
     Checker,
@@ -238,6 +240,20 @@ class GridConfig(_Strict):
         "({algorithm.name: grpo} drops every grpo point)",
     )
     executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig, description="Where the runs go: local, ray or slurm")
+    finding: FindingConfig | None = Field(None, description="A published effect the grid's runs test "
+                                          "(`lgrpo-bench findings`; lgrpo_bench.config.findings)")
+    findings: list[FindingConfig] = Field([], description="Several findings the same runs test (instead of finding)")
+
+    @model_validator(mode="after")
+    def _one_findings_key(self) -> GridConfig:
+        if self.finding is not None and self.findings:
+            raise ValueError("give finding (one) or findings (a list), not both")
+        return self
+
+    @property
+    def all_findings(self) -> list[FindingConfig]:
+        """The grid's findings: ``[finding]`` or ``findings``."""
+        return [self.finding] if self.finding is not None else list(self.findings)
 
 
 @dataclass(frozen=True)
@@ -420,6 +436,10 @@ def expand_grid(grid: GridConfig, path: str | Path = "<grid>", *, identify: Iden
         points.append(point)
     if errors:
         raise ConfigError("\n".join(errors))
+    if grid.all_findings:
+        check_findings(grid.all_findings, [point.config for point in points], source,
+                       check_key=lambda key, where: check_run_key(key, where, source, leaves, sections),
+                       field="finding" if grid.finding is not None else "findings")
     return ExpandedGrid(path, grid, points, axis_keys)
 
 

@@ -52,8 +52,10 @@ class ModelConfig(_Strict):
 class TaskConfig(_Strict):
     """Training data, prompt template and reward."""
 
-    name: Literal["arith", "math"] = Field(
-        "arith", description="arith: synthetic a+b with worked or direct answers; math: MATH training problems"
+    name: Literal["arith", "lenmix", "math"] = Field(
+        "arith", description="arith: synthetic a+b with worked or direct answers; lenmix: the same problems with "
+        "a wide spread of completion lengths tied to correctness both ways (direct, worked, and a long 'ramble' "
+        "without computation; docs/TESTBED.md), tiny presets warm-started for it; math: MATH training problems"
     )
     data: str | None = Field(
         None,
@@ -61,13 +63,13 @@ class TaskConfig(_Strict):
         "None = the hub (EleutherAI/hendrycks_math)",
     )
     levels: list[int] | None = Field(None, description="math: MATH difficulty levels to keep (1-5); None = all")
-    digits: list[int] = Field([2, 3], description="arith: operand digit counts, drawn uniformly")
-    num_train_problems: int = Field(4000, ge=1, description="arith: training problems generated",
+    digits: list[int] = Field([2, 3], description="arith, lenmix: operand digit counts, drawn uniformly")
+    num_train_problems: int = Field(4000, ge=1, description="arith, lenmix: training problems generated",
                                     json_schema_extra=_unit("problems"))
-    num_heldout_problems: int = Field(500, ge=1, description="arith: held-out test problems, disjoint from training",
+    num_heldout_problems: int = Field(500, ge=1, description="arith, lenmix: held-out test problems, disjoint from training",
                                       json_schema_extra=_unit("problems"))
     data_seed: int = Field(
-        0, ge=0, le=SEED_MAX, description="arith: seed of problem generation (fixed across runs, unlike train.seed); tiny presets "
+        0, ge=0, le=SEED_MAX, description="arith, lenmix: seed of problem generation (fixed across runs, unlike train.seed); tiny presets "
         "were warm-started on problems outside the held-out split of seed 0, so keep 0 with them (0 … 2³² − 1)",
     )
     template: str | None = Field(None, description="Prompt template (arith, qwen_math, r1); None = the task's default")
@@ -279,12 +281,12 @@ class RunConfig(_Strict):
                 f"train.gradient_accumulation_steps={self.train.gradient_accumulation_steps}"
             )
         if self.task.name == "math" and self.task.template == "arith":
-            raise ValueError("task.template=arith only fits task.name=arith")
+            raise ValueError("task.template=arith only fits task.name=arith or lenmix")
         return self
 
     @property
     def resolved_template(self) -> str:
-        return self.task.template or ("arith" if self.task.name == "arith" else "qwen_math")
+        return self.task.template or ("arith" if self.task.name in ("arith", "lenmix") else "qwen_math")
 
 
 #: Sections and fields that do not change results, left out of the run identity.

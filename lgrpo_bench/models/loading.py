@@ -95,12 +95,15 @@ def resolve_model(
     sft_steps: int | None = None,
     progress: ProgressFn | None = None,
     emit: EmitFn | None = None,
+    task: str = "arith",
 ) -> ResolvedModel:
     """Map a model spec to a loadable name or path, building tiny presets on demand.
 
     - ``tiny-s`` / ``tiny-m`` / ``tiny-l`` → :func:`~lgrpo_bench.models.tiny.build_tiny` (cached under
       ``cache_dir``, default :func:`~lgrpo_bench.models.tiny.default_cache_dir`; ``sft_steps`` None = the
-      preset's warm-start budget; ``progress`` and ``emit`` as there), kind ``"tiny"``;
+      preset's warm-start budget; ``progress`` and ``emit`` as there), kind ``"tiny"``; with ``task="lenmix"``
+      the lenmix base of the same preset and seed
+      (:func:`~lgrpo_bench.models.testbed.build_tiny_for_task`), other tasks the arith warm start;
     - a key of :data:`QWEN_PRESETS` (case-insensitive) → its hub id, kind ``"preset"``;
     - an existing folder → that folder, kind ``"local"``;
     - anything else → kept as a hub id, kind ``"hub"`` (checked only when loading). A spec that looks like
@@ -109,6 +112,12 @@ def resolve_model(
     if not isinstance(spec, str) or not spec.strip():
         raise ModelLoadError(f"empty model spec; presets are {_presets_text()}")
     spec = spec.strip()
+    if spec in TINY_PRESETS and task == "lenmix":  # the arith warm start continued on lenmix styles
+        from lgrpo_bench.models.testbed import build_tiny_for_task
+
+        build = build_tiny_for_task(spec, task, cache_dir=cache_dir if cache_dir is not None else default_cache_dir(),
+                                    seed=seed, sft_steps=sft_steps, progress=progress, emit=emit)
+        return ResolvedModel(str(build.path), "tiny", format_param_count(int(build.metrics["n_params"])), build)
     if spec in TINY_PRESETS:
         build = build_tiny(spec, cache_dir=cache_dir if cache_dir is not None else default_cache_dir(), seed=seed,
                            sft_steps=sft_steps, progress=progress, emit=emit)

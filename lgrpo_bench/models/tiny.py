@@ -40,6 +40,17 @@ Tuning notes (measured here): TINY_RL's lr 5e-3 was too high for the wider model
 Measured warm starts (3 presets × seeds 0..4, all in the band): README.md, *Measured*, "Warm starts"
 (``benchmarks/warm_start.py``).
 
+Shipped bases: the warm starts the quickstart, the robustness benchmark and the findings start from are data, not a
+build product: each CPU's kernels round differently, so a build on another machine lands elsewhere (0.392 vs 0.294
+greedy for the same tiny-s seed on an AVX2 and an AVX-512 CPU) and moves every algorithm more than algorithms
+differ. They are shipped in the package under :data:`SHIPPED_DIR` (``lgrpo_bench/models/bases/<key>/``, one
+folder per cache key, the cache layout below; ``MANIFEST.json`` records each one's recipe, commit, CPU and
+hashes; ``scripts/ship_bases.py`` builds and replaces them). :func:`build_tiny` looks there first: a shipped
+base whose key matches and whose files verify is used as is (read-only, nothing written); one that fails its
+hashes is named in one line and the cache serves instead. Keys that are not shipped (other seeds, budgets,
+custom recipes) are built and cached as below. Runs record the base by hash (``lgrpo.base_model.sha256``) and
+where it came from (``lgrpo.base_model.source``: shipped, cache or built).
+
 Cache layout: ``<cache_dir>/<preset>-seed<seed>-steps<budget>-v<RECIPE_VERSION>-<digest of the preset's
 recipe>/`` holds ``config.json``, ``model.safetensors``, the tokenizer files, ``generation_config.json`` and
 ``metrics.json``. Builds go to a temporary folder ``<cache_dir>/.<key>.tmp-*`` and are moved into place with
@@ -125,8 +136,10 @@ __all__ = [
     "TinyPreset",
     "WarmStartCacheError",
     "build_tiny",
+    "SHIPPED_DIR",
     "default_cache_dir",
     "make_tiny_model",
+    "shipped_keys",
 ]
 
 LOG = logging.getLogger(__name__)
@@ -137,6 +150,8 @@ SAMPLED_EVAL_PROMPTS = 128
 EmitFn = Callable[[str], None]
 """Receives the lines a build reports (its stop, an out-of-band warning, a corrupt cached build rebuilt)."""
 
+SHIPPED_DIR = Path(__file__).resolve().parent / "bases"
+"""Bases shipped with the package: one folder per cache key, laid out like a cache entry (module docstring)."""
 FILES_KEY = "files"
 """The key of ``metrics.json`` that records every other file of the build: ``{name: {"bytes", "sha256"}}``."""
 MODEL_FILE = "model.safetensors"
@@ -553,8 +568,13 @@ def build_tiny(
     emit: EmitFn | None = None,
     eval_problems: int = ARITH_N_TEST,
     sampled_prompts: int = SAMPLED_EVAL_PROMPTS,
+    use_shipped: bool = True,
 ) -> TinyBuildResult:
-    """Return the warm-started tiny model for ``(preset, seed, sft_steps)``, building it if not cached.
+    """Return the warm-started tiny model for ``(preset, seed, sft_steps)``: shipped, cached, or built now.
+
+    A base shipped inside the package (:data:`SHIPPED_DIR`, module docstring *Shipped bases*) is used first when
+    its key matches and it verifies (``use_shipped=False`` skips it: the build path's own tests); the result's
+    ``metrics["source"]`` says which (``shipped``, ``cache`` or ``built``).
 
     ``preset`` is a name of :data:`TINY_PRESETS` or a custom :class:`TinyPreset` (e.g. a different worked
     fraction); the cache key includes the recipe's digest, so a custom spec never reuses a preset's build.
@@ -589,6 +609,10 @@ def build_tiny(
         raise ValueError(f"eval_problems and sampled_prompts must be in 1..{ARITH_N_TEST}")
     key = _cache_key(spec, seed, steps, eval_problems, sampled_prompts)
     final = root / key
+    if use_shipped:
+        shipped = _shipped_result(key, emit)
+        if shipped is not None:
+            return shipped
 
     # A complete build is only ever replaced as a whole (os.replace): reading and verifying it needs no lock and
     # writes nothing, so a read-only cache serves its verified builds.
@@ -628,14 +652,35 @@ def build_tiny(
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            result = TinyBuildResult(path=final, metrics={**built, "cached": False})
+            result = TinyBuildResult(path=final, metrics={**built, "cached": False, "source": "built"})
             _report(result, emit)
             return result
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
-def _cached_result(final: Path, metrics: dict[str, Any], emit: EmitFn | None) -> TinyBuildResult:
-    result = TinyBuildResult(path=final, metrics={**metrics, "cached": True})
+def _shipped_result(key: str, emit: EmitFn | None) -> TinyBuildResult | None:
+    """The shipped base of ``key`` when the package holds one that verifies; None otherwise (a shipped base that
+    fails its hashes is reported in one line and left alone: the cache or a build serves instead)."""
+    folder = SHIPPED_DIR / key
+    if not folder.is_dir():
+        return None
+    state, metrics, problem = _inspect(folder)
+    if state != "ok":
+        _say(f"shipped warm start {key} fails verification ({problem or 'no recorded hashes'}); "
+             f"using the cache instead", emit)
+        return None
+    return _cached_result(folder, metrics, emit, source="shipped")
+
+
+def shipped_keys() -> list[str]:
+    """Cache keys of the bases shipped in the package (verified or not), sorted."""
+    if not SHIPPED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in SHIPPED_DIR.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _cached_result(final: Path, metrics: dict[str, Any], emit: EmitFn | None, *, source: str = "cache") -> TinyBuildResult:
+    result = TinyBuildResult(path=final, metrics={**metrics, "cached": True, "source": source})
     _report(result, emit)
     return result

@@ -103,7 +103,7 @@ def _model_problems(name: str) -> tuple[ConfigProblem, ...]:
 
 
 def _split_problems(config: RunConfig) -> list[ConfigProblem]:
-    if config.task.name != "arith" or not config.model.name.startswith("tiny-"):
+    if config.task.name not in ("arith", "lenmix") or not config.model.name.startswith("tiny-"):
         return []
     from lgrpo_bench.tasks.arith import ARITH_DEFAULT_DIGITS, ARITH_N_TEST, ARITH_SPLIT_SEED
 

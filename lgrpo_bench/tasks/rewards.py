@@ -41,7 +41,7 @@ __all__ = [
     "overlong_penalty",
 ]
 
-TASKS = ("math", "arith")
+TASKS = ("math", "arith", "lenmix")
 
 
 @dataclass
@@ -187,7 +187,10 @@ class ArithFormat(_RewardFunc):
 
 
 def make_reward_funcs(task: str, *, timeout_s: float = 5.0, format_weight: float = 0.0) -> list[WeightedRewardFunc]:
-    """Reward functions for ``task`` (``"math"`` or ``"arith"``) with their weights.
+    """Reward functions for ``task`` (``"math"``, ``"arith"`` or ``"lenmix"``) with their weights.
+
+    lenmix scores like arith (:func:`~lgrpo_bench.tasks.lenmix.score_lenmix` is ``score_arith``), so it gets the
+    arith functions, names included.
 
     Returns ``[(correctness, 1.0)]``, plus ``(format, format_weight)`` when ``format_weight > 0``.
     ``timeout_s`` bounds one ``score_math`` call (math only). Each call makes fresh functions with their own

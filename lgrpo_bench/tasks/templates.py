@@ -21,7 +21,7 @@ Registered templates (:data:`TEMPLATES`):
     system text of a chat, the problem as the user turn.
 ``arith``
     The synthetic task's raw prompt ``<|user|>{problem}<|assistant|>`` (no chat template, no system text;
-    the same string as :data:`lgrpo_bench.tasks.arith.ARITH_PROMPT_FORMAT`).
+    the same string as :data:`lgrpo_bench.tasks.arith.ARITH_PROMPT_FORMAT`); the arith and lenmix tasks use it.
 """
 
 from __future__ import annotations

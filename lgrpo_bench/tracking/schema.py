@@ -123,6 +123,9 @@ GRID_MEMBER_TAG_PREFIX = "lgrpo.in_grid."
 ran it, and every grid that found it done since); ``lgrpo.grid`` keeps the first. A grid's MLflow UI view filters on it."""
 TAG_BASE_MODEL_HASH = "lgrpo.base_model.sha256"
 """Train runs of tiny presets: SHA-256 of the base (warm-start) model's weights the run started from."""
+TAG_BASE_MODEL_SOURCE = "lgrpo.base_model.source"
+"""Train runs of tiny presets: where the base came from: ``shipped`` (in the package, the same on every machine),
+``cache`` (built earlier on this machine or a shared cache) or ``built`` (by this run)."""
 
 
 def grid_member_tag(grid: str) -> str:
@@ -378,6 +381,18 @@ TRAIN_HELDOUT_ACC = "train/heldout_acc"
 TRAIN_LOSS = "train/loss"
 TRAIN_LAMBDA_RATE_LIMITED = "train/lambda_rate_limited"
 """1 when λ's update this step was at its optimizer's rate limit (Adam: |Δλ| ≥ 0.9·lr·schedule), else 0."""
+TRAIN_INCORRECT_LENGTH_MEAN = "train/incorrect_length_mean"
+"""Mean length (tokens) of this step's generated completions whose accuracy (correctness) reward is 0; not logged
+at a step without one (lgrpo_bench.algorithms.length_stats). Dr. GRPO (arXiv 2503.20783) claims GRPO's 1/|o_i| lets
+it grow."""
+TRAIN_CORRECT_LENGTH_MEAN = "train/correct_length_mean"
+"""Mean length (tokens) of this step's generated completions whose accuracy reward is > 0; not logged without one."""
+TRAIN_LENGTH_ADVANTAGE_CORR = "train/length_advantage_corr"
+"""Mean over the groups whose lengths and advantages both vary of the within-group Pearson correlation of completion
+length and advantage; not logged at a step without such a group. λ-GRPO's λ should move with its sign."""
+TRAIN_STYLE_SHARE_PREFIX = "train/style_share/"
+"""``train/style_share/<style>``: share of this step's generated completions in each answer style (lenmix:
+direct, worked, ramble, other; lgrpo_bench.tasks.lenmix.classify_style), this process's completions."""
 TRAIN_GENERATION_BATCHES = "train/generation_batches"
 """Generation rounds this step needed (dynamic sampling with re-sampling; 1 otherwise)."""
 TRAIN_GROUPS_FILTERED_FRAC = "train/groups_filtered_frac"

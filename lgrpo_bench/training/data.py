@@ -22,7 +22,7 @@ class TaskData:
 def build_task_data(config: RunConfig, tokenizer=None) -> TaskData:
     """Rows ``{"prompt", "answer", "id"}`` rendered with the run's template.
 
-    arith: problems generated from ``task.data_seed`` (the held-out split is disjoint from training);
+    arith and lenmix: problems generated from ``task.data_seed`` (the held-out split is disjoint from training);
     math: MATH training problems (``task.data`` or the hub), the last ``train.heldout_size`` of a seeded
     shuffle held out from training.
     """
@@ -30,7 +30,7 @@ def build_task_data(config: RunConfig, tokenizer=None) -> TaskData:
 
     template = config.resolved_template
     task = config.task
-    if task.name == "arith":
+    if task.name in ("arith", "lenmix"):  # lenmix: arith's problems and split, other answer styles
         from lgrpo_bench.tasks.arith import train_test_split
 
         train_problems, heldout = train_test_split(

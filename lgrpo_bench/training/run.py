@@ -80,7 +80,12 @@ def world_size(environ: dict[str, str] | None = None) -> int:
 
 def warm_start_tags(build) -> dict[str, str]:
     """Whether a tiny warm start lies in its band, its greedy held-out accuracy and its weights' hash, as MLflow tags."""
-    from lgrpo_bench.tracking.schema import TAG_BASE_MODEL_HASH, TAG_WARM_START_GREEDY_ACC, TAG_WARM_START_IN_BAND
+    from lgrpo_bench.tracking.schema import (
+        TAG_BASE_MODEL_HASH,
+        TAG_BASE_MODEL_SOURCE,
+        TAG_WARM_START_GREEDY_ACC,
+        TAG_WARM_START_IN_BAND,
+    )
 
     verdict = build.band
     tags = {TAG_WARM_START_IN_BAND: str(verdict.in_band).lower(),
@@ -88,6 +93,9 @@ def warm_start_tags(build) -> dict[str, str]:
     model_hash = getattr(build, "model_hash", None)
     if model_hash:
         tags[TAG_BASE_MODEL_HASH] = model_hash
+    source = getattr(build, "metrics", {}).get("source")
+    if source:
+        tags[TAG_BASE_MODEL_SOURCE] = str(source)
     return tags
 
 
@@ -128,11 +136,24 @@ def _log_warm_start_once(client, experiment_id: str, model_name: str, build) -> 
     client.set_terminated(warm_start_run, "FINISHED")
 
 
+def _style_fn(task: str) -> Callable[[str], str] | None:
+    """The answer-style classifier whose shares the trainer logs (``train/style_share/<style>``): lenmix only."""
+    if task == "lenmix":
+        from lgrpo_bench.tasks.lenmix import classify_style
+
+        return classify_style
+    return None
+
+
 def _score_fn(task: str) -> Callable[[str, str], float]:
     if task == "arith":
         from lgrpo_bench.tasks.arith import score_arith
 
         return score_arith
+    if task == "lenmix":
+        from lgrpo_bench.tasks.lenmix import score_lenmix
+
+        return score_lenmix
     from lgrpo_bench.tasks.scoring import score_math
 
     return lambda completion, answer: float(score_math(completion, answer).correct)
@@ -195,7 +216,8 @@ def _train(config: RunConfig, run_id: str, layout: RunLayout, tracked: TrackedTa
             say(f"building {warm_start} {step}/{total} loss {loss:.3f}")
 
     resolved = resolve_model(config.model.name, cache_dir=cache_dir, seed=config.model.warm_start_seed,
-                             sft_steps=config.model.warm_start_steps, progress=warm_start_progress, emit=say)
+                             sft_steps=config.model.warm_start_steps, progress=warm_start_progress, emit=say,
+                             task=config.task.name)
     if tracked is not None:
         from mlflow.entities import RunTag
 
@@ -225,6 +247,7 @@ def _train(config: RunConfig, run_id: str, layout: RunLayout, tracked: TrackedTa
     trainer = UnifiedLossGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=data.train, processing_class=tokenizer,
         algorithm=algorithm, accuracy_reward_index=0,  # make_reward_funcs puts the correctness reward first
+        style_of=_style_fn(config.task.name),
     )
     heldout = HeldoutAccuracyCallback(
         trainer, data.heldout_prompts, data.heldout_answers, _score_fn(config.task.name),

@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -55,7 +56,11 @@ from lgrpo_bench.tracking.schema import (
     TRAIN_GENERATION_BATCHES,
     TRAIN_GROUP_FILTER_CAP_REACHED,
     TRAIN_GROUPS_FILTERED_FRAC,
+    TRAIN_CORRECT_LENGTH_MEAN,
+    TRAIN_INCORRECT_LENGTH_MEAN,
     TRAIN_LAMBDA_RATE_LIMITED,
+    TRAIN_LENGTH_ADVANTAGE_CORR,
+    TRAIN_STYLE_SHARE_PREFIX,
 )
 from lgrpo_bench.training.lambda_optimizer import (
     lambda_optimizer_state,
@@ -63,6 +68,7 @@ from lgrpo_bench.training.lambda_optimizer import (
     make_lambda_optimizer,
     scheduled_lambda_lr,
 )
+from lgrpo_bench.algorithms.length_stats import length_advantage_corr, length_by_correctness
 from lgrpo_bench.training.lambda_rate import lambda_rate_limited, rate_limited_fraction
 
 from lgrpo_bench.tracking.record import (
@@ -164,9 +170,12 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
     Args (beyond GRPOTrainer's):
         algorithm: every axis value and hyperparameter (``lgrpo_bench.algorithms.resolve_algorithm``).
         accuracy_reward_index: which reward function is the correctness reward the group filter decides on.
+        style_of: maps a completion's text to its answer style (lenmix: ``classify_style``); when given, the share
+            of each style among the generated completions is logged as ``train/style_share/<style>``.
     """
 
-    def __init__(self, *args: Any, algorithm: ResolvedAlgorithm, accuracy_reward_index: int = 0, **kwargs: Any):
+    def __init__(self, *args: Any, algorithm: ResolvedAlgorithm, accuracy_reward_index: int = 0,
+                 style_of: Callable[[str], str] | None = None, **kwargs: Any):
         self.algorithm = algorithm
         self.aggregation = AGGREGATIONS[algorithm.aggregation]
         self.advantage_estimator = ADVANTAGES[algorithm.advantage]
@@ -183,6 +192,8 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
         #: (step, completion length, weight per token relative to DAPO) of the rows of every micro-batch.
         self.token_weight_records: list[tuple[int, int, float]] = []
         self._rewards_per_func: torch.Tensor | None = None
+        self.style_of = style_of
+        self._styles: list[str] = []  # styles of this process's completions generated since the last batch finished
         self._name, self._paper = model_card_identity(algorithm)  # TRL's model card would say "GRPO" for every run
         super().__init__(*args, **kwargs)
         self._refuse_unsupported_options()
@@ -284,7 +295,11 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
     # -- generation: filter, advantages and group statistics while the batch is complete ----------
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._rewards_per_func = rewards_per_func  # (rows of all processes, reward functions)
+        self._rewards_per_func = rewards_per_func
+        if self.style_of is not None:
+            from lgrpo_bench.tasks.rewards import completion_text
+
+            self._styles.extend(self.style_of(completion_text(c)) for c in completions)  # (rows of all processes, reward functions)
         return rewards_per_func
 
     def _local_rewards(self, n_local: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -367,7 +382,30 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
         metrics[TRAIN_GROUPS_FILTERED_FRAC].append(1.0 - float(keep_groups.sum()) / generated_groups)
         if cap_reached is not None:
             metrics[TRAIN_GROUP_FILTER_CAP_REACHED].append(float(cap_reached))
+        # findings (DAPO dynamic sampling): share of the batch's groups that are mixed and kept, i.e. carry a gradient
+        batch_mixed = mixed_accuracy_groups(all_accuracy.view(-1, group_size)) & keep_groups.bool()
+        metrics["loss_batch_mixed_frac"].append(float(batch_mixed.sum()) / max(1, batch_mixed.numel()))
+        self._log_length_metrics(metrics, all_lengths, all_accuracy, advantages, group_size)
         return output
+
+    def _log_length_metrics(self, metrics, all_lengths, all_accuracy, advantages, group_size: int) -> None:
+        """Length vs correctness and vs advantage (lgrpo_bench.algorithms.length_stats) and, with ``style_of``, the
+        style shares; a statistic without data this batch is not appended (no NaN)."""
+        by_correctness = length_by_correctness(all_lengths.cpu(), all_accuracy.cpu())
+        if "incorrect" in by_correctness:
+            metrics[TRAIN_INCORRECT_LENGTH_MEAN].append(by_correctness["incorrect"])
+        if "correct" in by_correctness:
+            metrics[TRAIN_CORRECT_LENGTH_MEAN].append(by_correctness["correct"])
+        if group_size >= 2:
+            corr = length_advantage_corr(all_lengths.cpu(), advantages.detach().cpu().float(), group_size)
+            if corr is not None:
+                metrics[TRAIN_LENGTH_ADVANTAGE_CORR].append(corr)
+        if self.style_of is not None and self._styles:
+            from lgrpo_bench.tasks.lenmix import STYLES
+
+            styles, self._styles = self._styles, []
+            for style in dict.fromkeys([*STYLES, *styles]):
+                metrics[f"{TRAIN_STYLE_SHARE_PREFIX}{style}"].append(styles.count(style) / len(styles))
 
     # -- loss -------------------------------------------------------------------------------------
     def completion_weights_for(self, inputs: dict[str, torch.Tensor], mode: str = "train") -> tuple[torch.Tensor, WeightInputs]:
