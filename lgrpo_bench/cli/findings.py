@@ -77,6 +77,12 @@ def findings(
             for rid, error in summary.failed.items():
                 console.print(f"failed {rid}: {error}", highlight=False, markup=False)
             failed += summary.exit_code != 0
+            if summary.cancelled:  # Ctrl-C or SIGTERM stops the findings, not just this grid
+                left = grids[grids.index(expanded) + 1:]
+                console.print(f"interrupted: {len(summary.cancelled)} run(s) of {expanded.grid.name} stopped"
+                              + (f", {len(left)} grid(s) not started ({', '.join(g.grid.name for g in left)})" if left else "")
+                              + "; the verdicts below use the runs that are done", highlight=False, markup=False)
+                break
     from lgrpo_bench.reports.findings import read_findings
 
     results = [(expanded, result) for expanded in grids for result in read_findings(expanded)]
