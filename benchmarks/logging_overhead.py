@@ -29,7 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from lgrpo_bench.tracking import TRAIN_METRICS, TRL_TO_SCHEMA, BatchedMetricLogger, get_or_create_experiment, open_client
+from lgrpo_bench.tracking import TRAIN_METRICS, BatchedMetricLogger, get_or_create_experiment, open_client
+from lgrpo_bench.training.trl_metrics import TRL_TO_SCHEMA
 
 MODES = ("per_metric", "per_step", "batched_sync", "batched_bg")
 

@@ -9,7 +9,10 @@
 * the store has one reader: ``sqlite3`` is imported by :mod:`lgrpo_bench.tracking.reader` only, and MLflow's private
   client (``_tracking_client``) is used nowhere;
 * a training run is created (``lgrpo.kind = train``) only by :mod:`lgrpo_bench.runs.tracked`, and a run is looked up
-  by its run id (``lgrpo.run_id``) only through :func:`lgrpo_bench.tracking.reader.train_runs_by_run_id`.
+  by its run id (``lgrpo.run_id``) only through :func:`lgrpo_bench.tracking.reader.train_runs_by_run_id`;
+* ``tracking`` holds tracking only: no UI (the MLflow UI's command, links and server supervision are
+  :mod:`lgrpo_bench.ui`, process utilities :mod:`lgrpo_bench.procs`) and no TRL (no ``trl`` import, no mapping of
+  TRL's log keys: that is :mod:`lgrpo_bench.training.trl_metrics`).
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ TRACKED = PACKAGE / "runs" / "tracked.py"
 SCHEMA = PACKAGE / "tracking" / "schema.py"
 
 LAYERS: dict[str, int] = {
-    "config": 0,
+    "config": 0, "procs": 0,
     "algorithms": 1, "tasks": 1, "tracking": 1,
     "models": 2,
     "training": 3, "evaluation": 3,
     "runs": 4,
     "dispatch": 5, "reports": 5,
-    "sweeps": 6,
+    "sweeps": 6, "ui": 6,
     "cli": 7,
 }
 """Layer of each sub-package (see ARCHITECTURE.md): imports go from a higher layer to a lower one only."""
@@ -151,6 +154,129 @@ def test_imports_point_down_the_layers(package):
     assert offenders == [], f"{package} (layer {LAYERS[package]}) imports sideways or upward: {offenders}"
 
 
+def _module_name(path: Path) -> str:
+    relative = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = relative.parts[:-1] if relative.name == "__init__" else relative.parts
+    return ".".join(parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _module_level_imports(tree: ast.Module):
+    """Import statements run when the module is imported: top level, inside ``if``/``try``/``with`` blocks, not in
+    functions or classes, not under ``if TYPE_CHECKING:``."""
+    pending = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, ast.If):
+            pending += node.orelse if _is_type_checking(node) else [*node.body, *node.orelse]
+        elif isinstance(node, ast.Try):
+            pending += [*node.body, *node.orelse, *node.finalbody, *(s for h in node.handlers for s in h.body)]
+        elif isinstance(node, ast.With):
+            pending += node.body
+
+
+def _runtime_imports(tree: ast.Module):
+    """Every import statement that can run: at module level and inside functions alike (a function's import is a
+    dependency all the same), not under ``if TYPE_CHECKING:``."""
+    skipped = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node)
+               for statement in node.body for inner in ast.walk(statement)}
+    return [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in skipped]
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """``{module: modules of lgrpo_bench it imports}`` (:func:`_runtime_imports`); ``from package import name`` counts as an import
+    of the submodule ``package.name`` when there is one, else of the package."""
+    paths = {_module_name(path): path for path in _modules()}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges: set[str] = set()
+        for node in _runtime_imports(_tree(path)):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                base = node.module or ""
+                if node.level:
+                    base = ".".join([*package.split(".")[:len(package.split(".")) - node.level + 1], *([base] if base else [])])
+                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in paths else base for alias in node.names]
+            edges |= {target for target in targets if target in paths and target != name}
+        graph[name] = edges
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+KNOWN_CIRCLE_PACKAGES = ("lgrpo_bench.algorithms.advantage", "lgrpo_bench.algorithms.group_filter",
+                         "lgrpo_bench.algorithms.surrogate")
+"""algorithms/ registries: each axis's ``__init__`` imports its value modules at the bottom, which import helpers back
+from it. Circles inside one of these packages predate the rule and are owned by algorithms/: tolerated, not grown."""
+KNOWN_CIRCLES: list[set[str]] = [{"lgrpo_bench.tracking.reader", "lgrpo_bench.tracking.store"}]
+"""tracking/: reader.py and store.py import each other inside functions (predates the rule; owned by tracking/)."""
+
+
+def _tolerated(cycle: list[str]) -> bool:
+    return set(cycle) in KNOWN_CIRCLES or any(all(m == p or m.startswith(p + ".") for m in cycle) for p in KNOWN_CIRCLE_PACKAGES)
+
+
+def test_no_import_circle():
+    """No import circle inside lgrpo_bench (two modules importing each other, or a longer loop), counting imports at
+    module level and inside functions alike, not those under ``if TYPE_CHECKING:``: a use case that needs two modules
+    lives above both, not in one of them."""
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the check itself
+    cycles = [cycle for cycle in _cycles(_import_graph()) if not _tolerated(cycle)]
+    assert cycles == [], f"import circles: {cycles}"
+
+
+def test_reports_import_scipy_lazily():
+    """scipy costs 0.1–1 s to import: in reports/ only inside the functions that compute a power line or an interval
+    (``lgrpo-bench plan`` and tables without statistics never pay for it)."""
+    offenders = [f"{path.relative_to(PACKAGE.parent)}:{node.lineno}" for path in sorted((PACKAGE / "reports").rglob("*.py"))
+                 for node in _module_level_imports(_tree(path))
+                 if any(name.split(".")[0] == "scipy" for name in
+                        ([alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]))]
+    assert offenders == [], f"module-level scipy imports in reports/: {offenders}"
+
+
 def test_checking_a_grid_imports_no_heavy_library(tmp_path):
     """``lgrpo-bench plan`` (grid file read, every point validated and checked against the registries, states read,
     the table printed) imports neither torch, transformers, TRL, lm-eval, MLflow nor scipy: model presets, algorithm
@@ -214,3 +340,81 @@ def test_training_runs_are_created_and_looked_up_in_one_place():
                 lookups.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
     assert creators == [], f"training runs created outside runs/tracked.py: {creators}"
     assert lookups == [], f"a run looked up by lgrpo.run_id outside tracking/reader.py: {lookups}"
+
+
+UI_NAMES = {"UI_SERVER_ENV", "ServeOutcome", "experiment_runs_route", "grid_views", "serve_foreground", "start_supervised",
+            "start_ui", "ui_base_url", "ui_command", "ui_links"}
+"""The MLflow UI and the web-server supervision (:mod:`lgrpo_bench.ui`); every name in a ``ui/`` module's ``__all__`` counts too."""
+PROCESS_NAMES = {"clear_group", "group_members", "signal_when_parent_dies"}
+"""Process utilities (:mod:`lgrpo_bench.procs`): used by tracking's callers, never held by tracking."""
+TRL_MAPPING_NAMES = {"TRL_TO_SCHEMA", "map_trl_key", "map_trl_logs"}
+"""TRL's log keys mapped onto the schema's names (:mod:`lgrpo_bench.training.trl_metrics`)."""
+TRAINER_STEP_KEYS = {(PACKAGE / "tracking" / "callback.py", "loss")}
+"""TRL log keys tracking may spell, and where: the transformers callback tells a training step's log dict by
+``transformers.Trainer``'s own ``loss`` key (it maps no key: the caller passes ``metric_name``)."""
+
+
+def _exported_names(package: Path) -> set[str]:
+    """The names listed in the ``__all__`` of a package's modules."""
+    names: set[str] = set()
+    for path in sorted(package.rglob("*.py")):
+        for node in _tree(path).body:
+            if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+                    and isinstance(node.value, (ast.List, ast.Tuple))):
+                names |= {e.value for e in node.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+    return names
+
+
+def _names_used(tree: ast.AST) -> list[tuple[int, str]]:
+    """Every name a module defines, imports or refers to (plain or as an attribute), with its line."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found.append((node.lineno, node.name))
+        elif isinstance(node, ast.Name):
+            found.append((node.lineno, node.id))
+        elif isinstance(node, ast.Attribute):
+            found.append((node.lineno, node.attr))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            found += [(node.lineno, (alias.asname or alias.name).split(".")[-1]) for alias in node.names]
+    return found
+
+
+def _trl_log_keys() -> set[str]:
+    """The TRL log keys of the package's ``TRL_TO_SCHEMA`` literal, wherever it is defined."""
+    keys: set[str] = set()
+    for path in _modules():
+        for node in ast.walk(_tree(path)):
+            target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign) else None)
+            if isinstance(target, ast.Name) and target.id == "TRL_TO_SCHEMA" and isinstance(node.value, ast.Dict):
+                keys |= {key.value for key in node.value.keys if isinstance(key, ast.Constant) and isinstance(key.value, str)}
+    assert keys, "TRL_TO_SCHEMA (lgrpo_bench/training/trl_metrics.py) not found: the rule below would check nothing"
+    return keys
+
+
+def test_tracking_holds_no_ui_and_no_process_supervision():
+    """tracking/ imports no module of ``lgrpo_bench.ui`` and defines, imports or uses no UI or process-supervision name."""
+    ui = PACKAGE / "ui"
+    forbidden = UI_NAMES | PROCESS_NAMES | (_exported_names(ui) if ui.is_dir() else set())
+    offenders = []
+    for path in sorted((PACKAGE / "tracking").rglob("*.py")):
+        tree = _tree(path)
+        offenders += [f"{path.relative_to(PACKAGE.parent)}:{line} imports {name}" for line, name in _imports(tree)
+                      if name == "lgrpo_bench.ui" or name.startswith("lgrpo_bench.ui.")]
+        offenders += [f"{path.relative_to(PACKAGE.parent)}:{line} {name}" for line, name in _names_used(tree) if name in forbidden]
+    assert offenders == [], f"UI or process supervision in tracking/ (move it to ui/ or procs/): {sorted(set(offenders))}"
+
+
+def test_tracking_holds_no_trl():
+    """tracking/ imports no ``trl``, and holds no mapping of TRL's log keys: no TRL_TO_SCHEMA / map_trl_* name and no
+    TRL log key spelled (but :data:`TRAINER_STEP_KEYS`); the mapping is :mod:`lgrpo_bench.training.trl_metrics`."""
+    trl_keys = _trl_log_keys()
+    offenders = []
+    for path in sorted((PACKAGE / "tracking").rglob("*.py")):
+        tree = _tree(path)
+        where = path.relative_to(PACKAGE.parent)
+        offenders += [f"{where}:{line} imports {name}" for line, name in _imports(tree) if name.split(".")[0] == "trl"]
+        offenders += [f"{where}:{line} {name}" for line, name in _names_used(tree) if name in TRL_MAPPING_NAMES]
+        offenders += [f"{where}:{node.lineno} {node.value!r}" for node in _string_constants(tree)
+                      if node.value in trl_keys and (path, node.value) not in TRAINER_STEP_KEYS]
+    assert offenders == [], f"TRL in tracking/ (TRL's log keys are mapped in training/trl_metrics.py): {sorted(set(offenders))}"

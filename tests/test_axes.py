@@ -275,3 +275,25 @@ def test_token_preference_view_covers_every_aggregation():
     assert list(weights["lambda"]) == sorted(weights["lambda"]) and weights["lambda"].sum() == pytest.approx(4.0)
     # presets are drawn by their aggregation
     assert implied_token_weights("gspo", lengths, max_completion_length=40).tolist() == pytest.approx(weights["seq_mean_token_mean"].tolist())
+
+
+def test_gmpo_by_hand_on_a_2x3_batch():
+    # GMPO (arXiv 2507.20673), ε = 0.4: c = log ρ clipped on the pessimistic side, s_i = exp(mean_t c), ℓ_i = −s_i·A_i.
+    # Row 0, A = +1, ratios (1, e^0.6, e^−0.2), all 3 tokens: c = (0, 0.4, −0.2) (e^0.6 capped above at e^0.4;
+    #   min(log ρ, clip) keeps −0.2), mean 0.2/3, s = e^(0.2/3), ℓ = −e^(0.2/3) = −1.068939.
+    # Row 1, A = −2, ratios (e^−0.6, e^0.6, ·) and the third token padding: c = (−0.4, 0.6) (max(log ρ, clip) keeps
+    #   the unbounded 0.6, lifts −0.6 to −0.4), mean 0.1, s = e^0.1, ℓ = −e^0.1·(−2) = 2.210342.
+    log_ratios = torch.tensor([[0.0, 0.6, -0.2], [-0.6, 0.6, 5.0]], dtype=torch.float64)
+    logps = torch.full((2, 3), -0.5, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
+    advantages = torch.tensor([[1.0], [-2.0]], dtype=torch.float64)
+    out = SURROGATES["gmpo"].loss(logps, logps.detach() - log_ratios, advantages, mask, SurrogateParams(gmpo_epsilon=0.4))
+    assert out.per_token_loss.shape == (2, 1)
+    assert out.per_token_loss[:, 0].tolist() == pytest.approx([-math.exp(0.2 / 3), 2 * math.exp(0.1)], abs=1e-12)
+    # gradient dℓ_i/dlog π_t = −A·s/|o_i| on unclipped tokens, 0 on clipped ones (and on padding)
+    out.per_token_loss.sum().backward()
+    s0, s1 = math.exp(0.2 / 3), math.exp(0.1)
+    assert logps.grad.tolist()[0] == pytest.approx([-s0 / 3, 0.0, -s0 / 3], abs=1e-12)
+    assert logps.grad.tolist()[1] == pytest.approx([0.0, 2 * s1 / 2, 0.0], abs=1e-12)
+    assert out.clipped_high.tolist() == [[False, True, False], [False, False, False]]  # high: A > 0 only
+    assert out.clipped_low.tolist() == [[False, False, False], [True, False, False]]

@@ -138,7 +138,7 @@ def test_trl_equivalents():
 def test_config_errors_name_the_key_and_the_value():
     with pytest.raises(ConfigError) as info:
         build_run_config({"algorithm": {"name": "cispo", "surrogate": "ppo"}}, "run.yaml")
-    assert "run.yaml: algorithm.surrogate: unknown surrogate 'ppo': choose one of clip, cispo, sapo, gspo (got 'ppo')" in str(info.value)
+    assert "run.yaml: algorithm.surrogate: unknown surrogate 'ppo': choose one of clip, cispo, sapo, gspo, gmpo (got 'ppo')" in str(info.value)
     with pytest.raises(ConfigError, match="algorithm.max_generation_batches: Input should be greater than or equal to 1"):
         build_run_config({"algorithm": {"name": "dapo_full", "max_generation_batches": 0}}, "run.yaml")
     with pytest.raises(ConfigError, match="lambda_optimizer: Input should be 'adam' or 'sgd'"):
@@ -196,3 +196,16 @@ def test_algorithms_command_lists_presets_and_axes():
         assert f"axis algorithm.{axis}:" in result.stdout
         for value in choices:
             assert f"\n  {value} " in result.stdout
+
+
+def test_config_fields_match_the_declared_hyperparameters():
+    """Each axis value's hyperparameter is declared once, in its module; ``config/`` (layer 0) may not import it, so
+    the ``algorithm.<name>`` field must say the same: default None (= the preset's), the same bounds and description."""
+    from lgrpo_bench.algorithms.presets import HYPERPARAMETERS
+    from lgrpo_bench.config.schema import AlgorithmConfig
+
+    for name, declared in HYPERPARAMETERS.items():
+        assert name in AlgorithmConfig.model_fields, f"add algorithm.{name} to AlgorithmConfig (declared {declared})"
+        field = AlgorithmConfig.model_fields[name]
+        bounds = {k: v for m in field.metadata for k in ("gt", "ge", "lt", "le") if (v := getattr(m, k, None)) is not None}
+        assert (field.default, field.description, bounds) == (None, declared.description, declared.bounds), name

@@ -239,15 +239,16 @@ def test_cli_reports_the_grid_with_key_columns(key_store, tmp_path):
 
 def test_plan_prints_what_the_grid_can_detect(key_store):
     """`lgrpo-bench plan` on the same grid: the store's earlier runs of tiny-s on arith give the pooled std of
-    paired differences; the line states the MDE for the grid's 3 seeds and the seeds 1 and 2 points need."""
-    from lgrpo_bench.reports.power import minimum_detectable_effect, plan_power_lines, seeds_needed
+    paired differences; the line states the MDE for the grid's 3 seeds (from the std's 80 % upper limit) and the seeds 1 and 2 points need."""
+    from lgrpo_bench.reports.power import minimum_detectable_effect, seeds_needed, std_upper_limit
+    from lgrpo_bench.reports.power_lines import plan_power_lines
 
     uri, _, grid_file = key_store
     result = CliRunner().invoke(app, ["plan", str(grid_file)])
     assert result.exit_code == 0, result.output
     table, _, _ = load_report_table(uri)
     power = table.groups[0].power["arith"]
-    mde = minimum_detectable_effect(power.std, 3, paired=True)
+    mde = minimum_detectable_effect(float(std_upper_limit(power.std, power.std_df)), 3, paired=True)
     text = " ".join(result.output.split())
     assert f"with 3 seeds the minimum detectable effect is {100 * mde:.1f} points" in text
     assert f"1 point: {seeds_needed(0.01, power.std, paired=True)} seeds" in text

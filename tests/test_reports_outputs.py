@@ -220,7 +220,7 @@ def test_out_of_band_warm_start_and_rate_limited_lambda_are_marked(hardware_stor
 
 def test_sqlite_store_is_read_without_mlflow(tmp_path):
     """open_store gives the SQLite reader; a --no-plots report and plan's power lines import neither MLflow nor the heavy
-    plotting/statistics stacks; histories equal MLflow's own get_metric_history, a resumed step keeping its latest value."""
+    plotting/statistics stacks (of scipy only ``scipy.special``, for the t and noncentral t); histories equal MLflow's own get_metric_history, a resumed step keeping its latest value."""
     specs = [RunSpec(algorithm, seed, acc={"b1": 0.5 + 0.1 * seed + (0.05 + 0.02 * seed) * (algorithm == "dapo")},
                      curves={t.TRAIN_HELDOUT_ACC: [(0, 0.1), (10, 0.2 + 0.1 * seed), (20, float("nan"))]},
                      params={"train.num_generations": "8"})
@@ -243,12 +243,12 @@ def test_sqlite_store_is_read_without_mlflow(tmp_path):
 import sys
 from types import SimpleNamespace
 from lgrpo_bench.reports import generate_report
-from lgrpo_bench.reports.power import grid_power_lines
+from lgrpo_bench.reports.power_lines import grid_power_lines
 result = generate_report({uri!r}, formats=["md", "csv", "latex", "html"], out_dir={str(tmp_path / "out")!r}, plots=False)
 point = lambda seed: SimpleNamespace(config=SimpleNamespace(model=SimpleNamespace(name="tiny-s"), task=SimpleNamespace(name="arith"),
                                                             train=SimpleNamespace(seed=seed)))
 lines = grid_power_lines([point(0), point(1), point(2)], {uri!r})
-heavy = [m for m in ("mlflow", "sqlalchemy", "matplotlib", "pandas", "scipy", "torch") if m in sys.modules]
+heavy = [m for m in ("mlflow", "sqlalchemy", "matplotlib", "pandas", "scipy.stats", "torch") if m in sys.modules]
 print(len(result.data.runs), len(lines), heavy)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)

@@ -4,7 +4,7 @@ Each test starts the command in a session of its own, waits until it prints its 
 records every process of the command's tree (the CLI, the supervisor, ``mlflow ui``, uvicorn and its workers,
 or optuna-dashboard) with their process groups, sends a signal, and checks that within 5 s nothing listens on
 the port and no process of those groups is left (``tests/test_servers.py`` caught uvicorn's workers serving on
-after SIGTERM before ``lgrpo_bench.tracking.serve`` existed).
+after SIGTERM before the supervisor, now ``lgrpo_bench.ui.serve``, existed).
 
 The grid view (``ui --grid``) is also opened in headless Chromium: the page's DOM must list the grid's runs in
 groups with their eval metric. Chromium is optional here (that test skips without it) but required where
@@ -279,7 +279,7 @@ axes:
     assert view["groupBy"]["groupByKeys"] == [{"mode": "param", "groupByData": "algorithm.name"}]
     assert "metrics.`eval/arith/acc`" in view["selectedColumns"]
     assert view["searchFilter"] == "tags.`lgrpo.in_grid.viewed` = 'true' AND tags.`lgrpo.kind` = 'train'"
-    code = (f"import sys; from lgrpo_bench.tracking.store import ui_links; print(ui_links({uri!r}, 'viewed')); "
+    code = (f"import sys; from lgrpo_bench.ui.views import ui_links; print(ui_links({uri!r}, 'viewed')); "
             "assert 'mlflow' not in sys.modules, 'imported mlflow'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

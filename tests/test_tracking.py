@@ -34,8 +34,9 @@ from lgrpo_bench.tracking.store import (  # noqa: E402
     open_client,
     resolve_tracking_uri,
     sqlite_path,
-    ui_command,
 )
+from lgrpo_bench.training import trl_metrics  # noqa: E402
+from lgrpo_bench.ui.views import ui_command  # noqa: E402
 
 # A log dict produced by a real TRL 1.16 GRPOTrainer (tiny Qwen2, CPU, beta=0.04, one reward function
 # named digit_reward, logging_steps=1), captured with a TrainerCallback: one step, then the end-of-train summary.
@@ -201,10 +202,10 @@ def test_flatten_params_drops_nothing_silently():
 def test_trl_to_schema_covers_a_real_grpo_log():
     for key in [*REAL_GRPO_STEP_LOGS, *REAL_GRPO_END_LOGS]:
         # every key is either listed, or a per-reward-function key handled by the generic rule
-        assert key in schema.TRL_TO_SCHEMA or key.startswith("rewards/"), key
-    mapped = schema.map_trl_logs(REAL_GRPO_STEP_LOGS)
+        assert key in trl_metrics.TRL_TO_SCHEMA or key.startswith("rewards/"), key
+    mapped = trl_metrics.map_trl_logs(REAL_GRPO_STEP_LOGS)
     assert mapped == {EXPECTED_STEP_NAMES[key]: value for key, value in REAL_GRPO_STEP_LOGS.items()}
-    assert schema.map_trl_logs(REAL_GRPO_END_LOGS) == {
+    assert trl_metrics.map_trl_logs(REAL_GRPO_END_LOGS) == {
         "train/runtime_s": 5.5663,
         "train/samples_per_s": 1.437,
         "train/steps_per_s": 0.359,
@@ -217,25 +218,25 @@ def test_trl_to_schema_covers_a_real_grpo_log():
 def test_every_schema_metric_name_passes_mlflow_validation():
     from mlflow.utils.validation import _validate_metric_name
 
-    for name in [*schema.TRAIN_METRICS, *schema.TRL_TO_SCHEMA.values(), schema.eval_metric("math500", "acc")]:
+    for name in [*schema.TRAIN_METRICS, *trl_metrics.TRL_TO_SCHEMA.values(), schema.eval_metric("math500", "acc")]:
         _validate_metric_name(name)
         assert schema.is_valid_metric_name(name)
         assert name.startswith(("train/", "eval/"))
 
 
 def test_map_trl_key_rules():
-    assert schema.map_trl_key("train/heldout_acc") == "train/heldout_acc"  # pass-through
-    assert schema.map_trl_key("eval/gsm8k/acc") == "eval/gsm8k/acc"
-    assert schema.map_trl_key("lambda") == "train/lambda"
-    assert schema.map_trl_key("eval_reward") == "eval/trainer_eval/reward_mean"
-    assert schema.map_trl_key("eval_loss") == "eval/trainer_eval/loss"
-    assert schema.map_trl_key("some new/metric (x)") == "train/some_new/metric__x_"
-    assert schema.map_trl_key("a//b/../c:d") == "train/a/b/_/c_d"
+    assert trl_metrics.map_trl_key("train/heldout_acc") == "train/heldout_acc"  # pass-through
+    assert trl_metrics.map_trl_key("eval/gsm8k/acc") == "eval/gsm8k/acc"
+    assert trl_metrics.map_trl_key("lambda") == "train/lambda"
+    assert trl_metrics.map_trl_key("eval_reward") == "eval/trainer_eval/reward_mean"
+    assert trl_metrics.map_trl_key("eval_loss") == "eval/trainer_eval/loss"
+    assert trl_metrics.map_trl_key("some new/metric (x)") == "train/some_new/metric__x_"
+    assert trl_metrics.map_trl_key("a//b/../c:d") == "train/a/b/_/c_d"
     long_a, long_b = "k" * 300 + "a", "k" * 300 + "b"
-    assert schema.map_trl_key(long_a) != schema.map_trl_key(long_b)
-    assert all(len(schema.map_trl_key(key)) <= 250 and schema.is_valid_metric_name(schema.map_trl_key(key)) for key in (long_a, long_b))
+    assert trl_metrics.map_trl_key(long_a) != trl_metrics.map_trl_key(long_b)
+    assert all(len(trl_metrics.map_trl_key(key)) <= 250 and schema.is_valid_metric_name(trl_metrics.map_trl_key(key)) for key in (long_a, long_b))
     with pytest.raises(ValueError, match="both map to metric"):
-        schema.map_trl_logs({"reward": 1.0, "reward_mean": 2.0})
+        trl_metrics.map_trl_logs({"reward": 1.0, "reward_mean": 2.0})
 
 
 def test_eval_metric_and_parse():
@@ -396,7 +397,7 @@ def test_callback_logs_schema_names_at_global_step(client, run_id, tmp_path):
 
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[])
     state, control = TrainerState(), TrainerControl()
-    callback = MlflowStepCallback(client, run_id, extra_metrics_fn=lambda state, logs: {"heldout_acc": state.global_step / 10} if "loss" in logs else None)
+    callback = MlflowStepCallback(client, run_id, metric_name=trl_metrics.map_trl_key, extra_metrics_fn=lambda state, logs: {"heldout_acc": state.global_step / 10} if "loss" in logs else None)
     callback.on_train_begin(args, state, control)
     for step in (1, 2, 3):
         state.global_step = step
@@ -424,7 +425,7 @@ def test_callback_does_nothing_off_the_main_process(client, run_id, tmp_path):
 
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[])
     state = TrainerState(is_world_process_zero=False, global_step=1)
-    callback = MlflowStepCallback(client, run_id)
+    callback = MlflowStepCallback(client, run_id, metric_name=trl_metrics.map_trl_key)
     callback.on_log(args, state, TrainerControl(), logs=dict(REAL_GRPO_STEP_LOGS))
     callback.on_train_end(args, state, TrainerControl())
     callback.close()
@@ -461,7 +462,7 @@ def test_callback_in_a_real_grpo_training(client, run_id, tmp_path):
                       max_steps=2, logging_steps=1, report_to=["mlflow"], use_cpu=True, save_strategy="no", bf16=False)
     trainer = GRPOTrainer(model=model, reward_funcs=digit_reward, args=args, processing_class=tokenizer,
                           train_dataset=Dataset.from_dict({"prompt": [f"{i}+{i}=" for i in range(8)]}))
-    callback = attach_step_callback(trainer, client, run_id)
+    callback = attach_step_callback(trainer, client, run_id, metric_name=trl_metrics.map_trl_key)
     assert not any(isinstance(item, MLflowCallback) for item in trainer.callback_handler.callbacks)
     trainer.train()
     callback.close()
@@ -470,7 +471,7 @@ def test_callback_in_a_real_grpo_training(client, run_id, tmp_path):
     assert history(client, run_id, "train/runtime_s")[0][0] == 2
     # every key this TRL version logs is mapped explicitly (a new key would land under the generic train/<key>)
     logged_keys = {key for entry in trainer.state.log_history for key in entry if key != "step"}
-    assert {key for key in logged_keys if key not in schema.TRL_TO_SCHEMA and not key.startswith("rewards/")} == set()
+    assert {key for key in logged_keys if key not in trl_metrics.TRL_TO_SCHEMA and not key.startswith("rewards/")} == set()
 
 
 # ---------------------------------------------------------------------------------------------------------

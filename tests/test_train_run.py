@@ -62,8 +62,14 @@ def test_short_run_logs_the_documented_schema(warm_tiny, tmp_path, algorithm):
     assert tags["lgrpo.algorithm"] == algorithm and tags["lgrpo.run_id"] == run_id(config) == result.run_id
     assert tags["lgrpo.seed"] == "0" and tags["lgrpo.task"] == "arith" and tags["lgrpo.state"] == "done"
     assert tags["lgrpo.model_size"].endswith("M") and "torch" in tags["lgrpo.versions"] and tags["lgrpo.git_commit"]
-    assert tags["lgrpo.hardware"].startswith("cpu:") and tags["lgrpo.host.cpu_capability"] in tags["lgrpo.hardware"]
-    assert tags["lgrpo.host.torch_threads"] == "1" and tags["lgrpo.host.processes"] == "1"  # tiny models: one thread
+    import torch
+
+    if torch.cuda.is_available():  # training computes on CUDA where there is one
+        assert tags["lgrpo.hardware"] == f"cuda:{torch.cuda.get_device_name(0)}x{torch.cuda.device_count()}"
+    else:
+        assert tags["lgrpo.hardware"].startswith("cpu:") and tags["lgrpo.host.cpu_capability"] in tags["lgrpo.hardware"]
+        assert tags["lgrpo.host.torch_threads"] == "1"  # tiny models on CPU: one thread
+    assert tags["lgrpo.host.processes"] == "1"
     assert params["algorithm.name"] == algorithm and params["train.max_steps"] == "2" and params["run_id"] == result.run_id
     assert "tracking.uri" not in params  # not part of the identity
     for name in ("train/loss", "train/reward_mean", "train/reward_std", "train/completion_length_mean",
@@ -78,6 +84,16 @@ def test_short_run_logs_the_documented_schema(warm_tiny, tmp_path, algorithm):
     assert has_lambda == ([1, 2] if algorithm == "lambda_grpo" else [])
     artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id)}
     assert {"config.yaml", "train.log", "token_weights.jsonl", "samples"} <= artifacts
+    # token_weights.jsonl is always written (training/run.py), one record per completion that entered the loss:
+    # empty when no step had a kept completion (dapo_full steps of uniform groups only), else records of as many
+    # steps as logged train/weight_mean, each with a positive length and a finite weight
+    import json
+    import math
+
+    local = Path(client.download_artifacts(result.mlflow_run_id, "token_weights.jsonl", str(tmp_path / "artifacts")))
+    records = [json.loads(line) for line in local.read_text().splitlines()]
+    assert len({r["step"] for r in records}) == len(weight_steps)
+    assert all(set(r) == {"step", "length", "weight"} and r["length"] > 0 and math.isfinite(r["weight"]) for r in records)
     assert (prepared_run.layout.final_dir / "model.safetensors").exists()
     card = (prepared_run.layout.root / "README.md").read_text()  # TRL's model card, written with each checkpoint
     assert f"trained with {algorithm} (aggregation " in card and "trained with GRPO" not in card, card

@@ -22,7 +22,12 @@ import functools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
 from typing import Any
+
+from lgrpo_bench.algorithms.group_filter import GROUP_FILTERS
+from lgrpo_bench.algorithms.hyperparameter import Hyperparameter
+from lgrpo_bench.algorithms.surrogate import SURROGATES
 
 #: Axis name -> {value: one-line description (equation and source)}. The order is the order of listings.
 AXES: dict[str, dict[str, str]] = {
@@ -34,12 +39,7 @@ AXES: dict[str, dict[str, str]] = {
         "prompt_mean": "w_i = 1/(P·Σ_{j∈g(i)}|o_j|): token mean inside each prompt's group, mean over prompts (ScaleRL, arXiv 2510.13786)",
         "lambda": "w_i = f_i/Σ_j|o_j|, f = G·softmax_g(h^λ), h = max(1 + r·z(|o|), 1e-6), λ learned or frozen (λ-GRPO, arXiv 2510.06870)",
     },
-    "surrogate": {
-        "clip": "ℓ = −min(ρA, clip(ρ, 1−ε_low, 1+ε_high)A), ρ per token (PPO; GRPO; DAPO's clip-higher ε_high 0.28)",
-        "cispo": "ℓ = −sg(min(ρ, ε_max))·A·log π_θ (MiniMax-M1, arXiv 2506.13585; ε_max as in ScaleRL and TRL)",
-        "sapo": "ℓ = −(4/τ)·σ(τ(ρ−1))·A, τ = τ_pos if A > 0 else τ_neg (SAPO, arXiv 2511.20347)",
-        "gspo": "ℓ = −min(sA, clip(s, 1−ε_low, 1+ε_high)A), s_i = exp(mean_t log ρ_{i,t}) per sequence (GSPO, arXiv 2507.18071)",
-    },
+    "surrogate": {name: spec.summary for name, spec in SURROGATES.items()},  # each module's SUMMARY
     "advantage": {
         "group_std": "A_i = (R_i − mean_g R)/(std_g R + 1e-4), sample std (GRPO; TRL scale_rewards=group)",
         "group_mean": "A_i = R_i − mean_g R (Dr. GRPO, arXiv 2503.20783; TRL scale_rewards=none)",
@@ -57,10 +57,13 @@ AXIS_NAMES: tuple[str, ...] = tuple(AXES)
 #: Aggregations whose per-token weight makes a sequence-level ratio count |o_i| times (TRL warns about these).
 TOKEN_LEVEL_AGGREGATIONS = ("token_mean", "constant", "local_token_mean", "prompt_mean", "lambda")
 
-#: Default number of generation rounds a ``resample`` step may use (verl's DAPO recipe: max_num_gen_batches 10).
-DEFAULT_MAX_GENERATION_BATCHES = 10
-#: CISPO's cap on the importance weight (TRL's recommended ``epsilon_high`` for ``loss_type="cispo"``; ScaleRL 4–5).
-DEFAULT_CISPO_EPSILON_MAX = 5.0
+#: (axis, value) -> the hyperparameters that value declares in its module (``HYPERPARAMETERS``), in resolution order.
+VALUE_HYPERPARAMETERS: dict[tuple[str, str], tuple[Hyperparameter, ...]] = {
+    **{("surrogate", name): spec.hyperparameters for name, spec in SURROGATES.items()},
+    **{("group_filter", name): spec.hyperparameters for name, spec in GROUP_FILTERS.items()},
+}
+#: Every axis value's hyperparameter by name (values may share one: gspo uses clip's ε).
+HYPERPARAMETERS: dict[str, Hyperparameter] = {h.name: h for hs in VALUE_HYPERPARAMETERS.values() for h in hs}
 
 
 @dataclass(frozen=True)
@@ -74,14 +77,25 @@ class Preset:
     surrogate: str
     advantage: str
     group_filter: str
-    epsilon_low: float = 0.2
-    epsilon_high: float = 0.2
-    cispo_epsilon_max: float = DEFAULT_CISPO_EPSILON_MAX
-    sapo_temperature_pos: float = 1.0
-    sapo_temperature_neg: float = 1.05
     mask_truncated_completions: bool = False
     overlong_penalty: bool = False
-    max_generation_batches: int = DEFAULT_MAX_GENERATION_BATCHES
+    #: Hyperparameters of its axis values it sets unlike their declared defaults ({"epsilon_high": 0.28}).
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.hyperparameters) - set(HYPERPARAMETERS)
+        if unknown:
+            raise TypeError(f"preset {self.name} sets undeclared hyperparameters {sorted(unknown)}")
+        object.__setattr__(self, "hyperparameters", MappingProxyType(dict(self.hyperparameters)))
+
+    def __getattr__(self, name: str) -> Any:  # only for names that are not fields: ``preset.epsilon_high``
+        if name in HYPERPARAMETERS:
+            return self.default(HYPERPARAMETERS[name])
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def default(self, hyperparameter: Hyperparameter) -> Any:
+        """This preset's value of ``hyperparameter``: its own, else the declared default."""
+        return self.hyperparameters.get(hyperparameter.name, hyperparameter.default)
 
     @property
     def uses_lambda(self) -> bool:
@@ -99,11 +113,11 @@ _PRESET_LIST = (
            "λ-GRPO, arXiv:2510.06870 §3", "lambda", "clip", "group_std", "none"),
     Preset("dapo_full", "Full DAPO: token mean, clip-higher 0.2/0.28, overlong shaping, truncation mask, "
            "dynamic sampling with re-sampling", "Yu et al. 2025, DAPO, arXiv:2503.14476 §3.1-3.4",
-           "token_mean", "clip", "group_std", "resample", epsilon_high=0.28, mask_truncated_completions=True,
-           overlong_penalty=True),
+           "token_mean", "clip", "group_std", "resample", mask_truncated_completions=True,
+           overlong_penalty=True, hyperparameters={"epsilon_high": 0.28}),
     Preset("gspo", "GSPO: sequence-level ratio clipped per sequence (ε 3e-4/4e-4), sequence mean",
            "Zheng et al. 2025, GSPO, arXiv:2507.18071 §4", "seq_mean_token_mean", "gspo", "group_std", "none",
-           epsilon_low=3e-4, epsilon_high=4e-4),
+           hyperparameters={"epsilon_low": 3e-4, "epsilon_high": 4e-4}),
     Preset("cispo", "CISPO: clipped, stop-gradient importance weight times A·log π; token mean",
            "MiniMax-M1, arXiv:2506.13585 §3.1", "token_mean", "cispo", "group_std", "none"),
     Preset("sapo", "SAPO: soft sigmoid gate instead of the hard clip (τ_pos 1.0, τ_neg 1.05); sequence mean",
@@ -142,7 +156,9 @@ def max_safe_r(group_size: int) -> float:
 class ResolvedAlgorithm:
     """Every axis value and hyperparameter one run trains with. Hyperparameters its axis values do not use are None.
 
-    ``notes`` are one-line explanations of legal but easy-to-misread combinations (not part of the identity).
+    ``values`` holds the hyperparameters its axis values declare (``HYPERPARAMETERS`` of their modules), each
+    readable as an attribute (``algorithm.epsilon_low``; None when its values do not use it). ``notes`` are one-line
+    explanations of legal but easy-to-misread combinations (not part of the identity).
     """
 
     name: str
@@ -150,11 +166,7 @@ class ResolvedAlgorithm:
     surrogate: str
     advantage: str
     group_filter: str
-    epsilon_low: float | None = None
-    epsilon_high: float | None = None
-    cispo_epsilon_max: float | None = None
-    sapo_temperature_pos: float | None = None
-    sapo_temperature_neg: float | None = None
+    values: tuple[tuple[str, Any], ...] = ()
     r: float | None = None
     lam_init: float | None = None
     lambda_learnable: bool | None = None
@@ -163,8 +175,16 @@ class ResolvedAlgorithm:
     mask_truncated_completions: bool = False
     overlong_penalty: bool = False
     overlong_buffer_tokens: int | None = None
-    max_generation_batches: int | None = None
     notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def __getattr__(self, name: str) -> Any:  # only for names that are not fields: the declared hyperparameters
+        if name in HYPERPARAMETERS:
+            return dict(self.values).get(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def values_of(self, axis: str) -> dict[str, Any]:
+        """The hyperparameters of this algorithm's value on ``axis`` ({"sapo_temperature_pos": 1.0, ...})."""
+        return {h.name: getattr(self, h.name) for h in VALUE_HYPERPARAMETERS.get((axis, getattr(self, axis)), ())}
 
     @property
     def uses_lambda(self) -> bool:
@@ -183,6 +203,9 @@ class ResolvedAlgorithm:
     def _identity(self) -> dict[str, Any]:  # computed once per resolved algorithm (grids share a handful)
         data = asdict(self)
         data.pop("notes")
+        data.pop("values")
+        data.update({h.name: None for h in HYPERPARAMETERS.values() if h.in_every_run_id})
+        data.update(self.values)
         return data
 
 
@@ -233,20 +256,17 @@ def resolve_algorithm(
     values: dict[str, Any] = {}
     notes: list[str] = []
 
-    if surrogate in ("clip", "gspo"):
-        values["epsilon_low"] = _value(section, "epsilon_low", preset.epsilon_low)
-        values["epsilon_high"] = _value(section, "epsilon_high", preset.epsilon_high)
+    hyperparameters: dict[str, Any] = {}
+    for axis, value in (("surrogate", surrogate), ("group_filter", group_filter)):
+        for hyperparameter in VALUE_HYPERPARAMETERS.get((axis, value), ()):
+            hyperparameters[hyperparameter.name] = _value(section, hyperparameter.name, preset.default(hyperparameter))
     if surrogate == "cispo":
-        cap = _value(section, "cispo_epsilon_max", preset.cispo_epsilon_max)
+        cap = hyperparameters["cispo_epsilon_max"]
         if cap < 1:
             raise AlgorithmError(
                 f"algorithm.cispo_epsilon_max={cap:g} caps the importance weight below 1, so even on-policy tokens "
                 f"(ρ = 1) get weight {cap:g}: every gradient is scaled down (TRL's cispo with its default epsilon_high "
                 f"0.2 does this silently); use a cap ≥ 1 (ScaleRL and TRL: 4-5)")
-        values["cispo_epsilon_max"] = cap
-    if surrogate == "sapo":
-        values["sapo_temperature_pos"] = _value(section, "sapo_temperature_pos", preset.sapo_temperature_pos)
-        values["sapo_temperature_neg"] = _value(section, "sapo_temperature_neg", preset.sapo_temperature_neg)
     if aggregation == "lambda":
         r = _value(section, "r", 1 / 9)
         if r >= max_safe_r(num_generations):
@@ -270,13 +290,11 @@ def resolve_algorithm(
                 f"{max_completion_length}: the soft overlong penalty would start before the first token; use at most "
                 f"{max_completion_length} (DAPO: 4,096 of 20,480)")
         values["overlong_buffer_tokens"] = buffer
-    if group_filter == "resample":
-        values["max_generation_batches"] = _value(section, "max_generation_batches", preset.max_generation_batches)
 
-    if surrogate == "gspo" and aggregation in TOKEN_LEVEL_AGGREGATIONS:
-        notes.append(f"gspo with aggregation {aggregation}: the sequence-level loss is summed over tokens, so each "
-                     f"completion counts |o_i| times (longer ones weigh more); the GSPO paper uses seq_mean_token_mean "
-                     f"(TRL warns about this combination)")
+    if SURROGATES[surrogate].sequence_level and aggregation in TOKEN_LEVEL_AGGREGATIONS:
+        notes.append(f"{surrogate} with aggregation {aggregation}: the sequence-level loss is summed over tokens, so each "
+                     f"completion counts |o_i| times (longer ones weigh more); the {surrogate.upper()} paper uses "
+                     f"seq_mean_token_mean (TRL warns about this combination)")
     if surrogate != "clip" and num_iterations == 1:
         notes.append(f"{surrogate} on-policy (train.num_iterations 1): ρ ≡ 1, so its gradient equals clip's; set "
                      f"train.num_iterations > 1 for the surrogates to differ")
@@ -287,7 +305,8 @@ def resolve_algorithm(
         notes.append("group_filter drop: uniform-accuracy groups leave the loss and the batch shrinks step to step; "
                      "resample refills it")
     return ResolvedAlgorithm(name=preset.name, aggregation=aggregation, surrogate=surrogate, advantage=advantage,
-                             group_filter=group_filter, notes=tuple(notes), **values)
+                             group_filter=group_filter, values=tuple(hyperparameters.items()), notes=tuple(notes),
+                             **values)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -344,14 +363,18 @@ def trl_equivalent(algorithm: ResolvedAlgorithm) -> dict[str, Any] | None:
         "scale_rewards": _TRL_SCALE_REWARDS[algorithm.advantage],
         "mask_truncated_completions": algorithm.mask_truncated_completions,
     }
-    if algorithm.surrogate in ("clip", "gspo"):
-        options.update(epsilon=algorithm.epsilon_low, epsilon_high=algorithm.epsilon_high)
-    elif algorithm.surrogate == "cispo":
-        options["epsilon_high"] = algorithm.cispo_epsilon_max
-    else:
-        options.update(sapo_temperature_pos=algorithm.sapo_temperature_pos,
-                       sapo_temperature_neg=algorithm.sapo_temperature_neg)
+    options.update(trl_loss_options(algorithm))
     return options
+
+
+def trl_loss_options(algorithm: ResolvedAlgorithm) -> dict[str, Any]:
+    """The TRL ``GRPOConfig`` options that carry this algorithm's surrogate hyperparameters (its module's
+    ``TRL_OPTIONS``: ``{"epsilon_high": 5.0}`` for cispo); TRL's defaults stand for the others."""
+    return {option: getattr(algorithm, name) for option, name in SURROGATES[algorithm.surrogate].trl_options.items()}
+
+
+#: Every TRL option some surrogate carries a hyperparameter in (the trainer checks each against this algorithm's).
+TRL_LOSS_OPTIONS: tuple[str, ...] = tuple(dict.fromkeys(o for spec in SURROGATES.values() for o in spec.trl_options))
 
 
 def trl_loss_type(aggregation: str, surrogate: str) -> str | None:
@@ -365,7 +388,8 @@ def trl_scale_rewards(advantage: str) -> str:
 
 
 __all__ = [
-    "AXES", "AXIS_NAMES", "AlgorithmError", "DEFAULT_CISPO_EPSILON_MAX", "DEFAULT_MAX_GENERATION_BATCHES", "PRESETS",
-    "Preset", "ResolvedAlgorithm", "TOKEN_LEVEL_AGGREGATIONS", "get_preset", "max_safe_r", "preset_algorithm",
-    "resolve_algorithm", "trl_equivalent", "trl_loss_type", "trl_scale_rewards",
+    "AXES", "AXIS_NAMES", "AlgorithmError", "HYPERPARAMETERS", "PRESETS", "Preset", "ResolvedAlgorithm",
+    "TOKEN_LEVEL_AGGREGATIONS", "TRL_LOSS_OPTIONS", "VALUE_HYPERPARAMETERS", "get_preset", "max_safe_r",
+    "preset_algorithm", "resolve_algorithm", "trl_equivalent", "trl_loss_options", "trl_loss_type",
+    "trl_scale_rewards",
 ]

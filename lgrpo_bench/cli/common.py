@@ -335,15 +335,15 @@ SERVER_START_TIMEOUT_S = 180.0
 
 def serve_until_stopped(start: Callable[[TextIO | None], subprocess.Popen], url: str, announce: Callable[[], None], *,
                         what: str) -> None:
-    """Run a server started by ``start(log)`` (:func:`lgrpo_bench.tracking.serve.start_supervised`) in the
+    """Run a server started by ``start(log)`` (:func:`lgrpo_bench.ui.serve.start_supervised`) in the
     foreground: ``announce()`` once ``url`` answers; Ctrl-C or SIGTERM stops it and every process it started
-    (:func:`lgrpo_bench.tracking.serve.serve_foreground`), exit 0. A server that exits by itself or never answers:
+    (:func:`lgrpo_bench.ui.serve.serve_foreground`), exit 0. A server that exits by itself or never answers:
     exit 1, naming its log and showing the log's tail.
 
     The server's own output goes to a temporary ``lgrpo-bench-server-*.log`` (deleted after a clean stop), or to
     the terminal with ``-v``.
     """
-    from lgrpo_bench.tracking.serve import serve_foreground
+    from lgrpo_bench.ui.serve import serve_foreground
 
     log = None if _Terminal.verbose else tempfile.NamedTemporaryFile(
         "w", prefix="lgrpo-bench-server-", suffix=".log", delete=False)

@@ -125,7 +125,7 @@ def plan(
     console.print(states_line(count_states(statuses.values())), highlight=False)
     for line in state_warnings(statuses):
         console.print(line, style="yellow", highlight=False)
-    from lgrpo_bench.reports.power import grid_power_lines  # what the grid's seeds can detect, from earlier runs
+    from lgrpo_bench.reports.power_lines import grid_power_lines  # what the grid's seeds can detect, from earlier runs
 
     for line in grid_power_lines(expanded.points, expanded.points[0].config.tracking.uri):
         console.print(line, highlight=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -42,7 +43,7 @@ def report(
     from lgrpo_bench.config import ConfigError
     from lgrpo_bench.reports import FORMATS, ReportInputError, generate_report
     from lgrpo_bench.reports.grids import grid_selection
-    from lgrpo_bench.reports.render import rich_tables
+    from lgrpo_bench.reports.render import plain_tables, rich_tables
     from lgrpo_bench.tracking import TrackingUnavailable
 
     chosen = [f.strip() for f in formats.split(",") if f.strip()]
@@ -85,8 +86,15 @@ def report(
     except (ReportInputError, TrackingUnavailable) as error:
         fail_input(str(error))
     console = make_console(plain)
-    for table in rich_tables(result.table):
-        console.print(table)
+    if plain:  # the rows from the table's data: TSV on stdout, title and caption with the other lines on stderr
+        for number, text in enumerate(plain_tables(result.table)):
+            console.print(text.title, markup=False, highlight=False)
+            sys.stdout.write(("\n" if number else "") + "\n".join("\t".join(row) for row in [text.header, *text.rows]) + "\n")
+            sys.stdout.flush()
+            console.print(text.caption, markup=False, highlight=False)
+    else:
+        for table in rich_tables(result.table):
+            console.print(table)
     for note in result.table.notes:
         console.print(f"- {note}", markup=False, highlight=False)
     console.print(f"{len(result.data.runs)} runs from {result.data.selection}; wrote {len(result.files)} files to {out}",

@@ -109,8 +109,8 @@ def ui(
 ) -> None:
     """Start the MLflow UI on the configured store; Ctrl-C (or SIGTERM) stops it and every process it started.
     Example: lgrpo-bench ui --grid quickstart"""
-    from lgrpo_bench.tracking import TrackingUnavailable, resolve_tracking_uri, start_ui
-    from lgrpo_bench.tracking.store import ui_base_url, ui_links
+    from lgrpo_bench.tracking import TrackingUnavailable, resolve_tracking_uri
+    from lgrpo_bench.ui.views import start_ui, ui_base_url, ui_links
 
     offline_defaults()
     uri = resolve_tracking_uri(tracking_uri)

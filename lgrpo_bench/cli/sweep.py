@@ -142,9 +142,9 @@ def _export(study_name: str, storage_url: str, seeds: str | None, out: Path | No
 
 def _dashboard(storage_url: str, host: str, port: int) -> None:
     from lgrpo_bench.sweeps import dashboard_command
-    from lgrpo_bench.tracking.serve import start_supervised
-    from lgrpo_bench.tracking.store import ui_base_url
     from lgrpo_bench.tracking.studies import open_storage
+    from lgrpo_bench.ui.serve import start_supervised
+    from lgrpo_bench.ui.views import ui_base_url
 
     open_storage(storage_url)  # storage trouble is one line here, not a traceback in the dashboard's log
     command = dashboard_command(storage_url, host=host, port=port)

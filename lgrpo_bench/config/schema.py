@@ -109,7 +109,8 @@ class AlgorithmConfig(_Strict):
     surrogate: str | None = Field(
         None, description="ℓ_it: clip (PPO/GRPO, ε_low/ε_high), cispo (MiniMax-M1, arXiv 2506.13585: "
         "−sg(min(ρ, ε_max))·A·log π), sapo (arXiv 2511.20347: soft gate, τ_pos/τ_neg), gspo (arXiv 2507.18071: "
-        "sequence-level ratio clipped per sequence); None = the preset's",
+        "sequence-level ratio clipped per sequence), gmpo (arXiv 2507.20673: geometric mean of log-clipped token "
+        "ratios); None = the preset's",
     )
     advantage: str | None = Field(
         None, description="A_i: group_std ((R − mean_g)/(std_g + 1e-4), GRPO), group_mean (R − mean_g, Dr. GRPO), "
@@ -148,6 +149,9 @@ class AlgorithmConfig(_Strict):
                                                "None = the preset's (1.0, TRL's default)")
     sapo_temperature_neg: float | None = Field(None, gt=0, description="surrogate sapo: gate temperature τ for A ≤ 0; "
                                                "None = the preset's (1.05, TRL's default)")
+    gmpo_epsilon: float | None = Field(None, gt=0, description="surrogate gmpo: clip range ε of the token log-ratios "
+                                       "(ratios in (e^−ε, e^ε)) before their geometric mean; None = the preset's (0.4, "
+                                       "the paper's)")
     mask_truncated_completions: bool | None = Field(
         None, description="Completions that hit max_completion_length without EOS get no loss (DAPO §3.4); None = the "
         "preset's (true for dapo_full)",

@@ -45,9 +45,8 @@ from lgrpo_bench.config.grid import (
 from lgrpo_bench.config.loading import (
     Checker,
     ConfigError,
+    build_run_config,
     error_message,
-    format_problems,
-    format_validation_error,
     no_checks,
     set_dotted,
     validate_file,
@@ -242,15 +241,7 @@ def trial_run_config(loaded: LoadedSweep, params: dict[str, Any], check: Checker
     data = copy.deepcopy(loaded.base)
     for key, value in params.items():
         set_dotted(data, key, value)
-    source = f"{loaded.path} (trial {params})"
-    try:
-        config = RunConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from None
-    problems = check(config)
-    if problems:
-        raise ConfigError(format_problems(problems, source))
-    return config
+    return build_run_config(data, f"{loaded.path} (trial {params})", check)
 
 
 def network_filesystem(path: str | Path, mounts_file: str = "/proc/mounts") -> str | None:
@@ -325,13 +316,7 @@ def load_sweep(path: str | Path, check: Checker = no_checks) -> LoadedSweep:
         raise ConfigError(f"{source}: space: empty; give at least one dotted key to search")
     for key in sweep.space:
         check_run_key(key, f"space.{key}", source, leaves, sections)
-    try:
-        config = RunConfig.model_validate(base)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, f"{source}: base")) from None
-    problems = check(config)
-    if problems:
-        raise ConfigError(format_problems(problems, f"{source}: base"))
+    config = build_run_config(base, f"{source}: base", check)
     for key, entry in sweep.space.items():
         for value in entry.probe_values():
             probe = copy.deepcopy(base)

@@ -38,7 +38,7 @@ from lgrpo_bench.dispatch.state import HEARTBEAT_S, process_start_ticks, store_e
 from lgrpo_bench.runs.lifecycle import describe_exit
 from lgrpo_bench.runs.warm import RUN_DIR_ENV
 from lgrpo_bench.tracking.record import PARENT_RUN_ENV, RunLayout
-from lgrpo_bench.tracking.serve import signal_when_parent_dies
+from lgrpo_bench.procs import signal_when_parent_dies
 
 __all__ = ["JobResult", "RunJob", "execute_job", "job_steps", "record_failure"]
 

@@ -2,15 +2,15 @@
 
 * :mod:`.stats` — pure statistics (mean ± std over seeds, pooled seed std, learning-curve mean, the Δ t
   interval over seeds, paired by seed).
-* :mod:`.power` — minimum detectable effect and seeds needed (noncentral t), for reports and ``plan``.
-* :mod:`.distributions` — the t, normal and noncentral t functions those two need (numpy and the standard library:
-  no scipy import on the command paths).
+* :mod:`.power` — minimum detectable effect (from the std's upper confidence limit) and seeds needed (noncentral t);
+  pure maths, scipy imported inside the functions that compute.
+* :mod:`.power_lines` — ``plan``'s power lines: the earlier runs of a grid's model and task, their table, its power.
 * :mod:`.keys` — the row keys (config keys that vary, never seeds) and baseline matching.
 * :mod:`.loader` — bulk reads of the store (runs, metric histories, per-problem records); SQLite stores without MLflow.
 * :mod:`.grids` — a grid file's name, store, key order and current run ids (``report --grid``, ``run``, ``status``).
 * :mod:`.table` — the paper table as data (rows per configuration, best cells, Δ vs baseline, power,
   comparability checks).
-* :mod:`.render` — Markdown, LaTeX, CSV, HTML and rich renderers.
+* :mod:`.render` — Markdown, LaTeX, CSV, HTML and terminal (rich and ``--plain``) renderers, one module per format.
 * :mod:`.plots` / :mod:`.preference` — training curves, held-out accuracy, implied token preference, accuracy vs compute.
 * :mod:`.report` — :func:`generate_report` (all of it, to files) and :func:`print_summary_table` (terminal).
 """
@@ -38,7 +38,7 @@ _HOMES = {
     **dict.fromkeys(("FORMATS", "ReportResult", "generate_report", "load_report_table", "print_summary_table"), "report"),
     **dict.fromkeys(("IncomparableRuns", "ReportTable", "build_table"), "table"),
 }
-"""Where each public name lives: imported on first use, so ``plan`` (which needs only :mod:`.power`) does not pay
+"""Where each public name lives: imported on first use, so ``plan`` (which needs only :mod:`.power_lines`) does not pay
 for the renderers, plots and statistics."""
 
 

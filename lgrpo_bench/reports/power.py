@@ -15,25 +15,28 @@ df, which Welch's ν equals when both rows have n seeds and the same std.
 * :func:`t_test_power` — power(δ) above.
 * :func:`minimum_detectable_effect` — the δ with power(δ) = 1 − β (80 % by default) for n seeds.
 * :func:`seeds_needed` — the smallest n ≥ 2 with power(δ) ≥ 1 − β.
-* :func:`power_summary` — all three for a table column, from the pooled std the table measured.
-* :func:`plan_power_lines` / :func:`grid_power_lines` — the same for a grid before it runs
-  (``lgrpo-bench plan``), from the earlier runs of its model and task in the store.
+* :func:`std_upper_limit` — the one-sided upper confidence limit of a pooled std (χ², below).
+* :func:`power_summary` — all of them for a table column, from the pooled std the table measured.
 
-The std is the plug-in estimate the report pools over its rows (:func:`~lgrpo_bench.reports.stats.pooled_seed_std`):
-with few seeds it is itself uncertain, so the MDE is a guide to the size of effect a grid can see, not a bound.
+The std is the estimate the report pools over its rows (:func:`~lgrpo_bench.reports.stats.pooled_seed_std`), with
+df = Σ (n_i − 1). With few seeds it is itself uncertain: from a 3-seed pilot the plug-in MDE is below the true one
+in about 63 % of pilots (P(χ²_2 < 2) = 1 − e⁻¹). The MDE reported is therefore computed from the one-sided
+:data:`STD_CONFIDENCE` (80 %) upper confidence limit of the std, σ_U = s·√(df / χ²_{1−0.8, df}) (normal per-seed
+values: (df·s²/σ²) ~ χ²_df), so it is at least the true MDE in 80 % of pilots (``tests/test_reports_stats.py``
+simulates it); the plug-in MDE and the seeds needed (from s itself) are given beside it. The use cases that read the
+store for ``lgrpo-bench plan`` are in :mod:`.power_lines`.
+
+scipy gives the t, χ² and noncentral t: its ``scipy.special`` functions (``stdtrit``, ``chdtri``, ``nctdtr``, what
+``scipy.stats``' ``t``, ``chi2`` and ``nct`` call), imported inside the functions that compute: ``lgrpo-bench plan``
+pays for them (0.1 s; ``scipy.stats`` would cost 0.5–1 s) only when it prints a power line.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from lgrpo_bench.reports.distributions import noncentral_t_cdf, normal_quantile, t_quantile
-
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
+from statistics import NormalDist
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -41,12 +44,12 @@ __all__ = [
     "MAX_SEEDS",
     "TARGET_EFFECTS",
     "PowerSummary",
+    "STD_CONFIDENCE",
     "describe_power",
-    "grid_power_lines",
     "minimum_detectable_effect",
-    "plan_power_lines",
     "power_summary",
     "seeds_needed",
+    "std_upper_limit",
     "t_test_power",
 ]
 
@@ -56,6 +59,22 @@ MAX_SEEDS = 10_000
 """:func:`seeds_needed` gives up (``None``) beyond this many seeds."""
 TARGET_EFFECTS: tuple[float, ...] = (0.01, 0.02)
 """Gains (fractions: 1 and 2 points) for which reports and ``plan`` print the seeds needed."""
+STD_CONFIDENCE = 0.8
+"""One-sided confidence of the std's upper limit that the reported MDE is computed from (module doc)."""
+
+
+def _t_quantile(p: float, df: float) -> float:
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, p))
+
+
+def std_upper_limit(std, df, confidence: float = STD_CONFIDENCE):
+    """One-sided ``confidence`` upper limit of σ from a pooled std ``std`` with ``df`` degrees of freedom:
+    s·√(df / χ²_{1−confidence, df}) (exact for normal values). Takes arrays (broadcast) or floats."""
+    from scipy.special import chdtri  # the χ² quantile from above: chdtri(df, c) = χ²_{1−c, df}
+
+    return std * (df / chdtri(df, confidence)) ** 0.5
 
 
 def _design(n: int, std: float, paired: bool) -> tuple[float, float]:
@@ -74,10 +93,12 @@ def t_test_power(effect: float, std: float, n: int, *, paired: bool, alpha: floa
         raise ValueError(f"a t test needs at least 2 seeds, got {n}")
     if not std > 0:
         raise ValueError(f"the std must be positive, got {std}")
+    from scipy.special import nctdtr  # the noncentral t CDF
+
     df, se = _design(n, std, paired)
-    critical = float(t_quantile(1 - alpha / 2, df))  # remembered per (p, ν) by t_quantile
+    critical = _t_quantile(1 - alpha / 2, df)
     ncp = effect / se
-    return 1.0 - noncentral_t_cdf(critical, df, ncp) + noncentral_t_cdf(-critical, df, ncp)
+    return float(1.0 - nctdtr(df, ncp, critical) + nctdtr(df, ncp, -critical))
 
 
 def minimum_detectable_effect(
@@ -91,7 +112,7 @@ def minimum_detectable_effect(
     if std is None or not std > 0 or n < 2:
         return None
     df, se = _design(n, std, paired)
-    guess = float(t_quantile(1 - alpha / 2, df) + t_quantile(power, df)) * se
+    guess = (_t_quantile(1 - alpha / 2, df) + _t_quantile(power, df)) * se
 
     def enough(effect: float) -> bool:
         return t_test_power(effect, std, n, paired=paired, alpha=alpha) >= power
@@ -126,7 +147,7 @@ def seeds_needed(
     def enough(n: int) -> bool:
         return t_test_power(effect, std, n, paired=paired, alpha=alpha) >= power
 
-    z = normal_quantile(1 - alpha / 2) + normal_quantile(power)
+    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
     n_z = (z * std / effect) ** 2 * (1 if paired else 2)
     low = int(min(max(1.0, math.floor(n_z) - 1), max_seeds))  # no test (n = 1) or below n_z: not enough
     if low >= 2 and enough(low):
@@ -148,7 +169,8 @@ def seeds_needed(
 
 @dataclass(frozen=True)
 class PowerSummary:
-    """What a table column can detect: from ``std`` (fraction) of the ``design`` and ``n`` seeds."""
+    """What a table column can detect: from ``std`` (fraction) of the ``design`` and ``n`` seeds. The MDEs and seeds
+    needed are computed when first read (a table holds one per column; ``plan`` shows one of them)."""
 
     paired: bool
     """True: σ is the pooled std of per-seed differences (paired t); False: the pooled seed std (two-sample)."""
@@ -157,10 +179,27 @@ class PowerSummary:
     """Degrees of freedom of the pooled std (Σ (n_i − 1) over what was pooled)."""
     n: int
     """Seeds of the design: pairs (paired) or seeds per row (two-sample)."""
-    mde: float | None
-    """Minimum detectable effect (fraction) at 80 % power, two-sided 5 %."""
-    seeds_for: dict[float, int | None]
-    """``{effect (fraction): seeds needed}`` for :data:`TARGET_EFFECTS`."""
+
+    @functools.cached_property
+    def std_upper(self) -> float:
+        """:func:`std_upper_limit` of ``std`` (one-sided :data:`STD_CONFIDENCE`); infinite without degrees of freedom."""
+        return float(std_upper_limit(self.std, self.std_df)) if self.std_df >= 1 else math.inf
+
+    @functools.cached_property
+    def mde(self) -> float | None:
+        """Minimum detectable effect (fraction) at 80 % power, two-sided 5 %, from ``std_upper``: what reports print."""
+        upper = self.std_upper
+        return minimum_detectable_effect(upper, self.n, paired=self.paired) if math.isfinite(upper) else None
+
+    @functools.cached_property
+    def mde_estimate(self) -> float | None:
+        """The same from ``std`` itself (the plug-in MDE: below the true one more often than not with few seeds)."""
+        return minimum_detectable_effect(self.std, self.n, paired=self.paired)
+
+    @functools.cached_property
+    def seeds_for(self) -> dict[float, int | None]:
+        """``{effect (fraction): seeds needed}`` for :data:`TARGET_EFFECTS`, from ``std``."""
+        return {effect: seeds_needed(effect, self.std, paired=self.paired) for effect in TARGET_EFFECTS}
 
     def with_seeds(self, n: int) -> "PowerSummary":
         """The same std and design with ``n`` seeds (what a grid of n seeds would detect)."""
@@ -168,12 +207,9 @@ class PowerSummary:
 
 
 def power_summary(std: float, n: int, *, paired: bool, std_df: int) -> PowerSummary:
-    """:class:`PowerSummary` of a pooled ``std`` with ``n`` seeds (80 % power, two-sided 5 %)."""
-    return PowerSummary(
-        paired=paired, std=std, std_df=std_df, n=n,
-        mde=minimum_detectable_effect(std, n, paired=paired),
-        seeds_for={effect: seeds_needed(effect, std, paired=paired) for effect in TARGET_EFFECTS},
-    )
+    """:class:`PowerSummary` of a pooled ``std`` with ``std_df`` degrees of freedom and ``n`` seeds (80 % power,
+    two-sided 5 %; the MDE from the std's upper confidence limit, :func:`std_upper_limit`)."""
+    return PowerSummary(paired=paired, std=std, std_df=std_df, n=n)
 
 
 def _seeds_text(n: int | None) -> str:
@@ -186,63 +222,9 @@ def describe_power(summary: PowerSummary) -> str:
     needed = ", ".join(f"{100 * effect:g} point{'s' if effect != 0.01 else ''}: {_seeds_text(summary.seeds_for[effect])} seeds"
                        for effect in TARGET_EFFECTS)
     mde = "—" if summary.mde is None else f"{100 * summary.mde:.1f} points"
-    return (f"with {summary.n} seeds the minimum detectable effect is {mde} (80 % power, two-sided 5 %; "
-            f"pooled std {100 * summary.std:.1f} points {design}, {summary.std_df} df); seeds needed for {needed}")
-
-
-def plan_power_lines(
-    tracking: MlflowClient | str | None, model: str, task: str, n_seeds: int, *, baseline: str = "grpo", metric: str = "acc",
-) -> list[str]:
-    """What a grid of ``n_seeds`` seeds on ``model`` and ``task`` could detect, from the store's earlier runs.
-
-    Reads the finished train runs tagged ``lgrpo.model = model`` and ``lgrpo.task = task`` (every experiment),
-    builds their report table and takes the pooled std of its Average column (or of each benchmark column
-    when there is no Average): the std of paired differences vs ``baseline`` when earlier runs were paired by
-    seed, else the pooled seed std. Returns no line when the store does not exist or holds no such runs with
-    two seeds of one configuration; one line saying why when they cannot be tabulated.
-    """
-    from lgrpo_bench.reports.loader import ReportInputError, load_runs, open_store
-    from lgrpo_bench.reports.table import AVERAGE, build_table
-    from lgrpo_bench.tracking import schema as t
-
-    try:
-        client = open_store(tracking)
-        data = load_runs(client, tags={t.TAG_MODEL: model, t.TAG_TASK: task})
-    except ReportInputError:
-        return []
-    try:
-        table = build_table(data.runs, metric=metric, baseline=baseline, split=True)
-    except ReportInputError as error:
-        first = str(error).splitlines()[0]
-        return [f"power: the {len(data.runs)} earlier runs of {model} on {task} give no seed std ({first})"]
-    keys = [AVERAGE] if table.has_average else [c.key for c in table.columns]
-    lines = []
-    for group in table.groups:
-        for key in keys:
-            summary = group.power.get(key)
-            if summary is None:
-                continue
-            lines.append(f"power ({len(data.runs)} earlier runs of {model} on {task}, {table.label(key)}): "
-                         + describe_power(summary.with_seeds(n_seeds)))
-    return lines
-
-
-def grid_power_lines(points: Sequence, tracking_uri: str | None) -> list[str]:
-    """:func:`plan_power_lines` for each (model, task) of a grid's points, with the grid's number of seeds.
-
-    ``points``: the grid's :class:`~lgrpo_bench.config.grid.GridPoint` objects. Reads the store only when it
-    exists (a SQLite file that is missing means nothing has run: no line, nothing created).
-    """
-    from lgrpo_bench.tracking.store import resolve_tracking_uri, sqlite_path
-
-    uri = resolve_tracking_uri(tracking_uri)
-    db_file = sqlite_path(uri)
-    if db_file is not None and not db_file.is_file():
-        return []
-    seeds: dict[tuple[str, str], set[int]] = {}
-    for point in points:
-        seeds.setdefault((point.config.model.name, point.config.task.name), set()).add(point.config.train.seed)
-    lines: list[str] = []
-    for (model, task), values in seeds.items():
-        lines += plan_power_lines(uri, model, task, len(values))
-    return lines
+    estimate = "—" if summary.mde_estimate is None else f"{100 * summary.mde_estimate:.1f}"
+    confidence = f"{100 * STD_CONFIDENCE:g} %"
+    return (f"with {summary.n} seeds the minimum detectable effect is {mde} (80 % power, two-sided 5 %; from the "
+            f"one-sided {confidence} upper confidence limit {100 * summary.std_upper:.1f} of the pooled std "
+            f"{100 * summary.std:.1f} points {design}, {summary.std_df} df; {estimate} from the std itself); "
+            f"seeds needed for {needed}")

@@ -59,7 +59,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lgrpo_bench.reports.distributions import t_cdf, t_quantile
 
 __all__ = [
     "DEFAULT_CONFIDENCE",
@@ -176,6 +175,8 @@ def t_interval_arrays(
     Raises:
         ValueError: fewer than 2 seeds on a side, or paired arrays of different shapes.
     """
+    from scipy.special import stdtr, stdtrit  # Student's t CDF and quantile; here, not at module level (plan)
+
     c = np.asarray(candidate, dtype=float)
     b = np.asarray(baseline, dtype=float)
     if paired:
@@ -201,10 +202,10 @@ def t_interval_arrays(
     degenerate = se == 0
     safe_df = np.where(degenerate, 1.0, df)
     safe_se = np.where(degenerate, 1.0, se)
-    quantile = t_quantile(0.5 + confidence / 2, safe_df)
+    quantile = stdtrit(safe_df, 0.5 + confidence / 2)
     low = np.where(degenerate, delta, delta - quantile * safe_se)
     high = np.where(degenerate, delta, delta + quantile * safe_se)
-    p_value = np.where(degenerate, np.where(delta == 0, 1.0, 0.0), 2 * t_cdf(-np.abs(delta / safe_se), safe_df))
+    p_value = np.where(degenerate, np.where(delta == 0, 1.0, 0.0), 2 * stdtr(safe_df, -np.abs(delta / safe_se)))
     return TTestArrays(delta, low, high, p_value, np.where(degenerate, np.nan, df), se)
 
 

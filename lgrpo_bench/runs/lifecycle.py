@@ -263,7 +263,7 @@ def _evaluate_here(config: RunConfig, tracked: TrackedRun, layout: RunLayout, sa
 def _evaluate_in_fresh_process(layout: RunLayout, claim: Claim, *, python: str | None) -> None:
     """The vLLM evaluation: a fresh process (it must own the GPU's memory), holding the run's lock through an
     inherited descriptor and killed when this process dies."""
-    from lgrpo_bench.tracking.serve import signal_when_parent_dies
+    from lgrpo_bench.procs import signal_when_parent_dies
 
     env = {**os.environ, RUN_LOCK_FD_ENV: str(claim.fd)}
     completed = subprocess.run(worker_argv(str(layout.root), python=python, step="eval"), env=env,

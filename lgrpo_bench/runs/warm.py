@@ -146,7 +146,7 @@ def start_warm(run_dir: str | Path, *, log_path: str | Path, env: Mapping[str, s
 def _run_in_child(run_dir: str, step: str, log_path: str, env: dict[str, str], cwd: str | None, starter_pid: int) -> None:
     """The forked child: become the run's process, then what ``python -m lgrpo_bench.runs`` does."""
     os.setsid()
-    from lgrpo_bench.tracking.serve import signal_when_parent_dies
+    from lgrpo_bench.procs import signal_when_parent_dies
 
     ask_kernel = signal_when_parent_dies(signal.SIGKILL)
     if ask_kernel is not None:

@@ -1,8 +1,10 @@
 """MLflow tracking for lgrpo-bench: the schema (names), the store (where), the logger and the trainer callback (how).
 
-* :mod:`.schema` — tag keys/values, metric names, TRL key mapping, param flattening (the public contract).
+* :mod:`.schema` — tag keys/values, metric names, param flattening (the public contract). TRL's log keys are
+  mapped onto these names next to the trainer (:mod:`lgrpo_bench.training.trl_metrics`).
 * :mod:`.reader` — the one reader of the store (:class:`~lgrpo_bench.tracking.reader.StoreReader`), store problems.
-* :mod:`.store` — tracking URI resolution, safe client/experiment creation, reachability check, UI.
+* :mod:`.store` — tracking URI resolution, safe client/experiment creation, reachability check, the saved grid
+  views' experiment tags. The MLflow UI itself (command, server, links) is :mod:`lgrpo_bench.ui`.
 * :mod:`.logger` — :class:`BatchedMetricLogger`, buffered ``log_batch`` writes.
 * :mod:`.callback` — :class:`MlflowStepCallback`, the ``transformers`` callback built on the logger.
 
@@ -26,8 +28,6 @@ from lgrpo_bench.tracking.store import (
     resolve_tracking_uri,
     set_grid_view,
     sqlite_path,
-    start_ui,
-    ui_command,
 )
 
 if TYPE_CHECKING:
@@ -53,8 +53,6 @@ __all__ = [
     "resolve_tracking_uri",
     "set_grid_view",
     "sqlite_path",
-    "start_ui",
-    "ui_command",
 ]
 
 

@@ -3,9 +3,9 @@
 It replaces transformers' stock ``MLflowCallback``, which writes to the store synchronously at every log
 event (in transformers 5.24 one ``mlflow.log_metrics`` call per event, a store transaction each time),
 starts its own fluent MLflow run and logs every ``TrainingArguments`` field as a param. Here the
-run is ours (created by the caller), metrics are renamed through :func:`lgrpo_bench.tracking.schema.map_trl_key`
-and written by a :class:`~lgrpo_bench.tracking.logger.BatchedMetricLogger`; see that module for the
-measured overhead.
+run is ours (created by the caller), metrics are renamed by the caller's ``metric_name`` (for TRL's trainer,
+:func:`lgrpo_bench.training.trl_metrics.map_trl_key`) and written by a
+:class:`~lgrpo_bench.tracking.logger.BatchedMetricLogger`; see that module for the measured overhead.
 
 Use :func:`attach_step_callback` to add it to a trainer and remove the stock callback in one go, or pass
 ``report_to=[]`` (``"none"``) in the trainer arguments and ``callbacks=[MlflowStepCallback(...)]``.
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from lgrpo_bench.tracking.logger import BatchedMetricLogger
-from lgrpo_bench.tracking.schema import TRAIN_NONFINITE_VALUES, map_trl_key, train_metric
+from lgrpo_bench.tracking.schema import TRAIN_NONFINITE_VALUES, train_metric
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -34,9 +34,9 @@ _logger = logging.getLogger(__name__)
 ExtraMetricsFn = Callable[[TrainerState, Mapping[str, Any]], "Mapping[str, float | None] | None"]
 """``extra_metrics_fn(state, logs) -> {name: value}``: extra metrics for the same step, called at each log event.
 
-``logs`` is the trainer's raw log dict (TRL names). Returned names go through ``map_trl_key`` like TRL's
-(``"train/heldout_acc"`` passes through, ``"heldout_acc"`` becomes ``train/heldout_acc``); on a name clash the
-extra value wins over TRL's.
+``logs`` is the trainer's raw log dict (TRL names). Returned names go through the callback's ``metric_name`` like
+TRL's (with TRL's mapping, ``"train/heldout_acc"`` passes through, ``"heldout_acc"`` becomes ``train/heldout_acc``); on a
+name clash the extra value wins over TRL's.
 """
 
 
@@ -46,7 +46,8 @@ class MlflowStepCallback(TrainerCallback):
     Contract:
       * only the world main process (``state.is_world_process_zero``) logs; other ranks do nothing and never
         create a logger;
-      * every key of the log dict is kept: renamed by :func:`~lgrpo_bench.tracking.schema.map_trl_key`; a key
+      * every key of the log dict is kept: renamed by ``metric_name`` (the trainer's log key → our metric name,
+        e.g. :func:`lgrpo_bench.training.trl_metrics.map_trl_key`, called once per key); a key
         whose name is already taken in the same event is stored under ``train/raw/<key>`` (warned once);
         values that are not numbers (strings, lists) are skipped with one warning per key and counted in
         ``skipped_non_numeric``; ``None`` is skipped; a NaN or ±inf value is not stored under its own name (a
@@ -67,6 +68,7 @@ class MlflowStepCallback(TrainerCallback):
         client: MlflowClient,
         run_id: str,
         *,
+        metric_name: Callable[[str], str],
         flush_every_s: float = 5.0,
         max_buffer: int = 1000,
         background: bool = True,
@@ -77,6 +79,7 @@ class MlflowStepCallback(TrainerCallback):
         #: Steps ≤ this were logged by an earlier attempt of a resumed run: not logged again (no duplicates).
         self.skip_steps_up_to = skip_steps_up_to
         self.run_id = run_id
+        self.metric_name = metric_name
         self.flush_every_s = flush_every_s
         self.max_buffer = max_buffer
         self.background = background
@@ -107,7 +110,7 @@ class MlflowStepCallback(TrainerCallback):
     def _name(self, key: str) -> str:
         name = self._names.get(key)
         if name is None:
-            name = self._names[key] = map_trl_key(key)
+            name = self._names[key] = self.metric_name(key)
         return name
 
     def _warn_once(self, key: str, message: str, *args: Any) -> None:
@@ -196,7 +199,7 @@ class MlflowStepCallback(TrainerCallback):
 def attach_step_callback(trainer: Trainer, client: MlflowClient, run_id: str, **options: Any) -> MlflowStepCallback:
     """Add a :class:`MlflowStepCallback` to ``trainer`` and remove transformers' stock ``MLflowCallback``.
 
-    ``options`` go to :class:`MlflowStepCallback`. Returns the callback (call its ``close()`` when done).
+    ``options`` go to :class:`MlflowStepCallback` (``metric_name`` among them). Returns the callback (call its ``close()`` when done).
     """
     from transformers.integrations import MLflowCallback
 

@@ -12,8 +12,13 @@ from pathlib import Path
 import torch
 from trl import GRPOConfig
 
-from lgrpo_bench.algorithms.presets import trl_loss_type, trl_scale_rewards
-from lgrpo_bench.algorithms.presets import algorithm_of
+from lgrpo_bench.algorithms.presets import (
+    ResolvedAlgorithm,
+    algorithm_of,
+    trl_loss_options,
+    trl_loss_type,
+    trl_scale_rewards,
+)
 from lgrpo_bench.config import RunConfig
 
 
@@ -23,13 +28,16 @@ def completions_per_micro_batch(config: RunConfig) -> int:
     return train.prompts_per_step * train.num_generations // train.gradient_accumulation_steps
 
 
-def grpo_config(config: RunConfig, output_dir: str | Path, *, cuda: bool | None = None) -> GRPOConfig:
+def grpo_config(config: RunConfig, output_dir: str | Path, *, algorithm: ResolvedAlgorithm | None = None,
+                cuda: bool | None = None) -> GRPOConfig:
     """The TRL arguments of one run (one process; multi-GPU runs go through ``accelerate launch``).
 
     The loss options are set to the algorithm's values where TRL has them (``loss_type`` where TRL has an equivalent,
     else its default; the trainer computes the loss from the resolved algorithm either way), so a reader of the
-    GRPOConfig sees what the run does and the trainer's consistency check passes."""
-    algorithm = algorithm_of(config)
+    GRPOConfig sees what the run does and the trainer's consistency check passes. ``algorithm``: the run's, resolved
+    once by the caller (None = resolve it from ``config``). The surrogate's hyperparameters go to the TRL options its
+    module names (``TRL_OPTIONS``); TRL's defaults stand for the rest."""
+    algorithm = algorithm_of(config) if algorithm is None else algorithm
     train = config.train
     cuda = torch.cuda.is_available() if cuda is None else cuda
     bf16 = cuda if train.bf16 is None else train.bf16
@@ -56,10 +64,7 @@ def grpo_config(config: RunConfig, output_dir: str | Path, *, cuda: bool | None 
         top_k=train.top_k,
         beta=train.beta,
         use_bias_correction_kl=train.kl_importance_correction,
-        epsilon=algorithm.epsilon_low if algorithm.epsilon_low is not None else 0.2,
-        epsilon_high=algorithm.cispo_epsilon_max if algorithm.surrogate == "cispo" else algorithm.epsilon_high,
-        sapo_temperature_pos=algorithm.sapo_temperature_pos or 1.0,
-        sapo_temperature_neg=algorithm.sapo_temperature_neg or 1.05,
+        **trl_loss_options(algorithm),
         importance_sampling_level="sequence" if algorithm.surrogate == "gspo" else "token",
         scale_rewards=trl_scale_rewards(algorithm.advantage),
         mask_truncated_completions=algorithm.mask_truncated_completions,

@@ -32,6 +32,7 @@ from lgrpo_bench.algorithms.presets import algorithm_of
 from lgrpo_bench.config import RunConfig
 from lgrpo_bench.tracking import record
 from lgrpo_bench.tracking.record import PARENT_RUN_ENV, RunLayout
+from lgrpo_bench.training.trl_metrics import map_trl_key
 
 if TYPE_CHECKING:
     from lgrpo_bench.training.health import TrainingHealth
@@ -242,7 +243,7 @@ def _train(config: RunConfig, run_id: str, layout: RunLayout, tracked: TrackedTa
     for note in algorithm.notes:
         say(f"note: {note}")
     reward_funcs, reward_weights = make_reward_funcs_for(config, algorithm)
-    args = grpo_config(config, layout.root)
+    args = grpo_config(config, layout.root, algorithm=algorithm)
     args.reward_weights = reward_weights
     trainer = UnifiedLossGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=args, train_dataset=data.train, processing_class=tokenizer,
@@ -275,8 +276,8 @@ def _train(config: RunConfig, run_id: str, layout: RunLayout, tracked: TrackedTa
     trainer.remove_callback(StockProgress)
     pruning = mlflow_callback = None
     if tracked is not None:
-        mlflow_callback = t.MlflowStepCallback(client, mlflow_run_id, extra_metrics_fn=extra_metrics,
-                                               skip_steps_up_to=skip_until)
+        mlflow_callback = t.MlflowStepCallback(client, mlflow_run_id, metric_name=map_trl_key,
+                                               extra_metrics_fn=extra_metrics, skip_steps_up_to=skip_until)
         trainer.add_callback(heldout)
         pruning = _pruning_callback(client, mlflow_run_id, heldout, say, can_stop=world_size() == 1)
         if pruning is not None:  # before the MLflow callback, which consumes the held-out values
@@ -344,7 +345,7 @@ def _pruning_callback(client, mlflow_run_id: str, heldout, say, *, can_stop: boo
     client.set_tag(mlflow_run_id, t.TAG_TRIAL, str(link.number))
 
     def values(step: int, logs) -> dict[str, float]:
-        mapped = {t.map_trl_key(k): float(v) for k, v in logs.items() if isinstance(v, (int, float))}
+        mapped = {map_trl_key(k): float(v) for k, v in logs.items() if isinstance(v, (int, float))}
         return {**mapped, **heldout.latest}
 
     say(f"trial {link.number} of study {link.study!r}: reporting {link.metric} every {link.every} steps"

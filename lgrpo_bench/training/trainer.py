@@ -41,8 +41,10 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
+import dataclasses
+
 import torch
-from trl import GRPOTrainer
+from trl import GRPOConfig, GRPOTrainer
 
 from lgrpo_bench.algorithms.advantage import ADVANTAGES
 from lgrpo_bench.algorithms.aggregation import AGGREGATIONS
@@ -50,8 +52,14 @@ from lgrpo_bench.algorithms.base import WeightInputs, relative_token_weight
 from lgrpo_bench.algorithms.group_filter import GROUP_FILTERS, mixed_accuracy_groups
 from lgrpo_bench.algorithms.group_filter.resample import needs_another_round, round_prompt_indices, select_groups
 from lgrpo_bench.algorithms.loss import unified_loss
-from lgrpo_bench.algorithms.presets import ResolvedAlgorithm, trl_loss_type, trl_scale_rewards
-from lgrpo_bench.algorithms.surrogate import SurrogateParams
+from lgrpo_bench.algorithms.presets import (
+    TRL_LOSS_OPTIONS,
+    ResolvedAlgorithm,
+    trl_loss_options,
+    trl_loss_type,
+    trl_scale_rewards,
+)
+from lgrpo_bench.algorithms.surrogate import SURROGATES, SurrogateParams
 from lgrpo_bench.tracking.schema import (
     TRAIN_GENERATION_BATCHES,
     TRAIN_GROUP_FILTER_CAP_REACHED,
@@ -164,6 +172,15 @@ def model_card_identity(algorithm: ResolvedAlgorithm) -> tuple[str, dict[str, st
             {"title": preset.reference, "id": found.group(1) if found else None, "citation": None})
 
 
+#: TRL's default of each GRPOConfig option a surrogate carries a hyperparameter in (epsilon 0.2, epsilon_high None, ...).
+_TRL_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(GRPOConfig) if f.name in TRL_LOSS_OPTIONS}
+#: The config keys that set each of those options (``epsilon_high``: "epsilon_high / cispo_epsilon_max").
+_TRL_OPTION_KEYS: dict[str, str] = {
+    option: " / ".join(dict.fromkeys(spec.trl_options[option] for spec in SURROGATES.values() if option in spec.trl_options))
+    for option in TRL_LOSS_OPTIONS
+}
+
+
 class UnifiedLossGRPOTrainer(GRPOTrainer):
     """GRPOTrainer whose loss is ``Σ_i w_i Σ_t ℓ_{i,t}`` for a resolved algorithm (see the module docstring).
 
@@ -198,14 +215,9 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         self._refuse_unsupported_options()
         self.mask_truncated_completions = algorithm.mask_truncated_completions
-        self.surrogate_params = SurrogateParams(
-            epsilon_low=algorithm.epsilon_low if algorithm.epsilon_low is not None else self.epsilon_low,
-            epsilon_high=algorithm.epsilon_high if algorithm.epsilon_high is not None else self.epsilon_high,
-            delta=self.args.delta,
-            cispo_epsilon_max=algorithm.cispo_epsilon_max or SurrogateParams.cispo_epsilon_max,
-            sapo_temperature_pos=algorithm.sapo_temperature_pos or SurrogateParams.sapo_temperature_pos,
-            sapo_temperature_neg=algorithm.sapo_temperature_neg or SurrogateParams.sapo_temperature_neg,
-        )
+        # TRL's ε for surrogates without their own (its metrics read them), the declared defaults, then this surrogate's
+        self.surrogate_params = SurrogateParams(**{"epsilon_low": self.epsilon_low, "epsilon_high": self.epsilon_high,
+                                                   **algorithm.values_of("surrogate"), "delta": self.args.delta})
         self.epsilon_low, self.epsilon_high = self.surrogate_params.epsilon_low, self.surrogate_params.epsilon_high
         self.lam.data = self.lam.data.to(self.accelerator.device)
 
@@ -213,15 +225,13 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
     def _refuse_unsupported_options(self) -> None:
         """Refuse GRPOConfig options this trainer would otherwise silently ignore (issue 13 §4)."""
         args, algorithm = self.args, self.algorithm
+        own_options = trl_loss_options(algorithm)
         loss_options = {  # option: (TRL's default, the value that states this algorithm, the config key to use)
             "loss_type": ("dapo", trl_loss_type(algorithm.aggregation, algorithm.surrogate), "aggregation/surrogate"),
             "importance_sampling_level": ("token", "sequence" if algorithm.surrogate == "gspo" else "token", "surrogate"),
             "scale_rewards": ("group", trl_scale_rewards(algorithm.advantage), "advantage"),
-            "epsilon": (0.2, algorithm.epsilon_low, "epsilon_low"),
-            "epsilon_high": (None, algorithm.epsilon_high if algorithm.surrogate != "cispo" else algorithm.cispo_epsilon_max,
-                             "epsilon_high / cispo_epsilon_max"),
-            "sapo_temperature_pos": (1.0, algorithm.sapo_temperature_pos, "sapo_temperature_pos"),
-            "sapo_temperature_neg": (1.05, algorithm.sapo_temperature_neg, "sapo_temperature_neg"),
+            **{option: (_TRL_DEFAULTS[option], own_options.get(option), _TRL_OPTION_KEYS[option])
+               for option in TRL_LOSS_OPTIONS},
             "mask_truncated_completions": (False, algorithm.mask_truncated_completions, "mask_truncated_completions"),
         }
         for option, (default, own, key) in loss_options.items():
@@ -238,7 +248,7 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
             "entropy bonus (entropy_coef)": (bool(getattr(self, "_entropy_bonus_enabled", False)), False),
             "MoE aux loss": (bool(self.aux_loss_enabled), False),
         }
-        if algorithm.surrogate in ("cispo", "sapo"):
+        if algorithm.surrogate not in ("clip", "gspo"):
             unsupported["delta (two-sided clip, clip and gspo only)"] = (args.delta, None)
         for name, (value, supported) in unsupported.items():
             if value != supported:

@@ -9,9 +9,12 @@ trainer generates more groups to replace the filtered ones (``resample``) or let
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
+from lgrpo_bench.algorithms.hyperparameter import Hyperparameter
+
+if TYPE_CHECKING:  # the package and its modules import torch only where they compute (the presets read them)
+    import torch
 
 #: Two accuracies closer than this count as equal (binary rewards differ by 1).
 ACCURACY_TOLERANCE = 1e-6
@@ -19,7 +22,7 @@ ACCURACY_TOLERANCE = 1e-6
 
 def mixed_accuracy_groups(accuracy: torch.Tensor) -> torch.Tensor:
     """(n_groups,) True where the G accuracies of a group are not all equal (NaN, an unscored completion, counts as 0)."""
-    values = torch.nan_to_num(accuracy.float(), nan=0.0)
+    values = accuracy.float().nan_to_num(nan=0.0)
     return (values.max(dim=1).values - values.min(dim=1).values) > ACCURACY_TOLERANCE
 
 
@@ -28,6 +31,7 @@ class GroupFilterSpec:
     name: str
     keep_groups: Callable[[torch.Tensor], torch.Tensor]
     refills: bool = False
+    hyperparameters: tuple[Hyperparameter, ...] = ()
 
 
 from lgrpo_bench.algorithms.group_filter import drop, none, resample  # noqa: E402
@@ -36,7 +40,9 @@ _MODULES = (none, drop, resample)
 
 #: Registry: group filter name -> spec.
 GROUP_FILTERS: dict[str, GroupFilterSpec] = {
-    module.NAME: GroupFilterSpec(module.NAME, module.keep_groups, getattr(module, "REFILLS", False)) for module in _MODULES
+    module.NAME: GroupFilterSpec(module.NAME, module.keep_groups, getattr(module, "REFILLS", False),
+                                 tuple(getattr(module, "HYPERPARAMETERS", ())))
+    for module in _MODULES
 }
 
 __all__ = ["ACCURACY_TOLERANCE", "GROUP_FILTERS", "GroupFilterSpec", "mixed_accuracy_groups"]

@@ -6,12 +6,10 @@ Kept groups' completions enter the loss; dropped ones leave it and its normalise
 step to step, so the effective batch size varies; ``resample`` refills it.
 """
 
-import torch
-
 from lgrpo_bench.algorithms.group_filter import mixed_accuracy_groups
 
 NAME = "drop"
 
 
-def keep_groups(accuracy: torch.Tensor) -> torch.Tensor:
+def keep_groups(accuracy):
     return mixed_accuracy_groups(accuracy)

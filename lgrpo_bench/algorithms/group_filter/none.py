@@ -4,10 +4,8 @@ Groups whose rewards all agree still get A = 0 and contribute no policy gradient
 normalisers (N, Σ|o|), which dilutes the other groups' weights.
 """
 
-import torch
-
 NAME = "none"
 
 
-def keep_groups(accuracy: torch.Tensor) -> torch.Tensor:
-    return torch.ones(accuracy.shape[0], dtype=torch.bool, device=accuracy.device)
+def keep_groups(accuracy):
+    return accuracy.new_ones(accuracy.shape[0]).bool()

@@ -16,13 +16,22 @@ run draws the same ones, and every process gets its own slice of one draw.
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from lgrpo_bench.algorithms.group_filter import mixed_accuracy_groups
+from lgrpo_bench.algorithms.hyperparameter import Hyperparameter
+
+if TYPE_CHECKING:
+    import torch
 
 NAME = "resample"
 REFILLS = True
+HYPERPARAMETERS = (
+    Hyperparameter("max_generation_batches", 10, "group_filter resample: generation rounds one step may use at most "
+                   "(verl max_num_gen_batches; its 0 = unbounded is refused here); a step that reaches it trains on "
+                   "the mixed groups it has and logs train/group_filter_cap_reached; None = the preset's (10)",
+                   ge=1, in_every_run_id=True),
+)
 
 
 def keep_groups(accuracy: torch.Tensor) -> torch.Tensor:
@@ -36,6 +45,8 @@ def round_prompt_indices(dataset_size: int, *, seed: int, step: int, round_index
     One draw without replacement (when the dataset is large enough) of ``num_processes · per_process`` rows from a
     generator seeded by (seed, step, round_index); process p takes rows [p·per_process, (p+1)·per_process).
     """
+    import numpy as np
+
     total = num_processes * per_process
     rng = np.random.default_rng([seed, step, round_index])
     drawn = rng.choice(dataset_size, size=total, replace=total > dataset_size)

@@ -9,15 +9,21 @@ it from ``epsilon_high``, recommended 5.0); MiniMax-M1 writes it as 1 + ε_high^
 TRL ``loss_type="cispo"`` (token mean aggregation).
 """
 
-import torch
-
-from lgrpo_bench.algorithms.surrogate import SurrogateOutput, SurrogateParams
+from lgrpo_bench.algorithms.hyperparameter import Hyperparameter
+from lgrpo_bench.algorithms.surrogate import SurrogateOutput
 
 NAME = "cispo"
+SUMMARY = "ℓ = −sg(min(ρ, ε_max))·A·log π_θ (MiniMax-M1, arXiv 2506.13585; ε_max as in ScaleRL and TRL)"
+HYPERPARAMETERS = (
+    Hyperparameter("cispo_epsilon_max", 5.0, "surrogate cispo: cap ε_max on the importance weight ρ (absolute, as in "
+                   "ScaleRL and TRL's epsilon_high for cispo; must be ≥ 1); None = the preset's (5.0, TRL's "
+                   "recommendation)", gt=0, in_every_run_id=True),
+)
+TRL_OPTIONS = {"epsilon_high": "cispo_epsilon_max"}
 
 
-def loss(per_token_logps, old_per_token_logps, advantages, mask, params: SurrogateParams) -> SurrogateOutput:
-    ratio = torch.exp(per_token_logps - old_per_token_logps)
-    capped = torch.clamp(ratio, max=params.cispo_epsilon_max).detach()
+def loss(per_token_logps, old_per_token_logps, advantages, mask, params) -> SurrogateOutput:
+    ratio = (per_token_logps - old_per_token_logps).exp()
+    capped = ratio.clamp(max=params.cispo_epsilon_max).detach()
     per_token_loss = -capped * advantages * per_token_logps
     return SurrogateOutput(per_token_loss, ratio, None, ratio > params.cispo_epsilon_max)

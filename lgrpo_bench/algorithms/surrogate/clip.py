@@ -7,15 +7,31 @@ DAPO's clip-higher (arXiv:2503.14476 §3.1) is ε_high 0.28. With TRL's ``delta`
 also capped at δ. TRL ``loss_type`` grpo / dapo / dr_grpo / bnpo with ``importance_sampling_level="token"``.
 """
 
-import torch
+from __future__ import annotations
 
-from lgrpo_bench.algorithms.surrogate import SurrogateOutput, SurrogateParams
+from typing import TYPE_CHECKING
+
+from lgrpo_bench.algorithms.hyperparameter import Hyperparameter
+from lgrpo_bench.algorithms.surrogate import SurrogateOutput
+
+if TYPE_CHECKING:
+    import torch
 
 NAME = "clip"
+SUMMARY = "ℓ = −min(ρA, clip(ρ, 1−ε_low, 1+ε_high)A), ρ per token (PPO; GRPO; DAPO's clip-higher ε_high 0.28)"
+HYPERPARAMETERS = (
+    Hyperparameter("epsilon_low", 0.2, "surrogate clip/gspo: lower clip ε_low; None = the preset's (0.2; gspo 3e-4)",
+                   gt=0, lt=1, in_every_run_id=True),
+    Hyperparameter("epsilon_high", 0.2, "surrogate clip/gspo: upper clip ε_high; None = the preset's (0.2; dapo_full "
+                   "0.28, DAPO's clip-higher; gspo 4e-4)", gt=0, in_every_run_id=True),
+)
+TRL_OPTIONS = {"epsilon": "epsilon_low", "epsilon_high": "epsilon_high"}
 
 
-def clipped_objective(ratio: torch.Tensor, advantages: torch.Tensor, params: SurrogateParams) -> SurrogateOutput:
+def clipped_objective(ratio: torch.Tensor, advantages: torch.Tensor, params) -> SurrogateOutput:
     """−min(ρA, clip(ρ)A) for a ratio per token (B, T) or per sequence (B, 1)."""
+    import torch
+
     clipped = torch.clamp(ratio, 1 - params.epsilon_low, 1 + params.epsilon_high)
     unclipped = ratio if params.delta is None else torch.clamp(ratio, max=params.delta)
     per_token_loss = -torch.min(unclipped * advantages, clipped * advantages)
@@ -24,5 +40,5 @@ def clipped_objective(ratio: torch.Tensor, advantages: torch.Tensor, params: Sur
     return SurrogateOutput(per_token_loss, ratio, low, high)
 
 
-def loss(per_token_logps, old_per_token_logps, advantages, mask, params: SurrogateParams) -> SurrogateOutput:
-    return clipped_objective(torch.exp(per_token_logps - old_per_token_logps), advantages, params)
+def loss(per_token_logps, old_per_token_logps, advantages, mask, params) -> SurrogateOutput:
+    return clipped_objective((per_token_logps - old_per_token_logps).exp(), advantages, params)

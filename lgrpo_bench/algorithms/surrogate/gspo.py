@@ -9,16 +9,18 @@ The paper's ε is tiny (3e-4 / 4e-4) because s_i stays close to 1, and its loss 
 token-level aggregation TRL warns that each sequence then counts |o_i| times (allowed here, with that note).
 """
 
-import torch
-
-from lgrpo_bench.algorithms.surrogate import SurrogateOutput, SurrogateParams
+from lgrpo_bench.algorithms.surrogate import SurrogateOutput, clip
 from lgrpo_bench.algorithms.surrogate.clip import clipped_objective
 
 NAME = "gspo"
+SUMMARY = ("ℓ = −min(sA, clip(s, 1−ε_low, 1+ε_high)A), s_i = exp(mean_t log ρ_{i,t}) per sequence "
+           "(GSPO, arXiv 2507.18071)")
 SEQUENCE_LEVEL = True
+HYPERPARAMETERS = clip.HYPERPARAMETERS  # the same ε_low, ε_high (one declaration)
+TRL_OPTIONS = clip.TRL_OPTIONS
 
 
-def loss(per_token_logps, old_per_token_logps, advantages, mask, params: SurrogateParams) -> SurrogateOutput:
+def loss(per_token_logps, old_per_token_logps, advantages, mask, params) -> SurrogateOutput:
     log_ratio = per_token_logps - old_per_token_logps
     sequence_log_ratio = (log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
-    return clipped_objective(torch.exp(sequence_log_ratio).unsqueeze(-1), advantages, params)
+    return clipped_objective(sequence_log_ratio.exp().unsqueeze(-1), advantages, params)

@@ -9,15 +9,24 @@ as ρ leaves 1, faster for negative advantages (τ_neg 1.05 > τ_pos 1.0, TRL's 
 (sequence-mean aggregation).
 """
 
-import torch
-
-from lgrpo_bench.algorithms.surrogate import SurrogateOutput, SurrogateParams
+from lgrpo_bench.algorithms.hyperparameter import Hyperparameter
+from lgrpo_bench.algorithms.surrogate import SurrogateOutput
 
 NAME = "sapo"
+SUMMARY = "ℓ = −(4/τ)·σ(τ(ρ−1))·A, τ = τ_pos if A > 0 else τ_neg (SAPO, arXiv 2511.20347)"
+HYPERPARAMETERS = (
+    Hyperparameter("sapo_temperature_pos", 1.0, "surrogate sapo: gate temperature τ for A > 0; None = the preset's "
+                   "(1.0, TRL's default)", gt=0, in_every_run_id=True),
+    Hyperparameter("sapo_temperature_neg", 1.05, "surrogate sapo: gate temperature τ for A ≤ 0; None = the preset's "
+                   "(1.05, TRL's default)", gt=0, in_every_run_id=True),
+)
+TRL_OPTIONS = {"sapo_temperature_pos": "sapo_temperature_pos", "sapo_temperature_neg": "sapo_temperature_neg"}
 
 
-def loss(per_token_logps, old_per_token_logps, advantages, mask, params: SurrogateParams) -> SurrogateOutput:
-    ratio = torch.exp(per_token_logps - old_per_token_logps)
+def loss(per_token_logps, old_per_token_logps, advantages, mask, params) -> SurrogateOutput:
+    import torch
+
+    ratio = (per_token_logps - old_per_token_logps).exp()
     positive, negative = (torch.tensor(t, dtype=ratio.dtype, device=ratio.device)
                           for t in (params.sapo_temperature_pos, params.sapo_temperature_neg))
     temperatures = torch.where(advantages > 0, positive, negative)

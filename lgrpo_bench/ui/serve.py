@@ -4,7 +4,7 @@ The bug this prevents: ``mlflow ui`` starts uvicorn, which starts worker process
 started left uvicorn and its workers serving on the port. So a server runs under a supervisor of ours::
 
     lgrpo-bench ui  (foreground: serve_foreground)
-      └─ python -m lgrpo_bench.tracking.serve <parent pid> <grace s> -- ARGV   (own session: process group G)
+      └─ python -m lgrpo_bench.ui.serve <parent pid> <grace s> -- ARGV   (own session: process group G)
            └─ ARGV (mlflow ui / optuna-dashboard) and every process it starts (in G unless they leave it)
 
 Contract:
@@ -20,7 +20,9 @@ Contract:
   still has processes ``grace_s`` + 2 s later, they are SIGKILLed from here. Returns within about
   ``grace_s`` + 2 s of the signal.
 
-Linux only for the parent-death signal and the group scan (``/proc``); elsewhere the group is still signalled.
+Linux only for the parent-death signal and the group scan (``/proc``); elsewhere the group is still signalled. The
+process utilities themselves (parent-death signal, group scan and clearing) are :mod:`lgrpo_bench.procs`, which the run
+worker and the job runners use too.
 """
 
 from __future__ import annotations
@@ -34,43 +36,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-__all__ = ["DEFAULT_GRACE_S", "ServeOutcome", "answers", "group_members", "serve_foreground", "signal_when_parent_dies",
-           "start_supervised"]
+from lgrpo_bench.procs import clear_group, kill_quietly, signal_when_parent_dies
+
+__all__ = ["DEFAULT_GRACE_S", "ServeOutcome", "answers", "serve_foreground", "start_supervised"]
 
 DEFAULT_GRACE_S = 1.0
 """Seconds the server gets between SIGTERM and SIGKILL. uvicorn and its workers exit within one and free the port
 (measured 0.46-0.51 s after SIGTERM on the loaded 2-core machine); ``mlflow ui``'s wrapper process lingers until
 SIGKILL (with 2 s of grace the group emptied at 2.40-2.47 s), and a web UI has nothing to save."""
-_PR_SET_PDEATHSIG = 1
 _POLL_S = 0.1
-
-
-def _prctl():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _prctl()  # loaded before any fork: the child must not dlopen between fork and exec
-
-
-def signal_when_parent_dies(signum: int) -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking the kernel to send ``signum`` to the child when its parent dies (Linux
-    ``prctl(PR_SET_PDEATHSIG)``, which survives the exec); None where prctl is unavailable."""
-    if _PRCTL is None:
-        return None
-
-    def preexec() -> None:  # runs in the child between fork and exec
-        _PRCTL(_PR_SET_PDEATHSIG, signum)
-
-    return preexec
 
 
 def start_supervised(argv: Sequence[str], *, grace_s: float = DEFAULT_GRACE_S, env: dict[str, str] | None = None,
@@ -81,61 +56,13 @@ def start_supervised(argv: Sequence[str], *, grace_s: float = DEFAULT_GRACE_S, e
     the server and everything it started (``grace_s`` seconds, then SIGKILL). ``stdout``/``stderr`` as for
     ``subprocess.Popen`` (e.g. an open log file), inherited by the server.
     """
-    command = [sys.executable, "-m", "lgrpo_bench.tracking.serve", str(os.getpid()), repr(float(grace_s)), "--", *argv]
+    command = [sys.executable, "-m", "lgrpo_bench.ui.serve", str(os.getpid()), repr(float(grace_s)), "--", *argv]
     return subprocess.Popen(command, start_new_session=True, preexec_fn=signal_when_parent_dies(signal.SIGTERM), env=env,
                             stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
 
 
-def group_members(pgid: int, *, exclude: Sequence[int] = ()) -> list[int]:
-    """Pids of the live (not zombie) processes of process group ``pgid``, read from ``/proc`` (Linux)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in exclude:
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _clear_group(pgid: int, grace_s: float, *, exclude: Sequence[int] = (), reap: Callable[[], object] = lambda: None) -> None:
-    """SIGTERM to every member of ``pgid`` but ``exclude``, SIGKILL to those left after ``grace_s``; wait until none is left."""
-    for pid in group_members(pgid, exclude=exclude):
-        _kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while group_members(pgid, exclude=exclude) and time.monotonic() < deadline:
-        reap()
-        time.sleep(_POLL_S)
-    for _ in range(50):  # SIGKILL cannot be refused: the group empties within a few polls
-        left = group_members(pgid, exclude=exclude)
-        if not left:
-            return
-        for pid in left:
-            _kill(pid, signal.SIGKILL)
-        reap()
-        time.sleep(_POLL_S)
-
-
-def _kill(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 def _supervise(parent_pid: int, grace_s: float, argv: list[str]) -> int:
-    """The supervisor's main loop (``python -m lgrpo_bench.tracking.serve``)."""
+    """The supervisor's main loop (``python -m lgrpo_bench.ui.serve``)."""
     stop = {"signal": None}
 
     def request_stop(signum, frame) -> None:
@@ -152,7 +79,7 @@ def _supervise(parent_pid: int, grace_s: float, argv: list[str]) -> int:
         if os.getppid() != parent_pid:
             stop["signal"] = signal.SIGTERM
     code = server.poll()
-    _clear_group(os.getpgid(0), grace_s, exclude=(own,), reap=server.poll)
+    clear_group(os.getpgid(0), grace_s, exclude=(own,), reap=server.poll)
     if code is None:
         code = server.wait()
     return 0 if stop["signal"] is not None else code
@@ -208,14 +135,14 @@ def serve_foreground(process: subprocess.Popen, url: str, *, on_ready: Callable[
                     break
             time.sleep(0.2)
         if process.poll() is not None and stop["signal"] is None:
-            _clear_group(process.pid, 0.0)  # the server's own leftovers, if the supervisor could not clear them
+            clear_group(process.pid, 0.0)  # the server's own leftovers, if the supervisor could not clear them
             return ServeOutcome(ready, stopped=False, returncode=process.returncode)
-        _kill(process.pid, signal.SIGTERM)
+        kill_quietly(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=grace_s + 2)
         except subprocess.TimeoutExpired:
             pass
-        _clear_group(process.pid, 0.0, reap=process.poll)
+        clear_group(process.pid, 0.0, reap=process.poll)
         process.poll()
         return ServeOutcome(ready, stopped=stop["signal"] is not None, returncode=None)
     finally:
@@ -225,5 +152,5 @@ def serve_foreground(process: subprocess.Popen, url: str, *, on_ready: Callable[
 
 if __name__ == "__main__":
     if len(sys.argv) < 5 or sys.argv[3] != "--":
-        sys.exit("usage: python -m lgrpo_bench.tracking.serve PARENT_PID GRACE_S -- ARGV...")
+        sys.exit("usage: python -m lgrpo_bench.ui.serve PARENT_PID GRACE_S -- ARGV...")
     sys.exit(_supervise(int(sys.argv[1]), float(sys.argv[2]), sys.argv[4:]))
