@@ -136,6 +136,29 @@ def _length_buckets(items: Sequence[int], lengths: Sequence[int]) -> list[list[i
     return [[items[k] for k in group] for group in groups if group]
 
 
+def batch_loss_backward(model: torch.nn.Module, examples: Sequence[Sequence[int]], prompt_lens: Sequence[int],
+                        batch: Sequence[int], pad_id: int) -> float:
+    """Backpropagate the SFT loss of the examples ``batch`` indexes and return it: the token mean of the
+    cross-entropy over every completion token of the batch, L = Σ_tokens CE / n_targets (prompt tokens are not
+    targets). Direct and worked completions differ ~3x in length: two length buckets halve the padded compute; the
+    loss is the token mean over the whole batch either way (each bucket's sum is divided by the batch's count)."""
+    n_targets = sum(len(examples[i]) - prompt_lens[i] for i in batch)
+    total = 0.0
+    for part in _length_buckets(batch, [len(examples[i]) for i in batch]):
+        input_ids, labels = _batch_tensors([examples[i] for i in part], [prompt_lens[i] for i in part], pad_id)
+        # Right padding + causal attention: padded tail positions never influence real ones, so no mask.
+        logits = model(input_ids=input_ids, use_cache=False).logits
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.size(-1)).float(),
+            labels[:, 1:].reshape(-1),
+            ignore_index=-100,
+            reduction="sum",
+        ) / n_targets
+        loss.backward()
+        total += loss.item()
+    return total
+
+
 def lr_factor(step: int, warmup: int) -> float:
     """Multiplier of the peak lr at 0-based ``step``: ``(step + 1) / warmup`` during warm-up, then 1."""
     return min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
@@ -195,23 +218,8 @@ def run_sft(
     for step in range(1, max_steps + 1):
         lo = (step - 1) * spec.batch_size
         batch = list(range(lo, lo + spec.batch_size))
-        n_targets = sum(len(examples[i]) - prompt_lens[i] for i in batch)
         optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        # Direct and worked completions differ ~3x in length: two length buckets halve the padded
-        # compute. The loss is the token mean over the whole batch either way.
-        for part in _length_buckets(batch, [len(examples[i]) for i in batch]):
-            input_ids, labels = _batch_tensors([examples[i] for i in part], [prompt_lens[i] for i in part], pad_id)
-            # Right padding + causal attention: padded tail positions never influence real ones, so no mask.
-            logits = model(input_ids=input_ids, use_cache=False).logits
-            loss = torch.nn.functional.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.size(-1)).float(),
-                labels[:, 1:].reshape(-1),
-                ignore_index=-100,
-                reduction="sum",
-            ) / n_targets
-            loss.backward()
-            total += loss.item()
+        total = batch_loss_backward(model, examples, prompt_lens, batch, pad_id)
         torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
         optimizer.step()
         scheduler.step()

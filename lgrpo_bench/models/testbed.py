@@ -42,7 +42,7 @@ from lgrpo_bench.models import tiny as _tiny
 from lgrpo_bench.models.generation import generate_completions
 from lgrpo_bench.models.heldout import greedy_accuracy_of, heldout_problems, torch_threads
 from lgrpo_bench.models.presets import get_preset
-from lgrpo_bench.models.sft import _batch_tensors, _length_buckets
+from lgrpo_bench.models.sft import batch_loss_backward
 from lgrpo_bench.models.tokenizer import EOS_TOKEN
 from lgrpo_bench.tasks.arith import (
     ARITH_DEFAULT_DIGITS,
@@ -150,17 +150,8 @@ def continue_sft(model, tokenizer, recipe: LenmixRecipe, seed: int, preset_name:
     model.train()
     for step in range(recipe.steps):
         batch = list(range(step * recipe.batch_size, (step + 1) * recipe.batch_size))
-        n_targets = sum(len(examples[i]) - prompt_lens[i] for i in batch)
         optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for part in _length_buckets(batch, [len(examples[i]) for i in batch]):
-            input_ids, labels = _batch_tensors([examples[i] for i in part], [prompt_lens[i] for i in part], pad_id)
-            logits = model(input_ids=input_ids, use_cache=False).logits
-            loss = torch.nn.functional.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.size(-1)).float(), labels[:, 1:].reshape(-1),
-                ignore_index=-100, reduction="sum") / n_targets
-            loss.backward()
-            total += loss.item()
+        total = batch_loss_backward(model, examples, prompt_lens, batch, pad_id)
         torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
         optimizer.step()
         scheduler.step()
