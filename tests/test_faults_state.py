@@ -6,8 +6,11 @@ Real processes and the real MLflow SQLite store, as in tests/test_faults.py (who
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +29,13 @@ from test_faults import (
 )
 
 
+def sigint_pending(pid: int) -> bool:
+    """Whether SIGINT is pending for process ``pid`` (sent to it or its group, not yet handled: it is stopped)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    masks = [int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(mask & (1 << (signal.SIGINT - 1)) for mask in masks)
+
+
 @pytest.mark.slow
 def test_sigterm_of_the_orchestrator_says_stopped_in_the_store_the_plan_and_the_closing_lines(warm_tiny, tmp_path):
     grid = write_grid(tmp_path, str(warm_tiny.path), steps=30)
@@ -33,7 +43,18 @@ def test_sigterm_of_the_orchestrator_says_stopped_in_the_store_the_plan_and_the_
     orchestrator = start_run(grid, tmp_path)
     wait_until(lambda: all(checkpointed_not_final(tmp_path / "runs" / EXPERIMENT / rid) for rid in rids), orchestrator,
                "both runs to be between checkpoints")
+    # Pause both runs mid-training, so that neither can finish before the stop reaches it (a fast run could, and
+    # would then rightly be done); resume them once their SIGINT is pending: it lands before their next step.
+    children = [json.loads((tmp_path / "runs" / EXPERIMENT / rid / "worker.json").read_text())["child_pid"] for rid in rids]
+    for child in children:
+        os.kill(child, signal.SIGSTOP)
     orchestrator.send_signal(signal.SIGTERM)
+    deadline = time.time() + 60
+    while not all(sigint_pending(child) for child in children) and time.time() < deadline:
+        time.sleep(0.05)
+    assert all(sigint_pending(child) for child in children), "the orchestrator did not send its runs SIGINT"
+    for child in children:
+        os.kill(child, signal.SIGCONT)
     output = orchestrator.communicate(timeout=180)[0]
 
     assert orchestrator.returncode == 1, output

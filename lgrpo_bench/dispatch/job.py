@@ -201,7 +201,8 @@ def execute_job(job: RunJob, *, cuda_devices: list[str] | None = None,
     log_path = layout.run_log
     heartbeat = _Heartbeat(layout)
     try:
-        for name, argv in job_steps(job):
+        steps = job_steps(job)
+        for index, (name, argv) in enumerate(steps):
             process = _start(job, name, argv, env, cwd, log_path)
             heartbeat.child(process.pid)
             try:
@@ -211,7 +212,10 @@ def execute_job(job: RunJob, *, cuda_devices: list[str] | None = None,
                         break
                     if cancel is not None and cancel.is_set():
                         _stop(process)
-                        return JobResult(job.run_id, False, name, process.returncode, "cancelled",
+                        returncode = process.wait(timeout=5.0)
+                        if returncode == 0 and index == len(steps) - 1:
+                            break  # it finished before the stop reached it: a done run, reported as done
+                        return JobResult(job.run_id, False, name, returncode, "cancelled",
                                          time.perf_counter() - started, cancelled=True)
             except BaseException:
                 _stop(process)

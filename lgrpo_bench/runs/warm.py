@@ -101,6 +101,7 @@ class WarmProcess:
         self._process = process
         self.pid = process.pid
         self.server_pid = _parent_of(process.pid)
+        self._server_died: bool | None = None
 
     @property
     def returncode(self) -> int | None:
@@ -112,9 +113,13 @@ class WarmProcess:
 
     def _translated(self, code: int | None) -> int | None:
         """The forkserver reports a child's exit code; when the server itself died, the child's code is lost (255)
-        and the child was killed by the signal it asked for when its parent dies: SIGKILL."""
-        if code == 255 and self.server_pid is not None and not _alive(self.server_pid):
-            return -signal.SIGKILL
+        and the child was killed by the signal it asked for when its parent dies: SIGKILL. The server's end of the
+        status pipe closes while it exits, a moment before the kernel shows it ended: wait for that (≤ 5 s)."""
+        if code == 255 and self.server_pid is not None:
+            if self._server_died is None:
+                self._server_died = _ended_within(self.server_pid, 5.0)
+            if self._server_died:
+                return -signal.SIGKILL
         return code
 
 
@@ -123,6 +128,25 @@ def _parent_of(pid: int) -> int | None:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def _ended_within(pid: int, seconds: float) -> bool:
+    """Whether process ``pid`` has ended (exited, zombie or reaped) or ends within ``seconds`` (its pidfd)."""
+    import select
+
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except (OSError, AttributeError):  # no pidfd: poll
+        deadline = time.monotonic() + seconds
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not _alive(pid)
+    try:
+        return bool(select.select([handle], [], [], seconds)[0])
+    finally:
+        os.close(handle)
 
 
 def _alive(pid: int) -> bool:
