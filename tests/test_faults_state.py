@@ -31,7 +31,10 @@ from test_faults import (
 
 def sigint_pending(pid: int) -> bool:
     """Whether SIGINT is pending for process ``pid`` (sent to it or its group, not yet handled: it is stopped)."""
-    status = Path(f"/proc/{pid}/status").read_text()
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:  # gone
+        return False
     masks = [int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd:", "ShdPnd:"))]
     return any(mask & (1 << (signal.SIGINT - 1)) for mask in masks)
 
@@ -41,13 +44,15 @@ def test_sigterm_of_the_orchestrator_says_stopped_in_the_store_the_plan_and_the_
     grid = write_grid(tmp_path, str(warm_tiny.path), steps=30)
     rids = run_ids(grid)
     orchestrator = start_run(grid, tmp_path)
-    wait_until(lambda: all(checkpointed_not_final(tmp_path / "runs" / EXPERIMENT / rid) for rid in rids), orchestrator,
-               "both runs to be between checkpoints")
-    # Pause both runs mid-training, so that neither can finish before the stop reaches it (a fast run could, and
-    # would then rightly be done); resume them once their SIGINT is pending: it lands before their next step.
-    children = [json.loads((tmp_path / "runs" / EXPERIMENT / rid / "worker.json").read_text())["child_pid"] for rid in rids]
-    for child in children:
-        os.kill(child, signal.SIGSTOP)
+    # Pause each run as soon as it has its first checkpoint, so that neither can finish before the stop reaches it (a
+    # fast run could, and would then rightly be done); resume them once their SIGINT is pending: it lands before
+    # their next step.
+    children = []
+    for rid in rids:
+        run_dir = tmp_path / "runs" / EXPERIMENT / rid
+        wait_until(lambda run_dir=run_dir: checkpointed_not_final(run_dir), orchestrator, f"run {rid} to checkpoint")
+        children.append(json.loads((run_dir / "worker.json").read_text())["child_pid"])
+        os.kill(children[-1], signal.SIGSTOP)
     orchestrator.send_signal(signal.SIGTERM)
     deadline = time.time() + 60
     while not all(sigint_pending(child) for child in children) and time.time() < deadline:
