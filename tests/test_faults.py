@@ -114,6 +114,41 @@ def wait_until(condition, process: subprocess.Popen, what: str, timeout_s: float
         time.sleep(0.03)
 
 
+def holds_file_lock(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` holds a POSIX lock on ``path`` (``/proc/locks``): SQLite's locks on the store."""
+    try:
+        inode = os.stat(path).st_ino
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        fields = line.split()
+        if "->" in fields:  # a waiter's line
+            continue
+        try:
+            holder, device_inode = int(fields[4]), fields[5]
+        except (IndexError, ValueError):
+            continue
+        if holder == pid and int(device_inode.rsplit(":", 1)[1]) == inode:
+            return True
+    return False
+
+
+def stop_outside_the_store(pid: int, store: Path, timeout_s: float = 60) -> None:
+    """SIGSTOP ``pid`` at a moment it holds no lock on the MLflow store: stopped in the middle of a write, it would
+    lock every other writer out (a stopped process is the test's doing, not the run's). Stop, look, and if it holds
+    a lock let it go on for 20 ms and try again."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        if not holds_file_lock(pid, store):
+            return
+        os.kill(pid, signal.SIGCONT)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} kept a lock on {store} for {timeout_s:.0f} s")
+        time.sleep(0.02)
+
+
 def checkpointed_not_final(run_dir: Path) -> bool:
     """Training is between checkpoints: at least one saved, the final model not yet written."""
     return (run_dir / "checkpoint-1" / "lgrpo-manifest.json").exists() and not (run_dir / "final").exists()

@@ -22,6 +22,7 @@ from test_faults import (
     loss_steps,
     run_ids,
     start_run,
+    stop_outside_the_store,
     states,
     train_runs,
     wait_until,
@@ -52,7 +53,7 @@ def test_sigterm_of_the_orchestrator_says_stopped_in_the_store_the_plan_and_the_
         run_dir = tmp_path / "runs" / EXPERIMENT / rid
         wait_until(lambda run_dir=run_dir: checkpointed_not_final(run_dir), orchestrator, f"run {rid} to checkpoint")
         children.append(json.loads((run_dir / "worker.json").read_text())["child_pid"])
-        os.kill(children[-1], signal.SIGSTOP)
+        stop_outside_the_store(children[-1], tmp_path / "mlflow.db")  # paused mid-write, it would lock the grid out
     orchestrator.send_signal(signal.SIGTERM)
     deadline = time.time() + 60
     while not all(sigint_pending(child) for child in children) and time.time() < deadline:

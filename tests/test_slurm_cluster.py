@@ -36,7 +36,17 @@ from pathlib import Path
 import pytest
 import yaml
 from clusters import ensure_slurm_installed, log, slurm_cluster
-from test_faults import EXPERIMENT, checkpointed_not_final, loss_steps, resumed_from, run_ids, states, train_runs, write_grid
+from test_faults import (
+    EXPERIMENT,
+    checkpointed_not_final,
+    loss_steps,
+    resumed_from,
+    run_ids,
+    states,
+    stop_outside_the_store,
+    train_runs,
+    write_grid,
+)
 
 from lgrpo_bench.runs.resolve import load_grid
 from lgrpo_bench.dispatch import plan_grid
@@ -97,41 +107,6 @@ class ConcurrencyWatch:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-
-
-def holds_file_lock(pid: int, path: Path) -> bool:
-    """Whether process ``pid`` holds a POSIX lock on ``path`` (``/proc/locks``): SQLite's locks on the store."""
-    try:
-        inode = os.stat(path).st_ino
-        lines = Path("/proc/locks").read_text().splitlines()
-    except OSError:
-        return False
-    for line in lines:
-        fields = line.split()
-        if "->" in fields:  # a waiter's line
-            continue
-        try:
-            holder, device_inode = int(fields[4]), fields[5]
-        except (IndexError, ValueError):
-            continue
-        if holder == pid and int(device_inode.rsplit(":", 1)[1]) == inode:
-            return True
-    return False
-
-
-def stop_outside_the_store(pid: int, store: Path, timeout_s: float = 60) -> None:
-    """SIGSTOP ``pid`` at a moment it holds no lock on the MLflow store: stopped in the middle of a write, it would
-    lock every other writer out (a stopped process is the test's doing, not the run's). Stop, look, and if it holds
-    a lock let it go on for 20 ms and try again."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        os.kill(pid, signal.SIGSTOP)
-        if not holds_file_lock(pid, store):
-            return
-        os.kill(pid, signal.SIGCONT)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"process {pid} kept a lock on {store} for {timeout_s:.0f} s")
-        time.sleep(0.02)
 
 
 class KeepStopped:
