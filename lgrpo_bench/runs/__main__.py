@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 
@@ -24,7 +25,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_worker(run_dir: str, *, step: str = "all") -> int:
-    """What the worker process does (also the entry of a process forked from a warm worker); returns the exit code."""
+    """What the worker process does (also the entry of a process forked from a warm worker); returns the exit code.
+
+    SIGINT is how the orchestrator stops a run (training then records it ``stopped``), so the worker raises
+    KeyboardInterrupt on it whatever it inherited: a grid started as a background job of a script (``cmd &``,
+    nohup) starts with SIGINT ignored, Python keeps it ignored, and its runs would train on until SIGKILL."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from lgrpo_bench.config import ConfigError
