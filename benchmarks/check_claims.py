@@ -27,7 +27,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,21 +34,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from lgrpo_bench.tracking.provenance import cpu_model
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO_ROOT / "experiments" / "quickstart.yaml"
 CLAIMS = Path(__file__).resolve().parent / "quickstart_claims.json"
 COLUMNS = {"arith": ("arith", "acc"), "sample_eff": ("train", "heldout_acc_curve_mean")}
 SIGNIFICANT_BELOW, NS_ABOVE, ALPHA = 0.01, 0.2, 0.05
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run_quickstart(work_dir: Path) -> float:
@@ -126,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     level = os.environ.get("ATEN_CPU_CAPABILITY", "native")
     wall = None if args.report_only else run_quickstart(args.work_dir)
     here = read_report(args.work_dir)
-    here["machine"] = {"cpu": cpu_name(), "aten_cpu_capability": level,
+    here["machine"] = {"cpu": cpu_model(), "aten_cpu_capability": level,
                        "date": time.strftime("%Y-%m-%d"), "quickstart_wall_s": None if wall is None else round(wall, 1)}
     print(f"machine: {here['machine']}")
     for alg in sorted(here["cells"]):

@@ -45,14 +45,17 @@ def parse_bases(specs: list[str]) -> list[tuple[str, int]]:
 
 
 def commit_of_repo() -> str:
+    """HEAD (:func:`lgrpo_bench.tracking.provenance.git_commit`), ``+dirty`` when ``lgrpo_bench/models`` (the recipe)
+    has uncommitted changes."""
+    from lgrpo_bench.tracking.provenance import git_commit
+
     root = Path(__file__).resolve().parents[1]
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "lgrpo_bench/models"],
-                               capture_output=True, text=True, check=True)
+                               capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+        dirty = ""
+    return git_commit() + ("+dirty" if dirty else "")
 
 
 def folder_bytes(folder: Path) -> int:

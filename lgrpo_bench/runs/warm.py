@@ -130,17 +130,18 @@ def _parent_of(pid: int) -> int | None:
         return None
 
 
-def _ended_within(pid: int, seconds: float) -> bool:
-    """Whether process ``pid`` has ended (exited, zombie or reaped) or ends within ``seconds`` (its pidfd)."""
+def _ended_within(pid: int, seconds: float | None) -> bool:
+    """Whether process ``pid`` has ended (exited, zombie or reaped) or ends within ``seconds`` (None: wait until it
+    does); through its pidfd (Linux ≥ 5.3), else polling every 50 ms."""
     import select
 
     try:
         handle = os.pidfd_open(pid)
     except ProcessLookupError:
         return True
-    except (OSError, AttributeError):  # no pidfd: poll
-        deadline = time.monotonic() + seconds
-        while _alive(pid) and time.monotonic() < deadline:
+    except (OSError, AttributeError):
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while _alive(pid) and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.05)
         return not _alive(pid)
     try:
@@ -202,24 +203,10 @@ def _run_in_child(run_dir: str, step: str, log_path: str, env: dict[str, str], c
 
 
 def _die_with(pid: int) -> None:
-    """SIGKILL this process as soon as process ``pid`` has ended (a daemon thread waiting on its pidfd; Linux ≥ 5.3,
-    else polling it every 0.5 s)."""
-    import select
-
-    try:
-        handle = os.pidfd_open(pid)
-    except ProcessLookupError:
-        os.kill(os.getpid(), signal.SIGKILL)
-        return
-    except (OSError, AttributeError):
-        handle = None
+    """SIGKILL this process as soon as process ``pid`` has ended (a daemon thread waiting on it: :func:`_ended_within`)."""
 
     def wait() -> None:
-        if handle is not None:
-            select.select([handle], [], [])
-        else:
-            while _alive(pid):
-                time.sleep(0.5)
+        _ended_within(pid, None)
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=wait, name=f"die-with-{pid}", daemon=True).start()
