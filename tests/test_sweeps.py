@@ -196,6 +196,10 @@ def test_killed_sweep_resumes_to_exactly_n_trials(warm_tiny, tmp_path):
     killed_while_running = False
     while time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.5)
+        # the store exists, complete, once a trial's run has a checkpoint; before that, opening it here could race
+        # the sweep's own creation of its tables ("table trial_values already exists")
+        if not list((tmp_path / "runs").glob("*/*/checkpoint-*/lgrpo-manifest.json")):
+            continue
         try:
             trials = optuna.load_study(study_name="test-study", storage=storage).trials
         except KeyError:
