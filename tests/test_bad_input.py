@@ -58,7 +58,13 @@ def invoke(tmp_path: Path, args: list[str]):
 # --------------------------------------------------------------------------------------------------------
 BAD_RUN_CONFIGS = [
     ("unknown algorithm", "algorithm:\n  name: ppo\n", "algorithm.name: unknown algorithm 'ppo'"),
-    ("unknown key", "train:\n  max_step: 3\n", "train.max_step: unknown key"),
+    ("unknown key", "train:\n  max_step: 3\n", "train.max_step: unknown key (did you mean max_steps?)"),
+    ("unknown section", "trian:\n  max_steps: 3\n", "trian: unknown key (did you mean train?)"),
+    ("unknown key far from any", "train:\n  zzqqxx: 3\n", "train.zzqqxx: unknown key (keys here: beta, bf16,"),
+    ("a grid file", "name: g\nbase: {model: {name: tiny-s}}\naxes:\n  train.seed: [0, 1]\n",
+     "a grid file (it has axes), not a run config: `lgrpo-bench plan"),
+    ("a sweep file", "name: s\nspace: {}\nobjective: {metric: x}\nn_trials: 2\n",
+     "a sweep file (it has space, objective, n_trials), not a run config: `lgrpo-bench sweep"),
     ("wrong type", "train:\n  learning_rate: fast\n", "train.learning_rate: Input should be a valid number"),
     ("value out of range", "train:\n  num_generations: 1\n", "train.num_generations: Input should be greater than or equal to 2"),
     ("r too large for G", "algorithm:\n  name: lambda_grpo\n  r: 0.5\n", "algorithm.r=0.5 is too large for train.num_generations=8"),
@@ -132,7 +138,9 @@ def grid_text(**overrides) -> dict:
 BAD_GRIDS = [
     ("malformed YAML", "name: x\naxes: [unclosed\n", ["{grid} (line 3, column 1): malformed YAML"]),
     ("top level is a list", "- name: x\n", ["{grid}: expected a mapping at the top level, got list"]),
-    ("unknown top-level key", grid_text(axis={"train.seed": [0]}), ["{grid}: axis: unknown key"]),
+    ("unknown top-level key", grid_text(axis={"train.seed": [0]}), ["{grid}: axis: unknown key (did you mean axes?)"]),
+    ("unknown base key", grid_text(base={**BASE, "train": {"learning_rat": 0.1}}),
+     ["{grid}: base.train.learning_rat: unknown key (did you mean learning_rate?)"]),
     ("missing name", grid_text(name=None), ["{grid}: name: Field required"]),
     ("bad name", grid_text(name="my grid"), ["{grid}: name: String should match pattern", "(got 'my grid')"]),
     ("axis on a missing key", grid_text(axes={"train.max_step": [1, 2]}),
@@ -335,7 +343,9 @@ def test_sqlite_sweep_storage_on_a_flagged_network_filesystem(tmp_path, monkeypa
 # --------------------------------------------------------------------------------------------------------
 BAD_ARGUMENTS = [
     ("--set without =", ["train", "{run}", "--set", "train.max_steps"], "--set 'train.max_steps': expected KEY=VALUE"),
-    ("--set unknown key", ["train", "{run}", "--set", "train.max_step=3"], "--set train.max_step: unknown key"),
+    ("--set unknown key", ["train", "{run}", "--set", "train.max_step=3"], "--set train.max_step: unknown key (did you mean max_steps?) in train"),
+    ("--set unknown eval override key", ["config", "show", "{run}", "--set", "eval.overrides.gsm8k.max_token=9"],
+     "--set eval.overrides.gsm8k.max_token: unknown key (did you mean max_tokens?)"),
     ("--set bad value", ["train", "{run}", "--set", "train.max_steps=-1"], "train.max_steps: Input should be greater than or equal to 1"),
     ("missing run file", ["train", "{tmp}/absent.yaml"], "absent.yaml: no such file"),
     ("missing grid file", ["run", "{tmp}/absent.yaml"], "absent.yaml: no such file"),

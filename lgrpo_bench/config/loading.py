@@ -22,10 +22,12 @@ benchmarks, templates) are done by a *checker* that the caller passes in (``lgrp
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
 import re
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,20 +238,54 @@ def known_keys(model: type[BaseModel] = RunConfig, prefix: str = "") -> set[str]
     return keys
 
 
-def error_message(item: dict[str, Any]) -> str:
-    """The message of one pydantic error (``err.errors()`` item) as this tool words it."""
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation holds (``Model``, ``Model | None``, ``list[Model]``, ``dict[str, Model]``,
+    a union of models)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in typing.get_args(annotation) for model in _models_in(arg)]
+
+
+def keys_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys ``model`` accepts in the mapping at ``loc`` (a pydantic error location without its last part):
+    fields are followed into their models; parts that are no field (a list index, a dict key, a union tag such
+    as ``local``) stay at the same models."""
+    models = [model]
+    for part in loc:
+        fields = [m.model_fields[part] for m in models if isinstance(part, str) and part in m.model_fields]
+        if fields:
+            models = [inner for field in fields for inner in _models_in(field.annotation)]
+    return sorted({name for m in models for name in m.model_fields})
+
+
+def unknown_key_hint(key: str, known: list[str]) -> str:
+    """``" (did you mean learning_rate?)"`` for the closest of ``known`` (difflib), else the keys accepted there."""
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f" (did you mean {close[0]}?)"
+    if not known:
+        return ""
+    shown = ", ".join(known[:12]) + (", …" if len(known) > 12 else "")
+    return f" (keys here: {shown})"
+
+
+def error_message(item: dict[str, Any], model: type[BaseModel] = RunConfig) -> str:
+    """The message of one pydantic error (``err.errors()`` item) of validating ``model``, as this tool words it;
+    an unknown key gets a did-you-mean (or the keys accepted at its place)."""
     if item["type"] == "extra_forbidden":
-        return "unknown key"
+        loc = tuple(item["loc"])
+        return "unknown key" + unknown_key_hint(str(loc[-1]), keys_at(model, loc[:-1])) if loc else "unknown key"
     if item["type"] == "finite_number":
         return FINITE_MESSAGE
     return item["msg"].removeprefix("Value error, ")
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str, model: type[BaseModel] = RunConfig) -> str:
+    """One line per error of validating ``model``: ``<source>: <dotted key>: <message> (got <value>)``."""
     lines = []
     for item in err.errors():
         key = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        message = error_message(item)
+        message = error_message(item, model)
         bad = item.get("input")
         shown = "" if item["type"] in ("extra_forbidden", "missing") or isinstance(bad, dict) else f" (got {echo(bad)})"
         lines.append(f"{source}: {key}: {message}{shown}")
@@ -275,7 +311,7 @@ def validate_file(path: str | Path, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        text = format_validation_error(err, str(path))
+        text = format_validation_error(err, str(path), model)
         text = re.sub(r": executor\.(local|ray|slurm)\.", ": executor.", text)
         text = text.replace("executor: Unable to extract tag using discriminator 'kind'",
                             "executor.kind: missing; one of local, ray, slurm")
@@ -295,13 +331,63 @@ def build_run_config(data: dict[str, Any], source: str = "<config>", check: Chec
     return config
 
 
+GRID_MARKERS = ("axes", "include", "exclude")
+"""Top-level keys only a grid file has (a run config has none of them)."""
+SWEEP_MARKERS = ("space", "objective", "n_trials")
+"""Top-level keys only a sweep file has."""
+
+
+def refuse_other_kind(data: dict[str, Any], path: str | Path) -> None:
+    """:class:`ConfigError` when the mapping read from ``path`` (given as a run config) is a grid or a sweep file:
+    it has a ``name`` and none of its top-level keys is a run-config section but ``base``-style ones."""
+    if any(key in RunConfig.model_fields for key in data):
+        return
+    if any(key in data for key in SWEEP_MARKERS):
+        raise ConfigError(f"{path}: a sweep file (it has {', '.join(k for k in SWEEP_MARKERS if k in data)}), not a run "
+                          f"config: `lgrpo-bench sweep {path}` runs it; this command takes a run YAML such as "
+                          "experiments/tiny_lambda.yaml")
+    if any(key in data for key in GRID_MARKERS):
+        raise ConfigError(f"{path}: a grid file (it has {', '.join(k for k in GRID_MARKERS if k in data)}), not a run "
+                          f"config: `lgrpo-bench plan {path}` lists its runs, `lgrpo-bench run {path}` runs them; this "
+                          "command takes a run YAML such as experiments/tiny_lambda.yaml")
+
+
+def check_override_key(key: str, model: type[BaseModel] = RunConfig, prefix: str = "") -> None:
+    """:class:`ConfigError` unless the dotted ``key`` (``--set``) names a key of ``model``, with a did-you-mean.
+
+    Keys inside a mapping of models are accepted with any mapping key: ``eval.overrides.gsm8k.max_tokens``
+    (``overrides`` maps a benchmark name to a :class:`~lgrpo_bench.config.schema.BenchmarkEvalConfig`)."""
+    models: list[type[BaseModel]] = [model]
+    parts = key.split(".")
+    index = 0
+    while index < len(parts):
+        part = parts[index]
+        fields = [m.model_fields[part] for m in models if part in m.model_fields]
+        if not fields:
+            known = sorted({name for m in models for name in m.model_fields})
+            where = ".".join(parts[:index])
+            raise ConfigError(f"--set {prefix}{key}: unknown key{unknown_key_hint(part, known)}"
+                              f"{f' in {prefix}{where}' if where else ''} (see `lgrpo-bench config schema`)")
+        annotation = fields[0].annotation
+        inner = _models_in(annotation)
+        index += 1
+        if not inner:
+            if index < len(parts):
+                raise ConfigError(f"--set {prefix}{key}: {prefix}{'.'.join(parts[:index])} is a value, not a section")
+            return
+        if typing.get_origin(annotation) is dict or any(typing.get_origin(a) is dict for a in typing.get_args(annotation)):
+            index += 1  # the mapping's own key (a benchmark name): any
+        models = inner
+
+
 def load_run_config(path: str | Path, overrides: list[str] | None = None, check: Checker = no_checks) -> RunConfig:
-    """Read a run YAML, apply ``--set`` overrides, validate, and ``check``."""
+    """Read a run YAML, apply ``--set`` overrides, validate, and ``check``. A grid or sweep file given where a run
+    YAML belongs is named as such, with the commands that take it."""
     data = read_yaml(path)
+    refuse_other_kind(data, path)
     for text in overrides or []:
         key, value = parse_override(text)
-        if key not in known_keys():
-            raise ConfigError(f"--set {key}: unknown key (see `lgrpo-bench config schema`)")
+        check_override_key(key)
         set_dotted(data, key, value)
     return build_run_config(data, str(path), check)
 
