@@ -253,6 +253,8 @@ def test_plan_prints_what_the_grid_can_detect(key_store):
     assert f"with 3 seeds the minimum detectable effect is {100 * mde:.1f} points" in text
     assert f"1 point: {seeds_needed(0.01, power.std, paired=True)} seeds" in text
     assert "of paired per-seed differences" in text
+    assert " earlier runs of tiny-s on arith): " in text  # the task's benchmark named once
+    assert "arith, arith" not in text
     assert plan_power_lines(uri, "tiny-s", "math", 3) == []  # no earlier runs of that task
 
 

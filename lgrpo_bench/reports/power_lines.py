@@ -51,7 +51,9 @@ def plan_power_lines(
             summary = group.power.get(key)
             if summary is None:
                 continue
-            lines.append(f"power ({len(data.runs)} earlier runs of {model} on {task}, {table.label(key)}): "
+            column = table.label(key)  # the benchmark (or Average) column; named once when it is the task's own
+            lines.append(f"power ({len(data.runs)} earlier runs of {model} on {task}"
+                         f"{'' if column == task else f', column {column}'}): "
                          + describe_power(summary.with_seeds(n_seeds)))
     return lines
 
