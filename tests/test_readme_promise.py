@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+VENV = "python3 -m venv .venv && . .venv/bin/activate"
 INSTALL = 'pip install torch==2.13.0 && pip install -e ".[dev]"'
 MAIN = "lgrpo-bench run experiments/quickstart.yaml"
 TESTS = "python -m pytest -q"
@@ -30,13 +31,26 @@ def setup_block() -> str:
 
 def test_readme_set_up_is_install_main_command_and_tests():
     lines = [line.split("#", 1)[0].strip() for line in setup_block().splitlines() if line.strip()]
-    assert lines == [INSTALL, MAIN, TESTS]
+    assert lines == [VENV, INSTALL, MAIN, TESTS]
+
+
+def test_the_docs_site_gives_the_same_set_up():
+    text = (ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    block = re.search(r"```bash\n(.*?)```", text.split("## Set-up", 1)[1], re.S).group(1)
+    assert [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()] == [VENV, INSTALL, MAIN, TESTS]
 
 
 def test_ci_uses_the_readme_install_and_test_commands():
+    """CI makes a fresh virtual environment and activates it (as the README's first line does, under its own name),
+    installs with the README's commands, builds the docs site with warnings as errors, then runs the tests."""
     ci = (ROOT / ".ci" / "run").read_text()
+    venv = re.search(r"^python3 -m venv (\S+)$", ci, re.M)
+    assert venv and re.search(rf"^\. {re.escape(venv.group(1))}/bin/activate$", ci, re.M)
     assert "pip install -q torch==2.13.0" in ci and 'pip install -q -e ".[dev]"' in ci
-    assert re.search(r"^python -m pytest -q$", ci, re.M)
+    docs = re.search(r"^.*mkdocs build --strict.*$", ci, re.M)
+    tests = re.search(r"^python -m pytest -q$", ci, re.M)
+    assert docs and tests and docs.start() < tests.start() and venv.start() < docs.start()
+    assert "--quiet" not in docs.group(0) and "-q" not in docs.group(0).split(), "--quiet hides the warnings --strict counts"
 
 
 def reduced_quickstart(tmp_path: Path) -> Path:
