@@ -62,7 +62,7 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
      '            if problem is None:\n                raise',
      '            if True:\n                raise',
      ['tests/test_store_trouble.py::test_a_corrupt_store_is_one_line_in_every_command']),
-    ('file store not refused', 'lgrpo_bench/tracking/reader.py',
+    ('file store not refused', 'lgrpo_bench/tracking/location.py',
      '    if scheme in ("", "file"):',
      '    if scheme in ("nothing",):',
      ['tests/test_store_trouble.py::test_a_file_store_uri_is_one_line_in_every_command']),

@@ -246,24 +246,12 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-KNOWN_CIRCLE_PACKAGES = ("lgrpo_bench.algorithms.advantage", "lgrpo_bench.algorithms.group_filter",
-                         "lgrpo_bench.algorithms.surrogate")
-"""algorithms/ registries: each axis's ``__init__`` imports its value modules at the bottom, which import helpers back
-from it. Circles inside one of these packages predate the rule and are owned by algorithms/: tolerated, not grown."""
-KNOWN_CIRCLES: list[set[str]] = [{"lgrpo_bench.tracking.reader", "lgrpo_bench.tracking.store"}]
-"""tracking/: reader.py and store.py import each other inside functions (predates the rule; owned by tracking/)."""
-
-
-def _tolerated(cycle: list[str]) -> bool:
-    return set(cycle) in KNOWN_CIRCLES or any(all(m == p or m.startswith(p + ".") for m in cycle) for p in KNOWN_CIRCLE_PACKAGES)
-
-
 def test_no_import_circle():
     """No import circle inside lgrpo_bench (two modules importing each other, or a longer loop), counting imports at
     module level and inside functions alike, not those under ``if TYPE_CHECKING:``: a use case that needs two modules
     lives above both, not in one of them."""
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the check itself
-    cycles = [cycle for cycle in _cycles(_import_graph()) if not _tolerated(cycle)]
+    cycles = _cycles(_import_graph())
     assert cycles == [], f"import circles: {cycles}"
 
 

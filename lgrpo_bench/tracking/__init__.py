@@ -2,6 +2,8 @@
 
 * :mod:`.schema` — tag keys/values, metric names, param flattening (the public contract). TRL's log keys are
   mapped onto these names next to the trainer (:mod:`lgrpo_bench.training.trl_metrics`).
+* :mod:`.location` — where the store is (its URI, its SQLite file) and store trouble (``StoreProblem``): the
+  ground floor both of the next two import, so neither imports the other for them.
 * :mod:`.reader` — the one reader of the store (:class:`~lgrpo_bench.tracking.reader.StoreReader`), store problems.
 * :mod:`.store` — tracking URI resolution, safe client/experiment creation, reachability check, the saved grid
   views' experiment tags. The MLflow UI itself (command, server, links) is :mod:`lgrpo_bench.ui`.

@@ -39,12 +39,22 @@ import math
 import os
 import sqlite3
 import time
-import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from lgrpo_bench.tracking.location import (
+    StoreProblem,
+    check_store_scheme,
+    describe_sqlite_error,
+    quote_filter_value,
+    resolve_tracking_uri,
+    sqlite_path,
+    store_problem,
+    workspaces_enabled,
+)
 
 T = TypeVar("T")
 
@@ -68,10 +78,6 @@ _CHUNK = 900
 """SQLite allows 999 bound parameters per statement by default."""
 _PAGE = 10000
 DEFAULT_WORKSPACE = "default"
-
-
-class StoreProblem(RuntimeError):
-    """The MLflow store cannot be used: the message says what, which file (or URI), and what to do."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -194,17 +200,6 @@ def find_train_runs_anywhere(reader: StoreReader, run_id: str) -> list[tuple[str
 # ---------------------------------------------------------------------------------------------------------
 # Opening
 # ---------------------------------------------------------------------------------------------------------
-def check_store_scheme(uri: str) -> None:
-    """Raise :class:`StoreProblem` for URIs MLflow 3.17 cannot use as a tracking store here: ``file:`` and bare
-    folders (its file store is in maintenance mode and refuses to open)."""
-    scheme = urllib.parse.urlsplit(uri).scheme.lower()
-    if scheme in ("", "file"):
-        raise StoreProblem(
-            f"tracking URI {uri!r} is an MLflow file store, which MLflow 3.17 no longer opens (maintenance mode); "
-            "lgrpo-bench needs a database store: use sqlite:///<path>/mlflow.db (the default) or a tracking server, "
-            "and convert an existing folder with `mlflow migrate-filestore`")
-
-
 def open_reader(uri: str | None = None, *, client: Any = None, must_exist: bool = True,
                 on_wait: Callable[[str], None] | None = None) -> StoreReader | None:
     """A :class:`StoreReader` of the store at ``uri`` (resolved like every command: ``$MLFLOW_TRACKING_URI``, else
@@ -213,8 +208,6 @@ def open_reader(uri: str | None = None, *, client: Any = None, must_exist: bool 
     A SQLite store opens as a :class:`SqliteReader`; when its file does not exist, ``must_exist=False`` gives None
     (nothing has run yet) and otherwise :class:`StoreProblem`. ``on_wait(line)`` is told once when the store is
     locked and the read waits (default: a warning of the ``lgrpo_bench.store`` logger, shown on the terminal)."""
-    from lgrpo_bench.tracking.store import resolve_tracking_uri, sqlite_path
-
     if client is not None:
         uri = client.tracking_uri
     resolved = resolve_tracking_uri(uri)
@@ -332,8 +325,6 @@ class SqliteReader(StoreReader):
         if revision is None or revision[0] not in KNOWN_SCHEMA_REVISIONS:
             LOG.debug("store %s has schema revision %s: read through MLflow", self.path, revision)
             return False
-        from lgrpo_bench.tracking.store import workspaces_enabled
-
         return not workspaces_enabled()
 
     @property
@@ -448,61 +439,6 @@ class SqliteReader(StoreReader):
             self._fallback = None
 
 
-def describe_sqlite_error(path: Path, error: BaseException, what: str = "MLflow store") -> str:
-    """One line for a SQLite error (or SQLAlchemy's wrapper of one) on the database ``path`` of ``what``: what, which
-    file, what to do."""
-    original = getattr(error, "orig", None) or error
-    lines = str(original).strip().splitlines()
-    text = lines[0] if lines else type(original).__name__
-    journal = path.with_name(path.name + "-journal")
-    if "readonly" in text.lower() and journal.exists():
-        return (f"the {what} {path} has a hot journal ({journal.name}) left by a writer that was killed; SQLite must "
-                f"roll it back before anyone can read, which needs write access to {path} and its folder: run any "
-                "lgrpo-bench command once as a user who may write there")
-    if "not a database" in text or "malformed" in text or "file is encrypted" in text:
-        return (f"{path} is not a readable SQLite database ({text}): the {what} is corrupt or this is another file; "
-                f"restore it from a backup, or move it aside (mv {path} {path}.bad) to start a new store")
-    if "unable to open" in text:
-        return f"cannot open the {what} {path} ({text}): check that the file and its folder exist and are readable"
-    if "readonly" in text.lower():
-        return (f"the {what} {path} is read-only ({text}): give this user write access to it and its folder, or only "
-                "read it (`report`, `status`, `sweep show` read and work on it as it is)")
-    if "locked" in text or "busy" in text:
-        return (f"the {what} {path} is locked by another process ({text}); find it with `fuser {path}` and let it "
-                "finish (or stop it), then retry")
-    if "no such table" in text or "no such column" in text:
-        return (f"{path} does not hold the tables this lgrpo-bench reads ({text}): was the {what} deleted or replaced "
-                "while a command ran, or written by another version? Re-run the command; if it persists, open the "
-                "store once with the version that wrote it")
-    if "disk" in text and ("full" in text or "I/O" in text):
-        return f"the {what} {path} cannot be written ({text}): free space on its disk, then retry"
-    return f"the {what} {path} cannot be used ({type(original).__name__}: {text})"
-
-
-def store_problem(error: BaseException, uri: str) -> StoreProblem | None:
-    """A :class:`StoreProblem` for an exception raised while using the store at ``uri`` (from ``sqlite3``,
-    SQLAlchemy or MLflow), or None when ``error`` is not about the store."""
-    from lgrpo_bench.tracking.store import TrackingUnavailable, sqlite_path
-
-    if isinstance(error, StoreProblem):
-        return error
-    if isinstance(error, TrackingUnavailable):
-        return StoreProblem(str(error))
-    module = type(error).__module__ or ""
-    original = getattr(error, "orig", None)  # SQLAlchemy wraps the DB-API error
-    db_file = sqlite_path(uri)
-    if db_file is not None and (isinstance(error, sqlite3.Error) or isinstance(original, sqlite3.Error)):
-        return StoreProblem(describe_sqlite_error(db_file, original if isinstance(original, sqlite3.Error) else error))
-    if module.startswith("sqlalchemy") or module.startswith("mlflow"):
-        text = str(getattr(error, "message", None) or error).splitlines()[0][:500]
-        if db_file is not None:
-            if not db_file.exists():
-                return StoreProblem(f"the MLflow store {db_file} is gone (deleted while a command used it?): {text}")
-            return StoreProblem(describe_sqlite_error(db_file, RuntimeError(text)))
-        return StoreProblem(f"the MLflow store {uri} failed: {text}")
-    return None
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Any store, through MLflow's client
 # ---------------------------------------------------------------------------------------------------------
@@ -544,8 +480,6 @@ class ClientReader(StoreReader):
     def runs(self, experiment_ids, *, tag_equals=None, tag_not_in=None, filter_string=None, params=False, metrics=True):
         from mlflow.entities import ViewType
         from mlflow.exceptions import MlflowException
-
-        from lgrpo_bench.tracking.store import quote_filter_value
 
         if not experiment_ids:
             return []

@@ -30,6 +30,18 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lgrpo_bench.tracking.location import (
+    DEFAULT_DB_FILENAME,
+    StoreProblem,
+    TrackingUnavailable,
+    check_store_scheme,
+    quote_filter_value,
+    resolve_tracking_uri,
+    sqlite_path,
+    store_problem,
+    workspaces_enabled,
+)
+
 if TYPE_CHECKING:  # mlflow is imported lazily: importing it costs about a second
     from mlflow import MlflowClient
 
@@ -39,6 +51,7 @@ __all__ = [
     "check_reachable",
     "get_or_create_experiment",
     "open_client",
+    "quote_filter_value",
     "resolve_tracking_uri",
     "sqlite_path",
     "workspaces_enabled",
@@ -46,51 +59,6 @@ __all__ = [
     "grid_view_state",
     "set_grid_view",
 ]
-
-DEFAULT_DB_FILENAME = "mlflow.db"
-_SQLITE_PREFIX = "sqlite:///"
-
-
-class TrackingUnavailable(RuntimeError):
-    """The MLflow tracking store cannot be used (not answering, not writable, or not MLflow)."""
-
-
-# ---------------------------------------------------------------------------------------------------------
-# URIs
-# ---------------------------------------------------------------------------------------------------------
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///...`` URI (absolute or relative as written), else ``None``.
-
-    ``sqlite:///:memory:`` and ``sqlite://`` (in-memory) also give ``None``.
-    """
-    if not uri.startswith(_SQLITE_PREFIX):
-        return None
-    raw = urllib.parse.unquote(uri[len(_SQLITE_PREFIX) :].split("?", 1)[0])
-    if not raw or raw == ":memory:":
-        return None
-    return Path(raw)
-
-
-def resolve_tracking_uri(configured: str | None) -> str:
-    """The tracking URI to use: ``configured`` > ``$MLFLOW_TRACKING_URI`` > ``sqlite:///<cwd>/mlflow.db``.
-
-    Empty or blank values count as unset. A relative SQLite path (``sqlite:///mlflow.db``) is made absolute
-    against the current working directory; other URIs come back as given.
-    """
-    for candidate in (configured, os.environ.get("MLFLOW_TRACKING_URI")):
-        if candidate is not None and candidate.strip():
-            return _absolute_sqlite(candidate.strip())
-    return _SQLITE_PREFIX + str(Path.cwd().resolve() / DEFAULT_DB_FILENAME)
-
-
-def _absolute_sqlite(uri: str) -> str:
-    path = sqlite_path(uri)
-    if path is None or path.is_absolute():
-        return uri
-    query = uri.split("?", 1)[1] if "?" in uri else None
-    absolute = _SQLITE_PREFIX + str((Path.cwd() / path).resolve())
-    return f"{absolute}?{query}" if query else absolute
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Reachability
@@ -194,8 +162,6 @@ def _check_sqlite(uri: str) -> None:
     path = sqlite_path(uri)
     if path is None:
         return
-    from lgrpo_bench.tracking.reader import StoreProblem
-
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -211,11 +177,6 @@ def _check_sqlite(uri: str) -> None:
             "and its folder, or choose another store with tracking.uri / $MLFLOW_TRACKING_URI; `report` and `status` "
             "only read and work on a read-only store"
         )
-
-
-def workspaces_enabled() -> bool:
-    """MLflow's workspaces (``$MLFLOW_ENABLE_WORKSPACES``, off by default); with them on, stores are read through MLflow."""
-    return os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -257,8 +218,6 @@ def open_client(uri: str | None = None, *, timeout_s: float = 5.0) -> MlflowClie
     lock, so many workers may open a brand-new database at once.
     """
     from mlflow import MlflowClient
-
-    from lgrpo_bench.tracking.reader import check_store_scheme, store_problem
 
     resolved = resolve_tracking_uri(uri)
     check_store_scheme(resolved)
@@ -308,15 +267,6 @@ def get_or_create_experiment(client: MlflowClient, name: str, artifact_location:
     return existing.experiment_id
 
 
-def quote_filter_value(value: str) -> str:
-    """A string value for an MLflow filter: in single quotes, or double quotes when it holds a single quote."""
-    if "'" not in value:
-        return f"'{value}'"
-    if '"' not in value:
-        return f'"{value}"'
-    raise ValueError(f"MLflow filter strings cannot hold a value with both ' and \": {value!r}")
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Saved grid views: the experiment tags the MLflow UI reads (the UI itself is lgrpo_bench.ui)
 # ---------------------------------------------------------------------------------------------------------
@@ -327,32 +277,84 @@ def grid_view_key(grid: str) -> str:
     return f"{GRID_VIEW_KEY_PREFIX}{grid}"
 
 
-def grid_view_state(grid: str, *, metrics: Sequence[str] = (), group_by: Sequence[str] = ()) -> dict:
+VIEW_CHAR_PX = 8
+"""Width the saved grid view allows per character of a cell or header: the UI's 13 px sans-serif font is 7-8.3 px
+per digit or letter (DejaVu Sans, the widest common fallback, 8.3 px per digit; Arial/Liberation Sans 7.2 px)."""
+VIEW_CELL_PADDING_PX = 40
+"""Horizontal room of a table cell besides its text: padding and the header's sort icon."""
+VIEW_GROUP_CELL_PX = 110
+"""Room of a group row's name cell besides "Group: <name>": the expander, the colour dot and the run-count badge."""
+VIEW_AVERAGE_CHARS = len("0.41933333333333334 (average)")
+"""A group row's metric cell: the UI prints the average with JavaScript's full float precision (it has no number
+format for the runs table: MLflow 3.17's metric columns take a formatter only from a built-in table, empty for
+user metrics) followed by " (average)"; the column is made wide enough for all of it."""
+VIEW_RUN_NAME_MIN_PX = 190
+"""The UI's own width of the run-name column (a run row shows a 12-hex-digit run name or a run id)."""
+
+
+def view_group_label(group_by: Sequence[str], values: Sequence[str]) -> str:
+    """The name the MLflow UI gives a group row: ``Group: <value>`` for one key, ``Group: k1: v1, k2: v2`` for several
+    (an empty value shows as ``(none)``), as MLflow 3.17's runs table writes it."""
+    shown = [value or "(none)" for value in values]
+    if len(shown) == 1:
+        return f"Group: {shown[0]}"
+    return "Group: " + ", ".join(f"{key}: {value}" for key, value in zip(group_by, shown))
+
+
+def grid_view_state(grid: str, *, metrics: Sequence[str] = (), group_by: Sequence[str] = (),
+                    groups: Sequence[Sequence[str]] = ()) -> dict:
     """The saved view of a grid (the JSON the UI reads from ``mlflow.sharedViewState.<key>``).
 
     Filter: the grid's training runs (``lgrpo.in_grid.<grid>`` = true, ``lgrpo.kind`` = train: every current point,
-    also runs another grid made first), so they are listed themselves and not collapsed under the grid's parent run. Rows: grouped by the params ``group_by``
-    (the config keys that tell the grid's configurations apart; default: the algorithm tag), each group
-    expanded with its runs (seeds) and a group row holding the average. Columns: the group keys, seed, state,
-    then ``metrics`` (e.g. ``eval/math500/acc``). Newest runs first within a group.
+    also runs another grid made first). Rows: grouped by the params ``group_by`` (the config keys that tell the
+    grid's configurations apart; default: the algorithm tag), each group expanded with its runs (seeds) and a group
+    row holding the average. Columns, in this order: the group keys, seed, ``metrics`` (e.g. ``eval/math500/acc``),
+    state. Within a group, seeds in ascending order (``tags.lgrpo.seed``, compared as text).
+
+    The sort key is not the start time on purpose: sorted by start time (or unsorted and unfiltered), the UI also
+    fetches the parent run of every listed run and shows it, which put the grid's parent run in the table as an
+    extra group and counted it among the "matching runs".
+
+    Column widths (``columnOrder``/``columnWidths``, in pixels) fit each column's header and longest value at
+    :data:`VIEW_CHAR_PX` per character: the run-name column the longest group name of ``groups`` (the values of
+    ``group_by`` of each configuration, as :func:`view_group_label` names it), each metric column a group average
+    printed in full (:data:`VIEW_AVERAGE_CHARS`; the UI cannot round it).
     """
     from lgrpo_bench.tracking import schema as t
 
     def column(kind: str, key: str) -> str:
         return f"{kind}.`{key}`"
 
+    def fit(*texts: str) -> int:
+        return VIEW_CHAR_PX * max(len(text) for text in texts) + VIEW_CELL_PADDING_PX
+
     if group_by:
         keys = [{"mode": "param", "groupByData": key} for key in group_by]
         group_columns = [column("params", key) for key in group_by]
+        group_keys = list(group_by)
     else:
         keys = [{"mode": "tag", "groupByData": t.TAG_ALGORITHM}]
         group_columns = [column("tags", t.TAG_ALGORITHM)]
+        group_keys = [t.TAG_ALGORITHM]
+    labels = [view_group_label(group_keys, values) for values in groups]
+    widths = {
+        column("attributes", "Run Name"): max([VIEW_RUN_NAME_MIN_PX] + [VIEW_GROUP_CELL_PX + VIEW_CHAR_PX * len(label)
+                                                                      for label in labels]),
+        **{name: fit(key, *(str(values[index]) for values in groups if index < len(values)))
+           for index, (name, key) in enumerate(zip(group_columns, group_keys))},
+        column("tags", t.TAG_SEED): fit(t.TAG_SEED),
+        **{column("metrics", name): fit(name, "x" * VIEW_AVERAGE_CHARS) for name in metrics},
+        column("tags", t.TAG_STATE): fit(t.TAG_STATE, *t.STATES),
+    }
+    selected = [*group_columns, column("tags", t.TAG_SEED), *(column("metrics", name) for name in metrics),
+                column("tags", t.TAG_STATE)]
     return {
         "searchFilter": f"tags.`{t.grid_member_tag(grid)}` = 'true' AND tags.`{t.TAG_KIND}` = '{t.KIND_TRAIN}'",
-        "orderByKey": "attributes.start_time",
-        "orderByAsc": False,
-        "selectedColumns": [*group_columns, column("tags", t.TAG_SEED), column("tags", t.TAG_STATE),
-                            *(column("metrics", name) for name in metrics)],
+        "orderByKey": column("tags", t.TAG_SEED),
+        "orderByAsc": True,
+        "selectedColumns": selected,
+        "columnOrder": [column("attributes", "Run Name"), "runDateAndNestInfo", "duration", *selected],
+        "columnWidths": widths,
         "groupBy": {"aggregateFunction": "average", "groupByKeys": keys},
         "runListHidden": False,
         "viewMaximized": False,
@@ -360,7 +362,7 @@ def grid_view_state(grid: str, *, metrics: Sequence[str] = (), group_by: Sequenc
 
 
 def set_grid_view(client: MlflowClient, experiment_id: str, grid: str, *, metrics: Sequence[str] = (),
-                  group_by: Sequence[str] = ()) -> str:
+                  group_by: Sequence[str] = (), groups: Sequence[Sequence[str]] = ()) -> str:
     """Make the MLflow UI open experiment ``experiment_id`` on grid ``grid``'s runs; return the view's share key.
 
     Writes two experiment tags (idempotent; safe to call at every grid start, from several processes):
@@ -368,7 +370,8 @@ def set_grid_view(client: MlflowClient, experiment_id: str, grid: str, *, metric
     * ``mlflow.experimentKind`` = ``custom_model_development``, unless a user chose a kind: the experiment then
       opens on its runs table, not on the GenAI overview;
     * ``mlflow.sharedViewState.lgrpo-grid-<grid>`` = :func:`grid_view_state` (``metrics``: MLflow metric keys to
-      show as columns, e.g. ``eval/arith/acc``; ``group_by``: param keys, e.g. ``algorithm.name``).
+      show as columns, e.g. ``eval/arith/acc``; ``group_by``: param keys, e.g. ``algorithm.name``; ``groups``: the
+      values of ``group_by`` of each configuration, e.g. ``[("grpo",), ("lambda_grpo",)]``, which size the columns).
 
     Returns the view's share key (:func:`grid_view_key`); :func:`lgrpo_bench.ui.views.experiment_runs_route` makes it
     the route to append to the UI's base URL. MLflow 3.x UI; older UIs ignore both tags.
@@ -381,7 +384,7 @@ def set_grid_view(client: MlflowClient, experiment_id: str, grid: str, *, metric
     if experiment.tags.get(t.TAG_EXPERIMENT_KIND, "") in t.EXPERIMENT_KINDS_INFERRED:
         client.set_experiment_tag(experiment_id, t.TAG_EXPERIMENT_KIND, t.EXPERIMENT_KIND_TRAINING)
     key = grid_view_key(grid)
-    state = json.dumps(grid_view_state(grid, metrics=metrics, group_by=group_by), separators=(",", ":"))
+    state = json.dumps(grid_view_state(grid, metrics=metrics, group_by=group_by, groups=groups), separators=(",", ":"))
     if experiment.tags.get(t.SHARED_VIEW_TAG_PREFIX + key) != state:
         client.set_experiment_tag(experiment_id, t.SHARED_VIEW_TAG_PREFIX + key, state)
     return key

@@ -13,24 +13,10 @@ from typing import Callable
 
 import torch
 
-#: Added to the std before dividing (TRL 1.16; verl uses 1e-6).
-ADVANTAGE_STD_EPS = 1e-4
+from lgrpo_bench.algorithms.advantage import batch_std, group_mean, group_std
+from lgrpo_bench.algorithms.advantage.statistics import ADVANTAGE_STD_EPS, group_means, nanstd
 
 AdvantageFn = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]
-
-
-def nanstd(values: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Sample std (ddof 1) ignoring NaNs, NaN with fewer than two values (as ``trl.trainer.utils.nanstd``)."""
-    mean = torch.nanmean(values, dim=dim, keepdim=True)
-    variance = torch.nanmean((values - mean) ** 2, dim=dim, keepdim=True)
-    count = (~torch.isnan(values)).sum(dim=dim, keepdim=True)
-    variance = variance * torch.where(count > 1, count / (count - 1).clamp(min=1), torch.full_like(variance, float("nan")))
-    return torch.sqrt(variance).squeeze(dim) if dim is not None else torch.sqrt(variance).reshape(())
-
-
-def group_means(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
-    """mean_g R for every row (NaNs ignored)."""
-    return torch.nanmean(rewards.view(-1, group_size), dim=1).repeat_interleave(group_size)
 
 
 @dataclass(frozen=True)
@@ -39,7 +25,6 @@ class AdvantageSpec:
     compute: AdvantageFn
 
 
-from lgrpo_bench.algorithms.advantage import batch_std, group_mean, group_std  # noqa: E402
 
 _MODULES = (group_std, group_mean, batch_std)
 

@@ -10,7 +10,7 @@ normalise), a choice TRL cannot make (it has no filter).
 
 import torch
 
-from lgrpo_bench.algorithms.advantage import ADVANTAGE_STD_EPS, group_means, nanstd
+from lgrpo_bench.algorithms.advantage.statistics import ADVANTAGE_STD_EPS, group_means, nanstd
 
 NAME = "batch_std"
 

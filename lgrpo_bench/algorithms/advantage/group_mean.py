@@ -8,7 +8,7 @@ argues). TRL ``scale_rewards="none"``.
 
 import torch
 
-from lgrpo_bench.algorithms.advantage import group_means
+from lgrpo_bench.algorithms.advantage.statistics import group_means
 
 NAME = "group_mean"
 

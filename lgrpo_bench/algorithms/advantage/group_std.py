@@ -7,7 +7,7 @@ TRL ``scale_rewards="group"`` (its default; sample std and ε 1e-4 as here); ver
 
 import torch
 
-from lgrpo_bench.algorithms.advantage import ADVANTAGE_STD_EPS, group_means, nanstd
+from lgrpo_bench.algorithms.advantage.statistics import ADVANTAGE_STD_EPS, group_means, nanstd
 
 NAME = "group_std"
 

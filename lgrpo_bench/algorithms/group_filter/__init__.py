@@ -11,20 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from lgrpo_bench.algorithms.group_filter import drop, none, resample
+from lgrpo_bench.algorithms.group_filter.mixed import ACCURACY_TOLERANCE, mixed_accuracy_groups
 from lgrpo_bench.algorithms.hyperparameter import Hyperparameter
 
 if TYPE_CHECKING:  # the package and its modules import torch only where they compute (the presets read them)
     import torch
-
-#: Two accuracies closer than this count as equal (binary rewards differ by 1).
-ACCURACY_TOLERANCE = 1e-6
-
-
-def mixed_accuracy_groups(accuracy: torch.Tensor) -> torch.Tensor:
-    """(n_groups,) True where the G accuracies of a group are not all equal (NaN, an unscored completion, counts as 0)."""
-    values = accuracy.float().nan_to_num(nan=0.0)
-    return (values.max(dim=1).values - values.min(dim=1).values) > ACCURACY_TOLERANCE
-
 
 @dataclass(frozen=True)
 class GroupFilterSpec:
@@ -33,8 +25,6 @@ class GroupFilterSpec:
     refills: bool = False
     hyperparameters: tuple[Hyperparameter, ...] = ()
 
-
-from lgrpo_bench.algorithms.group_filter import drop, none, resample  # noqa: E402
 
 _MODULES = (none, drop, resample)
 

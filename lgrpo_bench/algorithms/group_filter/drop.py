@@ -6,7 +6,7 @@ Kept groups' completions enter the loss; dropped ones leave it and its normalise
 step to step, so the effective batch size varies; ``resample`` refills it.
 """
 
-from lgrpo_bench.algorithms.group_filter import mixed_accuracy_groups
+from lgrpo_bench.algorithms.group_filter.mixed import mixed_accuracy_groups
 
 NAME = "drop"
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lgrpo_bench.algorithms.group_filter import mixed_accuracy_groups
+from lgrpo_bench.algorithms.group_filter.mixed import mixed_accuracy_groups
 from lgrpo_bench.algorithms.hyperparameter import Hyperparameter
 
 if TYPE_CHECKING:

@@ -15,28 +15,11 @@ declarations.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, make_dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
 from lgrpo_bench.algorithms.hyperparameter import Hyperparameter
-
-if TYPE_CHECKING:
-    import torch
-
-
-@dataclass(frozen=True)
-class SurrogateOutput:
-    """ℓ (B, T) or (B, 1); the importance weight the KL term is multiplied by when its bias correction is on
-    (TRL's ``coef_1``: ρ per token, s_i per sequence); masks of the tokens (sequences) the surrogate clipped below
-    and above (None where the notion does not apply)."""
-
-    per_token_loss: torch.Tensor
-    importance_weight: torch.Tensor
-    clipped_low: torch.Tensor | None = None
-    clipped_high: torch.Tensor | None = None
-
-
-SurrogateFn = Callable[..., SurrogateOutput]
-"""(per_token_logps, old_per_token_logps, advantages, mask, :class:`SurrogateParams`) -> :class:`SurrogateOutput`."""
+from lgrpo_bench.algorithms.surrogate import cispo, clip, gmpo, gspo, sapo
+from lgrpo_bench.algorithms.surrogate.output import SurrogateFn, SurrogateOutput
 
 
 @dataclass(frozen=True)
@@ -51,8 +34,6 @@ class SurrogateSpec:
     hyperparameters: tuple[Hyperparameter, ...] = ()
     trl_options: dict[str, str] = field(default_factory=dict)
 
-
-from lgrpo_bench.algorithms.surrogate import cispo, clip, gmpo, gspo, sapo  # noqa: E402  (they use the types above)
 
 _MODULES = (clip, cispo, sapo, gspo, gmpo)
 

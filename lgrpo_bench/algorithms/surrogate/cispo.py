@@ -10,7 +10,7 @@ TRL ``loss_type="cispo"`` (token mean aggregation).
 """
 
 from lgrpo_bench.algorithms.hyperparameter import Hyperparameter
-from lgrpo_bench.algorithms.surrogate import SurrogateOutput
+from lgrpo_bench.algorithms.surrogate.output import SurrogateOutput
 
 NAME = "cispo"
 SUMMARY = "ℓ = −sg(min(ρ, ε_max))·A·log π_θ (MiniMax-M1, arXiv 2506.13585; ε_max as in ScaleRL and TRL)"

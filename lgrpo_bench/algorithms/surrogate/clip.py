@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lgrpo_bench.algorithms.hyperparameter import Hyperparameter
-from lgrpo_bench.algorithms.surrogate import SurrogateOutput
+from lgrpo_bench.algorithms.surrogate.output import SurrogateOutput
 
 if TYPE_CHECKING:
     import torch

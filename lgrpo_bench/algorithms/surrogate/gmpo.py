@@ -13,7 +13,7 @@ as ``trl.experimental.gmpo.GMPOTrainer`` (``epsilon``/``epsilon_high`` in log sp
 """
 
 from lgrpo_bench.algorithms.hyperparameter import Hyperparameter
-from lgrpo_bench.algorithms.surrogate import SurrogateOutput
+from lgrpo_bench.algorithms.surrogate.output import SurrogateOutput
 
 NAME = "gmpo"
 SUMMARY = ("ℓ = −s·A, s_i = exp(mean_t c_{i,t}), c = log ρ clipped to [−ε, ε] on the pessimistic side "

@@ -9,7 +9,8 @@ The paper's ε is tiny (3e-4 / 4e-4) because s_i stays close to 1, and its loss 
 token-level aggregation TRL warns that each sequence then counts |o_i| times (allowed here, with that note).
 """
 
-from lgrpo_bench.algorithms.surrogate import SurrogateOutput, clip
+from lgrpo_bench.algorithms.surrogate import clip
+from lgrpo_bench.algorithms.surrogate.output import SurrogateOutput
 from lgrpo_bench.algorithms.surrogate.clip import clipped_objective
 
 NAME = "gspo"

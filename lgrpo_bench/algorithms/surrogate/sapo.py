@@ -10,7 +10,7 @@ as ρ leaves 1, faster for negative advantages (τ_neg 1.05 > τ_pos 1.0, TRL's 
 """
 
 from lgrpo_bench.algorithms.hyperparameter import Hyperparameter
-from lgrpo_bench.algorithms.surrogate import SurrogateOutput
+from lgrpo_bench.algorithms.surrogate.output import SurrogateOutput
 
 NAME = "sapo"
 SUMMARY = "ℓ = −(4/τ)·σ(τ(ρ−1))·A, τ = τ_pos if A > 0 else τ_neg (SAPO, arXiv 2511.20347)"
