@@ -78,6 +78,7 @@ from lgrpo_bench.training.lambda_optimizer import (
 )
 from lgrpo_bench.algorithms.length_stats import length_advantage_corr, length_by_correctness
 from lgrpo_bench.training.lambda_rate import lambda_rate_limited, rate_limited_fraction
+from lgrpo_bench.training.seeding import PerRowSeededLLM, request_seed, seeded_vllm_engine
 
 from lgrpo_bench.tracking.record import (
     CHECKPOINT_MANIFEST,
@@ -212,7 +213,13 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
         self.style_of = style_of
         self._styles: list[str] = []  # styles of this process's completions generated since the last batch finished
         self._name, self._paper = model_card_identity(algorithm)  # TRL's model card would say "GRPO" for every run
-        super().__init__(*args, **kwargs)
+        grpo_args = kwargs.get("args", args[2] if len(args) > 2 else None)
+        if grpo_args is not None and grpo_args.use_vllm and grpo_args.vllm_mode == "colocate":
+            with seeded_vllm_engine(grpo_args.seed):  # TRL seeds its engine with the process index only
+                super().__init__(*args, **kwargs)
+        else:
+            super().__init__(*args, **kwargs)
+        self._seed_generation_sources()
         self._refuse_unsupported_options()
         self.mask_truncated_completions = algorithm.mask_truncated_completions
         # TRL's ε for surrogates without their own (its metrics read them), the declared defaults, then this surrogate's
@@ -258,6 +265,31 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
         columns = getattr(self.train_dataset, "column_names", None) or []
         if {"image", "images"} & set(columns):
             raise ValueError("UnifiedLossGRPOTrainer does not support image inputs (dataset column image/images)")
+
+    def _seed_generation_sources(self) -> None:
+        """After TRL's construction: the process RNGs and every vLLM request follow ``args.seed``
+        (:mod:`lgrpo_bench.training.seeding`; the engine seed was set while TRL built it)."""
+        self._generation_seed = request_seed(self.args.seed, self._generation_rank(), 0)
+        if self.use_vllm and self.vllm_mode == "colocate":
+            from accelerate.utils import set_seed
+
+            set_seed(self.args.seed, device_specific=True)  # vLLM's worker re-seeded them with its engine seed
+            self.vllm_generation.llm = PerRowSeededLLM(self.vllm_generation.llm, lambda: self._generation_seed)
+
+    def _generation_rank(self) -> int:
+        """The data-parallel rank whose seeds a generation call uses: the colocated engine's (TP ranks share it);
+        0 in server mode, where the main process sends every request."""
+        if self.use_vllm and self.vllm_mode == "server":
+            return 0
+        return self.accelerator.process_index // max(1, int(getattr(self.args, "vllm_tensor_parallel_size", 1) or 1))
+
+    def _seed_next_generation(self, mode: str, round_index: int = 0) -> None:
+        """The seed of the next generation call: :func:`~lgrpo_bench.training.seeding.request_seed` of (train seed,
+        rank, step, round, mode); colocated rows add their index, the server gets it in ``generation_kwargs``."""
+        self._generation_seed = request_seed(self.args.seed, self._generation_rank(), self.state.global_step,
+                                             round_index, mode)
+        if self.use_vllm and self.vllm_mode == "server":
+            self.vllm_generation.generation_kwargs = {**(self.args.generation_kwargs or {}), "seed": self._generation_seed}
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
@@ -326,6 +358,7 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         if mode == "train" and self.group_filter.refills:
             return self._generate_with_resampling(inputs, group_size)
+        self._seed_next_generation(mode)
         output = super()._generate_and_score_completions(inputs)
         rewards, accuracy = self._local_rewards(len(inputs))
         return self._finish_generation_batch(output, rewards, accuracy, group_size, mode, rounds=1)
@@ -341,6 +374,7 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
         outputs, rewards, accuracies, mixed_by_round = [], [], [], []
         round_inputs = inputs
         while True:
+            self._seed_next_generation("train", round_index=len(outputs))
             outputs.append(super()._generate_and_score_completions(round_inputs))
             round_rewards, round_accuracy = self._local_rewards(n_local)
             rewards.append(round_rewards)
