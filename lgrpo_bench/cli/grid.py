@@ -143,7 +143,7 @@ def status(
 ) -> None:
     """Show a grid's progress from the store (states, step and reward of running runs, results). Example: lgrpo-bench status experiments/quickstart.yaml"""
     from lgrpo_bench.dispatch.progress import PLAN_TABLE_ROWS, plan_table, read_log_progress, states_line
-    from lgrpo_bench.dispatch.state import RUNNING, count_states, state_warnings
+    from lgrpo_bench.dispatch.state import RUNNING, count_states, finished_runs, state_warnings
     from lgrpo_bench.tracking import TrackingUnavailable
 
     console = make_console(plain)
@@ -171,6 +171,10 @@ def status(
     console.print(states_line(count_states(statuses.values())), highlight=False)
     for line in state_warnings(statuses):
         console.print(line, style="yellow", highlight=False)
+    if not finished_runs(statuses):  # nothing to tabulate yet: say so, not "check the experiment name"
+        console.print(f"no results table yet: none of the grid's {len(statuses)} runs has finished training "
+                      f"(it appears once one has; `lgrpo-bench status {grid_file}` again later)", highlight=False)
+        return
     _print_results(expanded, console, baseline, metric)
 
 

@@ -144,13 +144,17 @@ def _start(job: RunJob, name: str, argv: list[str], env: dict[str, str], cwd: st
 
 
 class _Heartbeat:
-    """Writes ``worker.json`` now and every :data:`HEARTBEAT_S` seconds until closed, then removes it."""
+    """Writes ``worker.json`` now and every :data:`HEARTBEAT_S` seconds until closed, then removes it.
 
-    def __init__(self, layout: RunLayout):
+    ``grid_parent_run_id``: the MLflow run id of the grid whose orchestrator started the job, so that ``status``
+    without a grid file counts a run that has no MLflow run yet (a warm start) as running in its grid."""
+
+    def __init__(self, layout: RunLayout, grid_parent_run_id: str | None = None):
         self.path = layout.worker_file
         pid = os.getpid()
         self.record = {"host": socket.gethostname(), "pid": pid, "pid_start": process_start_ticks(pid),
-                       "started": time.time(), "heartbeat": time.time(), "child_pid": None}
+                       "started": time.time(), "heartbeat": time.time(), "child_pid": None,
+                       "grid_parent_run_id": grid_parent_run_id}
         self._stop = threading.Event()
         self._write()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{layout.run_id}", daemon=True)
@@ -199,7 +203,7 @@ def execute_job(job: RunJob, *, cuda_devices: list[str] | None = None,
         env["CUDA_VISIBLE_DEVICES"] = ",".join(cuda_devices)
     cwd = job.cwd if job.cwd and Path(job.cwd).is_dir() else None
     log_path = layout.run_log
-    heartbeat = _Heartbeat(layout)
+    heartbeat = _Heartbeat(layout, job.parent_run_id)
     try:
         steps = job_steps(job)
         for index, (name, argv) in enumerate(steps):

@@ -81,8 +81,8 @@ from lgrpo_bench.tracking.schema import (
 )
 
 __all__ = [
-    "DONE", "FAILED", "GRID_STATES", "HEARTBEAT_S", "NEW", "PRUNED", "QUEUED", "RESUMABLE", "RUNNING",
-    "STALE_AFTER_S", "STOPPED", "TRAINED", "RunStatus", "StoreGrid", "classify", "grid_status", "pid_alive", "plan_grid", "state_warnings",
+    "DONE", "FAILED", "FINISHED", "GRID_STATES", "HEARTBEAT_S", "NEW", "PRUNED", "QUEUED", "RESUMABLE", "RUNNING",
+    "STALE_AFTER_S", "STOPPED", "TRAINED", "RunStatus", "StoreGrid", "classify", "finished_runs", "grid_status", "pid_alive", "plan_grid", "state_warnings",
     "process_start_ticks", "read_train_and_grid_runs", "read_worker", "slurm_job_states", "store_exists", "store_grids",
     "worker_alive",
 ]
@@ -376,6 +376,15 @@ def _run_folders(runs_dir: Path) -> tuple[set[str], set[str], set[str]]:
             {layout.run_id for layout in layouts if layout.submitted_file.exists()})
 
 
+FINISHED: tuple[str, ...] = (TRAINED, DONE)
+"""States of runs with results to tabulate (a trained run's training metrics; a done run's evaluation too)."""
+
+
+def finished_runs(statuses: dict[str, RunStatus]) -> list[str]:
+    """Run ids whose state is in :data:`FINISHED`, in the order given."""
+    return [rid for rid, status in statuses.items() if status.state in FINISHED]
+
+
 def count_states(statuses: Iterable[RunStatus]) -> dict[str, int]:
     counts = dict.fromkeys(GRID_STATES, 0)
     for status in statuses:
@@ -423,10 +432,29 @@ def store_grids(uri: str, experiment: str | None = None) -> list[StoreGrid] | No
             for rid, run in children.items():
                 alive = worker_alive(read_worker(RunLayout.of(runs_dir, str(rid), name).root))
                 counts[classify(dict(run.data.tags), run.info.status, alive)[0]] += 1
+            for state in _states_without_a_run(parent, runs_dir, name, set(children)):  # as plan_grid: classify()
+                counts[state] += 1
             points = int(parent.data.tags.get(TAG_GRID_POINTS, len(children)))
-            counts[NEW] += max(points - len(children), 0)
+            counts[NEW] += max(points - sum(counts.values()), 0)
             grids.append(StoreGrid(grid, name, points, counts, parent.info.run_id))
     return grids
+
+
+def _states_without_a_run(parent, runs_dir: Path, experiment: str, with_run: set[str]) -> list[str]:
+    """States of a grid's runs that have no MLflow run yet, as :func:`grid_status` finds them: ``running`` for a live
+    worker that the grid's orchestrator started (its ``worker.json`` names the grid's parent run: a warm start, the
+    first seconds of a run), ``failed`` for a failure recorded on the parent run (:func:`classify`)."""
+    parent_id = parent.info.run_id
+    failures = {key[len(FAILURE_TAG_PREFIX):]: value for key, value in parent.data.tags.items()
+                if key.startswith(FAILURE_TAG_PREFIX)}
+    _, working, _ = _run_folders(RunLayout.of(runs_dir, "_", experiment).experiment_dir)
+    states = []
+    for rid in (working | set(failures)) - with_run:
+        worker = read_worker(RunLayout.of(runs_dir, rid, experiment).root) if rid in working else None
+        alive = worker is not None and worker.get("grid_parent_run_id") == parent_id and worker_alive(worker)
+        if alive or rid in failures:
+            states.append(classify(None, None, alive, failures.get(rid))[0])
+    return states
 
 
 def state_warnings(statuses: dict[str, RunStatus]) -> list[str]:
