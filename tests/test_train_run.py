@@ -97,6 +97,9 @@ def test_short_run_logs_the_documented_schema(warm_tiny, tmp_path, algorithm):
     assert (prepared_run.layout.final_dir / "model.safetensors").exists()
     card = (prepared_run.layout.root / "README.md").read_text()  # TRL's model card, written with each checkpoint
     assert f"trained with {algorithm} (aggregation " in card and "trained with GRPO" not in card, card
+    assert "[None]" not in card and 'model="None"' not in card, card  # a local base: its folder, not a hub id
+    assert f"fine-tuned version of the local base model `{warm_tiny.path}`" in card, card
+    assert f'model="{prepared_run.layout.final_dir}"' in card, card
 
 
 def test_finished_run_is_skipped(warm_tiny, tmp_path):

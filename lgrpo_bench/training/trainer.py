@@ -560,6 +560,21 @@ class UnifiedLossGRPOTrainer(GRPOTrainer):
                               handle)
                 write_checkpoint_manifest(folder)
 
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
+                          tags: str | list[str] | None = None):
+        """TRL's model card (``README.md`` in the run folder), naming the base model's folder where TRL names a hub
+        id only: a base loaded from a local folder (every tiny warm start) would read "fine-tuned version of
+        [None](https://huggingface.co/None)", and its quick start ``pipeline(model="None")``."""
+        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        card = Path(self.args.output_dir) / "README.md"
+        base = str(getattr(self.model.config, "_name_or_path", "") or "")
+        if not self.is_world_process_zero() or not card.is_file() or not base or not Path(base).is_dir():
+            return
+        text = card.read_text(encoding="utf-8")
+        text = text.replace("[None](https://huggingface.co/None)", f"the local base model `{base}`")
+        text = text.replace('model="None"', f'model="{RunLayout(Path(self.args.output_dir)).final_dir}"')
+        card.write_text(text, encoding="utf-8")
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         """Trainer's ``save_model`` (the final model, and the weights of each checkpoint); a full disk raises
         :class:`~lgrpo_bench.tracking.record.DiskFullError` instead of torch's or safetensors' own words."""
