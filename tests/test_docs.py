@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import html
 import importlib.metadata
 import re
 import shlex
@@ -23,7 +24,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lgrpo_bench.config.reference import FieldDoc, reference, render_markdown, roots
+from lgrpo_bench.config.reference import SECTION_DEFAULT, FieldDoc, reference, render_markdown, roots
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -41,7 +42,14 @@ def written_pages() -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------- generated reference
 
 
-def json_schema_fields(schema: dict, node: dict, prefix: str, out: dict[str, dict]) -> None:
+def resolve(schema: dict, item: dict) -> dict:
+    """A JSON Schema node with its ``$ref`` followed (a nested model's node carries the model's docstring)."""
+    while "$ref" in item:
+        item = schema["$defs"][item["$ref"].split("/")[-1]]
+    return item
+
+
+def json_schema_fields(schema: dict, node: dict, prefix: str, out: dict[str, list[dict]]) -> None:
     """Every property reachable from ``node`` of a pydantic JSON Schema, by dotted path (the reference's rules:
     ``dict[str, Model]`` → ``<name>``, ``list[Model]`` → ``[]``, a union of models merges their fields)."""
     defs = schema.get("$defs", {})
@@ -90,9 +98,10 @@ def test_the_generated_reference_covers_every_schema_field_with_its_default_and_
         documented = sorted((row.description, row.default) for row in rows[key])
         assert len(documented) == len(props), key
         for prop in props:
-            described = [default for description, default in documented if description == prop.get("description", "").strip()]
+            description = prop.get("description") or ({} if "anyOf" in prop else resolve(schema, prop)).get("description", "")
+            described = [default for text, default in documented if text == description.strip()]
             assert described, f"{key}: no row with the schema's description {prop.get('description')!r}"
-            if isinstance(prop.get("default"), dict) and "(the section's defaults)" in described:
+            if isinstance(prop.get("default"), dict) and SECTION_DEFAULT in described:
                 continue  # a nested section: its own fields carry the defaults
             if "default" in prop:
                 assert prop["default"] in [literal(default) for default in described], \
@@ -100,7 +109,7 @@ def test_the_generated_reference_covers_every_schema_field_with_its_default_and_
             elif prop["required"]:
                 assert described == ["required"], f"{key}: the schema requires it, the reference says {described}"
             else:  # a default_factory (pydantic leaves it out of the JSON Schema): a section's defaults
-                assert described == ["(the section's defaults)"], f"{key}: {described}"
+                assert described == [SECTION_DEFAULT], f"{key}: {described}"
 
 
 def test_known_defaults_are_rendered_as_yaml():
@@ -121,19 +130,19 @@ def test_known_defaults_are_rendered_as_yaml():
 def test_the_rendered_tables_hold_one_row_per_field_and_escape_pipes():
     rows = reference("run")
     text = render_markdown(rows)
-    table_rows = [line for line in text.splitlines() if line.startswith("| `")]
+    table_rows = [line for line in text.splitlines() if line.startswith("| <code>")]
     assert len(table_rows) == len(rows)
-    dtype = next(line for line in table_rows if line.startswith("| `model.dtype`"))
-    assert dtype.count(" | ") == 3, "a | inside a cell must be escaped, or the table gets extra columns"
+    overrides = next(line for line in table_rows if line.startswith("| <code>eval.<wbr>overrides</code>"))
+    assert "\\|" not in overrides.split(" | ")[1], "a | inside a code span stays as it is (escaped, it shows)"
 
 
 def test_the_configuration_page_expands_every_root_and_the_hook_refuses_an_unknown_one():
     page = (DOCS / "configuration.md").read_text(encoding="utf-8")
-    expanded = expand_markers(page)
+    expanded = html.unescape(expand_markers(page).replace("<wbr>", ""))
     assert "config-reference:" not in expanded
     for root in roots():
         for row in reference(root):
-            assert f"| `{row.key.replace('|', chr(92) + '|')}` |" in expanded, (root, row.key)
+            assert f"| <code>{row.key}</code> |" in expanded, (root, row.key)
     from mkdocs.exceptions import PluginError
 
     with pytest.raises(PluginError, match="unknown root 'runs'"):
@@ -146,12 +155,15 @@ def test_the_site_builds_strictly_and_its_configuration_page_holds_the_schema(tm
                             capture_output=True, text=True, timeout=300, env={"NO_MKDOCS_2_WARNING": "1",
                                                                               "PATH": str(Path(sys.executable).parent)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    html = (site / "configuration.html").read_text(encoding="utf-8")
-    data_seed = re.search(r"<code>task\.data_seed</code></td>\s*<td><code>int</code></td>\s*<td><code>(.*?)</code>", html)
+    page = (site / "configuration.html").read_text(encoding="utf-8").replace("<wbr>", "")
+    data_seed = re.search(r"<code>task\.data_seed</code></td>\s*<td><code>int</code></td>\s*<td><code>(.*?)</code>", page)
     assert data_seed and data_seed.group(1) == "0"
-    for page in ("index", "getting-started", "commands", "loss", "evaluation", "grids", "clusters", "reports",
+    dtype = re.search(r"<tr>\s*<td><code>model\.dtype</code></td>(.*?)</tr>", page, re.S).group(1)
+    assert dtype.count("<td") == 3 and "\\|" not in dtype and '"auto" | "float32"' in dtype.replace("&quot;", '"')
+    assert "\\|" not in page, "a backslash-escaped pipe shows in the page"
+    for name in ("index", "getting-started", "commands", "loss", "evaluation", "grids", "clusters", "reports",
                  "findings", "sweeps", "mlflow-schema", "reliability", "measurements", "TESTBED", "layout"):
-        assert (site / f"{page}.html").exists(), page
+        assert (site / f"{name}.html").exists(), name
 
 
 # ---------------------------------------------------------------------------------------------- stated defaults

@@ -13,6 +13,8 @@ models (the executor) gives one section per member, named by its discriminator (
 
 from __future__ import annotations
 
+import html
+import inspect
 import json
 import types
 import typing
@@ -22,6 +24,9 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+
+#: The default shown for a nested section (its own keys carry the defaults, in the section's table).
+SECTION_DEFAULT = "(its keys)"
 
 #: Placeholder name of a ``dict[str, Model]`` entry, per dotted path of the dict (others get ``<name>``).
 MAPPING_KEY_NAMES = {"eval.overrides": "<benchmark>", "space": "<dotted key>"}
@@ -93,7 +98,7 @@ def yaml_value(value: Any) -> str:
     if isinstance(value, (int, str)):
         return str(value)
     if isinstance(value, BaseModel):
-        return "(the section's defaults)"
+        return SECTION_DEFAULT
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(yaml_value(item) for item in value) + "]"
     if isinstance(value, dict):
@@ -159,12 +164,13 @@ def document_model(model: type[BaseModel], prefix: str = "", section: str | None
         shown_name = info.alias or name
         key = f"{prefix}.{shown_name}" if prefix else shown_name
         annotation = _strip_annotated(info.annotation)
+        members = _models_in(annotation)
+        description = info.description or (inspect.cleandoc(members[0].__doc__ or "") if len(members) == 1 else "")
         rows.append(FieldDoc(section=section, key=key, name=shown_name, type=type_name(annotation),
-                             default=default_of(info), description=(info.description or "").strip(),
+                             default=default_of(info), description=description.strip(),
                              constraints=constraints_of(info), unit=unit_of(info)))
         origin = typing.get_origin(annotation)
         args = typing.get_args(annotation)
-        members = _models_in(annotation)
         if members:
             union = len(members) > 1
             for member in members:
@@ -181,15 +187,23 @@ def document_model(model: type[BaseModel], prefix: str = "", section: str | None
 
 
 def _cell(text: str) -> str:
+    """Plain text in a table cell: a ``|`` is escaped (Python-Markdown and GitHub both drop the backslash)."""
     return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _code(text: str) -> str:
-    return f"`{text}`" if text and text != "required" else (text or "")
+    """A code span in a table cell: Python-Markdown's tables keep a ``|`` inside backticks in the cell (escaping it
+    would show the backslash), so only line breaks go."""
+    return f"`{text.replace(chr(10), ' ')}`" if text and text != "required" else (text or "")
+
+
+def _key(key: str) -> str:
+    """A dotted key as inline HTML code that may break after a dot (``<wbr>``), so long keys leave the meaning room."""
+    return "<code>" + html.escape(key).replace(".", ".<wbr>") + "</code>"
 
 
 def render_markdown(rows: list[FieldDoc], heading_level: int = 3) -> str:
-    """One table per section: key, type, default, meaning (with unit and bounds)."""
+    """One table per section: key, type, default, meaning (with unit and bounds), for MkDocs' Python-Markdown."""
     out: list[str] = []
     current = None
     for row in rows:
@@ -201,7 +215,7 @@ def render_markdown(rows: list[FieldDoc], heading_level: int = 3) -> str:
         notes = [note for note in (f"unit: {row.unit}" if row.unit else "", row.constraints) if note]
         if notes:
             meaning = f"{meaning} ({'; '.join(notes)})" if meaning else "; ".join(notes)
-        out.append(f"| `{_cell(row.key)}` | `{_cell(row.type)}` | {_cell(_code(row.default))} | {_cell(meaning)} |")
+        out.append(f"| {_key(row.key)} | {_code(row.type)} | {_code(row.default)} | {_cell(meaning)} |")
     return "\n".join(out).lstrip("\n") + "\n"
 
 
