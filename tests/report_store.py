@@ -19,7 +19,8 @@ from lgrpo_bench.tracking import schema as t
 
 @dataclass
 class RunSpec:
-    """One train run to log. ``records``: ``{benchmark: [correct per problem]}`` (one sample each)."""
+    """One train run to log. ``records``: ``{benchmark: [correct per problem]}`` (one sample each), or
+    ``{benchmark: [[correct per sample] per problem]}`` (k samples each: set the identity's protocol and k)."""
 
     algorithm: str
     seed: int
@@ -144,7 +145,8 @@ def _eval_batch(spec: RunSpec) -> tuple[list, dict[str, str]]:
     metrics, tags = [], {}
     for benchmark in sorted(set(spec.acc) | set(spec.records)):
         records = spec.records.get(benchmark)
-        acc = spec.acc[benchmark] if benchmark in spec.acc else sum(records) / len(records)
+        acc = spec.acc[benchmark] if benchmark in spec.acc else sum(
+            sum(c) / len(c) if isinstance(c, list) else c for c in records) / len(records)
         n = len(records) if records is not None else 100
         metrics += [(t.eval_metric(benchmark, "acc"), acc, 0), (t.eval_metric(benchmark, "n"), n, 0),
                     (t.eval_metric(benchmark, "acc_stderr"), 0.01, 0), (t.eval_metric(benchmark, "mean_length"), 20.0, 0)]
@@ -157,8 +159,9 @@ def _log_records(client, run_id: str, spec: RunSpec) -> None:
     for benchmark, correct in spec.records.items():
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / t.EVAL_RECORDS_FILENAME
-            lines = [json.dumps({"problem_id": f"p{i}", "sample": 0, "completion": f"\\boxed{{{int(c)}}}", "extracted": str(int(c)),
-                                 "gold": "1", "correct": bool(c), "length": 10}) for i, c in enumerate(correct)]
+            lines = [json.dumps({"problem_id": f"p{i}", "sample": j, "completion": f"\\boxed{{{int(c)}}}", "extracted": str(int(c)),
+                                 "gold": "1", "correct": bool(c), "length": 10})
+                     for i, samples in enumerate(correct) for j, c in enumerate(samples if isinstance(samples, list) else [samples])]
             path.write_text("\n".join(lines) + "\n", encoding="utf-8")
             client.log_artifact(run_id, str(path), t.eval_records_artifact_dir(benchmark))
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lgrpo_bench.reports import render
 from lgrpo_bench.reports.loader import NO_GRID, ReportData, ReportInputError, RunRecord, Store, load_histories, load_runs, open_store
+from lgrpo_bench.reports.eval_sections import PERFORMANCE_PROFILE, build_eval_sections
 from lgrpo_bench.reports.stats import generated_tokens, learning_curve_mean
 from lgrpo_bench.reports.table import ReportTable, build_table
 from lgrpo_bench.tracking import schema as t
@@ -151,20 +152,25 @@ def generate_report(
     result = ReportResult(table, data)
     images: dict[str, bytes] = {}
     plot_files: list[Path] = []
+    sections = build_eval_sections(table, client)  # nested design, one-seed per-question Δ, across benchmarks: if they apply
+    profile_png = None
     if plots:
         for name, figure in report_figures(table, data.runs, histories).items():
             paths, png = _save(figure, out / "plots", name, pdf="latex" in formats)
             plot_files += paths
             images[name] = png
+        if (profile := sections.profile_figure()) is not None:
+            paths, profile_png = _save(profile, out / "plots", PERFORMANCE_PROFILE, pdf="latex" in formats)
+            plot_files += paths
         result.files += plot_files
     writers = {
-        "md": lambda: {"table.md": render.to_markdown(table)},
+        "md": lambda: {"table.md": render.to_markdown(table) + sections.markdown()},
         "latex": lambda: {"table.tex": render.to_latex(table)} | ({"deltas.tex": d} if (d := render.to_latex_deltas(table)) else {}),
         "csv": lambda: {"results.csv": render.results_csv(table, data.runs, _efficiency(data.runs, histories)),
                         "deltas.csv": render.deltas_csv(table)},
-        "html": lambda: {"report.html": render.to_html(
+        "html": lambda: {"report.html": sections.into_html(render.to_html(
             table, images, title=f"lgrpo-bench report: {data.title}", captions=PLOT_CAPTIONS,
-            subtitle=f"{len(data.runs)} runs from {data.selection} in {client.uri}")},
+            subtitle=f"{len(data.runs)} runs from {data.selection} in {client.uri}"), profile_png)},
     }
     for fmt in formats:
         for filename, text in writers[fmt]().items():
