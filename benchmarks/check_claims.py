@@ -1,4 +1,4 @@
-"""Check this machine against the README's quickstart claims (issue 24 §4): same verdicts, numbers within the spread.
+"""Check this machine against the quickstart claims (docs/measurements.md; issue 24 §4): same verdicts, numbers within the spread.
 
 The quickstart starts from a shipped base (the same weights on every machine), so what differs between CPUs is only
 the RL trajectory: torch's kernels round differently per CPU (``ATEN_CPU_CAPABILITY``), and a run that is chaotic

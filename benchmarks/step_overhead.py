@@ -96,7 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="tiny-l")
     parser.add_argument("--repeats", type=int, default=60)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the README's figures)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the figures of docs/measurements.md)")
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
     with tempfile.TemporaryDirectory() as out:

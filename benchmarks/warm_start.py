@@ -17,7 +17,7 @@ seconds (validation checks included; wall is inflated when the CPU is shared, CP
 whether the held-out greedy accuracy lies in the band. Exit status 1 when a cell is outside the band.
 
 Measured on the 2-core AMD EPYC (AVX2) development machine, torch 2.13, shared with other jobs, recipe version 2:
-all 15 cells (3 presets × seeds 0..4) in the band; the table is in README.md (*Measured*, "Warm starts").
+all 15 cells (3 presets × seeds 0..4) in the band; the table is in docs/measurements.md ("Warm starts").
 """
 
 from __future__ import annotations
