@@ -1,7 +1,8 @@
 """A grid that logs to a real MLflow tracking server (issue 17): ``mlflow server`` on 127.0.0.1 started by the
 test (:class:`clusters.MlflowServer`; SQLite behind it here, PostgreSQL on a cluster, see docs/clusters.md),
 ``tracking.uri: http://127.0.0.1:PORT``, two tiny runs writing at once, artifacts proxied by the server. Everything a
-user reads afterwards — ``plan``, the results table, the artifacts — comes through the server; no file of the store is written by the runs themselves."""
+user reads afterwards — ``plan``, the results table, the artifacts — comes through the server; no file of the
+store is written by the runs themselves."""
 
 from __future__ import annotations
 
