@@ -55,7 +55,8 @@ def eval_command(
     as_json: bool = typer.Option(False, "--json", help="Print {benchmark: {metric: value}} as JSON instead of a table"),
     plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
     config_file: Optional[Path] = typer.Option(None, "--config", help="Run YAML: evaluate that run's final model into its MLflow run"),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key of --config, e.g. --set eval.limit=20"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key: any key of --config's run config; an "
+                                             "eval.* key with --model too, e.g. --set eval.overrides.gsm8k.max_tokens=2048"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store (default: the config's, $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)"),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment (without --config): where "
                                              "run:<id> is looked for (default: every experiment) and where other "
@@ -65,12 +66,17 @@ def eval_command(
 ) -> None:
     """Evaluate a model on math benchmarks (lm-eval). Example: lgrpo-bench eval --model tiny-s --benchmarks arith"""
     from lgrpo_bench.config import ConfigError
+    from lgrpo_bench.config.loading import set_dotted
     from lgrpo_bench.config.schema import EvalConfig
     from lgrpo_bench.runs.resolve import eval_problems, load_run
 
     offline_defaults()
+    eval_sets = []  # --set eval.* with --model: applied to the evaluation settings below
     if set_ and config_file is None:
-        fail_input("--set needs --config")
+        try:
+            eval_sets = _eval_overrides(set_)
+        except ConfigError as error:
+            fail_input(str(error))
     if (config_file is None) == (model is None):
         fail_input("give exactly one of --model and --config")
     run_config = None
@@ -84,16 +90,20 @@ def eval_command(
     base = run_config.eval if run_config is not None else EvalConfig()
     updates = {key: value for key, value in (("backend", backend), ("limit", limit),
                                              ("data_dir", str(data_dir) if data_dir else None)) if value is not None}
-    names = _split_benchmarks(benchmarks) or (list(run_config.eval.benchmarks) if run_config is not None else [])
+    data = {"eval": base.model_dump()}
+    for key, value in eval_sets:
+        set_dotted(data, key, value)
+    names = _split_benchmarks(benchmarks) or list(data["eval"]["benchmarks"])
     try:
-        eval_config = EvalConfig.model_validate({**base.model_dump(), **updates, "benchmarks": names})
+        eval_config = EvalConfig.model_validate({**data["eval"], **updates, "benchmarks": names})
     except Exception as error:  # pydantic ValidationError: name the key
         from pydantic import ValidationError
 
         from lgrpo_bench.config.loading import format_validation_error
 
         if isinstance(error, ValidationError):
-            fail_input(format_validation_error(error, "command line").replace("command line: benchmarks", "--benchmarks"))
+            text = format_validation_error(error, "command line", EvalConfig)
+            fail_input(text.replace("command line: benchmarks", "--benchmarks").replace("command line: ", "--set eval."))
         raise
     if not names:
         fail_input("no benchmarks: pass --benchmarks (e.g. --benchmarks math500,aime24) or set eval.benchmarks in the config")
@@ -157,6 +167,23 @@ def eval_command(
         typer.echo(json.dumps(result.metrics(), indent=2, sort_keys=True, allow_nan=True))
     else:
         _print_table(result, plain)
+
+
+def _eval_overrides(texts: list[str]) -> list[tuple[str, object]]:
+    """(dotted key, value) of each ``--set`` given with ``--model``: only ``eval.*`` keys of the run config schema
+    (:class:`~lgrpo_bench.config.schema.EvalConfig`), each checked with a did-you-mean."""
+    from lgrpo_bench.config import ConfigError
+    from lgrpo_bench.config.loading import check_override_key, parse_override
+
+    found = []
+    for text in texts:
+        key, value = parse_override(text)
+        if not key.startswith("eval."):
+            raise ConfigError(f"--set {key}: with --model only evaluation settings (eval.*) can be set, e.g. "
+                              "--set eval.overrides.gsm8k.max_tokens=2048; a run config's other keys need --config")
+        check_override_key(key)
+        found.append((key, value))
+    return found
 
 
 def _run_config_of(run_id: str, tracking_uri: str | None, experiment: str | None):

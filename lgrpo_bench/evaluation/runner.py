@@ -244,7 +244,9 @@ def evaluate(
         for name, settings in todo.items():
             if isinstance(max_length, int) and settings.max_tokens >= max_length:
                 raise ValueError(f"{name}: max_tokens={settings.max_tokens} does not fit the model's context of "
-                                 f"{max_length} tokens; set eval.overrides.{name}.max_tokens lower")
+                                 f"{max_length} tokens; set eval.overrides.{name}.max_tokens lower, e.g. "
+                                 f"--set eval.overrides.{name}.max_tokens={max(max_length // 2, 1)} on the eval "
+                                 "command line (or in the run config)")
         data_dir = str(eval_config.data_dir) if eval_config.data_dir else None
         tokenizer = model_path if backend != "oracle" else None
         generation_started = time.perf_counter()
