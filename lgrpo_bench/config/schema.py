@@ -192,6 +192,10 @@ class TrainConfig(_Strict):
     )
     num_iterations: int = Field(1, ge=1, description="μ: optimisation passes over each generation batch")
     use_vllm: bool = Field(False, description="vLLM rollouts (GPU, needs the vllm extra)")
+    vllm_importance_sampling_correction: bool = Field(
+        True, description="TRL's correction of the vLLM-vs-trainer mismatch (on in TRL 1.16); with vLLM it is biased "
+        "when top_p < 1 or top_k > 0 (TRL #6789), so that combination is refused: turn it off or sample untruncated",
+    )
     bf16: bool | None = Field(None, description="bf16 mixed precision; None = on with CUDA, off on CPU")
     gradient_checkpointing: bool = Field(False, description="Activation checkpointing (large models on GPU)")
     heldout_every: int = Field(5, ge=0, description="Greedy held-out accuracy every K steps (0 = off)", json_schema_extra=_unit("steps"))

@@ -65,10 +65,30 @@ def run_problems(config: RunConfig) -> list[ConfigProblem]:
     problems += _split_problems(config)
     problems += _template_problems(config.task.template, "task.template")
     problems += eval_problems(config.eval)
+    problems += biased_sampling_problems(config)
     if config.task.name == "math" and config.task.data is not None:
         levels = tuple(config.task.levels) if config.task.levels is not None else None
         problems += _math_data_problems(config.task.data, levels)
     return problems
+
+
+def biased_sampling_problems(config: RunConfig) -> list[ConfigProblem]:
+    """TRL's vLLM importance-sampling correction with truncated sampling (``top_p < 1`` or ``top_k > 0``) is refused.
+
+    vLLM returns log-probabilities renormalised over the tokens that survive truncation (``processed_logprobs``),
+    while the trainer's are over the full vocabulary, so every token's ratio carries the kept mass S < 1, which is no
+    policy change: the loss is scaled by S (TRL #6789, open; TRL 1.16 has no correction against the truncated
+    distribution)."""
+    train = config.train
+    if not (train.use_vllm and train.vllm_importance_sampling_correction) or (train.top_p >= 1 and train.top_k == 0):
+        return []
+    truncation = " and ".join(part for part, on in ((f"train.top_p={train.top_p}", train.top_p < 1),
+                                                     (f"train.top_k={train.top_k}", train.top_k > 0)) if on)
+    return [ConfigProblem("train.vllm_importance_sampling_correction",
+                          f"on with train.use_vllm and {truncation}: TRL's vLLM importance-sampling correction is "
+                          "biased under truncated sampling (vLLM's log-probabilities are renormalised over the kept "
+                          "tokens, the trainer's are not, so every ratio carries the kept mass; TRL #6789); set "
+                          "train.vllm_importance_sampling_correction: false, or train.top_p: 1.0 and train.top_k: 0")]
 
 
 def _algorithm_problems(config: RunConfig) -> list[ConfigProblem]:

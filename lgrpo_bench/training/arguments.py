@@ -70,6 +70,7 @@ def grpo_config(config: RunConfig, output_dir: str | Path, *, algorithm: Resolve
         mask_truncated_completions=algorithm.mask_truncated_completions,
         loss_type=trl_loss_type(algorithm.aggregation, algorithm.surrogate) or "dapo",
         use_vllm=train.use_vllm,
+        vllm_importance_sampling_correction=train.vllm_importance_sampling_correction,
         vllm_mode="colocate",
         bf16=bf16,
         fp16=False,
