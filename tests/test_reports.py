@@ -184,17 +184,22 @@ def test_csv_round_trip(paper_store, tmp_path):
     result = generate_report(uri, experiments=["paper"], formats=["csv"], out_dir=tmp_path, plots=False, statistics=False)
     rows = list(csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text())))
     data = load_runs(client, ["paper"])
-    expected = {(r.mlflow_run_id, b, m): v for r in data.runs for b, metrics in r.eval_metrics.items() for m, v in metrics.items()}
-    got = {(row["mlflow_run_id"], row["benchmark"], row["metric"]): float(row["value"]) for row in rows if row["benchmark"] != "train"}
+    # in the tables' units, named in the unit column: fractions × 100 in points, lengths in tokens, counts in problems
+    units = {"acc": ("points", 100.0), "acc_stderr": ("points", 100.0), "mean_length": ("tokens", 1.0), "n": ("problems", 1.0)}
+    expected = {(r.mlflow_run_id, b, m): (units[m][0], units[m][1] * v) for r in data.runs for b, metrics in r.eval_metrics.items()
+                for m, v in metrics.items()}
+    got = {(row["mlflow_run_id"], row["benchmark"], row["metric"]): (row["unit"], float(row["value"])) for row in rows
+           if row["benchmark"] != "train"}
     assert got == expected
     assert len(got) == 4 * (6 + 4 + 1 + 2 + 2)  # 4 metrics × (run, benchmark) pairs of the 8 reported runs
-    efficiency = {row["run_id"]: float(row["value"]) for row in rows if row["benchmark"] == "train"}
-    assert efficiency["grpo-1B-s0"] == pytest.approx(0.2) and len(efficiency) == 6
+    efficiency = {row["run_id"]: (float(row["value"]), row["unit"]) for row in rows if row["benchmark"] == "train"}
+    assert efficiency["grpo-1B-s0"] == (pytest.approx(20.0), "points") and len(efficiency) == 6
     one = next(row for row in rows if row["run_id"] == "grpo-1B-s1" and row["benchmark"] == "b1" and row["metric"] == "acc")
     assert (one["algorithm"], one["seed"], one["model_size"], one["hash"], one["protocol"]) == ("grpo", "1", "1B", "hash-b1", "greedy")
     deltas = list(csv.DictReader(io.StringIO((tmp_path / "deltas.csv").read_text())))
     avg = next(d for d in deltas if d["algorithm"] == "lambda_grpo" and d["column"] == AVERAGE)
-    assert float(avg["delta"]) == pytest.approx(0.05) and avg["ci_low"] == "" and avg["significant"] == ""
+    assert float(avg["delta"]) == pytest.approx(5.0) and avg["unit"] == "points"  # the table's 0.05 fraction, in points
+    assert avg["ci_low"] == "" and avg["significant"] == ""
     assert {d["column"] for d in deltas} == {"b1", "b2", AVERAGE, EFFICIENCY}
     assert result.files == [tmp_path / "results.csv", tmp_path / "deltas.csv"]
 

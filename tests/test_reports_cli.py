@@ -38,7 +38,7 @@ def test_all_formats_written(store, tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deltas.csv", "deltas.tex", "report.html", "results.csv", "table.md", "table.tex"]
     assert "| 0.5B | grpo | 2 |" in (tmp_path / "table.md").read_text()
-    assert "4 runs from experiment(s) cli; wrote 6 files" in result.output
+    assert "4 runs of experiment cli; wrote 6 files" in result.output
 
 
 def test_grid_file_selects_the_grid_and_logs_plots(store, tmp_path):

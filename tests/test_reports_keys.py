@@ -162,7 +162,7 @@ def test_csvs_carry_one_column_per_key(key_store, tmp_path):
         | {("lambda_grpo", lam, lr, str(s)) for lam in ("0.0", "1.0") for lr in ("1e-05", "3e-05") for s in range(3)})
     deltas = list(csv.DictReader(io.StringIO((tmp_path / "deltas.csv").read_text())))
     one = next(r for r in deltas if (r["algorithm"], r["lam_init"], r["learning_rate"], r["column"]) == ("lambda_grpo", "1.0", "1e-05", "arith"))
-    assert float(one["delta"]) == pytest.approx(0.07) and one["matched_keys"] == "learning_rate" and one["baseline_keys"] == ""
+    assert float(one["delta"]) == pytest.approx(7.0) and one["unit"] == "points" and one["matched_keys"] == "learning_rate" and one["baseline_keys"] == ""
     assert one["method"] == "paired t" and one["df"] == "2.0" and one["n_seeds"] == "3"
 
 

@@ -60,7 +60,7 @@ def test_default_report_shows_only_the_current_points(versions, tmp_path):
     assert rows[1:3] == [["0.2M", "grpo", "2", "61.0 ± 1.4"], ["0.2M", "dapo", "2", "**71.0 ± 1.4**"]]
     note = "4 runs of earlier versions of this grid are not shown; lgrpo-bench report --all-versions includes them"
     assert note in (tmp_path / "table.md").read_text() and note in " ".join(result.output.split())
-    assert "4 runs from experiment(s)" in result.output
+    assert "4 runs of grid versions in experiment versions; wrote 1 file to" in result.output
 
 
 def test_all_versions_keys_rows_by_the_value_that_differs(versions, tmp_path):
@@ -74,7 +74,7 @@ def test_all_versions_keys_rows_by_the_value_that_differs(versions, tmp_path):
     assert rows[1:5] == [["0.2M", "grpo", "1e-05", "2", "31.0 ± 1.4"], ["0.2M", "grpo", "3e-05", "2", "61.0 ± 1.4"],
                          ["0.2M", "dapo", "1e-05", "2", "41.0 ± 1.4"], ["0.2M", "dapo", "3e-05", "2", "**71.0 ± 1.4**"]]
     assert "4 runs of earlier versions of this grid are included (--all-versions), keyed by the values that differ: learning\\_rate" in markdown
-    assert "8 runs from experiment(s)" in result.output
+    assert "8 runs of grid versions in experiment versions" in result.output
     bad = CliRunner().invoke(app, ["report", "--all-versions", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "--all-versions needs --grid" in bad.output
 

@@ -137,12 +137,13 @@ def status(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Store (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)"),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="Only this experiment (without a grid file)"),
     baseline: str = typer.Option("grpo", "--baseline", help="Algorithm the results table's Δ compares against (with a grid file)"),
-    metric: str = typer.Option("acc", "--metric", help="Eval metric of the results table (with a grid file)"),
+    metric: str = typer.Option("acc", "--metric", help="Metric of each run's result column and of the results table "
+                               "(with a grid file): acc, eval/<benchmark>/<metric> or train/<name>"),
     every_row: bool = typer.Option(False, "--all", help=ALL_ROWS_HELP),
     plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
 ) -> None:
-    """Show a grid's progress from the store (states, step and reward of running runs, results). Example: lgrpo-bench status experiments/quickstart.yaml"""
-    from lgrpo_bench.dispatch.progress import PLAN_TABLE_ROWS, plan_table, read_log_progress, states_line
+    """Show a grid's progress from the store (states, step and reward of running runs, each run's result, the results table). Example: lgrpo-bench status experiments/quickstart.yaml"""
+    from lgrpo_bench.dispatch.progress import PLAN_TABLE_ROWS, plan_table, read_log_progress, result_columns, states_line
     from lgrpo_bench.dispatch.state import RUNNING, count_states, finished_runs, state_warnings
     from lgrpo_bench.tracking import TrackingUnavailable
 
@@ -167,7 +168,7 @@ def status(
             if found:
                 progress[point.run_id] = found
     console.print(plan_table(expanded, statuses, title=f"grid {expanded.grid.name}", progress=progress,
-                             limit=None if every_row or plain else PLAN_TABLE_ROWS))
+                             limit=None if every_row or plain else PLAN_TABLE_ROWS, results=result_columns(statuses, metric)))
     console.print(states_line(count_states(statuses.values())), highlight=False)
     for line in state_warnings(statuses):
         console.print(line, style="yellow", highlight=False)

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from lgrpo_bench.cli.common import PLAIN_HELP, app, fail_input, make_console
+from lgrpo_bench.cli.common import app, fail_input, make_console
 
 
 @app.command()
@@ -22,7 +22,10 @@ def report(
     formats: str = typer.Option("md", "--format", help="Comma-separated: md, latex, csv, html"),
     out: Path = typer.Option(Path("report"), "--out", help="Output folder"),
     baseline: str = typer.Option("grpo", "--baseline", help="Algorithm the Δ columns compare against"),
-    metric: str = typer.Option("acc", "--metric", help="Eval metric of the table (eval/<benchmark>/<metric>)"),
+    metric: str = typer.Option("acc", "--metric", help="Metric of the table, in its unit from the schema: acc (every "
+                               "benchmark; or pass@k, mean_length, ...), eval/<benchmark>/<metric> (one benchmark), or "
+                               "train/<name> (last logged value, e.g. train/reward_mean); one no run logged is an error "
+                               "listing those they hold"),
     split: bool = typer.Option(False, "--split", help="Show differently evaluated variants of a benchmark as separate columns instead of refusing"),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the figures (PNG; also PDF with --format latex) and log them to the grid run"),
     statistics: bool = typer.Option(True, "--stats/--no-stats", help="Δ intervals (t over seeds) and the power rows "
@@ -32,8 +35,12 @@ def report(
                                            "varies among the runs, except seeds"),
     average_over: Optional[str] = typer.Option(None, "--average-over", help="Comma-separated config keys to treat as "
                                                "replicates like the seed, on purpose (said in the caption)"),
+    per_seed: bool = typer.Option(False, "--per-seed", help="Also list every run's value (one line per seed) under the "
+                                  "tables, in the terminal, table.md and report.html"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Store (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)"),
-    plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
+    plain: bool = typer.Option(False, "--plain", help="Print the tables as tab-separated values on stdout, each under a "
+                               "'# <name>: <title>' line saying which table it is (summary, deltas, per run); other "
+                               "lines go to stderr"),
 ) -> None:
     """Write the paper table (one row per configuration, mean ± std over seeds, Δ vs baseline with t intervals over
     seeds, minimum detectable effect) and plots.
@@ -81,23 +88,24 @@ def report(
             uri, experiments=experiments or None, grid=grid_name, run_ids=run_ids, all_versions=all_versions,
             filter_string=filter_string, formats=chosen, out_dir=out,
             baseline=baseline, metric=metric, split=split, plots=plots, statistics=statistics, group_by=chosen_keys,
-            average_over=averaged_keys, key_order=key_order,
+            average_over=averaged_keys, key_order=key_order, per_seed=per_seed,
         )
     except (ReportInputError, TrackingUnavailable) as error:
         fail_input(str(error))
     console = make_console(plain)
-    if plain:  # the rows from the table's data: TSV on stdout, title and caption with the other lines on stderr
-        for number, text in enumerate(plain_tables(result.table)):
-            console.print(text.title, markup=False, highlight=False)
-            sys.stdout.write(("\n" if number else "") + "\n".join("\t".join(row) for row in [text.header, *text.rows]) + "\n")
+    if plain:  # the rows from the table's data: TSV on stdout under a "# name: title" line, captions on stderr
+        for number, text in enumerate(plain_tables(result.table, per_seed=per_seed)):
+            sys.stdout.write(("\n" if number else "") + "\n".join([text.heading, *("\t".join(row) for row in [text.header, *text.rows])])
+                             + "\n")
             sys.stdout.flush()
             console.print(text.caption, markup=False, highlight=False)
     else:
-        for table in rich_tables(result.table):
+        for table in rich_tables(result.table, per_seed=per_seed):
             console.print(table)
     for note in result.table.notes:
         console.print(f"- {note}", markup=False, highlight=False)
-    console.print(f"{len(result.data.runs)} runs from {result.data.selection}; wrote {len(result.files)} files to {out}",
+    files, runs = len(result.files), len(result.data.runs)
+    console.print(f"{runs} run{'' if runs == 1 else 's'} of {result.data.location}; wrote {files} file{'' if files == 1 else 's'} to {out}",
                   markup=False, highlight=False)
     if result.logged_to:
         console.print(f"plots logged to grid run(s) {', '.join(result.logged_to)} under report/plots", markup=False,

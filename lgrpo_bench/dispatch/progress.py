@@ -26,7 +26,7 @@ from rich.text import Text
 from lgrpo_bench.dispatch.state import DONE, FAILED, GRID_STATES, NEW, PRUNED, QUEUED, RUNNING, STOPPED, TRAINED, RunStatus
 
 __all__ = ["GridProgress", "LogProgress", "format_seconds", "parse_progress", "plan_table", "read_log_progress",
-           "states_line"]
+           "result_columns", "states_line"]
 
 PROGRESS_RE = re.compile(r"step (\d+)/(\d+)\s+reward (-?[\d.]+(?:e[-+]?\d+)?|nan)")
 WARM_START_RE = re.compile(r"(preparing|building) warm start (\S+) \(seed (\d+)\)(?: (\d+)/(\d+))?")
@@ -105,11 +105,39 @@ PLAN_TABLE_ROWS = 200
 takes minutes to lay out and nobody reads it; the states line under it counts every run."""
 
 
+def result_columns(statuses: dict[str, RunStatus], metric: str = "acc") -> dict[str, dict[str, str]]:
+    """``{column name: {run id: value}}``: each run's own result, ``metric`` (``acc``: ``eval/<benchmark>/acc`` of each
+    benchmark; a full ``eval/...`` or ``train/...`` name: that metric) as logged on its train run, shown in its unit
+    from the schema (``arith acc (points)``: 100 × the fraction, one decimal). Runs without it have no entry."""
+    from lgrpo_bench.tracking.schema import EVAL_PREFIX, TRAIN_PREFIX, metric_spec, parse_eval_metric
+
+    names: set[str] = set()
+    for status in statuses.values():
+        for name in status.metrics:
+            if name == metric and name.startswith((EVAL_PREFIX, TRAIN_PREFIX)):
+                names.add(name)
+            elif name.startswith(EVAL_PREFIX) and not metric.startswith((EVAL_PREFIX, TRAIN_PREFIX)):
+                try:
+                    if parse_eval_metric(name)[1] == metric:
+                        names.add(name)
+                except ValueError:
+                    continue
+    columns: dict[str, dict[str, str]] = {}
+    for name in sorted(names):
+        unit = metric_spec(name).unit
+        label = " ".join(parse_eval_metric(name)) if name.startswith(EVAL_PREFIX) else name
+        columns[f"{label} ({unit.name})"] = {rid: unit.format(status.metrics[name]) for rid, status in statuses.items()
+                                            if name in status.metrics}
+    return columns
+
+
 def plan_table(expanded, statuses: dict[str, RunStatus], *, title: str | None = None,
-               progress: dict[str, LogProgress] | None = None, limit: int | None = None) -> Table:
-    """One row per point: index, run id, the values that distinguish it, state and detail. With ``limit``, the
-    first ``limit`` points that are not ``new`` (the ones with news), then new ones, in grid order, and a title
-    saying how many rows were left out and how to see them."""
+               progress: dict[str, LogProgress] | None = None, limit: int | None = None,
+               results: dict[str, dict[str, str]] | None = None) -> Table:
+    """One row per point: index, run id, the values that distinguish it, state, each run's own results (``results``,
+    :func:`result_columns`: ``status`` shows them) and detail. With ``limit``, the first ``limit`` points that are not
+    ``new`` (the ones with news), then new ones, in grid order, and a title saying how many rows were left out and how
+    to see them."""
     keys = expanded.value_keys
     points = list(expanded.points)
     if limit is not None and len(points) > limit:
@@ -129,6 +157,8 @@ def plan_table(expanded, statuses: dict[str, RunStatus], *, title: str | None = 
     for key in keys:
         table.add_column(key)
     table.add_column("state")
+    for name in results or {}:
+        table.add_column(name, justify="right")
     table.add_column("detail", overflow="fold")
     for point in points:
         status = statuses.get(point.run_id)
@@ -138,7 +168,9 @@ def plan_table(expanded, statuses: dict[str, RunStatus], *, title: str | None = 
             detail = progress[point.run_id].describe() + (f"; {detail}" if detail else "")
         cells = [str(point.index), point.run_id]
         cells += ["" if key not in point.values else _cell(point.values[key]) for key in keys]
-        cells += [Text(state, style=STATE_STYLES.get(state, "")), detail]
+        cells += [Text(state, style=STATE_STYLES.get(state, ""))]
+        cells += [values.get(point.run_id, "—") for values in (results or {}).values()]
+        cells.append(detail)
         table.add_row(*cells)
     return table
 

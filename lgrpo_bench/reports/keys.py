@@ -190,7 +190,8 @@ def resolve_row_keys(
         chosen = [_resolve_name(name, candidates, "--group-by") for name in group_by]
         for key in chosen:
             if key in SEED_KEYS:
-                raise ReportInputError(f"--group-by {key}: a seed is a replicate, never a row key")
+                raise ReportInputError(f"--group-by {key}: a seed is a replicate, never a row key; to see every run's "
+                                       "value, one line per seed, add --per-seed (or read results.csv of --format csv)")
             if key in averaged:
                 raise ReportInputError(f"{key} is in both --group-by and --average-over; choose one")
         keys = list(dict.fromkeys(k for k in chosen if k != ALGORITHM_KEY))

@@ -158,6 +158,9 @@ class ReportData:
     from_elsewhere: dict[str, int] = field(default_factory=dict)
     """``{grid name or "(no grid)": runs}``: reported runs of the grid's current points that another grid (or a run
     outside any grid) made first; empty without a grid."""
+    location: str = ""
+    """Where the reported runs are, in words: ``grid quickstart in experiment quickstart``, ``experiments a, b``,
+    ``experiment paper, matching the filter <filter>`` (the experiments that hold them, not those searched)."""
 
     @property
     def grid_parents(self) -> list[str]:
@@ -362,8 +365,21 @@ def load_runs(
         )
     return ReportData(runs=runs, grid_runs=grid_runs, grid_artifact_uris=grid_artifact_uris, grid=grid,
                       skipped=skipped, selection=described, title=title,
+                      location=_location(runs, dict(zip(ids, names)), grid, wanted_tags, filter_string),
                       earlier_versions=earlier, all_versions=all_versions,
                       from_elsewhere=from_elsewhere, earlier_count=len(earlier_ids))
+
+
+def _location(runs: Sequence[RunRecord], names: Mapping[str, str], grid: str | None, tags: Mapping[str, str],
+              filter_string: str | None) -> str:
+    """:attr:`ReportData.location`: the grid, the experiments that hold ``runs``, the tag values and filter asked for."""
+    held = sorted({names.get(run.experiment_id, run.experiment_id) for run in runs})
+    text = (f"grid {grid} in " if grid is not None else "") + f"experiment{'s' if len(held) != 1 else ''} {', '.join(held)}"
+    if tags:
+        text += " with " + ", ".join(f"{key} = {value}" for key, value in tags.items())
+    if filter_string and filter_string.strip():
+        text += f", matching the filter {filter_string.strip()}"
+    return text
 
 
 def _seed_key(seed: str) -> tuple[int, str]:

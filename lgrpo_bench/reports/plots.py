@@ -228,8 +228,9 @@ def token_preference_figure(
 
 
 def accuracy_vs_compute_figure(points_by_size: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]], ylabel: str):
-    """One panel per model size (``{size: {row label: [(tokens, accuracy) per run]}}``): every run as a point
-    (generated tokens, accuracy), one colour and marker per table row, named in the legend."""
+    """One panel per model size (``{size: {row label: [(tokens, accuracy) per run]}}``, accuracy in the table's unit,
+    points for a fraction): every run as a point (generated tokens, accuracy), one colour and marker per table row,
+    named in the legend."""
     sizes = sorted(points_by_size)
     columns = max(1, min(len(sizes), 2))
     rows = max(1, -(-len(sizes) // columns))
@@ -242,7 +243,7 @@ def accuracy_vs_compute_figure(points_by_size: Mapping[str, Mapping[str, Sequenc
             if not values.size:
                 continue
             style = styles[label]
-            axis.scatter(values[:, 0], 100 * values[:, 1], label=label, alpha=0.85, s=45, color=style.color, marker=style.marker,
+            axis.scatter(values[:, 0], values[:, 1], label=label, alpha=0.85, s=45, color=style.color, marker=style.marker,
                          edgecolors="black", linewidths=0.4)
         axis.set_xlabel("generated tokens in training", fontsize=_FONT_SIZE)
         axis.set_ylabel(ylabel, fontsize=_FONT_SIZE)

@@ -179,6 +179,8 @@ class PowerSummary:
     """Degrees of freedom of the pooled std (Σ (n_i − 1) over what was pooled)."""
     n: int
     """Seeds of the design: pairs (paired) or seeds per row (two-sample)."""
+    effects: tuple[float, ...] = TARGET_EFFECTS
+    """Gains (in the metric's logged scale) :attr:`seeds_for` answers for: the unit's ``effects`` (1 and 2 points)."""
 
     @functools.cached_property
     def std_upper(self) -> float:
@@ -198,33 +200,43 @@ class PowerSummary:
 
     @functools.cached_property
     def seeds_for(self) -> dict[float, int | None]:
-        """``{effect (fraction): seeds needed}`` for :data:`TARGET_EFFECTS`, from ``std``."""
-        return {effect: seeds_needed(effect, self.std, paired=self.paired) for effect in TARGET_EFFECTS}
+        """``{effect: seeds needed}`` for :attr:`effects` (:data:`TARGET_EFFECTS` by default), from ``std``."""
+        return {effect: seeds_needed(effect, self.std, paired=self.paired) for effect in self.effects}
 
     def with_seeds(self, n: int) -> "PowerSummary":
         """The same std and design with ``n`` seeds (what a grid of n seeds would detect)."""
-        return power_summary(self.std, n, paired=self.paired, std_df=self.std_df)
+        return power_summary(self.std, n, paired=self.paired, std_df=self.std_df, effects=self.effects)
 
 
-def power_summary(std: float, n: int, *, paired: bool, std_df: int) -> PowerSummary:
+def power_summary(std: float, n: int, *, paired: bool, std_df: int, effects: tuple[float, ...] = TARGET_EFFECTS) -> PowerSummary:
     """:class:`PowerSummary` of a pooled ``std`` with ``std_df`` degrees of freedom and ``n`` seeds (80 % power,
-    two-sided 5 %; the MDE from the std's upper confidence limit, :func:`std_upper_limit`)."""
-    return PowerSummary(paired=paired, std=std, std_df=std_df, n=n)
+    two-sided 5 %; the MDE from the std's upper confidence limit, :func:`std_upper_limit`); ``effects``: the gains
+    the seeds needed are given for (the metric unit's, :class:`lgrpo_bench.tracking.schema.Unit`)."""
+    return PowerSummary(paired=paired, std=std, std_df=std_df, n=n, effects=tuple(effects))
 
 
 def _seeds_text(n: int | None) -> str:
     return f"> {MAX_SEEDS}" if n is None else str(n)
 
 
-def describe_power(summary: PowerSummary) -> str:
-    """One sentence: MDE with n seeds and the seeds 1 and 2 points need, naming the std it comes from."""
+def describe_power(summary: PowerSummary, unit=None) -> str:
+    """One sentence: MDE with n seeds and the seeds the unit's two gains need (1 and 2 points for a fraction), naming
+    the std it comes from; numbers in ``unit`` (a :class:`lgrpo_bench.tracking.schema.Unit`; default points)."""
+    from lgrpo_bench.tracking.schema import UNIT_POINTS
+
+    unit = unit or UNIT_POINTS
     design = "of paired per-seed differences" if summary.paired else "over seeds within rows (unpaired)"
-    needed = ", ".join(f"{100 * effect:g} point{'s' if effect != 0.01 else ''}: {_seeds_text(summary.seeds_for[effect])} seeds"
-                       for effect in TARGET_EFFECTS)
-    mde = "—" if summary.mde is None else f"{100 * summary.mde:.1f} points"
-    estimate = "—" if summary.mde_estimate is None else f"{100 * summary.mde_estimate:.1f}"
+    if unit == UNIT_POINTS:
+        needed = ", ".join(f"{100 * effect:g} point{'s' if effect != 0.01 else ''}: {_seeds_text(summary.seeds_for[effect])} seeds"
+                           for effect in summary.effects)
+    else:
+        needed = ", ".join(f"{unit.shown(effect):g} {unit.name}: {_seeds_text(summary.seeds_for[effect])} seeds"
+                           for effect in summary.effects)
+    mde = "—" if summary.mde is None else f"{unit.format(summary.mde)} {unit.name}"
+    estimate = "—" if summary.mde_estimate is None else unit.format(summary.mde_estimate)
     confidence = f"{100 * STD_CONFIDENCE:g} %"
+    upper = unit.format(summary.std_upper)
     return (f"with {summary.n} seeds the minimum detectable effect is {mde} (80 % power, two-sided 5 %; from the "
-            f"one-sided {confidence} upper confidence limit {100 * summary.std_upper:.1f} of the pooled std "
-            f"{100 * summary.std:.1f} points {design}, {summary.std_df} df; {estimate} from the std itself); "
+            f"one-sided {confidence} upper confidence limit {upper} of the pooled std "
+            f"{unit.format(summary.std)} {unit.name} {design}, {summary.std_df} df; {estimate} from the std itself); "
             f"seeds needed for {needed}")

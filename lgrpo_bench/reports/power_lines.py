@@ -54,7 +54,7 @@ def plan_power_lines(
             column = table.label(key)  # the benchmark (or Average) column; named once when it is the task's own
             lines.append(f"power ({len(data.runs)} earlier runs of {model} on {task}"
                          f"{'' if column == task else f', column {column}'}): "
-                         + describe_power(summary.with_seeds(n_seeds)))
+                         + describe_power(summary.with_seeds(n_seeds), table.unit))
     return lines
 
 

@@ -134,8 +134,11 @@ def generate_report(
     average_over: Sequence[str] = (),
     key_order: Sequence[str] = (),
     log_to_grid: bool = True,
+    per_seed: bool = False,
 ) -> ReportResult:
-    """Load, build and write a report (see the module doc for the files). Raises ``ReportInputError``."""
+    """Load, build and write a report (see the module doc for the files). Raises ``ReportInputError``.
+
+    ``per_seed``: ``table.md`` and ``report.html`` also list every run's value of each column."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ReportInputError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
@@ -164,13 +167,13 @@ def generate_report(
             plot_files += paths
         result.files += plot_files
     writers = {
-        "md": lambda: {"table.md": render.to_markdown(table) + sections.markdown()},
+        "md": lambda: {"table.md": render.to_markdown(table, per_seed=per_seed) + sections.markdown()},
         "latex": lambda: {"table.tex": render.to_latex(table)} | ({"deltas.tex": d} if (d := render.to_latex_deltas(table)) else {}),
         "csv": lambda: {"results.csv": render.results_csv(table, data.runs, _efficiency(data.runs, histories)),
                         "deltas.csv": render.deltas_csv(table)},
         "html": lambda: {"report.html": sections.into_html(render.to_html(
-            table, images, title=f"lgrpo-bench report: {data.title}", captions=PLOT_CAPTIONS,
-            subtitle=f"{len(data.runs)} runs from {data.selection} in {client.uri}"), profile_png)},
+            table, images, title=f"lgrpo-bench report: {data.title}", captions=PLOT_CAPTIONS, per_seed=per_seed,
+            subtitle=f"{len(data.runs)} run{'' if len(data.runs) == 1 else 's'} of {data.location}, in the MLflow store {client.uri}"), profile_png)},
     }
     for fmt in formats:
         for filename, text in writers[fmt]().items():
@@ -291,17 +294,19 @@ def _accuracy_vs_compute(table: ReportTable, runs: Sequence[RunRecord], historie
             tokens = run.train_metrics.get("train/num_tokens")
         if accuracy is not None and tokens is not None:
             by_size.setdefault(run.model_size, {}).setdefault(label(run), []).append((tokens, accuracy))
-    ylabel = f"{table.metric} (points, {'average over benchmarks' if table.has_average else column_keys[0] if column_keys else '?'})"
+    ylabel = (f"{table.metric} ({table.unit.name}, "
+              f"{'average over benchmarks' if table.has_average else column_keys[0] if column_keys else '?'})")
     return plots.accuracy_vs_compute_figure(by_size, ylabel)
 
 
 def _run_accuracy(table: ReportTable, run: RunRecord) -> float | None:
-    """The run's benchmark average (or its only column) of the table metric; ``None`` when incomplete."""
-    values = [run.eval_metrics.get(c.benchmark, {}).get(table.metric) for c in table.columns]
+    """The run's benchmark average (or its only column) of the table metric, in the table's unit; ``None`` when
+    incomplete."""
+    values = [table.run_values.get(run.mlflow_run_id, {}).get(c.key) for c in table.columns]
     if not values or any(v is None for v in values):
         return None
     if table.has_average or len(values) == 1:
-        return fmean(values)
+        return table.unit.shown(fmean(values))
     return None
 
 

@@ -14,7 +14,11 @@ Rules
   then mean ± std over seeds; only with two benchmark columns or more (with one it would repeat that column).
   Sample efficiency: per run, :func:`~lgrpo_bench.reports.stats.learning_curve_mean`
   of ``train/heldout_acc``, then mean ± std over seeds (the column exists when any run logged it).
-* Best: the highest mean of a column within a model size is marked (when at least two rows have a value).
+* Metric (:mod:`.metrics`): ``acc`` (every benchmark), ``eval/<benchmark>/<metric>`` (one), ``train/<name>`` (last
+  logged value); one no run logged is refused, naming those they hold. Every value is in the metric's unit from the
+  schema (:attr:`ReportTable.unit`); the Sample efficiency column (held-out accuracy) only joins accuracy-like metrics.
+* Best: the best mean of a column within a model size is marked (when at least two rows have a value), every row
+  whose mean, as shown, equals it (ties all marked); none for a metric with no better direction (a length).
 * Seed std line: :func:`~lgrpo_bench.reports.stats.pooled_seed_std` per column and model size, over its rows.
 * Δ: every non-baseline row minus the baseline row of its model size with the same key values
   (:func:`~lgrpo_bench.reports.keys.match_baseline`), difference of seed means, with the t interval over
@@ -50,6 +54,7 @@ import numpy as np
 
 from lgrpo_bench.reports.keys import BaselineMatch, RowKeys, check_replicates, match_baseline, resolve_row_keys, sort_key
 from lgrpo_bench.reports.loader import ReportInputError, RunRecord
+from lgrpo_bench.reports.metrics import TRAIN_SOURCE, MetricChoice, resolve_metric
 from lgrpo_bench.reports.power import PowerSummary, power_summary
 from lgrpo_bench.reports.stats import (
     DEFAULT_CONFIDENCE,
@@ -113,6 +118,8 @@ class Column:
     label: str
     n_problems: int | None = None
     """Problems of the benchmark (identity tag ``n``), when the runs logged it."""
+    source: str = "eval"
+    """``eval``: the value is ``eval/<benchmark>/<metric>``; ``train``: the training metric ``key`` (last logged value)."""
 
 
 @dataclass
@@ -198,6 +205,20 @@ class ReportTable:
     footnotes: list[tuple[str, str]] = field(default_factory=list)
     """(mark, text) lines that belong under the tables in every format: the meaning of each row mark used, and the
     hardware line when the runs mix hardware (mark ``""``)."""
+    choice: MetricChoice = field(default_factory=lambda: MetricChoice("acc"))
+    """The metric tabulated, its unit and better direction (:mod:`.metrics`)."""
+    run_values: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    """``{MLflow run id: {value key: the run's value}}``: what each cell's mean ± std is computed from (``--per-seed``)."""
+
+    @property
+    def unit(self) -> t.Unit:
+        """The unit every value column is shown in (from the schema: points for fractions, tokens, reward, ...)."""
+        return self.choice.unit
+
+    @property
+    def higher_is_better(self) -> bool | None:
+        """Which mean of a column is marked best (``None``: none is)."""
+        return self.choice.spec.higher_is_better
 
     @property
     def value_keys(self) -> list[str]:
@@ -249,12 +270,18 @@ def _problem_count(runs: Sequence[RunRecord], benchmark: str) -> int | None:
         return None
 
 
-def table_columns(runs: Sequence[RunRecord], metric: str, split: bool) -> tuple[list[Column], list[str]]:
-    """The benchmark columns of ``runs`` (benchmarks with ``metric``, sorted), and notes about splits.
+def table_columns(runs: Sequence[RunRecord], metric: str | MetricChoice, split: bool) -> tuple[list[Column], list[str]]:
+    """The benchmark columns of ``runs`` (benchmarks with ``metric``, sorted; only its benchmark for
+    ``eval/<benchmark>/<metric>``; one column for a training metric), and notes about splits.
 
     Raises :class:`IncomparableRuns` when a benchmark has several identities and ``split`` is False.
     """
-    benchmarks = sorted({b for run in runs for b, values in run.eval_metrics.items() if metric in values})
+    choice = metric if isinstance(metric, MetricChoice) else MetricChoice(metric)
+    if choice.source == TRAIN_SOURCE:
+        return [Column(choice.name, "", (), choice.name, None, TRAIN_SOURCE)], []
+    metric = choice.name
+    benchmarks = sorted({b for run in runs for b, values in run.eval_metrics.items() if metric in values
+                         and choice.benchmark in (None, b)})
     columns: list[Column] = []
     notes: list[str] = []
     problems: list[str] = []
@@ -291,6 +318,8 @@ def table_columns(runs: Sequence[RunRecord], metric: str, split: bool) -> tuple[
 
 
 def _value(run: RunRecord, column: Column, metric: str) -> float | None:
+    if column.source == TRAIN_SOURCE:
+        return run.train_metrics.get(column.key)
     if _identity_key(run, column.benchmark) != column.identity:
         return None
     return run.eval_metrics.get(column.benchmark, {}).get(metric)
@@ -325,14 +354,16 @@ def build_table(
     if not runs:
         raise ReportInputError("no run to report")
     row_keys = resolve_row_keys(runs, group_by=group_by, average_over=average_over, key_order=key_order)
-    columns, notes = table_columns(runs, metric, split)
+    choice = resolve_metric(runs, metric)
+    metric = choice.name
+    columns, notes = table_columns(runs, choice, split)
     split_happened = len({c.benchmark for c in columns}) != len(columns)
     has_average = len(columns) >= 2 and not split_happened
     if split_happened:
         notes.append("the Average column is left out: some benchmark has several evaluation variants")
     curves = heldout_curves or {}
     efficiency = {run.mlflow_run_id: learning_curve_mean(*curves[run.mlflow_run_id]) for run in runs if run.mlflow_run_id in curves}
-    has_efficiency = any(value is not None for value in efficiency.values())
+    has_efficiency = choice.accuracy_like and any(value is not None for value in efficiency.values())
     keys = [c.key for c in columns] + ([AVERAGE] if has_average else []) + ([EFFICIENCY] if has_efficiency else [])
 
     def run_values(run: RunRecord) -> dict[str, float | None]:
@@ -361,11 +392,7 @@ def build_table(
             row.cells = {key: _cell([values_of[r.mlflow_run_id][key] for r in members]) for key in keys}
             rows.append(row)
         for key in keys:
-            means = [row.cells[key].stats.mean for row in rows if row.cells[key].stats.mean is not None and not row.cells[key].nan]
-            if len(means) >= 2:
-                best = max(means)
-                for row in rows:
-                    row.cells[key].best = not row.cells[key].nan and row.cells[key].stats.mean == best
+            _mark_best([row.cells[key] for row in rows], choice)
         per_row = {key: [[values_of[r.mlflow_run_id][key] for r in row.runs] for row in rows] for key in keys}
         seed_std = {key: pooled_seed_std(per_row[key]) for key in keys}
         base_rows = [row for row in rows if row.algorithm == baseline]
@@ -376,12 +403,27 @@ def build_table(
                     deltas.append(_delta_row(row, base_rows, keys, values_of, row_keys, baseline, statistics, confidence))
         else:
             notes.append(f"model size {size}: no {baseline!r} runs, so no Δ vs baseline (choose another with --baseline)")
-        power = {key: _power(key, rows, deltas, base_rows, per_row[key], values_of, row_keys) for key in keys} if statistics else {}
+        power = {key: _power(key, rows, deltas, base_rows, per_row[key], values_of, row_keys, choice.unit.effects)
+                 for key in keys} if statistics else {}
         groups.append(Group(size, rows, seed_std, deltas, bool(base_rows), power))
     notes += _nan_notes(runs, efficiency)
-    table = ReportTable(metric, baseline, columns, groups, has_average, has_efficiency, confidence, notes, row_keys, statistics)
+    table = ReportTable(metric, baseline, columns, groups, has_average, has_efficiency, confidence, notes, row_keys, statistics,
+                        choice=choice, run_values=values_of)
     table.footnotes = _mark_footnotes(table) + _hardware_footnotes(runs, groups)
     return table
+
+
+def _mark_best(cells: Sequence[Cell], choice: MetricChoice) -> None:
+    """Mark every cell whose mean, as shown (the unit's decimals), equals the best shown mean: ties are all bold.
+    Nothing is marked with fewer than two values, or for a metric with no better direction (a length)."""
+    if choice.spec.higher_is_better is None:
+        return
+    shown = {id(cell): float(choice.unit.format(cell.stats.mean)) for cell in cells if cell.stats.mean is not None and not cell.nan}
+    if len(shown) < 2:
+        return
+    best = max(shown.values()) if choice.spec.higher_is_better else min(shown.values())
+    for cell in cells:
+        cell.best = shown.get(id(cell)) == best
 
 
 def _is_nan(value: float | None) -> bool:
@@ -501,7 +543,7 @@ def _difference(row: Row, base: Row, key: str) -> float | None:
 
 def _power(
     key: str, rows: Sequence[Row], deltas: Sequence[DeltaRow], base_rows: Sequence[Row], per_row: Sequence[Sequence[float | None]],
-    values_of: Mapping[str, Mapping[str, float | None]], row_keys: RowKeys,
+    values_of: Mapping[str, Mapping[str, float | None]], row_keys: RowKeys, effects: Sequence[float] | None = None,
 ) -> PowerSummary | None:
     """What a Δ in this column can detect (module doc): paired design when some Δ of the group is paired."""
     differences: list[list[float]] = []
@@ -525,7 +567,7 @@ def _power(
         paired = False
     if std is None or not std > 0:
         return None
-    return power_summary(std, n, paired=paired, std_df=df)
+    return power_summary(std, n, paired=paired, std_df=df, **({"effects": tuple(effects)} if effects else {}))
 
 
 def _size_sort_key(size: str) -> tuple[float, str]:

@@ -37,6 +37,9 @@ Metrics
 * Metrics that TRL's ``GRPOTrainer`` logs are renamed onto these names next to the trainer
   (:mod:`lgrpo_bench.training.trl_metrics`); a key it does not know becomes :func:`train_metric` of it, nothing is
   dropped silently. Keys of the trainer's in-loop evaluation are stored under :data:`TRAINER_EVAL_BENCHMARK`.
+* Every metric has a unit (:func:`metric_spec`: :class:`Unit` and which way is better): fractions are logged in
+  [0, 1] and shown in points (× 100), lengths in tokens, rewards as rewards. Reports, their CSVs, ``plan``'s power
+  lines and ``status`` show values in these units, and only here are they defined.
 
 Params
 ------
@@ -55,6 +58,7 @@ import math
 import posixpath
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
@@ -435,6 +439,115 @@ evaluated in one call share it); a measurement of the machine, never a result.""
 
 TRAINER_EVAL_BENCHMARK = "trainer_eval"
 """Benchmark name under which the trainer's in-loop evaluation (``eval_*`` log keys) is stored."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Units: how every metric's logged value reads (reports, CSVs, power lines and ``status`` take them from here)
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Unit:
+    """How a logged value is shown: ``shown = scale × logged``, with ``decimals`` decimals, named ``name``.
+
+    ``effects``: the gains (logged scale) for which reports and ``plan`` give the seeds a test needs, shown
+    ``scale × effect`` ``short`` (``seeds for 1 / 2 pts``)."""
+
+    name: str
+    """What the shown number is in: ``points``, ``tokens``, ``reward``, ..."""
+    scale: float = 1.0
+    decimals: int = 3
+    effects: tuple[float, ...] = (0.01, 0.02)
+    short: str = ""
+    """Short name after a number (``pts``); the name itself when empty."""
+    logged: str = ""
+    """What the logged value is in, when it differs from ``name`` (``fraction`` for points)."""
+
+    def shown(self, value: float) -> float:
+        """``scale × value``: the number a table shows (and a CSV holds) for logged ``value``."""
+        return self.scale * value
+
+    def format(self, value: float | None, signed: bool = False) -> str | None:
+        """``value`` (logged scale) as shown, with :attr:`decimals` decimals (``+`` sign when ``signed``); ``None`` stays."""
+        if value is None:
+            return None
+        return f"{self.scale * value:+.{self.decimals}f}" if signed else f"{self.scale * value:.{self.decimals}f}"
+
+    @property
+    def abbreviation(self) -> str:
+        return self.short or self.name
+
+
+UNIT_POINTS = Unit("points", 100.0, 1, (0.01, 0.02), "pts", "fraction")
+"""A fraction in [0, 1] (accuracy, pass@k, clip fraction) shown in points (percent, one decimal)."""
+UNIT_TOKENS = Unit("tokens", 1.0, 1, (1.0, 2.0))
+UNIT_REWARD = Unit("reward", 1.0, 3, (0.01, 0.02))
+UNIT_COUNT = Unit("count", 1.0, 1, (1.0, 2.0))
+UNIT_SECONDS = Unit("seconds", 1.0, 2, (1.0, 2.0), "s")
+UNIT_TOKENS_PER_S = Unit("tokens/s", 1.0, 1, (1.0, 2.0))
+UNIT_NATS = Unit("nats", 1.0, 3, (0.01, 0.02))
+UNIT_VALUE = Unit("value", 1.0, 3, (0.01, 0.02))
+"""A number with no unit of its own (loss, λ, gradient norm, a correlation, a metric this schema does not know),
+shown as logged."""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric's :class:`Unit` and which way is better (``None``: neither, e.g. a length; no best is marked)."""
+
+    unit: Unit
+    higher_is_better: bool | None = None
+
+
+EVAL_METRIC_SPECS: dict[str, MetricSpec] = {
+    "acc": MetricSpec(UNIT_POINTS, True),
+    "acc_stderr": MetricSpec(UNIT_POINTS, None),
+    "mean_length": MetricSpec(UNIT_TOKENS, None),
+    "n": MetricSpec(Unit("problems", 1.0, 0, (1.0, 2.0))),
+    EVAL_SECONDS: MetricSpec(UNIT_SECONDS, None),
+}
+"""Units of the metric part of ``eval/<benchmark>/<metric>`` (``pass_<k>`` is :data:`UNIT_POINTS`, higher better)."""
+TRAIN_METRIC_SPECS: dict[str, MetricSpec] = {
+    TRAIN_REWARD_MEAN: MetricSpec(UNIT_REWARD, True),
+    TRAIN_REWARD_STD: MetricSpec(UNIT_REWARD),
+    TRAIN_ACCURACY: MetricSpec(UNIT_POINTS, True),
+    TRAIN_COMPLETION_LENGTH_MEAN: MetricSpec(UNIT_TOKENS),
+    TRAIN_COMPLETION_LENGTH_MIN: MetricSpec(UNIT_TOKENS),
+    TRAIN_COMPLETION_LENGTH_MAX: MetricSpec(UNIT_TOKENS),
+    TRAIN_INCORRECT_LENGTH_MEAN: MetricSpec(UNIT_TOKENS),
+    TRAIN_CORRECT_LENGTH_MEAN: MetricSpec(UNIT_TOKENS),
+    TRAIN_CLIP_FRACTION: MetricSpec(UNIT_POINTS),
+    TRAIN_ENTROPY: MetricSpec(UNIT_NATS),
+    TRAIN_KL: MetricSpec(UNIT_NATS),
+    TRAIN_TOKENS_PER_S: MetricSpec(UNIT_TOKENS_PER_S, True),
+    TRAIN_STEP_S: MetricSpec(UNIT_SECONDS, False),
+    TRAIN_FRAC_ZERO_STD_GROUPS: MetricSpec(UNIT_POINTS),
+    TRAIN_REWARD_TIMEOUTS: MetricSpec(UNIT_COUNT),
+    TRAIN_HELDOUT_ACC: MetricSpec(UNIT_POINTS, True),
+    TRAIN_LAMBDA_RATE_LIMITED: MetricSpec(UNIT_POINTS),
+    TRAIN_GENERATION_BATCHES: MetricSpec(UNIT_COUNT),
+    TRAIN_GROUPS_FILTERED_FRAC: MetricSpec(UNIT_POINTS),
+    TRAIN_GROUP_FILTER_CAP_REACHED: MetricSpec(UNIT_POINTS),
+    TRAIN_NONFINITE_VALUES: MetricSpec(UNIT_COUNT),
+}
+"""Units of the training metrics; ``train/style_share/<style>`` is :data:`UNIT_POINTS`; every other ``train/`` metric
+(loss, λ, weights, gradient norm, learning rate, TRL's own keys) is :data:`UNIT_VALUE`, shown as logged."""
+_PASS_AT_K_METRIC = re.compile(r"^pass_\d+$")
+
+
+def metric_spec(name: str) -> MetricSpec:
+    """The :class:`MetricSpec` of a metric: a full name (``eval/arith/acc``, ``train/reward_mean``) or the metric part
+    of an eval metric (``acc``, ``pass_8``). Unknown names get :data:`UNIT_VALUE` and no better direction."""
+    if name.startswith(TRAIN_PREFIX):
+        if name.startswith(TRAIN_STYLE_SHARE_PREFIX):
+            return MetricSpec(UNIT_POINTS)
+        return TRAIN_METRIC_SPECS.get(name, MetricSpec(UNIT_VALUE))
+    if name.startswith(EVAL_PREFIX):
+        try:
+            name = parse_eval_metric(name)[1]
+        except ValueError:
+            return MetricSpec(UNIT_VALUE)
+    if _PASS_AT_K_METRIC.match(name):
+        return MetricSpec(UNIT_POINTS, True)
+    return EVAL_METRIC_SPECS.get(name, MetricSpec(UNIT_VALUE))
 
 
 def _sanitize_segment(text: str) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from lgrpo_bench.reports.power import MAX_SEEDS, STD_CONFIDENCE, TARGET_EFFECTS
 from lgrpo_bench.reports.stats import PAIRED_T
 from lgrpo_bench.reports.table import SMALL_BENCHMARK, Cell, DeltaCell, ReportTable
+from lgrpo_bench.tracking.schema import UNIT_POINTS, Unit
 
 __all__ = [
     "MDE_LABEL",
@@ -21,7 +22,10 @@ __all__ = [
     "delta_caption",
     "delta_lines",
     "label_columns",
+    "per_run_caption",
+    "per_run_lines",
     "points",
+    "seeds_label",
     "summary_caption",
     "summary_lines",
 ]
@@ -31,6 +35,11 @@ NAN = "NaN"
 NOT_SIGNIFICANT = "n.s."
 MDE_LABEL = "MDE (80 % power)"
 SEEDS_LABEL = "seeds for " + " / ".join(f"{100 * e:g}" for e in TARGET_EFFECTS) + " pts"
+
+
+def seeds_label(unit: Unit = UNIT_POINTS) -> str:
+    """The power row of the seeds needed: ``seeds for 1 / 2 pts`` (points), ``seeds for 1 / 2 tokens``, ..."""
+    return "seeds for " + " / ".join(f"{unit.shown(e):g}" for e in unit.effects) + f" {unit.abbreviation}"
 
 
 def points(value: float | None, signed: bool = False) -> str | None:
@@ -57,14 +66,14 @@ class Style:
     """Δ cells give the p-value (LaTeX leaves it out to keep a cell two lines high: the interval says the same)."""
 
 
-def _cell_text(cell: Cell, row_n: int, style: Style) -> str:
+def _cell_text(cell: Cell, row_n: int, style: Style, unit: Unit = UNIT_POINTS) -> str:
     stats = cell.stats
     if cell.nan:
         return NAN
     if stats.mean is None:
         return style.missing
-    mean = points(stats.mean)
-    std = points(stats.std) if stats.std is not None else style.missing
+    mean = unit.format(stats.mean)
+    std = unit.format(stats.std) if stats.std is not None else style.missing
     text = f"{mean}{style.pm}{std}"
     if cell.best:
         text = style.bold(text)
@@ -77,22 +86,22 @@ def _p_text(p_value: float) -> str:
     return "p<0.001" if p_value < 0.001 else f"p={p_value:.3f}"
 
 
-def _delta_text(cell: DeltaCell, style: Style) -> str:
+def _delta_text(cell: DeltaCell, style: Style, unit: Unit = UNIT_POINTS) -> str:
     if cell.delta is None:
         return style.missing
     if math.isnan(cell.delta):
         return NAN
-    parts = [points(cell.delta, signed=True)]
+    parts = [unit.format(cell.delta, signed=True)]
     result = cell.interval
     if result is not None:
         if result.low is None:
             parts[0] += " (1 seed)"
         elif style.p_values:
-            parts.append(f"[{points(result.low, signed=True)}, {points(result.high, signed=True)}]")
+            parts.append(f"[{unit.format(result.low, signed=True)}, {unit.format(result.high, signed=True)}]")
             parts.append(_p_text(result.p_value) + ("" if result.significant else f" {NOT_SIGNIFICANT}"))
         else:
             parts[0] += "" if result.significant else f" {NOT_SIGNIFICANT}"
-            parts.append(f"[{points(result.low, signed=True)}, {points(result.high, signed=True)}]")
+            parts.append(f"[{unit.format(result.low, signed=True)}, {unit.format(result.high, signed=True)}]")
     return style.stack([style.literal(part.replace("-", style.minus)) for part in parts])
 
 
@@ -125,10 +134,44 @@ def summary_lines(table: ReportTable, style: Style) -> tuple[list[str], list[lis
         starts.append(len(rows))
         for row in group.rows:
             rows.append([style.escape(group.model_size), _name(row.algorithm, row.marks, style)] + _key_cells(row.key_values, table, style)
-                        + [str(row.n)] + [_cell_text(row.cells[k], row.n, style) for k in table.value_keys])
-        seed_line = [points(group.seed_std[k]) or style.missing for k in table.value_keys]
+                        + [str(row.n)] + [_cell_text(row.cells[k], row.n, style, table.unit) for k in table.value_keys])
+        seed_line = [table.unit.format(group.seed_std[k]) or style.missing for k in table.value_keys]
         rows.append([style.escape(group.model_size), SEED_STD_LABEL] + blank_keys + [""] + seed_line)
     return header, rows, starts
+
+
+def _seed_order(seed: str) -> tuple:
+    return (0, int(seed), seed) if seed.lstrip("-").isdigit() else (1, 0, seed)
+
+
+def per_run_lines(table: ReportTable, style: Style) -> tuple[list[str], list[list[str]], list[int]]:
+    """(header, rows, indices of rows that start a model size) of the per-run table (``--per-seed``): every run of every
+    row, by seed, with its own value of each column (:attr:`ReportTable.run_values`), in the table's unit."""
+    averaged = table.row_keys.averaged
+    header = (["Size", "Algorithm"] + [style.escape(label) for label in table.key_labels] + ["seed"]
+              + [style.escape(table.row_keys.labels[key]) for key in averaged] + ["run id"]
+              + [style.escape(table.label(k)) for k in table.value_keys])
+    rows: list[list[str]] = []
+    starts: list[int] = []
+    for group in table.groups:
+        starts.append(len(rows))
+        for row in group.rows:
+            for run in sorted(row.runs, key=lambda r: (_seed_order(r.seed), *table.row_keys.replicate(r)[1:])):
+                values = table.run_values.get(run.mlflow_run_id, {})
+                cells = []
+                for key in table.value_keys:
+                    value = values.get(key)
+                    cells.append(style.missing if value is None else NAN if math.isnan(value) else table.unit.format(value))
+                rows.append([style.escape(group.model_size), _name(row.algorithm, row.marks, style)]
+                            + _key_cells(row.key_values, table, style) + [style.escape(run.seed)]
+                            + [style.escape(str(run.params.get(key, style.missing))) for key in averaged]
+                            + [style.escape(run.run_id)] + cells)
+    return header, rows, starts
+
+
+def per_run_caption(table: ReportTable) -> str:
+    return (f"{table.metric} in {_unit_words(table)}, one line per run: the values each row's mean ± std is computed from "
+            "(run id: the lgrpo run id; results.csv has every metric of every run)")
 
 
 def _power_cells(table: ReportTable, group, style: Style) -> tuple[list[str], list[str]]:
@@ -140,9 +183,9 @@ def _power_cells(table: ReportTable, group, style: Style) -> tuple[list[str], li
             mde.append(style.missing)
             seeds.append(style.missing)
             continue
-        mde.append(f"{points(summary.mde)} (n={summary.n})" if summary.mde is not None else style.missing)
+        mde.append(f"{table.unit.format(summary.mde)} (n={summary.n})" if summary.mde is not None else style.missing)
         seeds.append(style.literal(" / ".join(f">{MAX_SEEDS}" if summary.seeds_for[e] is None else str(summary.seeds_for[e])
-                                              for e in TARGET_EFFECTS)))
+                                              for e in summary.effects)))
     return mde, seeds
 
 
@@ -173,11 +216,11 @@ def delta_lines(table: ReportTable, style: Style, compact: bool = False) -> tupl
                     versus = [style.escape(table.baseline + (f" at {delta_row.baseline_keys_text}" if delta_row.baseline_keys_text else ""))]
             rows.append([style.escape(group.model_size), _name(delta_row.algorithm, delta_row.marks, style)]
                         + _key_cells(delta_row.key_values, table, style) + versus
-                        + [_delta_text(delta_row.cells[k], style) for k in table.value_keys])
+                        + [_delta_text(delta_row.cells[k], style, table.unit) for k in table.value_keys])
         if table.statistics:
             mde, seeds = _power_cells(table, group, style)
             rows.append([style.escape(group.model_size), style.escape(MDE_LABEL)] + blank + mde)
-            rows.append([style.escape(group.model_size), style.escape(SEEDS_LABEL)] + blank + seeds)
+            rows.append([style.escape(group.model_size), style.escape(seeds_label(table.unit))] + blank + seeds)
     return header, rows, starts
 
 
@@ -194,14 +237,28 @@ def summary_caption(table: ReportTable) -> str:
                     f"treated as replicates on purpose, n counts them)")
     by_keys = f"; one row per {', '.join(table.key_labels)}" if table.key_labels else ""
     small = _small_benchmarks(table)
-    return (f"{table.metric} in points, mean ± std over seeds (n = seeds per row; a cell with fewer shows its own n){by_keys}"
-            f"{averaged}; best per column and model size in bold; — = missing" + (f"; {small}" if small else ""))
+    better = {True: "; best per column and model size in bold", False: "; best (lowest) per column and model size in bold",
+              None: "; no best marked (no better direction)"}[table.higher_is_better]
+    return (f"{table.metric} in {_unit_words(table)}, mean ± std over seeds (n = seeds per row; a cell with fewer shows its own n)"
+            f"{by_keys}{averaged}{better}; — = missing" + (f"; {small}" if small else ""))
+
+
+def _unit_words(table: ReportTable) -> str:
+    """``points`` (a fraction × 100), ``tokens``, ``reward (last logged value)``, ..."""
+    last = " (last logged value of each run)" if any(c.source == "train" for c in table.columns) else ""
+    return table.unit.name + last
+
+
+def _gain_words(unit: Unit) -> str:
+    if unit == UNIT_POINTS:
+        return "a 1- or 2-point gain"
+    return "a gain of " + " or ".join(f"{unit.shown(e):g}" for e in unit.effects) + f" {unit.name}"
 
 
 def delta_caption(table: ReportTable) -> str:
     level = f"{100 * table.confidence:g} %"
     matched = ", ".join(["model size", *table.matched_labels])
-    text = f"Δ vs {table.baseline} in points: difference of seed means, each row against the {table.baseline} row with the same {matched}"
+    text = f"Δ vs {table.baseline} in {table.unit.name}: difference of seed means, each row against the {table.baseline} row with the same {matched}"
     if table.row_keys.shown:
         text += " (vs: the baseline row; algorithm options the baseline never varies are compared as they are)"
     if not table.statistics:
@@ -217,4 +274,4 @@ def delta_caption(table: ReportTable) -> str:
             f"one-sided {100 * STD_CONFIDENCE:g} % upper confidence limit (χ²) of the pooled std of the paired per-seed "
             "differences (or of the pooled seed std when unpaired), so at least the true MDE in "
             f"{100 * STD_CONFIDENCE:g} % of pilots; "
-            f"{SEEDS_LABEL}: seeds needed to detect a 1- or 2-point gain, from the pooled std itself" + (f". {small}" if small else ""))
+            f"{seeds_label(table.unit)}: seeds needed to detect {_gain_words(table.unit)}, from the pooled std itself" + (f". {small}" if small else ""))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 
-from lgrpo_bench.reports.render.cells import MISSING, Style, delta_caption, delta_lines, label_columns, summary_caption, summary_lines
+from lgrpo_bench.reports.render.cells import (
+    MISSING, Style, delta_caption, delta_lines, label_columns, per_run_caption, per_run_lines, summary_caption, summary_lines,
+)
 from lgrpo_bench.reports.table import ReportTable
 
 __all__ = ["to_html"]
@@ -35,10 +37,10 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]], starts: Se
 
 
 def to_html(table: ReportTable, images: Mapping[str, bytes] | None = None, title: str = "lgrpo-bench report", *,
-            subtitle: str = "", captions: Mapping[str, str] | None = None) -> str:
+            subtitle: str = "", captions: Mapping[str, str] | None = None, per_seed: bool = False) -> str:
     """A self-contained page: ``title`` (the grid or experiments reported) and ``subtitle`` (the exact selection), the
     summary with its footnotes, the Δ table, the notes, and each PNG plot embedded as base64 in a ``<figure>`` at
-    its own width with its caption (``captions[name]``)."""
+    its own width with its caption (``captions[name]``); with ``per_seed``, every run's values after the Δ table."""
     import base64
 
     header, rows, starts = summary_lines(table, _HTML)
@@ -52,6 +54,10 @@ def to_html(table: ReportTable, images: Mapping[str, bytes] | None = None, title
     if delta_rows:
         numeric_from = label_columns(table) + bool(table.row_keys.shown)
         parts.append(_html_table(delta_header, delta_rows, delta_starts, numeric_from, delta_caption(table)))
+    if per_seed:
+        run_header, run_rows, run_starts = per_run_lines(table, _HTML)
+        numeric_from = label_columns(table) + 2 + len(table.row_keys.averaged)
+        parts.append(_html_table(run_header, run_rows, run_starts, numeric_from, per_run_caption(table)))
     if table.notes:
         parts.append("<ul>" + "".join(f"<li>{html.escape(note)}</li>" for note in table.notes) + "</ul>")
     for name, png in (images or {}).items():

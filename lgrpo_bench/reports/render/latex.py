@@ -92,6 +92,11 @@ _SPANNING_LABELS = frozenset({SEED_STD_LABEL, MDE_LABEL, SEEDS_LABEL})
 r"""Row labels that span the Algorithm column and the columns up to the values in LaTeX (``\multicolumn``)."""
 
 
+def _spans(label: str) -> bool:
+    """A row label of :data:`_SPANNING_LABELS`, or the seeds-needed label of any unit (``seeds for 1 / 2 tokens``)."""
+    return label in _SPANNING_LABELS or label.startswith("seeds for ")
+
+
 def _latex_blocks(plain_header: Sequence[str], plain_rows: Sequence[Sequence[str]], repeated: int) -> list[list[int]]:
     """The value columns (indices from ``repeated``) of each stacked tabular: as many per tabular as fit
     :data:`LATEX_WIDTH_EM` beside the ``repeated`` label columns, in order; at least one per tabular."""
@@ -99,10 +104,10 @@ def _latex_blocks(plain_header: Sequence[str], plain_rows: Sequence[Sequence[str
 
     def width(column: int) -> float:
         return _LATEX_COLUMN_PAD_EM + max(latex_width_em(line[column]) for line in lines
-                                          if not (line[1] in _SPANNING_LABELS and 1 <= column < repeated))
+                                          if not (_spans(line[1]) and 1 <= column < repeated))
 
     widths = [width(column) for column in range(len(plain_header))]
-    spanned = max((latex_width_em(line[1]) + _LATEX_COLUMN_PAD_EM for line in lines if line[1] in _SPANNING_LABELS), default=0.0)
+    spanned = max((latex_width_em(line[1]) + _LATEX_COLUMN_PAD_EM for line in lines if _spans(line[1])), default=0.0)
     labels = sum(widths[:repeated]) + max(0.0, spanned - sum(widths[1:repeated]))
     blocks: list[list[int]] = [[]]
     used = labels
@@ -132,7 +137,7 @@ def _latex_table(header: Sequence[str], rows: Sequence[Sequence[str]], starts: S
         for index, row in enumerate(rows):
             if index and index in starts:
                 lines.append(r"\midrule")
-            if plain_rows[index][1] in _SPANNING_LABELS and repeated > 2:
+            if _spans(plain_rows[index][1]) and repeated > 2:
                 cells = [row[0], f"\\multicolumn{{{repeated - 1}}}{{l}}{{{row[1]}}}", *(row[c] for c in block)]
             else:
                 cells = [row[c] for c in columns]

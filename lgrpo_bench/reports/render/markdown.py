@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from lgrpo_bench.reports.render.cells import MISSING, Style, delta_caption, delta_lines, label_columns, summary_caption, summary_lines
+from lgrpo_bench.reports.render.cells import (
+    MISSING, Style, delta_caption, delta_lines, label_columns, per_run_caption, per_run_lines, summary_caption, summary_lines,
+)
 from lgrpo_bench.reports.table import ReportTable
 
 __all__ = ["escape_markdown", "to_markdown"]
@@ -29,8 +31,8 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], numeri
     return "\n".join(lines)
 
 
-def to_markdown(table: ReportTable) -> str:
-    """README-ready Markdown: the summary table, the Δ table and the notes."""
+def to_markdown(table: ReportTable, per_seed: bool = False) -> str:
+    """README-ready Markdown: the summary table, the Δ table, with ``per_seed`` every run's values, and the notes."""
     header, rows, _ = summary_lines(table, _MARKDOWN)
     parts = [_markdown_table(header, rows, label_columns(table)), "", f"*{escape_markdown(summary_caption(table))}*"]
     for mark, text in table.footnotes:
@@ -39,6 +41,10 @@ def to_markdown(table: ReportTable) -> str:
     if delta_rows:
         numeric_from = label_columns(table) + bool(table.row_keys.shown)
         parts += ["", _markdown_table(delta_header, delta_rows, numeric_from), "", f"*{escape_markdown(delta_caption(table))}*"]
+    if per_seed:
+        run_header, run_rows, _ = per_run_lines(table, _MARKDOWN)
+        numeric_from = label_columns(table) + 2 + len(table.row_keys.averaged)
+        parts += ["", _markdown_table(run_header, run_rows, numeric_from), "", f"*{escape_markdown(per_run_caption(table))}*"]
     if table.notes:
         parts += [""] + [f"- {escape_markdown(note)}" for note in table.notes]
     return "\n".join(parts) + "\n"
