@@ -115,8 +115,8 @@ def test_the_generated_reference_covers_every_schema_field_with_its_default_and_
 def test_known_defaults_are_rendered_as_yaml():
     rows = {row.key: row for row in reference("run")}
     assert rows["task.data_seed"].default == "0"  # the README once said 1234
-    assert rows["train.learning_rate"].default == "3e-05" and rows["algorithm.r"].default == repr(1 / 9)
-    assert rows["algorithm.lambda_learnable"].default == "true"
+    assert rows["train.learning_rate"].default == "3e-05" and rows["eval.gpu_memory_utilization"].default == "0.9"
+    assert rows["train.kl_importance_correction"].default == "false"
     assert rows["task.digits"].default == "[2, 3]"
     assert rows["tracking.uri"].default == "null"
     assert rows["eval.overrides.<benchmark>.max_tokens"].unit == "tokens"
@@ -125,6 +125,14 @@ def test_known_defaults_are_rendered_as_yaml():
     assert grid["name"].default == "required" and grid["description"].default == '""'
     assert {row.section for row in reference("grid") if row.key == "executor.slots"} == {"executor (kind: local)"}
     assert grid["executor.array_parallelism"].default == "64"
+
+
+def test_defaults_are_written_exactly_as_yaml_reads_them():
+    from lgrpo_bench.config.reference import yaml_value
+
+    assert yaml_value(1 / 9) == "0.1111111111111111" and float(yaml_value(1 / 9)) == 1 / 9  # no rounding to 0.111111
+    assert [yaml_value(value) for value in (1e-6, 5.0, 0, None, False, "", [2, 3], {"k": 1})] == [
+        "1e-06", "5.0", "0", "null", "false", '""', "[2, 3]", "{k: 1}"]
 
 
 def test_the_rendered_tables_hold_one_row_per_field_and_escape_pipes():
@@ -243,7 +251,7 @@ def test_every_default_the_readme_and_the_docs_state_is_the_schemas():
     ("| key | default | meaning |\n|---|---|---|\n| `train.max_steps` | 50 | steps |", "`train.max_steps`: stated default 50, schema 40"),
     ("`kl_importance_correction` defaults to on", "`kl_importance_correction`: stated default on, schema false"),
     ("`name` (default tiny-s)", "`name` is ambiguous"),
-    ("`algorithm.r` (default 0.11)", "`algorithm.r`: stated default 0.11, schema 0.1111111111111111"),
+    ("`eval.gpu_memory_utilization` (default 0.95)", "`eval.gpu_memory_utilization`: stated default 0.95, schema 0.9"),
 ])
 def test_a_wrong_stated_default_is_found(text, complaint):
     assert any(problem.startswith(complaint) for problem in default_disagreements(text)), default_disagreements(text)
@@ -316,6 +324,15 @@ def test_every_command_in_a_code_block_parses_as_printed_and_its_help_exits_0():
             assert result.exit_code == 0, f"{page}: {' '.join(path)} --help: {result.output[-500:]}"
             checked += 1
     assert checked >= 10, checked
+
+
+def test_every_file_a_readme_command_reads_is_in_the_repository():
+    """A newcomer copies the README's commands: the grid, run and sweep files they name must exist (the docs pages
+    may show a reader's own files, such as experiments/mine.yaml)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = [word for args in code_block_commands(readme) for word in args[1:] if word.endswith((".yaml", ".yml"))]
+    assert named, "the README shows its main command"
+    assert [path for path in named if not (ROOT / path).is_file()] == []
 
 
 @pytest.mark.parametrize("line, complaint", [
