@@ -398,6 +398,19 @@ def test_every_option_a_commands_table_names_exists():
     assert checked >= 20, checked
 
 
+def test_every_command_of_the_cli_is_in_the_commands_page():
+    """docs/commands.md documents the whole command line: each command (and each subcommand of a group) starts one of
+    its table's code spans."""
+    spans = [span.removeprefix("lgrpo-bench ") for spans in commands_table_rows((DOCS / "commands.md").read_text())
+             for span in spans]
+    root = click_command()
+    missing = []
+    for name, command in root.commands.items():
+        names = [f"{name} {sub}" for sub in command.commands] if hasattr(command, "commands") else [name]
+        missing += [full for full in names if not any(span == full or span.startswith(full + " ") for span in spans)]
+    assert missing == []
+
+
 def test_a_commands_table_naming_a_missing_option_is_found():
     assert table_option_problems(["lgrpo-bench plan GRID.yaml [--jsn]"]) == [
         "lgrpo-bench plan GRID.yaml [--jsn]: --jsn is not an option of plan"]
