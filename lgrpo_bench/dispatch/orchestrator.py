@@ -262,7 +262,7 @@ def run_grid(expanded: ExpandedGrid, *, slots: int | None = None, dry_run: bool 
     from rich.console import Console
 
     from lgrpo_bench import tracking as t
-    from lgrpo_bench.dispatch.progress import GridProgress
+    from lgrpo_bench.dispatch.progress import GridProgress, plan_line
 
     console = console or Console()
     started = time.perf_counter()
@@ -288,6 +288,10 @@ def run_grid(expanded: ExpandedGrid, *, slots: int | None = None, dry_run: bool 
             _await_elsewhere(expanded, summary, clients, console, poll_s)
         summary.seconds = time.perf_counter() - started
         return summary
+    # at once, from the store's read alone: opening it for writing, the runs' set-up and the first warm start take
+    # seconds to minutes before the progress view has anything to show
+    console.print(plan_line(expanded.grid.name, len(summary.planned), len(summary.skipped_done),
+                            len(summary.running_elsewhere), executor.kind), highlight=False, soft_wrap=True)
 
     _warm_up(expanded.grid.executor)
     planned = set(summary.planned)

@@ -31,6 +31,8 @@ __all__ = ["GridProgress", "LogProgress", "format_seconds", "parse_progress", "p
 PROGRESS_RE = re.compile(r"step (\d+)/(\d+)\s+reward (-?[\d.]+(?:e[-+]?\d+)?|nan)")
 WARM_START_RE = re.compile(r"(preparing|building) warm start (\S+) \(seed (\d+)\)(?: (\d+)/(\d+))?")
 WARM_START_DONE_RE = re.compile(r"model \S+: [\d,]+ parameters, warm-start greedy accuracy")
+WARM_START_RESULT_RE = re.compile(r"^warm start \S+ seed \d+: SFT kept step .*$", re.MULTILINE)
+"""A fresh warm start's result line (:func:`lgrpo_bench.models.tiny.build_tiny`): shown on the terminal once per warm start."""
 WARM_START_PRINT_EVERY = 500
 """Without a terminal, a line each time a run's warm start passes a multiple of this many SFT steps."""
 
@@ -54,6 +56,8 @@ class LogProgress:
             return f"{self.warm_start} {self.step}/{self.total}" if self.total else self.warm_start
         return f"step {self.step}/{self.total}" + (f", reward {self.reward:.3f}" if self.reward is not None else "")
 LOG_TAIL_BYTES = 16384
+FINISHED_LOG_BYTES = 1 << 20
+"""How much of a finished run's log is searched for its warm-start result line."""
 STATE_STYLES = {NEW: "cyan", QUEUED: "bright_blue", RUNNING: "yellow", TRAINED: "blue", STOPPED: "magenta", FAILED: "red", PRUNED: "dim",
                 DONE: "green"}
 
@@ -68,6 +72,20 @@ def read_log_progress(log_path: str | Path) -> LogProgress | None:
     except OSError:
         return None
     return parse_progress(text)
+
+
+def read_warm_start_result(log_path: str | Path, tail_bytes: int = LOG_TAIL_BYTES) -> str | None:
+    """The warm-start result line (``warm start tiny-s seed 0: SFT kept step 1050 ...; held-out greedy 0.294``) in the
+    last ``tail_bytes`` of a run's log, or None."""
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(handle.tell() - tail_bytes, 0))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    found = WARM_START_RESULT_RE.findall(text)
+    return found[-1].strip() if found else None
 
 
 def parse_progress(text: str) -> LogProgress | None:
@@ -85,6 +103,12 @@ def parse_progress(text: str) -> LogProgress | None:
         return None
     done, total, reward = last_step.groups()
     return LogProgress(int(done), int(total), float(reward))
+
+
+def plan_line(grid: str, to_run: int, skipped: int, elsewhere: int, executor: str) -> str:
+    """The first line ``run`` prints, as soon as the store is read: what it will run, skip and leave to others."""
+    return (f"grid {grid}: {to_run} runs to run on {executor}, {skipped} already done, {elsewhere} running elsewhere "
+            "(setting up)")
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -200,14 +224,13 @@ class GridProgress:
         """Wall time during which some run of this session was waiting for its warm start (not training)."""
         self._last_update = time.monotonic()
         self._warm_lines: dict[str, int] = {}
+        self._warm_results: set[str] = set()
+        """Warm starts (``warm start tiny-s seed 0``) whose result line is on the terminal already."""
 
     def __enter__(self) -> GridProgress:
-        if self.console.is_terminal:
+        if self.console.is_terminal:  # without one, the plan line (:func:`plan_line`, printed by run_grid) heads the lines
             self.live = Live(self._render(), console=self.console, refresh_per_second=2, transient=False)
             self.live.__enter__()
-        else:
-            self._line(f"grid {self.expanded.grid.name}: {len(self.jobs)} runs to run on {self.executor}, "
-                       f"{self.skipped} already done, {self.elsewhere} running elsewhere")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -236,11 +259,30 @@ class GridProgress:
                 if self._warm_lines.get(rid) != milestone:
                     self._warm_lines[rid] = milestone
                     self._line(f"{rid}: {progress.describe()}")
-        else:
+        for rid in list(self.run_started):
+            self._show_warm_start_result(rid)
+        if self.live is not None:
             self.live.update(self._render(), refresh=True)
+
+    def _show_warm_start_result(self, rid: str, tail_bytes: int = LOG_TAIL_BYTES) -> None:
+        """Print the result line of a warm start that run ``rid`` built, once per warm start (it is in the run's log
+        only, and says what every run of that preset and seed starts from)."""
+        job = self.jobs.get(rid)
+        line = read_warm_start_result(job.layout.run_log, tail_bytes) if job else None
+        if line is None:
+            return
+        which = line.split(":", 1)[0]
+        if which in self._warm_results:
+            return
+        self._warm_results.add(which)
+        if self.live is None:
+            self._line(line)
+        else:
+            self.live.console.print(line, highlight=False, soft_wrap=True)
 
     def finished(self, result) -> None:
         rid = result.run_id
+        self._show_warm_start_result(rid, tail_bytes=FINISHED_LOG_BYTES)  # a run that ended between two polls
         seconds = time.monotonic() - self.run_started.get(rid, time.monotonic())
         if result.ok:
             self.done.append(rid)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -343,6 +344,8 @@ def build_tiny_for_task(
         lock = open(root / f".{key}.lock", "a+")
     except OSError as error:
         raise _tiny._read_only_error(root, key, None, error) from None
+    _tiny._say(f"preparing warm start {preset_name} (seed {seed}): its {task} base, building it or waiting for the "
+               "process that builds it", emit, logging.INFO)
     with lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:

@@ -629,6 +629,10 @@ def build_tiny(
             LOG.info("warm start %s predates recorded hashes; %s is read-only, so they are not recorded", key, root)
             return _cached_result(final, {**metrics, FILES_KEY: _file_records(final)}, emit)
         raise _read_only_error(root, key, problem, error) from None
+    # only now, with no verified build at hand: a shipped or cached base is used silently (every run of a grid
+    # passes here, and "preparing" lines from runs that wait for nothing read as work being redone)
+    _say(f"preparing warm start {spec.name} (seed {seed}): building it, or waiting for the process that builds it",
+         emit, logging.INFO)
     with lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:

@@ -192,7 +192,6 @@ def _train(config: RunConfig, run_id: str, layout: RunLayout, tracked: TrackedTa
     from lgrpo_bench import tracking as t
     from lgrpo_bench.models.heldout import SMALL_MODEL_PARAMS
     from lgrpo_bench.models.loading import load_model_and_tokenizer, resolve_model
-    from lgrpo_bench.models.presets import TINY_PRESETS
     from lgrpo_bench.training.arguments import grpo_config
     from lgrpo_bench.training.callbacks import HeldoutAccuracyCallback, ProgressCallback, SampleTableCallback
     from lgrpo_bench.training.data import build_task_data
@@ -209,8 +208,8 @@ def _train(config: RunConfig, run_id: str, layout: RunLayout, tracked: TrackedTa
         torch.set_num_threads(config.train.num_threads)
     cache_dir = Path(config.tracking.cache_dir) if config.tracking.cache_dir else None
     warm_start = f"warm start {config.model.name} (seed {config.model.warm_start_seed})"
-    if config.model.name in TINY_PRESETS:  # the grid's progress view shows these lines (lgrpo_bench.dispatch.progress)
-        say(f"preparing {warm_start}: a cached build, or one built now (other runs wait for it)")
+    # build_tiny says "preparing warm start ..." only when it has to build or wait (not for a shipped or cached base);
+    # the grid's progress view shows these lines (lgrpo_bench.dispatch.progress)
 
     def warm_start_progress(step: int, total: int, loss: float) -> None:
         if step % WARM_START_LINE_EVERY == 0 or step == total:
