@@ -21,8 +21,8 @@ the same 0–1 scale.
   own runs), a run resampled **with all its benchmarks**, the same seed indices for both rows when paired. rliable
   stratifies by task because on Atari each task is trained separately; here one trained model is evaluated on
   every benchmark, so its benchmark scores are correlated and resampling them independently misstates the
-  variance (``benchmarks/eval_statistics_calibration.py``, 4 benchmarks: false-positive rates of 7–15 % when a run's
-  benchmarks correlate with ρ = 0.7 and 5–10 seeds, 0–3 % when they do not; resampling whole runs: 3.5–6.5 %).
+  variance (``benchmarks/eval_statistics_calibration.py``, 4 benchmarks: false-positive rates up to 12 % (ΔIQM) and
+  15 % (PoI) when a run's benchmarks correlate with ρ = 0.7, 0–4 % when they do not; resampling whole runs: 3.5–6.5 %).
   With 3–10 seeds the percentile interval is too narrow (a bootstrap of n values has variance shrunk by (n − 1)/n
   and a bounded support), so the interval is the bootstrap standard error, expanded by √(m/(m − 1)), times the t
   quantile: estimate ± t_{1−α/2, ν}·√(m/(m − 1))·sd*, with m = the smaller row's runs, ν = n − 1 paired and
