@@ -24,6 +24,7 @@ from lgrpo_bench.reports.loader import NO_GRID, ReportData, ReportInputError, Ru
 from lgrpo_bench.reports.eval_sections import PERFORMANCE_PROFILE, build_eval_sections
 from lgrpo_bench.reports.stats import generated_tokens, learning_curve_mean
 from lgrpo_bench.reports.table import ReportTable, build_table
+from lgrpo_bench.reports.trl_settings import load_trl_settings, trl_settings_notes
 from lgrpo_bench.tracking import schema as t
 
 __all__ = [
@@ -91,6 +92,7 @@ def load_report_table(
         left_out = ", ".join(f"{count} {state}" for state, count in sorted(data.skipped.items()))
         table.notes.append(f"runs left out (not finished): {left_out}")
     table.notes += _versions_notes(table, data)
+    table.notes += trl_settings_notes(data.runs, load_trl_settings(client, data.runs))
     if data.from_elsewhere:
         made = ", ".join(f"{count} by {'runs outside any grid' if name == NO_GRID else f'grid {name}'}"
                          for name, count in sorted(data.from_elsewhere.items()))

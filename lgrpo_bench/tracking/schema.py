@@ -280,6 +280,10 @@ ARTIFACT_RUN_LOG_TAIL = "run_log_tail.txt"
 ARTIFACT_TOKEN_WEIGHTS = "token_weights.jsonl"
 ARTIFACT_GRID = "grid.yaml"
 ARTIFACT_SWEEP = "sweep.yaml"
+ARTIFACT_TRL_ARGS = "trl_args.json"
+"""Every TRL setting of a train run as resolved (``GRPOConfig.to_dict()``, tokens masked) and the TRL version:
+``{"trl_version": ..., "args": {...}}``, rewritten by each attempt; ``report`` warns when runs differ in them other
+than through the grid's axes (:mod:`lgrpo_bench.reports.trl_settings`)."""
 
 
 def failure_log_artifact(run_id: str) -> str:

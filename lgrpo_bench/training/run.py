@@ -249,6 +249,10 @@ def _train(config: RunConfig, run_id: str, layout: RunLayout, tracked: TrackedTa
         algorithm=algorithm, accuracy_reward_index=0,  # make_reward_funcs puts the correctness reward first
         style_of=_style_fn(config.task.name),
     )
+    if tracked is not None:  # every TRL setting as resolved, and the TRL version (each attempt: the latest)
+        from lgrpo_bench.training.trl_record import trl_settings_json
+
+        client.log_text(mlflow_run_id, trl_settings_json(trainer.args), t.ARTIFACT_TRL_ARGS)
     heldout = HeldoutAccuracyCallback(
         trainer, data.heldout_prompts, data.heldout_answers, _score_fn(config.task.name),
         every=config.train.heldout_every, max_new_tokens=config.train.max_completion_length,
