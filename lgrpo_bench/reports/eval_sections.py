@@ -5,7 +5,8 @@ per-problem records; rendered as Markdown (appended to ``table.md``) and HTML (i
 When each section appears (so a report of one benchmark without sampled evaluations is unchanged, byte for byte):
 
 * **Evaluation sampling (nested design)**: a benchmark column evaluated with k ≥ 2 samples per problem (avg@k)
-  whose runs logged their per-problem records (``eval/<benchmark>/problems.jsonl``). Per row: the observed std
+  whose runs logged their per-problem records (``eval/<benchmark>/problems.jsonl``; a row with a run without them is
+  left out, so every number agrees with the table's). Per row: the observed std
   of the run scores over seeds, and its split into the training-seed std and the evaluation-sampling std
   (:func:`~.nested.variance_components`); per Δ: its standard error split the same way (:func:`~.nested.nested_delta`;
   the interval is the table's, which covers both levels).
@@ -319,6 +320,8 @@ def build_eval_sections(table: ReportTable, store: Store | None) -> EvalSections
                     samples = samples_of(run, column)
                     if samples:
                         scores[replicate(run)] = run_score(samples)
+                if len(scores) != row.n:  # a run without records: the row's statistics would not be the table's
+                    scores = {}
                 scores_of[row.label] = scores
                 if scores:
                     ks = {s.samples for s in scores.values()}
