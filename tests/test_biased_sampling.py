@@ -49,6 +49,15 @@ def test_a_plan_of_an_unbiased_grid_succeeds(tmp_path, monkeypatch):
     assert result.exit_code == 0, output
 
 
+def test_the_correction_enters_the_run_id_only_when_turned_off():
+    """Runs from before the setting existed had it on: their ids stay (tests/test_run_ids_pinned.py); off is another run."""
+    from lgrpo_bench.runs.resolve import build_run, run_id
+
+    on, off, unset = (build_run({**VLLM, "train": {**VLLM["train"], **extra}}) for extra in (
+        {"vllm_importance_sampling_correction": True}, {"vllm_importance_sampling_correction": False}, {}))
+    assert run_id(on) == run_id(unset) != run_id(off)
+
+
 def test_the_setting_reaches_trl(tmp_path):
     for value in (True, False):
         config = RunConfig.model_validate({**BASE, "train": {"vllm_importance_sampling_correction": value}})

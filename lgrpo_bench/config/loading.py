@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from lgrpo_bench.config.schema import IDENTITY_EXCLUDED, RunConfig
+from lgrpo_bench.config.schema import IDENTITY_EXCLUDED, IDENTITY_OMITTED_AT_DEFAULT, RunConfig
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -394,7 +394,8 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None, check:
 
 def identity_payload(config: RunConfig, algorithm_identity: dict[str, Any]) -> dict[str, Any]:
     """What makes a run the run it is: the config minus fields that do not change results (:data:`IDENTITY_EXCLUDED`:
-    tracking, evaluation, verbosity), with the algorithm section replaced by ``algorithm_identity`` and the
+    tracking, evaluation, verbosity) and minus fields added later while at the value earlier runs had
+    (:data:`IDENTITY_OMITTED_AT_DEFAULT`), with the algorithm section replaced by ``algorithm_identity`` and the
     prompt template resolved.
 
     ``algorithm_identity`` is the resolved algorithm (``ResolvedAlgorithm.identity()``, computed by the caller from
@@ -408,6 +409,10 @@ def identity_payload(config: RunConfig, algorithm_identity: dict[str, Any]) -> d
             data.pop(section, None)
         else:
             for name in fields:
+                data.get(section, {}).pop(name, None)
+    for section, defaults in IDENTITY_OMITTED_AT_DEFAULT.items():
+        for name, default in defaults.items():
+            if data.get(section, {}).get(name, default) == default:
                 data.get(section, {}).pop(name, None)
     data["algorithm"] = dict(algorithm_identity)
     data["task"]["template"] = config.resolved_template

@@ -299,3 +299,6 @@ class RunConfig(_Strict):
 
 #: Sections and fields that do not change results, left out of the run identity.
 IDENTITY_EXCLUDED = {"tracking": None, "eval": None, "train": {"samples_every", "num_threads"}}
+#: Fields added after run ids were first stored (pinned by tests/test_run_ids_pinned.py), left out of the run identity
+#: while they hold the value every earlier run had, so those runs keep their ids; any other value enters the identity.
+IDENTITY_OMITTED_AT_DEFAULT = {"train": {"vllm_importance_sampling_correction": True}}
