@@ -352,3 +352,39 @@ def test_report_offers_the_per_question_analysis_for_one_seed_only(tmp_path):
     generate_report(uri, formats=["md"], out_dir=tmp_path / "r2", plots=False)
     table, _, _ = load_report_table(uri)
     assert (tmp_path / "r2" / "table.md").read_text() == render.to_markdown(table)
+
+
+@pytest.mark.slow
+def test_real_sampled_evaluations_feed_the_nested_section(tmp_path):
+    """The real evaluation path (lm-eval, HF backend, the shipped tiny-s base, arith avg@4 at temperature 1 on 16
+    problems) logs k = 4 records per problem into each of four train runs (two rows × seeds 0 and 1, each evaluated
+    with its own evaluation seed); the report reads them back: each row's eval-sampling std is that of the records
+    the evaluation returned, and its score the logged acc. All four runs are the same model, so their spread is
+    evaluation sampling alone."""
+    from report_store import RunSpec, build_store
+
+    from lgrpo_bench.config.schema import EvalConfig
+    from lgrpo_bench.evaluation import evaluate
+    from lgrpo_bench.reports import generate_report
+    from lgrpo_bench.reports.eval_sections import build_eval_sections
+    from lgrpo_bench.reports.report import load_report_table
+
+    specs = [RunSpec(algorithm, seed) for algorithm in ("grpo", "dapo") for seed in (0, 1)]
+    uri, _, ids, _ = build_store(tmp_path / "store", specs)
+    scores = {}
+    for index, spec in enumerate(specs):
+        config = EvalConfig(backend="hf", limit=16, seed=100 + index, overrides={"arith": {"k": 4, "temperature": 1.0}})
+        result = evaluate("tiny-s", ["arith"], config, tracking_uri=uri, mlflow_run_id=ids[spec.run_id]).benchmarks["arith"]
+        assert result.identity["protocol"] == "avg@4" and len(result.records) == 16 * 4
+        scores[(spec.algorithm, spec.seed)] = run_score(correct_by_problem(result.records))
+        assert scores[(spec.algorithm, spec.seed)].score == pytest.approx(result.metrics["acc"], abs=1e-12)
+    table, _, _ = load_report_table(uri)
+    sections = build_eval_sections(table, uri)
+    for algorithm in ("grpo", "dapo"):
+        row = next(s.components for s in sections.nested_rows if s.label == algorithm)
+        mine = [scores[(algorithm, seed)] for seed in (0, 1)]
+        assert row.samples == 4 and row.n == 2
+        assert row.eval_std == pytest.approx(math.sqrt(np.mean([s.eval_variance for s in mine])), abs=1e-12)
+        assert row.observed_std == pytest.approx(float(np.std([s.score for s in mine], ddof=1)), abs=1e-12)
+    generate_report(uri, formats=["md"], out_dir=tmp_path / "report", plots=False)
+    assert "### Evaluation sampling (nested design)" in (tmp_path / "report" / "table.md").read_text()
