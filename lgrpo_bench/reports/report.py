@@ -6,7 +6,10 @@
 Files written under ``out_dir`` (only those asked for): ``table.md``; ``table.tex`` and ``deltas.tex``;
 ``results.csv`` (tidy) and ``deltas.csv``; ``report.html`` (self-contained, titled by the grid or experiments);
 ``plots/<name>.png`` (and ``.pdf`` with the ``latex`` format; :data:`PLOT_NAMES`), also logged as artifacts under ``report/plots/`` of the grid parent
-run when every reported run belongs to that one grid.
+run when every reported run belongs to that one grid. Under the tables, ``table.md`` and ``report.html`` carry the
+evaluation-statistics sections where they apply (:mod:`.eval_sections`: evaluation sampling as a nested design, the
+per-question paired Δ of one-seed comparisons, IQM and probability of improvement across benchmarks), with
+``plots/performance_profile.png`` when there are two benchmarks or more.
 
 Imports: without plots nothing here imports MLflow (SQLite stores), matplotlib, pandas or ``scipy.stats``;
 ``lgrpo-bench report --no-plots`` of the quickstart's 15 runs stays a light process (README, Reports).
