@@ -184,3 +184,11 @@ def test_math_training_data_is_read_once_per_version_and_checked_again_when_it_c
     data.write_text("\n\n")  # blank lines are no records
     with pytest.raises(ConfigError, match=rf"task.data: {data} holds 0 records, so training has no example"):
         build_run_config(base)
+
+
+@pytest.mark.parametrize("written, minutes", [("24:00:00", 1440), ("1:30", 2), ("90", 90)])
+def test_an_unquoted_time_limit_is_read_as_slurm_writes_it_not_as_a_base_60_number(tmp_path, written, minutes):
+    """YAML 1.1 reads an unquoted ``24:00:00`` as 86400 (base 60), which the schema took as 86400 minutes."""
+    grid = write(tmp_path, "name: g\nbase:\n  model: {name: tiny-s}\n  task: {name: arith}\n"
+                           f"executor:\n  kind: slurm\n  time: {written}\n")
+    assert load_grid(grid).grid.executor.timeout_min == minutes

@@ -106,6 +106,19 @@ class _BoundedSafeLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
         return super().construct_mapping(node, deep=deep)
 
 
+def _without_sexagesimal(resolvers: dict) -> dict:
+    """YAML 1.1 reads ``24:00:00`` as the base-60 integer 86400 and ``1:30.5`` as a float: a time limit written
+    unquoted became 86400 minutes. Scalars holding a colon stay strings (as in YAML 1.2); the fields that take a
+    time parse them themselves."""
+    numeric = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+    return {first: [(tag, re.compile(r"(?=[^:]*$)" + regexp.pattern, regexp.flags) if tag in numeric else regexp)
+                    for tag, regexp in entries]
+            for first, entries in resolvers.items()}
+
+
+_BoundedSafeLoader.yaml_implicit_resolvers = _without_sexagesimal(_BoundedSafeLoader.yaml_implicit_resolvers)
+
+
 def _check_expansion(root, source: str) -> None:
     """Refuse a node graph that expands to more than :data:`MAX_EXPANDED_NODES` nodes (aliases followed)."""
     sizes: dict[int, int] = {}
