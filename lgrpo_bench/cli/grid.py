@@ -34,7 +34,8 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run and the commands; launch and write nothing"),
     max_points: Optional[int] = typer.Option(None, "--max-points", min=1, help=MAX_POINTS_HELP),
     baseline: str = typer.Option("grpo", "--baseline", help="Algorithm the results table's Δ compares against"),
-    metric: str = typer.Option("acc", "--metric", help="Eval metric of the results table (eval/<benchmark>/<metric>)"),
+    metric: str = typer.Option("acc", "--metric", help="Metric of the results table: acc, eval/<benchmark>/<metric> or "
+                               "train/<name> (as lgrpo-bench report --metric)"),
     plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
 ) -> None:
     """Run a grid: everything not done yet, resuming interrupted runs. Example: lgrpo-bench run experiments/quickstart.yaml"""
