@@ -192,6 +192,11 @@ def test_iqm_pools_runs_and_benchmarks_by_hand():
                        [0.60, 0.70, 1.00, 0.05]])
     middle = sorted(scores.ravel())[3:9]  # 0.2, 0.3, 0.4, 0.5, 0.6, 0.7
     assert float(iqm(scores)) == pytest.approx(sum(middle) / 6, abs=1e-12) == pytest.approx(0.45, abs=1e-12)
+    from scipy.stats import trim_mean
+
+    assert float(iqm(scores)) == pytest.approx(trim_mean(scores, 0.25, axis=None), abs=1e-12)  # rliable's aggregate_iqm
+    batch = np.random.default_rng(0).random((7, 5, 3))
+    assert iqm(batch) == pytest.approx(trim_mean(batch.reshape(7, 15), 0.25, axis=1), abs=1e-12)
     assert float(iqm(scores)) != pytest.approx(float(np.mean(iqm(scores.T[:, :, None]))), abs=1e-3)
 
 

@@ -67,12 +67,16 @@ _CHUNK_VALUES = 4_000_000
 
 
 def iqm(scores: np.ndarray) -> np.ndarray:
-    """Interquartile mean of (..., n, M) scores over the last two axes together (runs × benchmarks pooled)."""
-    from scipy.stats import trim_mean
+    """Interquartile mean of (..., n, M) scores over the last two axes together (runs × benchmarks pooled).
 
+    ``scipy.stats.trim_mean(flat, 0.25, axis=-1)``: int(0.25·n·M) values cut from each end, the rest averaged;
+    computed with numpy so that a report without plots does not import ``scipy.stats`` (report.py).
+    """
     values = np.asarray(scores, dtype=float)
-    flat = values.reshape(*values.shape[:-2], values.shape[-2] * values.shape[-1])
-    return np.asarray(trim_mean(flat, 0.25, axis=-1))
+    size = values.shape[-2] * values.shape[-1]
+    flat = np.sort(values.reshape(*values.shape[:-2], size), axis=-1)
+    cut = int(0.25 * size)
+    return flat[..., cut:size - cut].mean(axis=-1)
 
 
 def _beats(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -128,7 +128,7 @@ class EvalSections:
                         "evaluation-sampling noise. eval-sampling std = sqrt(mean over runs of v_r), v_r = Σ_i p̂_i(1 − p̂_i)/(k − 1)/N² "
                         "from the run's per-problem records: the std of one run's avg@k score over evaluation seeds (×√k for a "
                         "single sample). The observed std over seeds already contains it (s² ≈ σ²_train + σ²_eval); "
-                        "training-seed std = sqrt(max(0, s² − σ²_eval)). More samples per problem shrink only the second."))
+                        "training-seed std = sqrt(max(0, s² − σ²_eval)). More samples per problem (larger k) shrink only the eval-sampling std."))
         if self.nested_deltas:
             rows = []
             for s in self.nested_deltas:
@@ -145,7 +145,8 @@ class EvalSections:
                         "carries its own evaluation-sampling noise, the spread over seeds estimates both levels and the interval covers "
                         "training seeds and evaluation sampling together (summary-measure analysis of a nested design). SE² = "
                         "training-seed part² + eval-sampling part², eval part² = mean over pairs of (v_c + v_b)/n (paired) or "
-                        "v̄_c/n_c + v̄_b/n_b (Welch). Null simulation of the two-level model: false-positive rate 2–8 % at nominal 5 % "
+                        "v̄_c/n_c + v̄_b/n_b (Welch); the training-seed part shows 0 when the evaluation part alone exceeds SE², which "
+                        "happens by chance with few seeds when the seed effect is small. Null simulation of the two-level model: false-positive rate 2–8 % at nominal 5 % "
                         "(tests/test_eval_statistics.py)."))
         if self.questions:
             rows = [[s.model_size, s.label, s.column, _pts(s.result.delta, True), _interval((s.result.low, s.result.high)),
