@@ -160,7 +160,10 @@ def _assert_stopped(served: Served, signum: int, *, servers: int) -> None:
 GRID = "ui-grid"
 BENCHMARK = "arith"
 RUNS = [RunSpec(algorithm, seed, acc={BENCHMARK: value}, grid=GRID)
-        for algorithm, values in (("grpo", (0.25, 0.5)), ("lambda_grpo", (0.75, 0.625))) for seed, value in enumerate(values)]
+        for algorithm, values in (("grpo", (0.25, 0.5)), ("lambda_grpo", (0.75, 0.625)),
+                                  ("dapo_full_long_algorithm_name", (0.25, 0.5, 0.5)))
+        for seed, value in enumerate(values)]
+"""Three groups; the last with a long name and an average JavaScript prints as 0.4166666666666667 (not cut)."""
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +220,32 @@ def test_browser_shows_the_grids_runs_with_eval_metrics(grid_ui, tmp_path):
     assert f"eval/{BENCHMARK}/acc" in text
     assert "Group: grpo" in text and "Group: lambda_grpo" in text
     assert "0.375 (average)" in text and "0.6875 (average)" in text, "the group rows should average the seeds"
+
+
+def test_grid_view_holds_the_training_runs_only_and_nothing_is_cut_at_1600_px(grid_ui):
+    """What issue 26 found in the quickstart's view, measured in the page's layout (DevTools protocol): "N matching
+    runs" counted the grid's parent run, which also showed as an extra group (the UI fetches the parents of listed
+    runs when sorted by start time), and group names, column names and group averages were cut with an ellipsis."""
+    import re
+
+    from browser import CUT_TEXTS_JS, Page, chromium
+
+    if chromium() is None:
+        if os.environ.get(BROWSER_ENV):
+            pytest.fail(f"{BROWSER_ENV} is set but Chromium is not installed (apt-get install -y chromium)")
+        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
+    url = next(line for line in grid_ui.lines_printed if line.startswith(f"grid {GRID}")).split(": ", 1)[1]
+    algorithms = {spec.algorithm for spec in RUNS}
+    with Page(width=1600, height=1000) as page:
+        page.open(url)
+        page.settled(f"document.querySelectorAll('.ag-row').length >= {len(RUNS) + len(algorithms)}"
+                     " && /matching runs/.test(document.body.innerText)")
+        text, cut = page.text(), page.evaluate(CUT_TEXTS_JS)
+    assert re.findall(r"(\d+) matching runs", text) == [str(len(RUNS))], "the count should be the training runs only"
+    assert set(re.findall(r"Group: (\S+)", text)) == algorithms and "Additional runs" not in text, \
+        "a group other than the algorithms' (the parent run, as 'Additional runs'?)"
+    assert "0.4166666666666667 (average)" in text
+    assert cut == [], f"cut with an ellipsis at 1600 px: {cut}"
 
 
 def test_ui_sigterm_stops_mlflow_uvicorn_and_its_workers(grid_ui):
@@ -277,7 +306,10 @@ axes:
     assert experiment.tags[t.TAG_EXPERIMENT_KIND] == t.EXPERIMENT_KIND_TRAINING
     view = json.loads(experiment.tags[f"{t.SHARED_VIEW_TAG_PREFIX}{t.GRID_VIEW_KEY_PREFIX}viewed"])
     assert view["groupBy"]["groupByKeys"] == [{"mode": "param", "groupByData": "algorithm.name"}]
-    assert "metrics.`eval/arith/acc`" in view["selectedColumns"]
+    assert view["selectedColumns"] == ["metrics.`eval/arith/acc`", "tags.`lgrpo.seed`", "params.`algorithm.name`",
+                                       "tags.`lgrpo.state`"]
+    assert view["orderByKey"] != "attributes.start_time", "sorted by start time, the UI lists the grid's parent run too"
+    assert view["columnWidths"]["attributes.`Run Name`"] == 100 + round(7.5 * len("Group: lambda_grpo"))
     assert view["searchFilter"] == "tags.`lgrpo.in_grid.viewed` = 'true' AND tags.`lgrpo.kind` = 'train'"
     code = (f"import sys; from lgrpo_bench.ui.views import ui_links; print(ui_links({uri!r}, 'viewed')); "
             "assert 'mlflow' not in sys.modules, 'imported mlflow'")

@@ -220,15 +220,20 @@ def mark_grid_members(expanded: ExpandedGrid, statuses: dict[str, RunStatus], cl
     return tagged
 
 
-def grid_view_columns(expanded: ExpandedGrid) -> dict[str, list[str]]:
+def grid_view_columns(expanded: ExpandedGrid) -> dict[str, list]:
     """What the grid's saved MLflow UI view shows (:func:`lgrpo_bench.tracking.store.set_grid_view`): the
-    ``eval/<benchmark>/acc`` metric of every benchmark its runs evaluate, grouped by the axes that vary, seeds apart."""
+    ``eval/<benchmark>/acc`` metric of every benchmark its runs evaluate, grouped by the axes that vary, seeds apart;
+    ``groups``: the values of those axes of each configuration (its algorithm when none varies) and ``run_names``
+    (the run ids, the names of the MLflow runs) size the view's columns."""
     from lgrpo_bench.tracking.schema import eval_metric
 
     benchmarks = sorted({name for point in expanded.points for name in point.config.eval.benchmarks})
     varying = [key for key in expanded.grid.axes
                if not key.endswith(".seed") and len({repr(point.values.get(key)) for point in expanded.points}) > 1]
-    return {"metrics": [eval_metric(name, "acc") for name in benchmarks], "group_by": varying}
+    groups = list(dict.fromkeys(tuple(str(point.values.get(key)) for key in varying) if varying
+                                else (point.config.algorithm.name,) for point in expanded.points))
+    return {"metrics": [eval_metric(name, "acc") for name in benchmarks], "group_by": varying, "groups": groups,
+            "run_names": [point.run_id for point in expanded.points]}
 
 
 class _StopRequest:

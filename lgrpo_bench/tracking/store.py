@@ -277,17 +277,20 @@ def grid_view_key(grid: str) -> str:
     return f"{GRID_VIEW_KEY_PREFIX}{grid}"
 
 
-VIEW_CHAR_PX = 8
-"""Width the saved grid view allows per character of a cell or header: the UI's 13 px sans-serif font is 7-8.3 px
-per digit or letter (DejaVu Sans, the widest common fallback, 8.3 px per digit; Arial/Liberation Sans 7.2 px)."""
+VIEW_CHAR_PX = 7.5
+"""Width the saved grid view allows per character of a cell or header. Measured in MLflow 3.17's runs table in
+Chromium (DejaVu Sans, a wide fallback font): 7.5 px per digit, about 5.3 px per letter of a group name."""
 VIEW_CELL_PADDING_PX = 40
 """Horizontal room of a table cell besides its text: padding and the header's sort icon."""
-VIEW_GROUP_CELL_PX = 110
-"""Room of a group row's name cell besides "Group: <name>": the expander, the colour dot and the run-count badge."""
+VIEW_GROUP_CELL_PX = 100
+"""Room of a group row's name cell besides "Group: <name>": the expander, the colour dot and the run-count badge
+(about 85 px measured)."""
 VIEW_AVERAGE_CHARS = len("0.41933333333333334 (average)")
 """A group row's metric cell: the UI prints the average with JavaScript's full float precision (it has no number
 format for the runs table: MLflow 3.17's metric columns take a formatter only from a built-in table, empty for
 user metrics) followed by " (average)"; the column is made wide enough for all of it."""
+VIEW_RUN_ROW_PX = 60
+"""Room of a run row's name cell besides the run name: its indent under the group row and the padding."""
 VIEW_RUN_NAME_MIN_PX = 190
 """The UI's own width of the run-name column (a run row shows a 12-hex-digit run name or a run id)."""
 
@@ -302,14 +305,15 @@ def view_group_label(group_by: Sequence[str], values: Sequence[str]) -> str:
 
 
 def grid_view_state(grid: str, *, metrics: Sequence[str] = (), group_by: Sequence[str] = (),
-                    groups: Sequence[Sequence[str]] = ()) -> dict:
+                    groups: Sequence[Sequence[str]] = (), run_names: Sequence[str] = ()) -> dict:
     """The saved view of a grid (the JSON the UI reads from ``mlflow.sharedViewState.<key>``).
 
     Filter: the grid's training runs (``lgrpo.in_grid.<grid>`` = true, ``lgrpo.kind`` = train: every current point,
     also runs another grid made first). Rows: grouped by the params ``group_by`` (the config keys that tell the
     grid's configurations apart; default: the algorithm tag), each group expanded with its runs (seeds) and a group
-    row holding the average. Columns, in this order: the group keys, seed, ``metrics`` (e.g. ``eval/math500/acc``),
-    state. Within a group, seeds in ascending order (``tags.lgrpo.seed``, compared as text).
+    row holding the average. Columns, after the UI's fixed run name, creation time and duration: ``metrics`` (e.g.
+    ``eval/math500/acc``; first, so they stay in sight when the UI's assistant panel narrows the table), seed, the
+    group keys, state. Within a group, seeds in ascending order (``tags.lgrpo.seed``, compared as text).
 
     The sort key is not the start time on purpose: sorted by start time (or unsorted and unfiltered), the UI also
     fetches the parent run of every listed run and shows it, which put the grid's parent run in the table as an
@@ -317,7 +321,8 @@ def grid_view_state(grid: str, *, metrics: Sequence[str] = (), group_by: Sequenc
 
     Column widths (``columnOrder``/``columnWidths``, in pixels) fit each column's header and longest value at
     :data:`VIEW_CHAR_PX` per character: the run-name column the longest group name of ``groups`` (the values of
-    ``group_by`` of each configuration, as :func:`view_group_label` names it), each metric column a group average
+    ``group_by`` of each configuration, as :func:`view_group_label` names it) and the longest of ``run_names`` (the
+    MLflow run names: a run row indents its name by :data:`VIEW_RUN_ROW_PX`), each metric column a group average
     printed in full (:data:`VIEW_AVERAGE_CHARS`; the UI cannot round it).
     """
     from lgrpo_bench.tracking import schema as t
@@ -326,7 +331,7 @@ def grid_view_state(grid: str, *, metrics: Sequence[str] = (), group_by: Sequenc
         return f"{kind}.`{key}`"
 
     def fit(*texts: str) -> int:
-        return VIEW_CHAR_PX * max(len(text) for text in texts) + VIEW_CELL_PADDING_PX
+        return round(VIEW_CHAR_PX * max(len(text) for text in texts)) + VIEW_CELL_PADDING_PX
 
     if group_by:
         keys = [{"mode": "param", "groupByData": key} for key in group_by]
@@ -338,15 +343,16 @@ def grid_view_state(grid: str, *, metrics: Sequence[str] = (), group_by: Sequenc
         group_keys = [t.TAG_ALGORITHM]
     labels = [view_group_label(group_keys, values) for values in groups]
     widths = {
-        column("attributes", "Run Name"): max([VIEW_RUN_NAME_MIN_PX] + [VIEW_GROUP_CELL_PX + VIEW_CHAR_PX * len(label)
-                                                                      for label in labels]),
+        column("attributes", "Run Name"): max([VIEW_RUN_NAME_MIN_PX]
+                                              + [VIEW_GROUP_CELL_PX + round(VIEW_CHAR_PX * len(label)) for label in labels]
+                                              + [VIEW_RUN_ROW_PX + round(VIEW_CHAR_PX * len(name)) for name in run_names]),
         **{name: fit(key, *(str(values[index]) for values in groups if index < len(values)))
            for index, (name, key) in enumerate(zip(group_columns, group_keys))},
         column("tags", t.TAG_SEED): fit(t.TAG_SEED),
         **{column("metrics", name): fit(name, "x" * VIEW_AVERAGE_CHARS) for name in metrics},
         column("tags", t.TAG_STATE): fit(t.TAG_STATE, *t.STATES),
     }
-    selected = [*group_columns, column("tags", t.TAG_SEED), *(column("metrics", name) for name in metrics),
+    selected = [*(column("metrics", name) for name in metrics), column("tags", t.TAG_SEED), *group_columns,
                 column("tags", t.TAG_STATE)]
     return {
         "searchFilter": f"tags.`{t.grid_member_tag(grid)}` = 'true' AND tags.`{t.TAG_KIND}` = '{t.KIND_TRAIN}'",
@@ -362,7 +368,7 @@ def grid_view_state(grid: str, *, metrics: Sequence[str] = (), group_by: Sequenc
 
 
 def set_grid_view(client: MlflowClient, experiment_id: str, grid: str, *, metrics: Sequence[str] = (),
-                  group_by: Sequence[str] = (), groups: Sequence[Sequence[str]] = ()) -> str:
+                  group_by: Sequence[str] = (), groups: Sequence[Sequence[str]] = (), run_names: Sequence[str] = ()) -> str:
     """Make the MLflow UI open experiment ``experiment_id`` on grid ``grid``'s runs; return the view's share key.
 
     Writes two experiment tags (idempotent; safe to call at every grid start, from several processes):
@@ -371,7 +377,8 @@ def set_grid_view(client: MlflowClient, experiment_id: str, grid: str, *, metric
       opens on its runs table, not on the GenAI overview;
     * ``mlflow.sharedViewState.lgrpo-grid-<grid>`` = :func:`grid_view_state` (``metrics``: MLflow metric keys to
       show as columns, e.g. ``eval/arith/acc``; ``group_by``: param keys, e.g. ``algorithm.name``; ``groups``: the
-      values of ``group_by`` of each configuration, e.g. ``[("grpo",), ("lambda_grpo",)]``, which size the columns).
+      values of ``group_by`` of each configuration, e.g. ``[("grpo",), ("lambda_grpo",)]``, and ``run_names``, the
+      names of its runs, size the columns).
 
     Returns the view's share key (:func:`grid_view_key`); :func:`lgrpo_bench.ui.views.experiment_runs_route` makes it
     the route to append to the UI's base URL. MLflow 3.x UI; older UIs ignore both tags.
@@ -384,7 +391,8 @@ def set_grid_view(client: MlflowClient, experiment_id: str, grid: str, *, metric
     if experiment.tags.get(t.TAG_EXPERIMENT_KIND, "") in t.EXPERIMENT_KINDS_INFERRED:
         client.set_experiment_tag(experiment_id, t.TAG_EXPERIMENT_KIND, t.EXPERIMENT_KIND_TRAINING)
     key = grid_view_key(grid)
-    state = json.dumps(grid_view_state(grid, metrics=metrics, group_by=group_by, groups=groups), separators=(",", ":"))
+    state = json.dumps(grid_view_state(grid, metrics=metrics, group_by=group_by, groups=groups, run_names=run_names),
+                       separators=(",", ":"))
     if experiment.tags.get(t.SHARED_VIEW_TAG_PREFIX + key) != state:
         client.set_experiment_tag(experiment_id, t.SHARED_VIEW_TAG_PREFIX + key, state)
     return key

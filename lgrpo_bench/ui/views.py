@@ -169,7 +169,10 @@ def _ui_links(reader, uri: str, grid: str | None, experiment: str | None, is_con
                               if key.startswith(t.EVAL_PREFIX) and key.endswith("/acc")})
             keys = sorted({key for run in ours for key in run.data.params if is_config_key(key)})
             varying = [key for key in keys if len({run.data.params.get(key) for run in ours}) > 1]
-            route = experiment_runs_route(experiment_id, set_grid_view(open_client(uri), experiment_id, grid,
-                                                                          metrics=metrics, group_by=varying))
+            groups = list(dict.fromkeys(tuple(run.data.params.get(key, "") for key in varying) if varying
+                                        else (run.data.tags.get(t.TAG_ALGORITHM, ""),) for run in ours))
+            route = experiment_runs_route(experiment_id, set_grid_view(
+                open_client(uri), experiment_id, grid, metrics=metrics, group_by=varying, groups=groups,
+                run_names=[run.data.tags.get("mlflow.runName", "") for run in ours]))
         links.append((f"grid {grid} ({by_id[experiment_id]})", route))
     return links
