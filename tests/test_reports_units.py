@@ -12,7 +12,7 @@ dapo       0.60, 0.62, 0.64    0.40, 0.41, 0.42    7.8, 7.9, 8.0 tokens   0.350,
 =========  ==================  ==================  =====================  ===========================
 
 so arith acc is 52.0 ± 2.0 and 62.0 ± 2.0 points (Δ +10.0), mean_length 6.9 ± 0.1 and 7.9 ± 0.1 tokens (Δ +1.0),
-reward 0.260 ± 0.010 and 0.360 ± 0.010 (Δ +0.100).
+rewards 0.260 ± 0.010 and 0.360 ± 0.010 reward units (Δ +0.100).
 """
 
 from __future__ import annotations
@@ -115,13 +115,13 @@ def test_train_metric_is_its_last_logged_value_in_reward(store, tmp_path):
     result = _report(store, tmp_path, "--metric", "train/reward_mean", "--plain", "--per-seed", "--format", "md,csv")
     assert result.exit_code == 0, result.output
     tables = _plain_tables(_stdout(result))
-    summary = tables["# summary: train/reward_mean (reward, mean ± std over seeds)"]
+    summary = tables["# summary: train/reward_mean (reward units, mean ± std over seeds)"]
     assert summary[1:3] == [["0.2M", "grpo", "3", "0.260 ± 0.010"], ["0.2M", "dapo", "3", "0.360 ± 0.010"]]
-    per_run = tables["# per run: train/reward_mean (reward), every run"]
+    per_run = tables["# per run: train/reward_mean (reward units), every run"]
     assert [row[-1] for row in per_run[1:]] == ["0.250", "0.260", "0.270", "0.350", "0.360", "0.370"]
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "results.csv").read_text())))
     reward = sorted((float(r["value"]), r["unit"]) for r in rows if r["metric"] == t.TRAIN_REWARD_MEAN)
-    assert reward == [(pytest.approx(v), "reward") for v in (0.25, 0.26, 0.27, 0.35, 0.36, 0.37)]
+    assert reward == [(pytest.approx(v), "reward units") for v in (0.25, 0.26, 0.27, 0.35, 0.36, 0.37)]
     assert float(next(r for r in csv.DictReader(io.StringIO((tmp_path / "out" / "deltas.csv").read_text())))["delta"]) == pytest.approx(0.1)
 
 

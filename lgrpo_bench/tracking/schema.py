@@ -456,7 +456,7 @@ class Unit:
     ``scale × effect`` ``short`` (``seeds for 1 / 2 pts``)."""
 
     name: str
-    """What the shown number is in: ``points``, ``tokens``, ``reward``, ..."""
+    """What the shown number is in: ``points``, ``tokens``, ``reward units``, ..."""
     scale: float = 1.0
     decimals: int = 3
     effects: tuple[float, ...] = (0.01, 0.02)
@@ -483,7 +483,8 @@ class Unit:
 UNIT_POINTS = Unit("points", 100.0, 1, (0.01, 0.02), "pts", "fraction")
 """A fraction in [0, 1] (accuracy, pass@k, clip fraction) shown in points (percent, one decimal)."""
 UNIT_TOKENS = Unit("tokens", 1.0, 1, (1.0, 2.0))
-UNIT_REWARD = Unit("reward", 1.0, 3, (0.01, 0.02))
+UNIT_REWARD = Unit("reward units", 1.0, 3, (0.01, 0.02))
+"""A reward as the task's reward functions give it (three decimals)."""
 UNIT_COUNT = Unit("count", 1.0, 1, (1.0, 2.0))
 UNIT_SECONDS = Unit("seconds", 1.0, 2, (1.0, 2.0), "s")
 UNIT_TOKENS_PER_S = Unit("tokens/s", 1.0, 1, (1.0, 2.0))
