@@ -2,8 +2,7 @@
 
 ``--dump-dom`` gives the page's text but not its layout, and an ellipsis ("Group: dapo_f…") is layout; this opens
 the page in a real Chromium, evaluates JavaScript in it (the text of elements whose content is wider than their
-box: cut) and takes screenshots. The websocket client is aiohttp's (installed with ``datasets``, a dependency of
-TRL and lm-eval).
+box: cut) and takes screenshots. The websocket client is aiohttp's (a requirement of MLflow 3.x itself).
 """
 
 from __future__ import annotations
