@@ -7,7 +7,8 @@ the port and no process of those groups is left (``tests/test_servers.py`` caugh
 after SIGTERM before the supervisor, now ``lgrpo_bench.ui.serve``, existed).
 
 The grid view (``ui --grid``) is also opened in headless Chromium: the page's DOM must list the grid's runs in
-groups with their eval metric. Chromium is optional here (that test skips without it) but required where
+groups with their eval metric, and, measured in the page's layout at 1600 px (``tests/browser.py``), hold the
+training runs only (not the grid's parent run) with no group name, column name or value cut. Chromium is optional here (that test skips without it) but required where
 ``LGRPO_REQUIRE_BROWSER`` is set (``.ci/run`` installs it).
 """
 
