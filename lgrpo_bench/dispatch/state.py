@@ -8,9 +8,7 @@ new        no MLflow run carries the run id (and no process works on it)
 queued     submitted to a scheduler that has not started it yet: SLURM lists its job as pending (see *Queued*
            below); the detail names the SLURM job id and SLURM's reason. ``run`` leaves it alone
 running    a live process works on it (see *Liveness* below), or SLURM has started its job and the process is
-           coming up
-running    a live process works on it (see *Liveness* below), or SLURM has started its job and the process is
-           coming up
+           coming up (``status`` without a grid file counts it too: its ``worker.json`` names its grid)
 trained    training finished; the configured evaluation is not logged yet (the next ``run`` only evaluates)
 stopped    interrupted on request (Ctrl-C, SIGINT/SIGTERM of the orchestrator; ``lgrpo.state = stopped``), or
            ``lgrpo.state = running`` with no live process (its process died without a word: SIGKILL, a crash)
@@ -28,7 +26,8 @@ Liveness
 --------
 MLflow cannot tell a live run from one whose process was SIGKILLed: both say ``running``. Whatever executes
 a run (:func:`lgrpo_bench.dispatch.job.execute_job`) therefore keeps ``<run folder>/worker.json``
-(host, pid, the pid's start time, a heartbeat refreshed every :data:`HEARTBEAT_S` seconds) while it works,
+(host, pid, the pid's start time, a heartbeat refreshed every :data:`HEARTBEAT_S` seconds, and the MLflow run id of
+the grid whose orchestrator started it) while it works,
 and removes it when it ends. A record is live when its host is this host and that pid (with that start time)
 still exists, or, for another host, when its heartbeat is younger than :data:`STALE_AFTER_S` seconds.
 Runs on other nodes (Ray, SLURM) need ``runs_dir`` on a shared file system — they need it anyway to resume
