@@ -79,7 +79,8 @@ def grid_specs(grid_file: Path, acc, *, model_size: str = "0.2M", curves=None) -
 
 
 QUICKSTART_ACC = {"grpo": 0.605, "dapo": 0.867, "dr_grpo": 0.870, "lambda_grpo": 0.895, "dapo_full": 0.867}
-"""Final greedy accuracy per algorithm on tiny-s (README, "The algorithms separate on tiny-s")."""
+"""Plausible final greedy accuracies per algorithm on tiny-s, as an early README reported them (its section "The
+algorithms separate on tiny-s" is gone; the current quickstart's table: docs/measurements.md, "The quickstart")."""
 
 
 def quickstart_specs(grid_file: Path, problems: int = 500, *, hardware: bool = True) -> list[RunSpec]:

@@ -241,7 +241,7 @@ def resolve_algorithm(
     Raises:
         AlgorithmError: an unknown name or axis value (``key`` names it), or a refused combination (``key`` None).
 
-    Rules (README, "The unified loss"):
+    Rules (docs/loss.md):
       refused — λ's r ≥ 1/sqrt(G−1) (h = 1 + r·z would reach 0); CISPO's ε_max < 1 (it would cap the on-policy
       ratio 1 and scale every gradient down); an overlong buffer longer than L_max;
       noted — GSPO's sequence ratio with a token-level aggregation; any non-clip surrogate on-policy; the

@@ -58,7 +58,7 @@ def findings(
         except ConfigError as error:
             fail_input(str(error))
         if not expanded.grid.all_findings:
-            fail_input(f"{path}: no finding: block (a findings grid states its claim: see README, Findings)")
+            fail_input(f"{path}: no finding: block (a findings grid states its claim: see docs/findings.md)")
         grids.append(expanded)
     console = make_console(plain)
     failed = 0

@@ -37,7 +37,7 @@ Tuning notes (measured here): TINY_RL's lr 5e-3 was too high for the wider model
 0.05 halved the steps tiny-m/tiny-l need. Recipe 1 (a fixed step budget, cosine decay) landed tiny-s seed 2 at
 0.056 and seed 0 at 0.082 on an AVX2 CPU (0.430 on the CPU it was tuned on): hence the stopping rule.
 
-Measured warm starts (3 presets × seeds 0..4, all in the band): README.md, *Measured*, "Warm starts"
+Measured warm starts (3 presets × seeds 0..4, all in the band): docs/measurements.md, "Warm starts"
 (``benchmarks/warm_start.py``).
 
 Shipped bases: the warm starts the quickstart, the robustness benchmark and the findings start from are data, not a

@@ -12,7 +12,7 @@ per-question paired Δ of one-seed comparisons, IQM and probability of improveme
 ``plots/performance_profile.png`` when there are two benchmarks or more.
 
 Imports: without plots nothing here imports MLflow (SQLite stores), matplotlib, pandas or ``scipy.stats``;
-``lgrpo-bench report --no-plots`` of the quickstart's 15 runs stays a light process (README, Reports).
+``lgrpo-bench report --no-plots`` of the quickstart's 15 runs stays a light process (docs/reports.md).
 """
 
 from __future__ import annotations
