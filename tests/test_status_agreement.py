@@ -1,7 +1,8 @@
 """``status`` and ``plan`` tell one story while a grid runs (issue 26, item 5).
 
 A store holds a grid's parent run (made by the orchestrator's own code), one run done, one run whose worker is alive
-but has no MLflow run yet (its warm start: the first minutes of a grid), and one new run. Bare ``status`` (every grid
+but has no MLflow run yet (its warm start: the first minutes of a grid), and one new run, later failed before its
+MLflow run existed (recorded on the parent run). Bare ``status`` (every grid
 of the store), ``status GRID`` and ``plan GRID`` count the same states; ``status GRID`` before any run has finished
 says so plainly instead of suggesting a wrong experiment name.
 """
@@ -75,8 +76,12 @@ def test_status_and_plan_count_the_same_states_while_a_grid_runs(tmp_path, monke
         header = whole_store[0].split("\t")
         row = dict(zip(header, next(line for line in whole_store if line.startswith("agree\t")).split("\t")))
         assert {state: int(row[state]) for state in plan} == plan, (row, plan)
-        assert new.run_id  # the third point: new in all three views
+        client.set_tag(parent, t.failure_tag(new.run_id), "exit code 1 before its MLflow run existed")
+        plan = _counts(_invoke("plan", str(grid)))
+        whole_store = CliRunner().invoke(app, ["status", "--tracking-uri", uri, "--plain"]).stdout.splitlines()
+        row = dict(zip(header, next(line for line in whole_store if line.startswith("agree\t")).split("\t")))
+        assert plan["failed"] == 1 and plan["new"] == 0 and {state: int(row[state]) for state in plan} == plan, (row, plan)
     finally:
         heartbeat.close()
     after = _counts(_invoke("plan", str(grid)))
-    assert after["running"] == 0 and after["new"] == 2  # its worker gone, the warm-starting run is new again
+    assert after["running"] == 0 and after["new"] == 1  # its worker gone, the warm-starting run is new again
