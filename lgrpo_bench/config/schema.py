@@ -132,10 +132,10 @@ class AlgorithmConfig(_Strict):
     lambda_lr: float = Field(1e-2, gt=0, description="aggregation lambda: learning rate of λ (follows the policy's LR schedule)")
     lambda_learnable: bool = Field(True, description="aggregation lambda: learn λ; false freezes it at lam_init (ablations)")
     lambda_optimizer: Literal["adam", "sgd"] = Field(
-        "adam", description="aggregation lambda: λ's optimizer. adam (a param group of the policy's AdamW, no weight "
-        "decay): while its gradient keeps one sign λ moves by about lambda_lr per step whatever the gradient's size "
-        "(train/lambda_rate_limited says when); sgd: λ moves by lambda_lr × schedule × gradient, so its value shows "
-        "how strongly the data pulls it",
+        "adam", description="aggregation lambda: λ's optimizer. adam (λ's own Adam, stepped after the policy's "
+        "optimizer with the policy's betas and eps, no weight decay): while its gradient keeps one sign λ moves by "
+        "about lambda_lr per step whatever the gradient's size (train/lambda_rate_limited says when); sgd: λ moves by "
+        "lambda_lr × schedule × gradient, so its value shows how strongly the data pulls it",
     )
     epsilon_low: float | None = Field(None, gt=0, lt=1, description="surrogate clip/gspo: lower clip ε_low; None = the "
                                       "preset's (0.2; gspo 3e-4)")
