@@ -12,7 +12,8 @@ from lgrpo_bench.cli.common import EXIT_RUN_FAILED, PLAIN_HELP, app, fail_input,
 
 
 MAX_POINTS_HELP = "Refuse grids with more points than this (default 20,000; counted before anything is expanded)"
-ALL_ROWS_HELP = "List every run in the table (default: at most 200 rows, runs with news first; the states line counts all; --plain and --json list every run)"
+ALL_ROWS_HELP = "List every run in the table (default: at most 200 rows, runs with news first; the states line counts all; --plain lists every run)"
+PLAN_ALL_ROWS_HELP = ALL_ROWS_HELP.replace("--plain lists", "--plain and --json list")  # plan alone has --json
 
 
 def _load(grid_file: Path, max_points: int | None = None):
@@ -98,7 +99,7 @@ def plan(
     grid_file: Path = typer.Argument(..., help="Grid YAML"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per run) instead of a table"),
     max_points: Optional[int] = typer.Option(None, "--max-points", min=1, help=MAX_POINTS_HELP),
-    every_row: bool = typer.Option(False, "--all", help=ALL_ROWS_HELP),
+    every_row: bool = typer.Option(False, "--all", help=PLAN_ALL_ROWS_HELP),
     plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
 ) -> None:
     """List a grid's runs with their state (new/queued/running/trained/stopped/failed/pruned/done); runs nothing. Example: lgrpo-bench plan experiments/quickstart.yaml"""
