@@ -286,7 +286,9 @@ def click_command():
 
 
 def resolve_command(args: list[str]):
-    """The click command an argument list names and the arguments left for it."""
+    """The click command an argument list names and the arguments left for it. A group's subcommand is always
+    written out: ``sweep run FILE``, not the shorthand ``sweep FILE`` the CLI also takes (a typo such as
+    ``sweep shwo`` would pass as a file name under the shorthand)."""
     command, path = click_command(), []
     while hasattr(command, "commands") and args and args[0] in command.commands:
         path.append(args[0])
@@ -340,6 +342,9 @@ def test_every_file_a_readme_command_reads_is_in_the_repository():
     ("lgrpo-bench plan", "Missing parameter: grid_file"),
     ("lgrpo-bench reprot --grid g.yaml", "has no subcommand"),
     ("lgrpo-bench run a.yaml b.yaml", "unexpected extra argument"),
+    ("lgrpo-bench sweep shwo lambda-lr", "'sweep' has no subcommand ['shwo']"),
+    ("lgrpo-bench sweep sweeps/lambda_lr.yaml", "'sweep' has no subcommand"),
+    ("lgrpo-bench sweep run sweeps/lambda_lr.yaml --n-trial 4", "No such option"),
 ])
 def test_a_command_that_would_not_run_as_printed_is_found(line, complaint):
     assert complaint in (parse_problem(shlex.split(line)[1:]) or ""), parse_problem(shlex.split(line)[1:])
@@ -409,6 +414,41 @@ def test_every_command_of_the_cli_is_in_the_commands_page():
         names = [f"{name} {sub}" for sub in command.commands] if hasattr(command, "commands") else [name]
         missing += [full for full in names if not any(span == full or span.startswith(full + " ") for span in spans)]
     assert missing == []
+
+
+def leaf_commands(command, path: tuple[str, ...] = ()):
+    """(path, command) for every command that runs (the subcommands of each group)."""
+    if hasattr(command, "commands"):
+        for name, sub in command.commands.items():
+            yield from leaf_commands(sub, (*path, name))
+    else:
+        yield path, command
+
+
+def help_option_problems(path: tuple[str, ...], command) -> list[str]:
+    """Options an option's help text names that the command does not have (``status --all`` once said
+    "--plain and --json list every run"; status has no --json)."""
+    known = {opt for param in command.params for opt in param.opts + param.secondary_opts} | {"--help"}
+    named = [(param, option) for param in command.params
+             for option in re.findall(r"(?<![\w-])(--[a-zA-Z][\w-]*)", getattr(param, "help", None) or "")]
+    return [f"{' '.join(path)} {param.opts[0]}: its help names {option}, which {' '.join(path)} does not have"
+            for param, option in named if option not in known]
+
+
+def test_every_option_an_options_help_names_is_an_option_of_that_command():
+    problems = [problem for path, command in leaf_commands(click_command())
+                for problem in help_option_problems(path, command)]
+    assert problems == []
+
+
+def test_a_help_naming_an_option_the_command_lacks_is_found():
+    import click
+
+    command = click.Command("status", params=[
+        click.Option(["--all"], is_flag=True, help="--plain and --json list every run"),
+        click.Option(["--plain"], is_flag=True)])
+    assert help_option_problems(("status",), command) == [
+        "status --all: its help names --json, which status does not have"]
 
 
 def test_a_commands_table_naming_a_missing_option_is_found():
