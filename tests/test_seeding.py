@@ -97,8 +97,9 @@ class StandInLLM:
         self.model, self.seed, self.kwargs, self.calls = model, seed, kwargs, []
         self.engine_generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)  # vLLM's worker seeds the process's RNGs with the engine seed
-        self.llm_engine = SimpleNamespace(model_executor=SimpleNamespace(driver_worker=SimpleNamespace(
-            model_runner=SimpleNamespace(model=SimpleNamespace(load_weights=lambda weights: None)))))
+        self.llm_engine = SimpleNamespace(model_config=SimpleNamespace(seed=seed), model_executor=SimpleNamespace(
+            driver_worker=SimpleNamespace(model_runner=SimpleNamespace(model=SimpleNamespace(
+                load_weights=lambda weights: None)))))
         StandInLLM.instances.append(self)
 
     def reset_prefix_cache(self):
@@ -109,10 +110,13 @@ class StandInLLM:
         self.calls.append([p.seed for p in params])
         outputs = []
         for prompt, p in zip(prompts, params, strict=True):
-            generator = torch.Generator().manual_seed(p.seed) if p.seed is not None else self.engine_generator
-            tokens = _sample(generator, p.max_tokens, 256)
-            completion = SimpleNamespace(token_ids=tokens, logprobs=[{t: Logprob(-math.log(253))} for t in tokens])
-            outputs.append(SimpleNamespace(prompt_token_ids=prompt["prompt_token_ids"], outputs=[completion]))
+            completions = []
+            for child in range(getattr(p, "n", 1)):  # vLLM seeds child i of a seeded request with seed + i
+                generator = torch.Generator().manual_seed(p.seed + child) if p.seed is not None else self.engine_generator
+                tokens = _sample(generator, p.max_tokens, 256)
+                completions.append(SimpleNamespace(token_ids=tokens,
+                                                   logprobs=[{t: Logprob(-math.log(253))} for t in tokens]))
+            outputs.append(SimpleNamespace(prompt_token_ids=prompt["prompt_token_ids"], outputs=completions))
         return outputs
 
 
