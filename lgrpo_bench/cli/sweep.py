@@ -40,7 +40,7 @@ class _SweepGroup(_Group):
 
 sweep_app = typer.Typer(cls=_SweepGroup, no_args_is_help=True, help=(
     "Optuna sweeps: run a sweep file, show a study, export its best config as a grid, open the dashboard. Examples: "
-    "lgrpo-bench sweep sweeps/lambda_lr.yaml · lgrpo-bench sweep show lambda-lr · lgrpo-bench sweep export lambda-lr "
+    "lgrpo-bench sweep run sweeps/lambda_lr.yaml · lgrpo-bench sweep show lambda-lr · lgrpo-bench sweep export lambda-lr "
     "--seeds 10,11,12 -o experiments/best.yaml · lgrpo-bench sweep dashboard lambda-lr"))
 app.add_typer(sweep_app, name="sweep")
 

@@ -357,7 +357,7 @@ def refuse_other_kind(data: dict[str, Any], path: str | Path) -> None:
         return
     if any(key in data for key in SWEEP_MARKERS):
         raise ConfigError(f"{path}: a sweep file (it has {', '.join(k for k in SWEEP_MARKERS if k in data)}), not a run "
-                          f"config: `lgrpo-bench sweep {path}` runs it; this command takes a run YAML such as "
+                          f"config: `lgrpo-bench sweep run {path}` runs it; this command takes a run YAML such as "
                           "experiments/tiny_lambda.yaml")
     if any(key in data for key in GRID_MARKERS):
         raise ConfigError(f"{path}: a grid file (it has {', '.join(k for k in GRID_MARKERS if k in data)}), not a run "

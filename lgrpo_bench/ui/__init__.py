@@ -1,4 +1,4 @@
-"""The web UIs lgrpo-bench serves (``lgrpo-bench ui``: MLflow's; ``lgrpo-bench sweep ui``: optuna-dashboard).
+"""The web UIs lgrpo-bench serves (``lgrpo-bench ui``: MLflow's; ``lgrpo-bench sweep dashboard``: optuna-dashboard).
 
 * :mod:`.views` — the ``mlflow ui`` command (:func:`~lgrpo_bench.ui.views.start_ui`), its base URL and the routes
   of the pages worth printing (a grid's saved view, an experiment's runs table).
