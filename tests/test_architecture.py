@@ -5,7 +5,8 @@
 * every run-folder name (``config.yaml``, ``run.log``, ``checkpoint-N``, ...) only in the run record (the schema
   may name MLflow artifacts that happen to share a name);
 * the packages form layers (ARCHITECTURE.md): a module imports only packages of lower layers and its own
-  package, at the top of the file or inside a function alike; ``config`` imports nothing of ours;
+  package, at the top of the file or inside a function alike; ``algorithms`` imports nothing of ours and ``config``
+  only ``algorithms`` (the declarations its ``algorithm`` section is built from);
 * the store has one reader: ``sqlite3`` is imported by :mod:`lgrpo_bench.tracking.reader` only, and MLflow's private
   client (``_tracking_client``) is used nowhere;
 * a training run is created (``lgrpo.kind = train``) only by :mod:`lgrpo_bench.runs.tracked`, and a run is looked up
@@ -30,14 +31,15 @@ TRACKED = PACKAGE / "runs" / "tracked.py"
 SCHEMA = PACKAGE / "tracking" / "schema.py"
 
 LAYERS: dict[str, int] = {
-    "config": 0, "procs": 0,
-    "algorithms": 1, "tasks": 1, "tracking": 1,
-    "models": 2,
-    "training": 3, "evaluation": 3,
-    "runs": 4,
-    "dispatch": 5, "reports": 5,
-    "sweeps": 6, "ui": 6,
-    "cli": 7,
+    "algorithms": 0, "procs": 0,
+    "config": 1,
+    "tasks": 2, "tracking": 2,
+    "models": 3,
+    "training": 4, "evaluation": 4,
+    "runs": 5,
+    "dispatch": 6, "reports": 6,
+    "sweeps": 7, "ui": 7,
+    "cli": 8,
 }
 """Layer of each sub-package (see ARCHITECTURE.md): imports go from a higher layer to a lower one only."""
 

@@ -3,6 +3,7 @@ warned-about combinations carry a note, the run id is the resolved algorithm, gr
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -108,6 +109,23 @@ def test_unused_options_are_ignored_not_refused():
     assert preset_algorithm("dapo", max_generation_batches=3).max_generation_batches is None
 
 
+def test_a_frozen_lambdas_rate_and_optimizer_are_unused_and_never_split_a_run_id():
+    frozen = [preset_algorithm("lambda_grpo", lambda_learnable=False, lam_init=1.0, lambda_lr=lr, lambda_optimizer=opt)
+              for lr, opt in ((0.5, "sgd"), (0.01, "adam"))]
+    assert [(a.lambda_lr, a.lambda_optimizer, a.lam_init, a.lambda_learnable) for a in frozen] == [(None, None, 1.0, False)] * 2
+    assert frozen[0].identity() == frozen[1].identity()
+    learned = preset_algorithm("lambda_grpo", lambda_lr=0.5, lambda_optimizer="sgd")
+    assert (learned.lambda_lr, learned.lambda_optimizer) == (0.5, "sgd")
+
+
+def test_r_at_the_bound_is_refused_just_below_it_accepted():
+    """1 + r·z reaches exactly 0 at r = 1/sqrt(G−1) (z = −sqrt(G−1) for one long and G−1 short completions)."""
+    bound = 1 / math.sqrt(7)
+    with pytest.raises(AlgorithmError, match="too large for train.num_generations=8"):
+        preset_algorithm("lambda_grpo", r=bound, num_generations=8)
+    assert preset_algorithm("lambda_grpo", r=bound * (1 - 1e-9), num_generations=8).r == bound * (1 - 1e-9)
+
+
 def test_warned_combinations_are_allowed_with_a_note():
     notes = " ".join(preset_algorithm("gspo", aggregation="token_mean").notes)
     assert "each completion counts |o_i| times" in notes
@@ -138,7 +156,8 @@ def test_trl_equivalents():
 def test_config_errors_name_the_key_and_the_value():
     with pytest.raises(ConfigError) as info:
         build_run_config({"algorithm": {"name": "cispo", "surrogate": "ppo"}}, "run.yaml")
-    assert "run.yaml: algorithm.surrogate: unknown surrogate 'ppo': choose one of clip, cispo, sapo, gspo, gmpo (got 'ppo')" in str(info.value)
+    choices = ", ".join(AXES["surrogate"])  # every registered surrogate (clip, cispo, sapo, gspo, gmpo, ...)
+    assert f"run.yaml: algorithm.surrogate: unknown surrogate 'ppo': choose one of {choices} (got 'ppo')" in str(info.value)
     with pytest.raises(ConfigError, match="algorithm.max_generation_batches: Input should be greater than or equal to 1"):
         build_run_config({"algorithm": {"name": "dapo_full", "max_generation_batches": 0}}, "run.yaml")
     with pytest.raises(ConfigError, match="lambda_optimizer: Input should be 'adam' or 'sgd'"):
@@ -198,14 +217,34 @@ def test_algorithms_command_lists_presets_and_axes():
             assert f"\n  {value} " in result.stdout
 
 
-def test_config_fields_match_the_declared_hyperparameters():
-    """Each axis value's hyperparameter is declared once, in its module; ``config/`` (layer 0) may not import it, so
-    the ``algorithm.<name>`` field must say the same: default None (= the preset's), the same bounds and description."""
-    from lgrpo_bench.algorithms.presets import HYPERPARAMETERS
+def test_config_fields_follow_from_the_declared_hyperparameters():
+    """Each axis value's hyperparameter is declared once, in its module; the ``algorithm.<name>`` field is built from
+    that declaration: default None (= the preset's), the declared type, choices and bounds, and a description that
+    says which values use it, what it means, its default and the presets that set another value. The section has no
+    other field than the preset, the four axes, the declared hyperparameters and the three shaping options."""
+    import typing
+
+    from lgrpo_bench.algorithms.presets import AXIS_NAMES, HYPERPARAMETERS, PRESETS, VALUE_HYPERPARAMETERS
     from lgrpo_bench.config.schema import AlgorithmConfig
 
+    shaping = {"mask_truncated_completions", "overlong_penalty", "overlong_buffer_tokens"}
+    assert set(AlgorithmConfig.model_fields) == {"name", *AXIS_NAMES, *HYPERPARAMETERS, *shaping}
     for name, declared in HYPERPARAMETERS.items():
-        assert name in AlgorithmConfig.model_fields, f"add algorithm.{name} to AlgorithmConfig (declared {declared})"
         field = AlgorithmConfig.model_fields[name]
         bounds = {k: v for m in field.metadata for k in ("gt", "ge", "lt", "le") if (v := getattr(m, k, None)) is not None}
-        assert (field.default, field.description, bounds) == (None, declared.description, declared.bounds), name
+        assert (field.default, bounds) == (None, declared.bounds), name
+        kinds = set(typing.get_args(field.annotation)) - {type(None)}
+        expected = typing.Literal[declared.choices] if declared.choices else declared.kind
+        assert kinds == {expected}, name
+        users = [value for (axis, value), hs in VALUE_HYPERPARAMETERS.items() for h in hs if h.name == name]
+        assert field.description.startswith(f"{next(a for (a, v) in VALUE_HYPERPARAMETERS if v == users[0])} "
+                                             f"{'/'.join(users)}: {declared.description}; None = "), field.description
+        assert declared.describe_default() in field.description
+        for preset in PRESETS.values():
+            if name in preset.hyperparameters:
+                assert f"{preset.name} {preset.hyperparameters[name]:g}" in field.description, (name, preset.name)
+    assert "dapo_full 0.28" in AlgorithmConfig.model_fields["epsilon_high"].description
+    assert AlgorithmConfig.model_fields["lambda_lr"].description.endswith("used only with lambda_learnable true")
+    for axis in AXIS_NAMES:
+        for value, summary in AXES[axis].items():
+            assert f"{value} ({summary})" in AlgorithmConfig.model_fields[axis].description

@@ -38,8 +38,8 @@ include:
 """
 BASE = {1e-5: 0.40, 3e-5: 0.50}
 """GRPO's accuracy at seed 0 per learning rate; every run adds 0.02 per seed."""
-GAIN = {("grpo", 0.0): (0.0, 0.0, 0.0), ("lambda_grpo", 0.0): (0.01, 0.02, 0.03), ("lambda_grpo", 1.0): (0.05, 0.06, 0.10)}
-"""Gain over GRPO at the same learning rate and seed, per seed."""
+GAIN = {("grpo", None): (0.0, 0.0, 0.0), ("lambda_grpo", 0.0): (0.01, 0.02, 0.03), ("lambda_grpo", 1.0): (0.05, 0.06, 0.10)}
+"""Gain over GRPO at the same learning rate and seed, per seed (grpo's lam_init: unset, its value does not use λ)."""
 
 
 def _acc(config) -> dict[str, float]:

@@ -10,7 +10,7 @@ import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
 
-from lgrpo_bench.algorithms.presets import preset_algorithm, trl_equivalent, trl_scale_rewards
+from lgrpo_bench.algorithms.presets import AXES, preset_algorithm, trl_equivalent, trl_scale_rewards
 from lgrpo_bench.models.tiny import make_tiny_model
 from lgrpo_bench.models.tokenizer import make_tokenizer
 from lgrpo_bench.training.trainer import UnifiedLossGRPOTrainer, row_group_statistics
@@ -130,10 +130,11 @@ def test_loss_and_gradient_equal_trl_builtin(model, tokenizer, tmp_path, combina
         assert 0 < max(metrics["cispo_clip_ratio"]) < 1
 
 
-# every axis value: the accumulated gradient does not depend on the micro-batch split (local_token_mean excepted)
+# every axis value: the accumulated gradient does not depend on the micro-batch split (local_token_mean excepted);
+# every registered aggregation and surrogate is in by itself (a new one included)
 INVARIANCE = [
-    *[("dapo", {"aggregation": a}) for a in ("seq_mean_token_mean", "token_mean", "constant", "prompt_mean")],
-    *[("lambda_grpo", {"surrogate": s, "lam_init": 0.4, "r": 0.3}) for s in ("clip", "cispo", "sapo", "gspo")],
+    *[("dapo", {"aggregation": a}) for a in AXES["aggregation"] if a not in ("local_token_mean", "lambda")],
+    *[("lambda_grpo", {"surrogate": s, "lam_init": 0.4, "r": 0.3}) for s in AXES["surrogate"]],
     ("cispo", {"cispo_epsilon_max": 1.2}),
     ("sapo", {}),
     ("gspo", {"epsilon_low": 0.05, "epsilon_high": 0.05}),
@@ -184,7 +185,7 @@ def test_trainer_row_weights_equal_the_whole_batch_weights(model, tokenizer, tmp
     assert torch.allclose(weights.detach(), expected[order], atol=1e-7)
 
 
-@pytest.mark.parametrize("surrogate", ["clip", "cispo", "sapo", "gspo"])
+@pytest.mark.parametrize("surrogate", list(AXES["surrogate"]))  # every registered surrogate
 def test_dloss_dlambda_matches_finite_difference_in_the_trainer(model, tokenizer, tmp_path, surrogate):
     algorithm = preset_algorithm("lambda_grpo", surrogate=surrogate, lam_init=0.5, r=0.3, num_generations=4,
                                  max_completion_length=MAX_LEN)

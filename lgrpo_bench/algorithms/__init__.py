@@ -1,10 +1,13 @@
 """GRPO-family algorithms as one weighted loss over four orthogonal axes (see :mod:`lgrpo_bench.algorithms.base`).
 
 - ``presets`` (pure Python, no torch): the axes and their choices, the named presets, :func:`resolve_algorithm`
-  (a config's ``algorithm`` section → :class:`ResolvedAlgorithm`, refusing nonsense combinations);
+  (a config's ``algorithm`` section → :class:`ResolvedAlgorithm`, refusing nonsense combinations), the config
+  fields built from the declarations (``config_fields``), ``resolved_section`` / ``stored_algorithm`` (what a
+  prepared run's ``config.yaml`` states, read back without resolving again);
 - ``aggregation/``, ``surrogate/``, ``advantage/``, ``group_filter/``: one module per axis value, each with its
-  equation and reference, behind a registry per axis (``AGGREGATIONS``, ``SURROGATES``, ``ADVANTAGES``,
-  ``GROUP_FILTERS``); adding a value is a module plus a line in its registry and in ``presets.AXES``;
+  equation and reference, its ``SUMMARY`` and its hyperparameters (``HYPERPARAMETERS``, declared once:
+  ``hyperparameter.py``), behind a registry per axis (``AGGREGATIONS``, ``SURROGATES``, ``ADVANTAGES``,
+  ``GROUP_FILTERS``); adding a value is a module plus its entry in its registry (ARCHITECTURE.md);
 - ``weights`` (w_i for whole batches) and ``loss`` (Σ_i w_i Σ_t ℓ_{i,t}).
 
 Importing this package does not import torch: the names below are loaded on first use (PEP 562), so
@@ -33,6 +36,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "max_safe_r": ("presets", "max_safe_r"),
     "preset_algorithm": ("presets", "preset_algorithm"),
     "resolve_algorithm": ("presets", "resolve_algorithm"),
+    "resolved_section": ("presets", "resolved_section"),
+    "stored_algorithm": ("presets", "stored_algorithm"),
     "trl_equivalent": ("presets", "trl_equivalent"),
     # torch
     "WeightInputs": ("base", "WeightInputs"),

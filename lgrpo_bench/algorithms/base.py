@@ -23,7 +23,6 @@ from typing import Callable
 
 import torch
 
-from lgrpo_bench.algorithms.presets import max_safe_r
 
 #: Added to the population std of the lengths before dividing (λ-GRPO's z-score), as in the paper's code.
 LENGTH_STD_EPS = 1e-8
@@ -105,4 +104,4 @@ def relative_token_weight(weights: torch.Tensor, inputs: WeightInputs) -> torch.
 
 
 __all__ = ["H_MIN", "LENGTH_STD_EPS", "WeightFn", "WeightInputs", "as_float", "as_like", "lambda_preferences",
-           "length_zscores", "max_safe_r", "relative_token_weight"]
+           "length_zscores", "relative_token_weight"]

@@ -1,7 +1,8 @@
 """The GRPO design space as four orthogonal axes, the named presets, and the rules for combining them.
 
 An algorithm is four choices (one small module per value, in ``aggregation/``, ``surrogate/``, ``advantage/``,
-``group_filter/``) plus the hyperparameters those choices use:
+``group_filter/``) plus the hyperparameters those choices use, each declared once in its value's module
+(``HYPERPARAMETERS``, :mod:`lgrpo_bench.algorithms.hyperparameter`):
 
     L = Σ_i w_i Σ_t ℓ_{i,t}          w_i: aggregation,  ℓ_{i,t}: surrogate of the ratio ρ and the advantage A_i,
                                       A_i: advantage,    which groups enter the batch: group filter.
@@ -12,58 +13,61 @@ A preset (``algorithm.name``) fixes all four and their hyperparameters; every fi
 values use; the others are None), refuses combinations that make no sense with the reason, and attaches a
 one-line note to combinations that are legal but easy to misread (TRL warns about some of them).
 
-This module is pure Python on purpose: config validation, ``lgrpo-bench plan`` and ``config show`` use it
-without importing torch. The equations live in the axis modules' docstrings; here is plain data.
+This module is pure Python on purpose: the config schema (:func:`config_fields`: the ``algorithm`` section's fields
+follow from the declarations), config validation, ``lgrpo-bench plan`` and ``config show`` use it without importing
+torch. The equations live in the axis modules' docstrings; here are the presets and the rules.
+
+A run's algorithm is resolved once, when the run is prepared (``lgrpo_bench.runs.resolve.prepare_run``): its
+``config.yaml`` then states every axis value and hyperparameter (:func:`resolved_section`), and training reads that
+back with :func:`stored_algorithm`, which applies no preset and no rule.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from lgrpo_bench.algorithms.advantage import ADVANTAGES
+from lgrpo_bench.algorithms.aggregation import AGGREGATIONS
+from lgrpo_bench.algorithms.aggregation.lambda_preference import max_safe_r
 from lgrpo_bench.algorithms.group_filter import GROUP_FILTERS
 from lgrpo_bench.algorithms.hyperparameter import Hyperparameter
 from lgrpo_bench.algorithms.surrogate import SURROGATES
 
-#: Axis name -> {value: one-line description (equation and source)}. The order is the order of listings.
-AXES: dict[str, dict[str, str]] = {
-    "aggregation": {
-        "seq_mean_token_mean": "w_i = 1/(N·|o_i|): token mean per completion, mean over completions (GRPO, arXiv 2402.03300)",
-        "token_mean": "w_i = 1/Σ_j|o_j| over the accumulated batch, all processes (DAPO, arXiv 2503.14476)",
-        "constant": "w_i = 1/(N·L_max) (Dr. GRPO, arXiv 2503.20783)",
-        "local_token_mean": "w_i = 1/(M·Σ_{j∈mb}|o_j|): token mean of each micro-batch, mean over the M micro-batches (TRL bnpo)",
-        "prompt_mean": "w_i = 1/(P·Σ_{j∈g(i)}|o_j|): token mean inside each prompt's group, mean over prompts (ScaleRL, arXiv 2510.13786)",
-        "lambda": "w_i = f_i/Σ_j|o_j|, f = G·softmax_g(h^λ), h = max(1 + r·z(|o|), 1e-6), λ learned or frozen (λ-GRPO, arXiv 2510.06870)",
-    },
-    "surrogate": {name: spec.summary for name, spec in SURROGATES.items()},  # each module's SUMMARY
-    "advantage": {
-        "group_std": "A_i = (R_i − mean_g R)/(std_g R + 1e-4), sample std (GRPO; TRL scale_rewards=group)",
-        "group_mean": "A_i = R_i − mean_g R (Dr. GRPO, arXiv 2503.20783; TRL scale_rewards=none)",
-        "batch_std": "A_i = (R_i − mean_g R)/(std_batch R + 1e-4), sample std over the groups in the loss (PPO-Lite, arXiv 2508.08221; TRL scale_rewards=batch)",
-    },
-    "group_filter": {
-        "none": "every generated group enters the loss",
-        "drop": "groups whose accuracy is uniform (all correct or all wrong) leave the loss and its normaliser; the batch shrinks",
-        "resample": "keep generating groups from new prompts until the batch holds prompts_per_step mixed-accuracy groups, "
-                    "at most max_generation_batches rounds (DAPO's dynamic sampling, arXiv 2503.14476 §3.2; verl filter_groups)",
-    },
+#: Axis name -> its registry (name -> spec with ``summary`` and ``hyperparameters``), in the order of listings.
+REGISTRIES: dict[str, Mapping[str, Any]] = {
+    "aggregation": AGGREGATIONS, "surrogate": SURROGATES, "advantage": ADVANTAGES, "group_filter": GROUP_FILTERS,
 }
+
+#: Axis name -> {value: one-line description (equation and source)}: each value module's ``SUMMARY``.
+AXES: dict[str, dict[str, str]] = {axis: {name: spec.summary for name, spec in registry.items()}
+                                   for axis, registry in REGISTRIES.items()}
 AXIS_NAMES: tuple[str, ...] = tuple(AXES)
 
 #: Aggregations whose per-token weight makes a sequence-level ratio count |o_i| times (TRL warns about these).
-TOKEN_LEVEL_AGGREGATIONS = ("token_mean", "constant", "local_token_mean", "prompt_mean", "lambda")
+TOKEN_LEVEL_AGGREGATIONS = tuple(name for name, spec in AGGREGATIONS.items() if spec.token_level)
 
 #: (axis, value) -> the hyperparameters that value declares in its module (``HYPERPARAMETERS``), in resolution order.
 VALUE_HYPERPARAMETERS: dict[tuple[str, str], tuple[Hyperparameter, ...]] = {
-    **{("surrogate", name): spec.hyperparameters for name, spec in SURROGATES.items()},
-    **{("group_filter", name): spec.hyperparameters for name, spec in GROUP_FILTERS.items()},
+    (axis, name): spec.hyperparameters for axis, registry in REGISTRIES.items() for name, spec in registry.items()
+    if spec.hyperparameters
 }
+
+
+def _by_name() -> dict[str, Hyperparameter]:
+    declared: dict[str, Hyperparameter] = {}
+    for (axis, value), hyperparameters in VALUE_HYPERPARAMETERS.items():
+        for hyperparameter in hyperparameters:
+            if declared.setdefault(hyperparameter.name, hyperparameter) != hyperparameter:
+                raise TypeError(f"{axis} {value} declares {hyperparameter.name} unlike another value")
+    return declared
+
+
 #: Every axis value's hyperparameter by name (values may share one: gspo uses clip's ε).
-HYPERPARAMETERS: dict[str, Hyperparameter] = {h.name: h for hs in VALUE_HYPERPARAMETERS.values() for h in hs}
+HYPERPARAMETERS: dict[str, Hyperparameter] = _by_name()
 
 
 @dataclass(frozen=True)
@@ -147,18 +151,13 @@ def get_preset(name: str) -> Preset:
         raise AlgorithmError(f"unknown algorithm {name!r}: choose one of {', '.join(PRESETS)}", "algorithm.name", name) from None
 
 
-def max_safe_r(group_size: int) -> float:
-    """The largest r for which 1 + r·z > 0 in every group: min z = −sqrt(G−1) (population std of the lengths)."""
-    return 1.0 / math.sqrt(group_size - 1)
-
-
 @dataclass(frozen=True)
 class ResolvedAlgorithm:
     """Every axis value and hyperparameter one run trains with. Hyperparameters its axis values do not use are None.
 
     ``values`` holds the hyperparameters its axis values declare (``HYPERPARAMETERS`` of their modules), each
-    readable as an attribute (``algorithm.epsilon_low``; None when its values do not use it). ``notes`` are one-line
-    explanations of legal but easy-to-misread combinations (not part of the identity).
+    readable as an attribute (``algorithm.epsilon_low``, ``algorithm.r``; None when its values do not use it).
+    ``notes`` are one-line explanations of legal but easy-to-misread combinations (not part of the identity).
     """
 
     name: str
@@ -167,11 +166,6 @@ class ResolvedAlgorithm:
     advantage: str
     group_filter: str
     values: tuple[tuple[str, Any], ...] = ()
-    r: float | None = None
-    lam_init: float | None = None
-    lambda_learnable: bool | None = None
-    lambda_lr: float | None = None
-    lambda_optimizer: str | None = None
     mask_truncated_completions: bool = False
     overlong_penalty: bool = False
     overlong_buffer_tokens: int | None = None
@@ -248,37 +242,17 @@ def resolve_algorithm(
       local (micro-batch) token mean; ``drop`` (the batch shrinks);
       ignored — hyperparameters the chosen values do not use (they are None in the result and not in the run id).
     """
-    preset = get_preset(section.get("name") or "lambda_grpo")
-    aggregation = _choice(section, "aggregation", preset)
-    surrogate = _choice(section, "surrogate", preset)
-    advantage = _choice(section, "advantage", preset)
-    group_filter = _choice(section, "group_filter", preset)
+    preset = get_preset(section.get("name") or DEFAULT_PRESET)
+    axes = {axis: _choice(section, axis, preset) for axis in AXIS_NAMES}
+    hyperparameters = _hyperparameter_values(axes, lambda h: _value(section, h.name, preset.default(h)))
+    context = {"num_generations": num_generations, "max_completion_length": max_completion_length,
+               "num_iterations": num_iterations}
+    for axis in _CHECK_ORDER:
+        check = getattr(REGISTRIES[axis][axes[axis]], "check", None)
+        problem = check(hyperparameters, **context) if check is not None else None
+        if problem:
+            raise AlgorithmError(problem)
     values: dict[str, Any] = {}
-    notes: list[str] = []
-
-    hyperparameters: dict[str, Any] = {}
-    for axis, value in (("surrogate", surrogate), ("group_filter", group_filter)):
-        for hyperparameter in VALUE_HYPERPARAMETERS.get((axis, value), ()):
-            hyperparameters[hyperparameter.name] = _value(section, hyperparameter.name, preset.default(hyperparameter))
-    if surrogate == "cispo":
-        cap = hyperparameters["cispo_epsilon_max"]
-        if cap < 1:
-            raise AlgorithmError(
-                f"algorithm.cispo_epsilon_max={cap:g} caps the importance weight below 1, so even on-policy tokens "
-                f"(ρ = 1) get weight {cap:g}: every gradient is scaled down (TRL's cispo with its default epsilon_high "
-                f"0.2 does this silently); use a cap ≥ 1 (ScaleRL and TRL: 4-5)")
-    if aggregation == "lambda":
-        r = _value(section, "r", 1 / 9)
-        if r >= max_safe_r(num_generations):
-            raise AlgorithmError(
-                f"algorithm.r={r:g} is too large for train.num_generations={num_generations}: "
-                f"1 + r·z reaches 1 - r·sqrt(G-1) = {1 - r * math.sqrt(num_generations - 1):.3f} ≤ 0; "
-                f"use r < {max_safe_r(num_generations):.4f}")
-        learnable = bool(_value(section, "lambda_learnable", True))
-        values.update(r=r, lam_init=float(_value(section, "lam_init", 0.0)), lambda_learnable=learnable)
-        if learnable:
-            values.update(lambda_lr=_value(section, "lambda_lr", 1e-2),
-                          lambda_optimizer=_value(section, "lambda_optimizer", "adam"))
     mask_truncated = bool(_value(section, "mask_truncated_completions", preset.mask_truncated_completions))
     overlong = bool(_value(section, "overlong_penalty", preset.overlong_penalty))
     values.update(mask_truncated_completions=mask_truncated, overlong_penalty=overlong)
@@ -290,7 +264,34 @@ def resolve_algorithm(
                 f"{max_completion_length}: the soft overlong penalty would start before the first token; use at most "
                 f"{max_completion_length} (DAPO: 4,096 of 20,480)")
         values["overlong_buffer_tokens"] = buffer
+    return ResolvedAlgorithm(name=preset.name, **axes, values=tuple(hyperparameters.items()),
+                             notes=combination_notes(axes, num_iterations), **values)
 
+
+#: The preset of a config that names none (``AlgorithmConfig.name``'s default).
+DEFAULT_PRESET = "lambda_grpo"
+#: The order in which the axis values' checks run (the first refusal is the one reported).
+_CHECK_ORDER = ("surrogate", "aggregation", "advantage", "group_filter")
+
+
+def _hyperparameter_values(axes: Mapping[str, str], value_of) -> dict[str, Any]:
+    """Every hyperparameter the chosen axis values declare, in declaration order: ``value_of(h)`` coerced to its type,
+    or None when it is unused (``only_if`` not met)."""
+    values: dict[str, Any] = {}
+    for axis in AXIS_NAMES:
+        for hyperparameter in VALUE_HYPERPARAMETERS.get((axis, axes[axis]), ()):
+            condition = hyperparameter.only_if
+            if condition is not None and values.get(condition[0]) != condition[1]:
+                values[hyperparameter.name] = None
+            else:
+                values[hyperparameter.name] = hyperparameter.coerce(value_of(hyperparameter))
+    return values
+
+
+def combination_notes(axes: Mapping[str, str], num_iterations: int) -> tuple[str, ...]:
+    """One-line notes on legal but easy-to-misread combinations of axis values (see :func:`resolve_algorithm`)."""
+    aggregation, surrogate, group_filter = axes["aggregation"], axes["surrogate"], axes["group_filter"]
+    notes: list[str] = []
     if SURROGATES[surrogate].sequence_level and aggregation in TOKEN_LEVEL_AGGREGATIONS:
         notes.append(f"{surrogate} with aggregation {aggregation}: the sequence-level loss is summed over tokens, so each "
                      f"completion counts |o_i| times (longer ones weigh more); the {surrogate.upper()} paper uses "
@@ -304,9 +305,7 @@ def resolve_algorithm(
     if group_filter == "drop":
         notes.append("group_filter drop: uniform-accuracy groups leave the loss and the batch shrinks step to step; "
                      "resample refills it")
-    return ResolvedAlgorithm(name=preset.name, aggregation=aggregation, surrogate=surrogate, advantage=advantage,
-                             group_filter=group_filter, values=tuple(hyperparameters.items()), notes=tuple(notes),
-                             **values)
+    return tuple(notes)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -325,11 +324,111 @@ def algorithm_of(config) -> ResolvedAlgorithm:
                            config.train.num_iterations)
 
 
+def resolved_section(algorithm: ResolvedAlgorithm) -> dict[str, Any]:
+    """The ``algorithm`` config section that states ``algorithm`` in full: the preset name, the four axis values,
+    every declared hyperparameter (None where its values do not use it) and the shaping options. What a prepared run's
+    ``config.yaml`` stores; resolving it again gives ``algorithm`` back (the same run id)."""
+    used = dict(algorithm.values)
+    return {"name": algorithm.name, **algorithm.axes, **{name: used.get(name) for name in HYPERPARAMETERS},
+            "mask_truncated_completions": algorithm.mask_truncated_completions,
+            "overlong_penalty": algorithm.overlong_penalty, "overlong_buffer_tokens": algorithm.overlong_buffer_tokens}
+
+
+def stored_algorithm(config) -> ResolvedAlgorithm:
+    """The algorithm a prepared run config states (:func:`resolved_section`, written by ``prepare_run``), read as it
+    is: no preset is applied and no rule re-checked (that happened once, when the run was prepared).
+
+    Raises:
+        AlgorithmError: the section is not resolved (an axis value, a shaping option or a hyperparameter its values
+            use is None): a config that was never prepared.
+    """
+    section = config.algorithm.model_dump()
+    missing = [key for key in (*AXIS_NAMES, "mask_truncated_completions", "overlong_penalty") if section.get(key) is None]
+    axes = {axis: section[axis] for axis in AXIS_NAMES}
+    if not missing:
+        values = _hyperparameter_values(axes, lambda h: section.get(h.name))
+        missing = [h.name for axis in AXIS_NAMES for h in VALUE_HYPERPARAMETERS.get((axis, axes[axis]), ())
+                   if section.get(h.name) is None and values.get(h.name) is not None]
+    if missing or (section["overlong_penalty"] and section.get("overlong_buffer_tokens") is None):
+        raise AlgorithmError(f"the algorithm section is not resolved ({', '.join(missing or ['overlong_buffer_tokens'])} "
+                             "unset): a prepared run's config.yaml states every axis value and hyperparameter; prepare "
+                             "the run with lgrpo_bench.runs.resolve.prepare_run")
+    return ResolvedAlgorithm(
+        name=section["name"], **axes, values=tuple(values.items()),
+        mask_truncated_completions=section["mask_truncated_completions"], overlong_penalty=section["overlong_penalty"],
+        overlong_buffer_tokens=section["overlong_buffer_tokens"] if section["overlong_penalty"] else None,
+        notes=combination_notes(axes, config.train.num_iterations))
+
+
 def preset_algorithm(name: str, *, num_generations: int = 8, max_completion_length: int = 512,
                      num_iterations: int = 1, **overrides: Any) -> ResolvedAlgorithm:
     """``resolve_algorithm({"name": name, **overrides}, ...)``: a shortcut for scripts and tests."""
     return resolve_algorithm({"name": name, **overrides}, num_generations=num_generations,
                              max_completion_length=max_completion_length, num_iterations=num_iterations)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The config's algorithm section, from the declarations (config/schema.py builds AlgorithmConfig from these)
+# ---------------------------------------------------------------------------------------------------------
+_AXIS_MEANING = {
+    "aggregation": "w_i in L = Σ_i w_i Σ_t ℓ_it",
+    "surrogate": "ℓ_it",
+    "advantage": "A_i",
+    "group_filter": "Which groups enter the loss, decided on accuracy (the correctness reward) as in DAPO "
+                    "(arXiv 2503.14476 §3.2)",
+}
+
+
+def preset_field_description() -> str:
+    """The description of ``algorithm.name``: the presets, from the registry."""
+    return (f"Preset: {', '.join(PRESETS)}; it sets aggregation, surrogate, advantage, group_filter and their "
+            "hyperparameters (the fields below override them)")
+
+
+def axis_field_description(axis: str) -> str:
+    """The description of ``algorithm.<axis>``: every value with its module's summary."""
+    values = "; ".join(f"{name} ({summary})" for name, summary in AXES[axis].items())
+    return f"{_AXIS_MEANING[axis]}: {values}; None = the preset's"
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """A declared hyperparameter as the config's field ``algorithm.<name>``: default None (= the preset's)."""
+
+    name: str
+    kind: type
+    choices: tuple[str, ...] | None
+    bounds: dict[str, float]
+    description: str
+
+
+def config_fields() -> list[ConfigField]:
+    """The ``algorithm.<name>`` fields of every declared hyperparameter, in declaration order. The description says
+    which axis values use it, what it means and what None stands for: its declared default and the presets that set
+    another value."""
+    users: dict[str, list[tuple[str, str]]] = {}
+    for (axis, value), hyperparameters in VALUE_HYPERPARAMETERS.items():
+        for hyperparameter in hyperparameters:
+            users.setdefault(hyperparameter.name, []).append((axis, value))
+    fields = []
+    for name, hyperparameter in HYPERPARAMETERS.items():
+        axis = users[name][0][0]
+        used_by = f"{axis} {'/'.join(value for _, value in users[name])}"
+        own = [f"{preset.name} {_text(preset.hyperparameters[name])}" for preset in PRESETS.values()
+               if name in preset.hyperparameters]
+        default = hyperparameter.describe_default()
+        none = f"the preset's ({'; '.join([default, *own])})" if own else default
+        if hyperparameter.only_if is not None:
+            none += f"; used only with {hyperparameter.only_if[0]} {_text(hyperparameter.only_if[1])}"
+        fields.append(ConfigField(name, hyperparameter.kind, hyperparameter.choices, hyperparameter.bounds,
+                                  f"{used_by}: {hyperparameter.description}; None = {none}"))
+    return fields
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 #: TRL 1.16 loss_type that reproduces (aggregation, surrogate); GSPO adds importance_sampling_level="sequence".
@@ -388,8 +487,9 @@ def trl_scale_rewards(advantage: str) -> str:
 
 
 __all__ = [
-    "AXES", "AXIS_NAMES", "AlgorithmError", "HYPERPARAMETERS", "PRESETS", "Preset", "ResolvedAlgorithm",
-    "TOKEN_LEVEL_AGGREGATIONS", "TRL_LOSS_OPTIONS", "VALUE_HYPERPARAMETERS", "get_preset", "max_safe_r",
-    "preset_algorithm", "resolve_algorithm", "trl_equivalent", "trl_loss_options", "trl_loss_type",
-    "trl_scale_rewards",
+    "AXES", "AXIS_NAMES", "AlgorithmError", "ConfigField", "DEFAULT_PRESET", "HYPERPARAMETERS", "PRESETS", "Preset",
+    "REGISTRIES", "ResolvedAlgorithm", "TOKEN_LEVEL_AGGREGATIONS", "TRL_LOSS_OPTIONS", "VALUE_HYPERPARAMETERS",
+    "algorithm_of", "axis_field_description", "combination_notes", "config_fields", "get_preset", "max_safe_r",
+    "preset_algorithm", "preset_field_description", "resolve_algorithm", "resolved_section", "stored_algorithm",
+    "trl_equivalent", "trl_loss_options", "trl_loss_type", "trl_scale_rewards",
 ]

@@ -6,7 +6,7 @@ import torch
 
 from lgrpo_bench.algorithms.aggregation import AGGREGATIONS
 from lgrpo_bench.algorithms.base import WeightInputs, as_float
-from lgrpo_bench.algorithms.presets import PRESETS, AlgorithmError
+from lgrpo_bench.algorithms.presets import HYPERPARAMETERS, PRESETS, AlgorithmError
 
 
 def batch_weight_inputs(
@@ -56,7 +56,7 @@ def completion_weights(
     *,
     group_size: int,
     lam: torch.Tensor | float | None = None,
-    r: float = 1 / 9,
+    r: float = HYPERPARAMETERS["r"].default,
     max_completion_length: int | None = None,
     keep: torch.Tensor | None = None,
 ) -> torch.Tensor:

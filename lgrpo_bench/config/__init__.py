@@ -1,6 +1,8 @@
-"""Typed configs (pydantic), safe YAML loading, overrides and the run-identity hash: the ground floor.
+"""Typed configs (pydantic), safe YAML loading, overrides and the run-identity hash: the floor every package stands on.
 
-Nothing here imports another lgrpo_bench package, torch or transformers. Checks against the registries (algorithm
+Nothing here imports torch, transformers or another lgrpo_bench package but :mod:`lgrpo_bench.algorithms` (pure
+Python where it is read here): the ``algorithm`` section's fields are built from the hyperparameters each axis value
+declares in its module. Checks against the registries (algorithm
 presets and axes, model presets, benchmarks, templates) and the run id itself need those registries, so they come
 from the resolve step: load run configs, grids and sweeps through :mod:`lgrpo_bench.runs.resolve`
 (``load_run``, ``load_grid``, ``load_sweep``, ``run_id``), which passes its checker to the functions here.

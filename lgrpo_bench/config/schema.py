@@ -2,14 +2,23 @@
 
 YAML files, ``--set`` overrides, the JSON Schema (``lgrpo-bench config schema``) and the MLflow params of
 a run all derive from these models. Unknown keys are errors. Every field states its meaning, its unit and,
-where it matters, where its default comes from.
+where it matters, where its default comes from. The ``algorithm`` section's hyperparameter fields derive in turn from
+the declarations in the axis values' modules (``lgrpo_bench.algorithms``, the one package below ``config``).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+
+from lgrpo_bench.algorithms.presets import (
+    DEFAULT_PRESET,
+    ConfigField,
+    axis_field_description,
+    config_fields,
+    preset_field_description,
+)
 
 SEED_MAX = 2**32 - 1
 """The largest seed numpy, torch and vLLM all accept (numpy's ``np.random.seed`` stops at 2³² − 1)."""
@@ -91,79 +100,47 @@ class TaskConfig(_Strict):
         return value
 
 
-class AlgorithmConfig(_Strict):
-    """Which GRPO-family loss: a preset (``name``) that sets four axes and their hyperparameters, each of which may be
-    overridden (lgrpo_bench.algorithms; ``lgrpo-bench algorithms`` lists them). Hyperparameters the chosen axis
-    values do not use are ignored and left out of the run id."""
+class _AlgorithmChoices(_Strict):
+    """The preset and the four axis values of ``algorithm`` (see :data:`AlgorithmConfig`)."""
 
-    name: str = Field(
-        "lambda_grpo", description="Preset: grpo, dapo, dr_grpo, lambda_grpo, dapo_full, gspo, cispo, sapo or bnpo; it "
-        "sets aggregation, surrogate, advantage, group_filter and their hyperparameters (the fields below override them)",
-    )
-    aggregation: str | None = Field(
-        None, description="w_i in L = Σ_i w_i Σ_t ℓ_it: seq_mean_token_mean (GRPO, arXiv 2402.03300: 1/(N·|o_i|)), "
-        "token_mean (DAPO, arXiv 2503.14476: 1/Σ|o|), constant (Dr. GRPO, arXiv 2503.20783: 1/(N·L_max)), "
-        "local_token_mean (TRL bnpo: token mean per micro-batch), prompt_mean (ScaleRL, arXiv 2510.13786: "
-        "1/(P·Σ_{j∈g}|o_j|)), lambda (λ-GRPO, arXiv 2510.06870: f_i/Σ|o|); None = the preset's",
-    )
-    surrogate: str | None = Field(
-        None, description="ℓ_it: clip (PPO/GRPO, ε_low/ε_high), cispo (MiniMax-M1, arXiv 2506.13585: "
-        "−sg(min(ρ, ε_max))·A·log π), sapo (arXiv 2511.20347: soft gate, τ_pos/τ_neg), gspo (arXiv 2507.18071: "
-        "sequence-level ratio clipped per sequence), gmpo (arXiv 2507.20673: geometric mean of log-clipped token "
-        "ratios); None = the preset's",
-    )
-    advantage: str | None = Field(
-        None, description="A_i: group_std ((R − mean_g)/(std_g + 1e-4), GRPO), group_mean (R − mean_g, Dr. GRPO), "
-        "batch_std ((R − mean_g)/(std over the batch + 1e-4), PPO-Lite arXiv 2508.08221); None = the preset's",
-    )
-    group_filter: str | None = Field(
-        None, description="Which groups enter the loss, decided on accuracy (the correctness reward) as in DAPO "
-        "(arXiv 2503.14476 §3.2): none, drop (uniform-accuracy groups leave the loss; the batch shrinks), resample "
-        "(generate from new prompts until the batch holds prompts_per_step mixed groups); None = the preset's",
-    )
-    max_generation_batches: int | None = Field(
-        None, ge=1, description="group_filter resample: generation rounds one step may use at most (verl "
-        "max_num_gen_batches; its 0 = unbounded is refused here); a step that reaches it trains on the mixed groups "
-        "it has and logs train/group_filter_cap_reached; None = the preset's (10)",
-    )
-    r: float = Field(1 / 9, gt=0, description="aggregation lambda: scale of the length z-score in h = 1 + r·z (paper: 1/9); "
-                     "must stay below 1/sqrt(G-1)")
-    lam_init: float = Field(0.0, description="aggregation lambda: initial λ (0 = DAPO's token mean; not stated in the paper)")
-    lambda_lr: float = Field(1e-2, gt=0, description="aggregation lambda: learning rate of λ (follows the policy's LR schedule)")
-    lambda_learnable: bool = Field(True, description="aggregation lambda: learn λ; false freezes it at lam_init (ablations)")
-    lambda_optimizer: Literal["adam", "sgd"] = Field(
-        "adam", description="aggregation lambda: λ's optimizer. adam (λ's own Adam, stepped after the policy's "
-        "optimizer with the policy's betas and eps, no weight decay): while its gradient keeps one sign λ moves by "
-        "about lambda_lr per step whatever the gradient's size (train/lambda_rate_limited says when); sgd: λ moves by "
-        "lambda_lr × schedule × gradient, so its value shows how strongly the data pulls it",
-    )
-    epsilon_low: float | None = Field(None, gt=0, lt=1, description="surrogate clip/gspo: lower clip ε_low; None = the "
-                                      "preset's (0.2; gspo 3e-4)")
-    epsilon_high: float | None = Field(None, gt=0, description="surrogate clip/gspo: upper clip ε_high; None = the preset's "
-                                       "(0.2; dapo_full 0.28, DAPO's clip-higher; gspo 4e-4)")
-    cispo_epsilon_max: float | None = Field(
-        None, gt=0, description="surrogate cispo: cap ε_max on the importance weight ρ (absolute, as in ScaleRL and TRL's "
-        "epsilon_high for cispo; must be ≥ 1); None = the preset's (5.0, TRL's recommendation)",
-    )
-    sapo_temperature_pos: float | None = Field(None, gt=0, description="surrogate sapo: gate temperature τ for A > 0; "
-                                               "None = the preset's (1.0, TRL's default)")
-    sapo_temperature_neg: float | None = Field(None, gt=0, description="surrogate sapo: gate temperature τ for A ≤ 0; "
-                                               "None = the preset's (1.05, TRL's default)")
-    gmpo_epsilon: float | None = Field(None, gt=0, description="surrogate gmpo: clip range ε of the token log-ratios "
-                                       "(ratios in (e^−ε, e^ε)) before their geometric mean; None = the preset's (0.4, "
-                                       "the paper's)")
-    mask_truncated_completions: bool | None = Field(
+    name: str = Field(DEFAULT_PRESET, description=preset_field_description())
+    aggregation: str | None = Field(None, description=axis_field_description("aggregation"))
+    surrogate: str | None = Field(None, description=axis_field_description("surrogate"))
+    advantage: str | None = Field(None, description=axis_field_description("advantage"))
+    group_filter: str | None = Field(None, description=axis_field_description("group_filter"))
+
+
+def _hyperparameter_field(declared: ConfigField) -> tuple[object, object]:
+    kind = Literal[declared.choices] if declared.choices else declared.kind  # type: ignore[valid-type]
+    return kind | None, Field(None, description=declared.description, **declared.bounds)
+
+
+AlgorithmConfig = create_model(
+    "AlgorithmConfig",
+    __base__=_AlgorithmChoices,
+    __module__=__name__,
+    __doc__="""Which GRPO-family loss: a preset (``name``) that sets four axes and their hyperparameters, each of
+    which may be overridden (lgrpo_bench.algorithms; ``lgrpo-bench algorithms`` lists them). Hyperparameters the
+    chosen axis values do not use are ignored and left out of the run id.
+
+    The axis values and their hyperparameters are not written here: each value's module declares its
+    hyperparameters once (name, default, description, bounds; ``HYPERPARAMETERS``), and the fields ``algorithm.<name>``
+    follow from those declarations (:func:`lgrpo_bench.algorithms.presets.config_fields`), as do the descriptions of
+    the axis fields (each module's ``SUMMARY``). A prepared run's ``config.yaml`` states every one of them resolved.""",
+    **{declared.name: _hyperparameter_field(declared) for declared in config_fields()},
+    mask_truncated_completions=(bool | None, Field(
         None, description="Completions that hit max_completion_length without EOS get no loss (DAPO §3.4); None = the "
         "preset's (true for dapo_full)",
-    )
-    overlong_penalty: bool | None = Field(
+    )),
+    overlong_penalty=(bool | None, Field(
         None, description="Add DAPO's soft overlong punishment to the reward (DAPO §3.4); None = the preset's (true for "
         "dapo_full)",
-    )
-    overlong_buffer_tokens: int | None = Field(
+    )),
+    overlong_buffer_tokens=(int | None, Field(
         None, ge=1, description="overlong_penalty: soft punishment buffer; None = 20 % of max_completion_length "
         "(DAPO: 4,096 of 20,480)", json_schema_extra=_unit("tokens"),
-    )
+    )),
+)
 
 
 class TrainConfig(_Strict):

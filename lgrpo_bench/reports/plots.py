@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lgrpo_bench.algorithms.presets import HYPERPARAMETERS
 from lgrpo_bench.reports.preference import example_group_lengths, implied_token_weights
 from lgrpo_bench.reports.stats import aggregate_curves, learning_curve_mean
 
@@ -174,7 +175,8 @@ def _coinciding(lines: Sequence[tuple[str, np.ndarray]]) -> dict[str, str]:
 
 
 def token_preference_figure(
-    algorithms: Sequence[str], *, group_size: int, max_completion_length: int, r: float = 1 / 9,
+    algorithms: Sequence[str], *, group_size: int, max_completion_length: int,
+    r: float = HYPERPARAMETERS["r"].default,
     lambdas: Mapping[str, float] | None = None,
 ):
     """Relative weight per token vs completion length for one group (see :mod:`.preference`).

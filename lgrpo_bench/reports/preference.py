@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lgrpo_bench.algorithms.presets import HYPERPARAMETERS
+
 __all__ = ["example_group_lengths", "implied_token_weights"]
 
 
@@ -27,7 +29,8 @@ def example_group_lengths(group_size: int, max_completion_length: int) -> list[i
 
 
 def implied_token_weights(
-    algorithm: str, lengths: Sequence[int], *, max_completion_length: int, lam: float | None = None, r: float = 1 / 9
+    algorithm: str, lengths: Sequence[int], *, max_completion_length: int, lam: float | None = None,
+    r: float = HYPERPARAMETERS["r"].default,
 ) -> np.ndarray:
     """w_i · Σ_j |o_j| for each completion of one group with these ``lengths`` (see the module doc).
 

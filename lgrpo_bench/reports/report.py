@@ -22,6 +22,7 @@ from statistics import fmean
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lgrpo_bench.algorithms.presets import HYPERPARAMETERS
 from lgrpo_bench.reports import render
 from lgrpo_bench.reports.loader import NO_GRID, ReportData, ReportInputError, RunRecord, Store, load_histories, load_runs, open_store
 from lgrpo_bench.reports.eval_sections import PERFORMANCE_PROFILE, build_eval_sections
@@ -280,7 +281,7 @@ def _token_preference(runs: Sequence[RunRecord], label):
             pass
     return plots.token_preference_figure(
         algorithms, group_size=group_size, max_completion_length=max_length,
-        r=_most_common(r_values) or 1 / 9, lambdas={k: fmean(v) for k, v in lambdas.items()},
+        r=_most_common(r_values) or HYPERPARAMETERS["r"].default, lambdas={k: fmean(v) for k, v in lambdas.items()},
     )
 
 

@@ -1,6 +1,7 @@
 """Resolving a run: the one step that checks a config against the registries, computes its run id and its folder.
 
-``config/`` validates the *shape* of run configs, grids and sweeps and imports nothing of ours; this module adds
+``config/`` validates the *shape* of run configs, grids and sweeps (its ``algorithm`` fields built from the axis values'
+declarations); this module adds
 what needs the registries, all of them known without torch, transformers or lm-eval:
 
 * :func:`run_problems` — the algorithm preset and axis values and their combination
@@ -16,10 +17,13 @@ what needs the registries, all of them known without torch, transformers or lm-e
   checks passed in: use these, not the bare ``config`` functions, for anything a user wrote.
 
 Whoever starts a run (the grid orchestrator, a sweep, ``lgrpo-bench train``) then calls :func:`prepare_run` once:
-the config gets an absolute ``runs_dir`` and tracking URI (neither is part of the run id), and the resolved config is
+the config gets an absolute ``runs_dir`` and tracking URI (neither is part of the run id), its ``algorithm`` section
+is replaced by the resolved algorithm (the preset expanded: every axis value and hyperparameter stated,
+:func:`lgrpo_bench.algorithms.presets.resolved_section`; the run id is unchanged by it), and the resolved config is
 written to ``<runs_dir>/<experiment>/<run_id>/config.yaml`` (a folder of the layout before per-experiment folders,
 ``<runs_dir>/<run_id>/``, is moved there first). The run's processes read it back with :func:`read_resolved` and take
-the run id from the folder's name: nothing downstream re-checks, re-hashes or re-writes it.
+the run id from the folder's name: nothing downstream re-checks, re-hashes or re-writes it, and training reads the
+algorithm as stated (:func:`lgrpo_bench.algorithms.presets.stored_algorithm`), resolving nothing again.
 """
 
 from __future__ import annotations
@@ -368,7 +372,7 @@ def prepare_run(config: RunConfig, *, rid: str | None = None, write: bool = True
 
     ``rid``: the run id when the caller computed it already (a grid point's); computed here otherwise.
     """
-    resolved = absolute_locations(config)
+    resolved = _with_resolved_algorithm(absolute_locations(config))
     rid = rid or run_id(resolved)
     prepared = PreparedRun(resolved, rid, RunLayout.for_config(resolved, rid))
     if write:
@@ -376,9 +380,28 @@ def prepare_run(config: RunConfig, *, rid: str | None = None, write: bool = True
     return prepared
 
 
+def _with_resolved_algorithm(config: RunConfig) -> RunConfig:
+    """``config`` with its ``algorithm`` section replaced by the resolved algorithm, stated in full (the one place a
+    run's algorithm is resolved; resolving the result again gives the same algorithm and the same run id)."""
+    from lgrpo_bench.algorithms.presets import algorithm_of, resolved_section
+
+    config.algorithm = type(config.algorithm)(**resolved_section(algorithm_of(config)))
+    return config
+
+
 def read_resolved(run_dir: str | os.PathLike[str]) -> tuple[RunConfig, str]:
-    """The resolved config written by :func:`prepare_run` into ``run_dir``, and the run id (the folder's name)."""
+    """The resolved config written by :func:`prepare_run` into ``run_dir``, and the run id (the folder's name).
+
+    A folder prepared before ``config.yaml`` stated the resolved algorithm gets it resolved here, in memory, as
+    :func:`prepare_run` does now (the run id does not change)."""
+    from lgrpo_bench.algorithms.presets import AlgorithmError, stored_algorithm
+
     layout = RunLayout(Path(run_dir).expanduser().resolve())
     if not layout.config_file.is_file():
         raise ConfigError(f"{layout.root}: no {CONFIG_FILE}; this is not a prepared run folder")
-    return build_run_config(read_yaml(layout.config_file), str(layout.config_file)), layout.run_id
+    config = build_run_config(read_yaml(layout.config_file), str(layout.config_file))
+    try:
+        stored_algorithm(config)
+    except AlgorithmError:
+        config = _with_resolved_algorithm(config)
+    return config, layout.run_id

@@ -93,10 +93,10 @@ class TrackedRun:
 def run_tags(config: RunConfig, rid: str) -> dict[str, str]:
     """The tags a training run is created with (identity, algorithm axes, grid, parent run, versions)."""
     from lgrpo_bench import tracking as t
-    from lgrpo_bench.algorithms.presets import algorithm_of
+    from lgrpo_bench.algorithms.presets import stored_algorithm
     from lgrpo_bench.tracking.provenance import git_commit
 
-    axes = algorithm_of(config).axes
+    axes = stored_algorithm(config).axes
     tags = {
         t.TAG_KIND: t.KIND_TRAIN, t.TAG_RUN_ID: rid, t.TAG_ALGORITHM: config.algorithm.name,
         t.TAG_MODEL: config.model.name, t.TAG_SEED: str(config.train.seed), t.TAG_TASK: config.task.name,
@@ -122,7 +122,7 @@ def open_tracked_run(config: RunConfig, run_id: str, layout: RunLayout, say: Cal
     from mlflow.entities import Param
 
     from lgrpo_bench import tracking as t
-    from lgrpo_bench.algorithms.presets import algorithm_of
+    from lgrpo_bench.algorithms.presets import stored_algorithm
     from lgrpo_bench.tracking.reader import find_train_run, open_reader
 
     uri = t.resolve_tracking_uri(config.tracking.uri)
@@ -140,7 +140,7 @@ def open_tracked_run(config: RunConfig, run_id: str, layout: RunLayout, say: Cal
     else:
         tags = run_tags(config, run_id)
         mlflow_run_id = record.create_run(client, experiment_id, tags=tags)
-        params = t.flatten_params(identity_payload(config, algorithm_of(config).identity()))
+        params = t.flatten_params(identity_payload(config, stored_algorithm(config).identity()))
         params["run_id"] = run_id
         items = [Param(key, value) for key, value in params.items()]
         for start in range(0, len(items), 100):  # MLflow takes at most 100 params per log_batch

@@ -14,7 +14,6 @@ from trl import GRPOConfig
 
 from lgrpo_bench.algorithms.presets import (
     ResolvedAlgorithm,
-    algorithm_of,
     trl_loss_options,
     trl_loss_type,
     trl_scale_rewards,
@@ -28,16 +27,15 @@ def completions_per_micro_batch(config: RunConfig) -> int:
     return train.prompts_per_step * train.num_generations // train.gradient_accumulation_steps
 
 
-def grpo_config(config: RunConfig, output_dir: str | Path, *, algorithm: ResolvedAlgorithm | None = None,
+def grpo_config(config: RunConfig, output_dir: str | Path, *, algorithm: ResolvedAlgorithm,
                 cuda: bool | None = None) -> GRPOConfig:
     """The TRL arguments of one run (one process; multi-GPU runs go through ``accelerate launch``).
 
     The loss options are set to the algorithm's values where TRL has them (``loss_type`` where TRL has an equivalent,
     else its default; the trainer computes the loss from the resolved algorithm either way), so a reader of the
-    GRPOConfig sees what the run does and the trainer's consistency check passes. ``algorithm``: the run's, resolved
-    once by the caller (None = resolve it from ``config``). The surrogate's hyperparameters go to the TRL options its
+    GRPOConfig sees what the run does and the trainer's consistency check passes. ``algorithm``: the run's, as its prepared
+    config states it (``stored_algorithm``: resolved once, when the run was prepared). The surrogate's hyperparameters go to the TRL options its
     module names (``TRL_OPTIONS``); TRL's defaults stand for the rest."""
-    algorithm = algorithm_of(config) if algorithm is None else algorithm
     train = config.train
     cuda = torch.cuda.is_available() if cuda is None else cuda
     bf16 = cuda if train.bf16 is None else train.bf16

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lgrpo_bench.algorithms.presets import HYPERPARAMETERS
+
 #: |Δλ| at or above this fraction of lr_t counts as "at the rate limit" (Adam's steady-sign step is ≈ 1·lr_t).
 RATE_LIMIT_FRACTION = 0.9
-LAMBDA_OPTIMIZERS = ("adam", "sgd")
+LAMBDA_OPTIMIZERS: tuple[str, ...] = HYPERPARAMETERS["lambda_optimizer"].choices  # declared in aggregation/lambda_preference.py
 
 
 def lambda_rate_limited(delta: float, lr: float, optimizer: str) -> bool:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lgrpo_bench.algorithms.presets import algorithm_of
+from lgrpo_bench.algorithms.presets import stored_algorithm
 from lgrpo_bench.config import RunConfig
 from lgrpo_bench.tracking import record
 from lgrpo_bench.tracking.record import PARENT_RUN_ENV, RunLayout
@@ -238,7 +238,7 @@ def _train(config: RunConfig, run_id: str, layout: RunLayout, tracked: TrackedTa
         tags.update(provenance_tags())
         client.log_batch(mlflow_run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     data = build_task_data(config, tokenizer)
-    algorithm = algorithm_of(config)
+    algorithm = stored_algorithm(config)  # as config.yaml states it: resolved once, when the run was prepared
     for note in algorithm.notes:
         say(f"note: {note}")
     reward_funcs, reward_weights = make_reward_funcs_for(config, algorithm)

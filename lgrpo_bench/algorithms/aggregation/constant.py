@@ -9,13 +9,23 @@ here N counts every process's completions, so the gradient does not depend on th
 ``seq-mean-token-sum-norm`` uses the padded length as the constant.
 """
 
-import torch
+from __future__ import annotations
 
-from lgrpo_bench.algorithms.base import WeightInputs, as_float, as_like
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch only where a weight is computed: the presets read this module without it
+    import torch
+
+    from lgrpo_bench.algorithms.base import WeightInputs
+
 
 NAME = "constant"
+SUMMARY = "w_i = 1/(N·L_max) (Dr. GRPO, arXiv 2503.20783)"
 
 
 def weight(inputs: WeightInputs, lam: torch.Tensor | None, r: float) -> torch.Tensor:
+    import torch
+    from lgrpo_bench.algorithms.base import as_float, as_like
+
     lengths = as_float(inputs.lengths)
     return torch.ones_like(lengths) / (as_like(inputs.num_completions, lengths).clamp(min=1.0) * inputs.max_completion_length)

@@ -8,15 +8,25 @@ split into over all processes, so L is the mean over micro-batches of each micro
 on the micro-batch split (``SPLIT_INVARIANT = False``); with one micro-batch on one process it is ``token_mean``.
 """
 
-import torch
+from __future__ import annotations
 
-from lgrpo_bench.algorithms.base import WeightInputs, as_float, as_like
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch only where a weight is computed: the presets read this module without it
+    import torch
+
+    from lgrpo_bench.algorithms.base import WeightInputs
+
 
 NAME = "local_token_mean"
+SUMMARY = "w_i = 1/(M·Σ_{j∈mb}|o_j|): token mean of each micro-batch, mean over the M micro-batches (TRL bnpo)"
 SPLIT_INVARIANT = False
 
 
 def weight(inputs: WeightInputs, lam: torch.Tensor | None, r: float) -> torch.Tensor:
+    import torch
+    from lgrpo_bench.algorithms.base import as_float, as_like
+
     lengths = as_float(inputs.lengths)
     local = inputs.num_tokens if inputs.local_num_tokens is None else inputs.local_num_tokens
     return torch.ones_like(lengths) / (as_like(local, lengths).clamp(min=1.0) * inputs.num_micro_batches)

@@ -8,14 +8,23 @@ same whatever its completions' lengths, and inside a group every token weighs th
 (PR #5828 was closed). A group without tokens is counted with one token (its rows have nothing to weight).
 """
 
-import torch
+from __future__ import annotations
 
-from lgrpo_bench.algorithms.base import WeightInputs, as_float, as_like
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch only where a weight is computed: the presets read this module without it
+    import torch
+
+    from lgrpo_bench.algorithms.base import WeightInputs
+
 
 NAME = "prompt_mean"
+SUMMARY = "w_i = 1/(P·Σ_{j∈g(i)}|o_j|): token mean inside each prompt's group, mean over prompts (ScaleRL, arXiv 2510.13786)"
 
 
 def weight(inputs: WeightInputs, lam: torch.Tensor | None, r: float) -> torch.Tensor:
+    from lgrpo_bench.algorithms.base import as_float, as_like
+
     lengths = as_float(inputs.lengths)
     group_tokens = as_float(inputs.group_lengths).sum(dim=-1).to(lengths.dtype).clamp(min=1.0)
     group_size = inputs.group_lengths.shape[-1]

@@ -9,13 +9,23 @@ micro-batch's rows, divided by the accumulation steps: the same sum for equal mi
 ``loss_agg_mode="seq-mean-token-mean"``. An empty completion is counted with length 1 (it has no tokens to weight).
 """
 
-import torch
+from __future__ import annotations
 
-from lgrpo_bench.algorithms.base import WeightInputs, as_float, as_like
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch only where a weight is computed: the presets read this module without it
+    import torch
+
+    from lgrpo_bench.algorithms.base import WeightInputs
+
 
 NAME = "seq_mean_token_mean"
+SUMMARY = "w_i = 1/(N·|o_i|): token mean per completion, mean over completions (GRPO, arXiv 2402.03300)"
+TOKEN_LEVEL = False  # every completion weighs the same whatever its length: a sequence-level ratio counts once
 
 
 def weight(inputs: WeightInputs, lam: torch.Tensor | None, r: float) -> torch.Tensor:
+    from lgrpo_bench.algorithms.base import as_float, as_like
+
     lengths = as_float(inputs.lengths).clamp(min=1.0)
     return 1.0 / (as_like(inputs.num_completions, lengths).clamp(min=1.0) * lengths)

@@ -7,13 +7,23 @@ Every token of the batch weighs the same. TRL ``loss_type="dapo"`` (its default)
 asks whether the mean is per group or per batch: here, per batch). λ-GRPO with λ = 0 is exactly this.
 """
 
-import torch
+from __future__ import annotations
 
-from lgrpo_bench.algorithms.base import WeightInputs, as_float, as_like
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch only where a weight is computed: the presets read this module without it
+    import torch
+
+    from lgrpo_bench.algorithms.base import WeightInputs
+
 
 NAME = "token_mean"
+SUMMARY = "w_i = 1/Σ_j|o_j| over the accumulated batch, all processes (DAPO, arXiv 2503.14476)"
 
 
 def weight(inputs: WeightInputs, lam: torch.Tensor | None, r: float) -> torch.Tensor:
+    import torch
+    from lgrpo_bench.algorithms.base import as_float, as_like
+
     lengths = as_float(inputs.lengths)
     return torch.ones_like(lengths) / as_like(inputs.num_tokens, lengths).clamp(min=1.0)

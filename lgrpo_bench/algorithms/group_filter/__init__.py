@@ -24,6 +24,7 @@ class GroupFilterSpec:
     keep_groups: Callable[[torch.Tensor], torch.Tensor]
     refills: bool = False
     hyperparameters: tuple[Hyperparameter, ...] = ()
+    summary: str = ""
 
 
 _MODULES = (none, drop, resample)
@@ -31,7 +32,7 @@ _MODULES = (none, drop, resample)
 #: Registry: group filter name -> spec.
 GROUP_FILTERS: dict[str, GroupFilterSpec] = {
     module.NAME: GroupFilterSpec(module.NAME, module.keep_groups, getattr(module, "REFILLS", False),
-                                 tuple(getattr(module, "HYPERPARAMETERS", ())))
+                                 tuple(getattr(module, "HYPERPARAMETERS", ())), module.SUMMARY)
     for module in _MODULES
 }
 

@@ -9,6 +9,7 @@ step to step, so the effective batch size varies; ``resample`` refills it.
 from lgrpo_bench.algorithms.group_filter.mixed import mixed_accuracy_groups
 
 NAME = "drop"
+SUMMARY = "groups whose accuracy is uniform (all correct or all wrong) leave the loss and its normaliser; the batch shrinks"
 
 
 def keep_groups(accuracy):

@@ -5,6 +5,7 @@ normalisers (N, Σ|o|), which dilutes the other groups' weights.
 """
 
 NAME = "none"
+SUMMARY = "every generated group enters the loss"
 
 
 def keep_groups(accuracy):

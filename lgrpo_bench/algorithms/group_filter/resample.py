@@ -25,12 +25,13 @@ if TYPE_CHECKING:
     import torch
 
 NAME = "resample"
+SUMMARY = ("keep generating groups from new prompts until the batch holds prompts_per_step mixed-accuracy groups, "
+           "at most max_generation_batches rounds (DAPO's dynamic sampling, arXiv 2503.14476 §3.2; verl filter_groups)")
 REFILLS = True
 HYPERPARAMETERS = (
-    Hyperparameter("max_generation_batches", 10, "group_filter resample: generation rounds one step may use at most "
-                   "(verl max_num_gen_batches; its 0 = unbounded is refused here); a step that reaches it trains on "
-                   "the mixed groups it has and logs train/group_filter_cap_reached; None = the preset's (10)",
-                   ge=1, in_every_run_id=True),
+    Hyperparameter("max_generation_batches", 10, "generation rounds one step may use at most (verl "
+                   "max_num_gen_batches; its 0 = unbounded is refused here); a step that reaches it trains on the mixed "
+                   "groups it has and logs train/group_filter_cap_reached", ge=1, in_every_run_id=True),
 )
 
 

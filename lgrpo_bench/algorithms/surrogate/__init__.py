@@ -7,7 +7,8 @@ the aggregation then sums them over the |o_i| tokens of each completion, exactly
 
 A value module declares ``NAME``, ``SUMMARY`` (the one-line equation ``lgrpo-bench algorithms`` lists),
 ``HYPERPARAMETERS`` (:class:`~lgrpo_bench.algorithms.hyperparameter.Hyperparameter`, each declared once), optionally
-``TRL_OPTIONS`` (TRL ``GRPOConfig`` option -> hyperparameter name) and ``SEQUENCE_LEVEL``, and ``loss``. This
+``TRL_OPTIONS`` (TRL ``GRPOConfig`` option -> hyperparameter name), ``SEQUENCE_LEVEL`` and ``check`` (why resolved
+hyperparameters are refused), and ``loss``. This
 package and the value modules import torch only inside the loss functions, so the torch-free presets can read the
 declarations.
 """
@@ -15,7 +16,7 @@ declarations.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, make_dataclass
-from typing import Any
+from typing import Any, Callable
 
 from lgrpo_bench.algorithms.hyperparameter import Hyperparameter
 from lgrpo_bench.algorithms.surrogate import cispo, clip, gmpo, gspo, sapo
@@ -33,6 +34,7 @@ class SurrogateSpec:
     summary: str = ""
     hyperparameters: tuple[Hyperparameter, ...] = ()
     trl_options: dict[str, str] = field(default_factory=dict)
+    check: Callable[..., str | None] | None = None
 
 
 _MODULES = (clip, cispo, sapo, gspo, gmpo)
@@ -40,7 +42,8 @@ _MODULES = (clip, cispo, sapo, gspo, gmpo)
 #: Registry: surrogate name -> spec.
 SURROGATES: dict[str, SurrogateSpec] = {
     module.NAME: SurrogateSpec(module.NAME, module.loss, getattr(module, "SEQUENCE_LEVEL", False), module.SUMMARY,
-                               tuple(module.HYPERPARAMETERS), dict(getattr(module, "TRL_OPTIONS", {})))
+                               tuple(module.HYPERPARAMETERS), dict(getattr(module, "TRL_OPTIONS", {})),
+                               getattr(module, "check", None))
     for module in _MODULES
 }
 

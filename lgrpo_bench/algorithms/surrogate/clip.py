@@ -20,10 +20,8 @@ if TYPE_CHECKING:
 NAME = "clip"
 SUMMARY = "ℓ = −min(ρA, clip(ρ, 1−ε_low, 1+ε_high)A), ρ per token (PPO; GRPO; DAPO's clip-higher ε_high 0.28)"
 HYPERPARAMETERS = (
-    Hyperparameter("epsilon_low", 0.2, "surrogate clip/gspo: lower clip ε_low; None = the preset's (0.2; gspo 3e-4)",
-                   gt=0, lt=1, in_every_run_id=True),
-    Hyperparameter("epsilon_high", 0.2, "surrogate clip/gspo: upper clip ε_high; None = the preset's (0.2; dapo_full "
-                   "0.28, DAPO's clip-higher; gspo 4e-4)", gt=0, in_every_run_id=True),
+    Hyperparameter("epsilon_low", 0.2, "lower clip ε_low", gt=0, lt=1, in_every_run_id=True),
+    Hyperparameter("epsilon_high", 0.2, "upper clip ε_high (DAPO's clip-higher: 0.28)", gt=0, in_every_run_id=True),
 )
 TRL_OPTIONS = {"epsilon": "epsilon_low", "epsilon_high": "epsilon_high"}
 

@@ -20,8 +20,8 @@ SUMMARY = ("ℓ = −s·A, s_i = exp(mean_t c_{i,t}), c = log ρ clipped to [−
            "(GMPO, arXiv 2507.20673)")
 SEQUENCE_LEVEL = True
 HYPERPARAMETERS = (
-    Hyperparameter("gmpo_epsilon", 0.4, "surrogate gmpo: clip range ε of the token log-ratios (ratios in "
-                   "(e^−ε, e^ε)) before their geometric mean; None = the preset's (0.4, the paper's)", gt=0),
+    Hyperparameter("gmpo_epsilon", 0.4, "clip range ε of the token log-ratios (ratios in (e^−ε, e^ε)) before their "
+                   "geometric mean", gt=0, default_text="0.4, the paper's"),
 )
 
 

@@ -15,10 +15,10 @@ from lgrpo_bench.algorithms.surrogate.output import SurrogateOutput
 NAME = "sapo"
 SUMMARY = "ℓ = −(4/τ)·σ(τ(ρ−1))·A, τ = τ_pos if A > 0 else τ_neg (SAPO, arXiv 2511.20347)"
 HYPERPARAMETERS = (
-    Hyperparameter("sapo_temperature_pos", 1.0, "surrogate sapo: gate temperature τ for A > 0; None = the preset's "
-                   "(1.0, TRL's default)", gt=0, in_every_run_id=True),
-    Hyperparameter("sapo_temperature_neg", 1.05, "surrogate sapo: gate temperature τ for A ≤ 0; None = the preset's "
-                   "(1.05, TRL's default)", gt=0, in_every_run_id=True),
+    Hyperparameter("sapo_temperature_pos", 1.0, "gate temperature τ for A > 0", gt=0, in_every_run_id=True,
+                   default_text="1.0, TRL's default"),
+    Hyperparameter("sapo_temperature_neg", 1.05, "gate temperature τ for A ≤ 0", gt=0, in_every_run_id=True,
+                   default_text="1.05, TRL's default"),
 )
 TRL_OPTIONS = {"sapo_temperature_pos": "sapo_temperature_pos", "sapo_temperature_neg": "sapo_temperature_neg"}
 
