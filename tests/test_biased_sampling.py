@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from lgrpo_bench.algorithms.presets import algorithm_of
 from lgrpo_bench.config import RunConfig
 from lgrpo_bench.runs.resolve import biased_sampling_problems
 from lgrpo_bench.training.arguments import grpo_config
@@ -61,4 +62,5 @@ def test_the_correction_enters_the_run_id_only_when_turned_off():
 def test_the_setting_reaches_trl(tmp_path):
     for value in (True, False):
         config = RunConfig.model_validate({**BASE, "train": {"vllm_importance_sampling_correction": value}})
-        assert grpo_config(config, tmp_path, cuda=False).vllm_importance_sampling_correction is value
+        args = grpo_config(config, tmp_path, algorithm=algorithm_of(config), cuda=False)
+        assert args.vllm_importance_sampling_correction is value
