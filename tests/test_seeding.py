@@ -276,3 +276,23 @@ def test_cpu_rollouts_repeat_with_the_seed_and_differ_across_seeds(tokenizer, tm
     assert len(first) == STEPS * GROUP * N_PROMPTS
     assert first == again  # bit-identical rollouts
     assert first != other
+
+
+def test_prompt_order_follows_the_training_seed(tokenizer, tmp_path):
+    """TRL's RepeatSampler takes ``args.seed`` (it ignores ``data_seed``); grpo_config sets both from train.seed."""
+    from lgrpo_bench.algorithms.presets import algorithm_of
+    from lgrpo_bench.config import RunConfig
+    from lgrpo_bench.training.arguments import grpo_config
+
+    dataset = Dataset.from_list([{"prompt": f"<|user|>{10 + i}+{20 + i}<|assistant|>"} for i in range(16)])
+    orders = []
+    for label, seed in (("a", 3), ("b", 3), ("c", 4)):
+        config = RunConfig.model_validate({"model": {"name": "tiny-s"}, "task": {"name": "arith"}, "train": {
+            "seed": seed, "num_generations": GROUP, "prompts_per_step": N_PROMPTS, "max_completion_length": MAX_LEN}})
+        algorithm = algorithm_of(config)
+        args = grpo_config(config, tmp_path / label, algorithm=algorithm, cuda=False)
+        assert args.seed == args.data_seed == seed
+        trainer = UnifiedLossGRPOTrainer(model=make_tiny_model("tiny-s", tokenizer, seed=0), reward_funcs=[Completions()],
+                                         args=args, train_dataset=dataset, processing_class=tokenizer, algorithm=algorithm)
+        orders.append(list(trainer._get_train_sampler()))
+    assert orders[0] == orders[1] and orders[0] != orders[2]
