@@ -73,6 +73,7 @@ def _stand_in(accuracies: list[list[float]], *, max_rounds: int, dataset_size: i
     trainer.accuracy_reward_index = 0
     trainer.train_dataset = [{"prompt": f"p{i}"} for i in range(dataset_size)]
     trainer.args = SimpleNamespace(seed=11)
+    trainer.use_vllm = False  # HF generation: the seed path of the CPU (tests/test_seeding.py covers vLLM)
     trainer.state = SimpleNamespace(global_step=step)
     trainer.generated_inputs, trainer.finished = [], []
     script = iter(accuracies)
