@@ -29,10 +29,23 @@ SPEC = dataclasses.replace(TINY_PRESETS["tiny-s"], stop=dataclasses.replace(TINY
 KEY = tiny._cache_key(SPEC, SEED, STEPS, EVAL, SAMPLED)
 
 
+PREPARING = "preparing warm start tiny-s (seed 0): building it, or waiting for the process that builds it"
+
+
 def build(cache: Path, **kwargs) -> tiny.TinyBuildResult:
-    """A real (small) build of the test key in ``cache``: ~2 s plus the import."""
-    return build_tiny(SPEC, cache_dir=cache, seed=SEED, sft_steps=STEPS, eval_problems=EVAL,
-                      sampled_prompts=SAMPLED, **kwargs)
+    """A real (small) build of the test key in ``cache``: ~2 s plus the import. ``emit`` gets the lines after the
+    "preparing" line, which is said first whenever no verified build is at hand (and never otherwise)."""
+    emit = kwargs.pop("emit", None)
+    said: list[str] = []
+    result = build_tiny(SPEC, cache_dir=cache, seed=SEED, sft_steps=STEPS, eval_problems=EVAL,
+                        sampled_prompts=SAMPLED, emit=said.append, **kwargs)
+    if not result.cached:
+        assert said[:1] == [PREPARING], said  # a build says so before it waits for the build lock
+    assert said.count(PREPARING) <= 1, said
+    for line in said:
+        if emit is not None and line != PREPARING:
+            emit(line)
+    return result
 
 
 def never(*_args) -> None:
