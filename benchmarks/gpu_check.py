@@ -1,7 +1,7 @@
-"""GPU readiness check: everything in lgrpo-bench that needs CUDA, on one GPU, offline, in under 8 minutes.
+"""GPU readiness check: everything in lgrpo-bench that needs CUDA, on one GPU, offline, in under 9 minutes (540 s budget).
 
     python benchmarks/gpu_check.py [--cache-dir DIR] [--warm-start-steps 300] [--steps 2] [--eval-limit 200]
-                                   [--budget-s 480] [--keep]
+                                   [--budget-s 540] [--keep]
 
 Prints one line per check — ``OK``, ``SKIP`` (with the reason) or ``FAIL`` (with the error) — and its figure:
 

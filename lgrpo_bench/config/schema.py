@@ -146,7 +146,7 @@ AlgorithmConfig = create_model(
 class TrainConfig(_Strict):
     """RL trainer options. Every TRL default that assumes a GPU is set explicitly from here."""
 
-    seed: int = _seed(0, "Seed of RL sampling and initialisation of trainer state")
+    seed: int = _seed(0, "Seed of every random source of training: prompt order, HF or vLLM sampling (engine and per-request seeds, derived with the process index and step), dropout, trainer state")
     max_steps: int = Field(40, ge=1, description="Optimizer steps", json_schema_extra=_unit("steps"))
     num_generations: int = Field(8, ge=2, description="G: completions sampled per prompt")
     prompts_per_step: int = Field(8, ge=1, description="Prompts per optimizer step on each process (P processes train "
