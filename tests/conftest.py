@@ -17,6 +17,26 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "math"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a test module: tiny models are chains of tiny ops, and two threads on a shared 2-core
+    machine spin against each other. Modules that train tiny models use it (``pytestmark``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """The tiny models' tokenizer (built here, never downloaded)."""
+    from lgrpo_bench.models.tokenizer import make_tokenizer
+
+    return make_tokenizer()
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     path = Path(os.environ.get("LGRPO_DATA_DIR", DEFAULT_DATA_DIR))

@@ -28,21 +28,7 @@ from lgrpo_bench.tracking.record import (
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_trainer_loss import make_trainer, trl_args  # noqa: E402  (one copy of the tiny-trainer set-up)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models are chains of tiny ops: two threads on a shared 2-core machine spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from lgrpo_bench.models.tokenizer import make_tokenizer
-
-    return make_tokenizer()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def fresh_model(tokenizer):

@@ -17,7 +17,6 @@ from trl.generation import vllm_generation
 
 from lgrpo_bench.algorithms.presets import preset_algorithm, trl_scale_rewards
 from lgrpo_bench.models.tiny import make_tiny_model
-from lgrpo_bench.models.tokenizer import make_tokenizer
 from lgrpo_bench.training.seeding import (
     derived_seed,
     engine_seed,
@@ -27,20 +26,9 @@ from lgrpo_bench.training.seeding import (
 )
 from lgrpo_bench.training.trainer import UnifiedLossGRPOTrainer
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 GROUP, N_PROMPTS, MAX_LEN, STEPS = 4, 2, 8, 2
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return make_tokenizer()
 
 
 # -- the pure functions ------------------------------------------------------------------------------------------

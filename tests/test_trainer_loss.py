@@ -14,8 +14,9 @@ from lgrpo_bench.algorithms import get_algorithm
 from lgrpo_bench.algorithms.group_filter import mixed_accuracy_groups
 from lgrpo_bench.algorithms.presets import preset_algorithm, trl_scale_rewards
 from lgrpo_bench.models.tiny import make_tiny_model
-from lgrpo_bench.models.tokenizer import make_tokenizer
 from lgrpo_bench.training.trainer import UnifiedLossGRPOTrainer, row_group_statistics
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 GROUP, N_GROUPS, PROMPT_LEN, MAX_LEN = 4, 4, 6, 12
 
@@ -48,20 +49,6 @@ def make_trainer(model, tokenizer, tmp_path, algorithm, trainer_cls=UnifiedLossG
                           processing_class=tokenizer, **extra)
     trainer.current_gradient_accumulation_steps = 1
     return trainer
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models are chains of tiny ops: two threads on a shared 2-core machine spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return make_tokenizer()
 
 
 @pytest.fixture()

@@ -62,27 +62,28 @@ STATE_STYLES = {NEW: "cyan", QUEUED: "bright_blue", RUNNING: "yellow", TRAINED: 
                 DONE: "green"}
 
 
-def read_log_progress(log_path: str | Path) -> LogProgress | None:
-    """The last progress line in the log's tail (training step or warm start), or None."""
+def _log_tail(log_path: str | Path, tail_bytes: int) -> str | None:
+    """The last ``tail_bytes`` of a log as text, or None when it cannot be read."""
     try:
         with open(log_path, "rb") as handle:
             handle.seek(0, 2)
-            handle.seek(max(handle.tell() - LOG_TAIL_BYTES, 0))
-            text = handle.read().decode("utf-8", errors="replace")
+            handle.seek(max(handle.tell() - tail_bytes, 0))
+            return handle.read().decode("utf-8", errors="replace")
     except OSError:
         return None
-    return parse_progress(text)
+
+
+def read_log_progress(log_path: str | Path) -> LogProgress | None:
+    """The last progress line in the log's tail (training step or warm start), or None."""
+    text = _log_tail(log_path, LOG_TAIL_BYTES)
+    return None if text is None else parse_progress(text)
 
 
 def read_warm_start_result(log_path: str | Path, tail_bytes: int = LOG_TAIL_BYTES) -> str | None:
     """The warm-start result line (``warm start tiny-s seed 0: SFT kept step 1050 ...; held-out greedy 0.294``) in the
     last ``tail_bytes`` of a run's log, or None."""
-    try:
-        with open(log_path, "rb") as handle:
-            handle.seek(0, 2)
-            handle.seek(max(handle.tell() - tail_bytes, 0))
-            text = handle.read().decode("utf-8", errors="replace")
-    except OSError:
+    text = _log_tail(log_path, tail_bytes)
+    if text is None:
         return None
     found = WARM_START_RESULT_RE.findall(text)
     return found[-1].strip() if found else None
