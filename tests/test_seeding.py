@@ -5,6 +5,7 @@ neither CUDA nor vLLM exists here), and real CPU rollouts: two seeds differ, the
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -145,6 +146,26 @@ class StandInClient:
                 "logprob_token_ids": [[[t] for t in c] for c in completions]}
 
 
+DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def isolate_distributed_env(monkeypatch) -> None:
+    """Unset the variables TRL's colocate init writes into ``os.environ``, so that the test's end restores each one,
+    unset ones included: ``delenv`` of an unset variable records nothing, and a leaked ``WORLD_SIZE`` made every later
+    run of that pytest worker start torch.distributed."""
+    for name in DISTRIBUTED_ENV:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
+def test_what_trl_writes_into_the_environment_is_gone_after_the_test():
+    before = {name: os.environ.get(name) for name in DISTRIBUTED_ENV}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        isolate_distributed_env(monkeypatch)
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="localhost", MASTER_PORT="29500")
+    assert {name: os.environ.get(name) for name in DISTRIBUTED_ENV} == before
+
+
 @pytest.fixture
 def vllm_boundary(monkeypatch):
     """The stand-ins where TRL 1.16 constructs vllm's LLM / SamplingParams and its server client."""
@@ -154,8 +175,7 @@ def vllm_boundary(monkeypatch):
     monkeypatch.setattr(vllm_generation, "LLM", StandInLLM, raising=False)
     monkeypatch.setattr(vllm_generation, "SamplingParams", StandInSamplingParams, raising=False)
     monkeypatch.setattr(vllm_generation, "VLLMClient", StandInClient)
-    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):  # TRL's colocate init sets them
-        monkeypatch.delenv(name, raising=False)
+    isolate_distributed_env(monkeypatch)
     monkeypatch.setenv("RANK", "0")
     return SimpleNamespace(engines=StandInLLM.instances, clients=StandInClient.instances)
 
@@ -284,3 +304,4 @@ def test_prompt_order_follows_the_training_seed(tokenizer, tmp_path):
                                          args=args, train_dataset=dataset, processing_class=tokenizer, algorithm=algorithm)
         orders.append(list(trainer._get_train_sampler()))
     assert orders[0] == orders[1] and orders[0] != orders[2]
+
