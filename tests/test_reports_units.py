@@ -241,3 +241,19 @@ def test_deltas_and_results_csv_share_units(store, tmp_path):
     delta = next(r for r in csv.DictReader(io.StringIO((tmp_path / "out" / "deltas.csv").read_text())) if r["column"] == "arith")
     assert delta["unit"] == "points" and float(delta["delta"]) == pytest.approx(mean["dapo"] - mean["grpo"])
     assert float(delta["ci_low"]) == pytest.approx(10.0) == float(delta["ci_high"])  # paired, every seed +10 points
+
+
+def test_runs_that_evaluated_no_benchmark_keep_their_sample_efficiency_table(tmp_path):
+    """A grid trained without benchmarks (eval.benchmarks empty) still gets the default table after `run`: its
+    held-out accuracy (Sample eff.); a metric named explicitly that no run logged is still exit 2."""
+    grid_file = tmp_path / "units.yaml"
+    grid_file.write_text(GRID.format(uri=store_uri(tmp_path)))
+    specs = grid_specs(grid_file, lambda config: {}, model_size="0.2M")
+    for spec in specs:
+        spec.curves = {t.TRAIN_HELDOUT_ACC: [(0, 0.2), (1, 0.3 + 0.01 * spec.seed)]}
+    uri, _, _, _ = build_store(tmp_path, specs, experiment="units", grid="units")
+    store = (uri, grid_file, tmp_path)
+    result = _report(store, tmp_path, "--plain")
+    assert result.exit_code == 0, result.output
+    assert "Sample eff." in _stdout(result)
+    assert _report(store, tmp_path / "again", "--metric", "pass_8").exit_code == 2

@@ -3,7 +3,8 @@
 Forms (each checked against what the reported runs logged; anything else is a :class:`ReportInputError` that lists
 the metrics they hold):
 
-* ``acc`` — the metric part of ``eval/<benchmark>/<metric>``: one column per benchmark that has it (the default);
+* ``acc`` — the metric part of ``eval/<benchmark>/<metric>``: one column per benchmark that has it (the default;
+  for runs that evaluated no benchmark, their Sample eff. column alone);
 * ``eval/arith/acc`` — one benchmark's column only;
 * ``pass@8`` / ``pass_8`` — pass@k of avg@k evaluations (MLflow stores ``pass@8`` as ``pass_8``);
 * ``train/reward_mean`` (or ``reward_mean`` when no eval metric has that name) — a training metric: its last logged
@@ -25,6 +26,8 @@ from lgrpo_bench.tracking import schema as t
 __all__ = ["EVAL_SOURCE", "TRAIN_SOURCE", "MetricChoice", "held_metrics", "resolve_metric"]
 
 EVAL_SOURCE = "eval"
+DEFAULT_METRIC = "acc"
+"""What a table shows unless ``--metric`` says otherwise."""
 TRAIN_SOURCE = "train"
 _PASS_AT = re.compile(r"pass@(\d+)")
 
@@ -88,6 +91,9 @@ def resolve_metric(runs: Sequence[RunRecord], metric: str) -> MetricChoice:
             raise _missing(metric, runs, "no reported run logged it")
         return MetricChoice(name, TRAIN_SOURCE, None, t.metric_spec(name))
     if any(name in values for run in runs for values in run.eval_metrics.values()):
+        return MetricChoice(name, EVAL_SOURCE, None, t.metric_spec(name))
+    if name == DEFAULT_METRIC and not any(run.eval_metrics for run in runs):
+        # runs trained without a benchmark: the accuracy table is their held-out accuracy (Sample eff.) alone
         return MetricChoice(name, EVAL_SOURCE, None, t.metric_spec(name))
     full = t.TRAIN_PREFIX + name
     if any(full in run.train_metrics for run in runs):
