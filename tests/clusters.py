@@ -361,7 +361,7 @@ class RayCluster:
         """Processes of this cluster: those naming its folder, and the head's client server (it names only the
         head's port)."""
         return sorted(set(processes_mentioning(str(self.root))) | {
-            pid for pid in processes_mentioning(f":{self.port} ") if "ray" in _cmdline(pid)})
+            pid for pid in processes_mentioning(f":{self.port} ") if "ray" in _cmdline(pid)} | _holding_files_under(self.root))
 
     def stop(self) -> None:
         pids = self.processes()
@@ -384,6 +384,22 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def _holding_files_under(root: Path) -> set[int]:
+    """Live processes with a file open under ``root``: a raylet's agents (dashboard, runtime env) rename their command
+    line and outlive a raylet killed by a test, but keep their logs in the cluster's folder open."""
+    prefix = str(root) + "/"
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd).startswith(prefix) for fd in (entry / "fd").iterdir()):
+                found.add(int(entry.name))
+        except OSError:
+            continue
+    return {pid for pid in found if pid_alive(pid)}
 
 
 def _comm(pid: int) -> str:
