@@ -48,7 +48,7 @@ def test_ci_uses_the_readme_install_and_test_commands():
     assert venv and re.search(rf"^\. {re.escape(venv.group(1))}/bin/activate$", ci, re.M)
     assert "pip install -q torch==2.13.0" in ci and 'pip install -q -e ".[dev]"' in ci
     docs = re.search(r"^.*mkdocs build --strict.*$", ci, re.M)
-    tests = re.search(r"^python -m pytest -q$", ci, re.M)
+    tests = re.search(r'^python -m pytest -q "\$@"$', ci, re.M)  # arguments: the fast lane
     assert docs and tests and docs.start() < tests.start() and venv.start() < docs.start()
     assert "--quiet" not in docs.group(0) and "-q" not in docs.group(0).split(), "--quiet hides the warnings --strict counts"
 

@@ -181,6 +181,7 @@ def grid_ui(tmp_path_factory):
         served.kill_leftovers()
 
 
+@pytest.mark.xdist_group("ui")  # one grid_ui server for the four, in this order (the last one stops it)
 def test_ui_prints_the_grid_view_url(grid_ui):
     lines = grid_ui.lines_printed
     assert lines[0].startswith("MLflow UI for sqlite:///") and f"http://127.0.0.1:{grid_ui.port}" in lines[0]
@@ -198,6 +199,7 @@ def _chromium() -> str | None:
     return None
 
 
+@pytest.mark.xdist_group("ui")  # one grid_ui server for the four, in this order (the last one stops it)
 def test_browser_shows_the_grids_runs_with_eval_metrics(grid_ui, tmp_path):
     """The printed grid URL in headless Chromium: the runs page, grouped by algorithm, with the eval column."""
     browser = _chromium()
@@ -223,6 +225,7 @@ def test_browser_shows_the_grids_runs_with_eval_metrics(grid_ui, tmp_path):
     assert "0.375 (average)" in text and "0.6875 (average)" in text, "the group rows should average the seeds"
 
 
+@pytest.mark.xdist_group("ui")  # one grid_ui server for the four, in this order (the last one stops it)
 def test_grid_view_holds_the_training_runs_only_and_nothing_is_cut_at_1600_px(grid_ui):
     """What issue 26 found in the quickstart's view, measured in the page's layout (DevTools protocol): "N matching
     runs" counted the grid's parent run, which also showed as an extra group (the UI fetches the parents of listed
@@ -249,6 +252,7 @@ def test_grid_view_holds_the_training_runs_only_and_nothing_is_cut_at_1600_px(gr
     assert cut == [], f"cut with an ellipsis at 1600 px: {cut}"
 
 
+@pytest.mark.xdist_group("ui")  # one grid_ui server for the four, in this order (the last one stops it)
 def test_ui_sigterm_stops_mlflow_uvicorn_and_its_workers(grid_ui):
     tree = grid_ui.tree()
     commands = " ".join(Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ") for pid in tree if _stat(pid))

@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from lgrpo_bench.cli.common import app, fail_input, make_console
+from lgrpo_bench.reports import DEFAULT_METRIC
 
 
 @app.command()
@@ -22,7 +23,7 @@ def report(
     formats: str = typer.Option("md", "--format", help="Comma-separated: md, latex, csv, html"),
     out: Path = typer.Option(Path("report"), "--out", help="Output folder"),
     baseline: str = typer.Option("grpo", "--baseline", help="Algorithm the Δ columns compare against"),
-    metric: str = typer.Option("acc", "--metric", help="Metric of the table, in its unit from the schema: acc (every "
+    metric: str = typer.Option(DEFAULT_METRIC, "--metric", help="Metric of the table, in its unit from the schema: acc (every "
                                "benchmark; or pass@k, mean_length, ...), eval/<benchmark>/<metric> (one benchmark), or "
                                "train/<name> (last logged value, e.g. train/reward_mean); one no run logged is an error "
                                "listing those they hold"),

@@ -18,6 +18,10 @@
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+DEFAULT_METRIC = "acc"
+"""What a table shows unless ``--metric`` says otherwise (:mod:`.metrics` resolves it); here, not in :mod:`.metrics`,
+so that the CLI's option defaults name it without importing the store reader."""
+
 if TYPE_CHECKING:
     from lgrpo_bench.reports.loader import (
         ReportData,
@@ -52,6 +56,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DEFAULT_METRIC",
     "FORMATS",
     "IncomparableRuns",
     "ReportData",

@@ -20,14 +20,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from lgrpo_bench.reports import DEFAULT_METRIC
 from lgrpo_bench.reports.loader import ReportInputError, RunRecord
 from lgrpo_bench.tracking import schema as t
 
-__all__ = ["EVAL_SOURCE", "TRAIN_SOURCE", "MetricChoice", "held_metrics", "resolve_metric"]
+__all__ = ["DEFAULT_METRIC", "EVAL_SOURCE", "TRAIN_SOURCE", "MetricChoice", "held_metrics", "resolve_metric"]
 
 EVAL_SOURCE = "eval"
-DEFAULT_METRIC = "acc"
-"""What a table shows unless ``--metric`` says otherwise."""
 TRAIN_SOURCE = "train"
 _PASS_AT = re.compile(r"pass@(\d+)")
 

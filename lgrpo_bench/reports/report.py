@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lgrpo_bench.algorithms.presets import HYPERPARAMETERS
-from lgrpo_bench.reports import render
+from lgrpo_bench.reports import DEFAULT_METRIC, render
 from lgrpo_bench.reports.loader import NO_GRID, ReportData, ReportInputError, RunRecord, Store, load_histories, load_runs, open_store
 from lgrpo_bench.reports.eval_sections import PERFORMANCE_PROFILE, build_eval_sections
 from lgrpo_bench.reports.stats import generated_tokens, learning_curve_mean
@@ -68,7 +68,7 @@ def load_report_table(
     all_versions: bool = False,
     filter_string: str | None = None,
     baseline: str = "grpo",
-    metric: str = "acc",
+    metric: str = DEFAULT_METRIC,
     split: bool = False,
     statistics: bool = True,
     group_by: Sequence[str] | None = None,
@@ -132,7 +132,7 @@ def generate_report(
     formats: Sequence[str] = ("md",),
     out_dir: str | Path = "report",
     baseline: str = "grpo",
-    metric: str = "acc",
+    metric: str = DEFAULT_METRIC,
     split: bool = False,
     plots: bool = True,
     statistics: bool = True,
@@ -328,7 +328,7 @@ def print_summary_table(
     console=None,
     *,
     baseline: str = "grpo",
-    metric: str = "acc",
+    metric: str = DEFAULT_METRIC,
     statistics: bool = True,
     key_order: Sequence[str] = (),
     run_ids: Collection[str] | None = None,
