@@ -62,6 +62,30 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def _without_environment_report() -> Iterator[None]:
+    """``simple_evaluate`` without lm-eval's environment report.
+
+    At its end ``lm_eval.evaluator.simple_evaluate`` calls ``add_env_info``, which runs
+    ``torch.utils.collect_env`` (``pip list`` in a subprocess, compiler and driver probes): 1.6 s of CPU per
+    evaluation on the 2-core dev machine, for a text nothing here reads (the run's versions are its
+    ``lgrpo.versions`` tag). The one private seam on lm-eval: its module global is swapped for the call and
+    restored; ``tests/test_evaluation_seams.py`` fails when lm-eval stops calling it by that name.
+    """
+    from lm_eval import evaluator
+
+    collect = evaluator.add_env_info
+    evaluator.add_env_info = _no_environment_report
+    try:
+        yield
+    finally:
+        evaluator.add_env_info = collect
+
+
+def _no_environment_report(results: dict[str, Any]) -> None:
+    """What lm-eval's ``add_env_info`` would add, left out (see :func:`_without_environment_report`)."""
+
+
 @dataclass
 class Model:
     """An lm-eval model plus how to count completion tokens and how many torch threads generation uses."""
@@ -125,7 +149,7 @@ def run_lm_eval(model: Model, plan: dict[str, BenchmarkSettings], *, data_dir: s
         task = loaded["tasks"][get_benchmark(name).task_name]
         task.set_config(key="repeats", value=settings.k)
         task.set_config(key="generation_kwargs", value=settings.generation_kwargs())
-    with _torch_threads(model.threads):
+    with _torch_threads(model.threads), _without_environment_report():
         return simple_evaluate(model=model.lm, tasks=list(loaded["tasks"].values()), task_manager=manager, limit=limit, bootstrap_iters=1,
                                log_samples=True, random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
                                fewshot_random_seed=seed)
