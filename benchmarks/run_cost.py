@@ -13,7 +13,7 @@
 Needs the tiny-s warm start of seed 0 (shipped, or cached: it is resolved once before timing). Prints one line per
 measurement with the machine's load average, so a reader can judge the conditions.
 
-    python benchmarks/run_cost.py [--work-dir DIR]
+    python benchmarks/run_cost.py [--work-dir DIR] [--only 1|2|3 ...]
 """
 
 from __future__ import annotations
@@ -125,7 +125,10 @@ def report_of(grid: Path, work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument("--only", type=int, choices=(1, 2, 3), action="append",
+                        help="run only these measurements (repeatable; 3 needs 1's grid); default: all three")
     args = parser.parse_args()
+    only = set(args.only or (1, 2, 3))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from lgrpo_bench.models.loading import resolve_model
 
@@ -133,9 +136,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work_dir or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
-        grid = one_run_over_its_work(work)
-        small_grid_over_imports(work)
-        report_of(grid, work)
+        grid = one_run_over_its_work(work) if only & {1, 3} else None
+        if 2 in only:
+            small_grid_over_imports(work)
+        if 3 in only:
+            report_of(grid, work)
 
 
 if __name__ == "__main__":
