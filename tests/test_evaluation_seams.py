@@ -47,3 +47,20 @@ def test_the_seam_restores_lm_eval_when_the_evaluation_raises():
         assert evaluator.add_env_info is not original
         raise RuntimeError("the evaluation failed")
     assert evaluator.add_env_info is original
+
+
+
+def test_two_overlapping_seams_leave_lm_eval_as_it_was():
+    """Two evaluations in two threads whose calls overlap, the first ending first (entered A, B; left A, B): were
+    both to swap, B would restore A's stand-in and lm-eval would stay without its environment report for good."""
+    from lm_eval import evaluator
+
+    from lgrpo_bench.evaluation.backends import _without_environment_report
+
+    original = evaluator.add_env_info
+    first, second = _without_environment_report(), _without_environment_report()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    second.__exit__(None, None, None)
+    assert evaluator.add_env_info is original

@@ -70,11 +70,16 @@ def _without_environment_report() -> Iterator[None]:
     ``torch.utils.collect_env`` (``pip list`` in a subprocess, compiler and driver probes): 1.6 s of CPU per
     evaluation on the 2-core dev machine, for a text nothing here reads (the run's versions are its
     ``lgrpo.versions`` tag). The one private seam on lm-eval: its module global is swapped for the call and
-    restored; ``tests/test_evaluation_seams.py`` fails when lm-eval stops calling it by that name.
+    restored; ``tests/test_evaluation_seams.py`` fails when lm-eval stops calling it by that name. A call that
+    starts while another holds the swap (another thread's evaluation) leaves the swap to that one, so however the
+    two overlap the global ends as lm-eval's own.
     """
     from lm_eval import evaluator
 
     collect = evaluator.add_env_info
+    if collect is _no_environment_report:
+        yield
+        return
     evaluator.add_env_info = _no_environment_report
     try:
         yield
