@@ -49,6 +49,8 @@ def test_the_warm_server_is_fork_safe_and_has_imported_the_heavy_libraries():
     report = server_report()
     assert report["fork_problems"] == [] and not report["cuda_initialized"] and report["threads"] == 1
     assert report["imported"] == ["lm_eval", "mlflow", "torch", "transformers", "trl"]
+    # the preload's objects are frozen out of the collector's walks, and the run's own garbage is still collected
+    assert report["gc_enabled"] and report["gc_frozen"] > 100_000, report
     again = server_report()  # the same server: forking is what a run pays, not importing
     assert again["server_pid"] == report["server_pid"] and again["child_pid"] != report["child_pid"]
     assert again["fork_latency_s"] < 5, again
@@ -121,3 +123,31 @@ def test_killing_the_warm_server_kills_its_runs_and_they_resume(warm_tiny, tmp_p
     again = cli("run", str(grid), cwd=tmp_path)  # a new warm server; the run resumes from its checkpoint
     assert again.returncode == 0, again.stdout + again.stderr
     assert "resuming from checkpoint-" in (folder / "run.log").read_text()
+
+
+def test_imports_kept_out_of_gc_freezes_what_the_block_made_and_restores_the_collector():
+    import gc
+
+    from lgrpo_bench.procs import imports_kept_out_of_gc
+
+    class Cycle:
+        pass
+
+    assert gc.isenabled()
+    before = gc.get_freeze_count()
+    try:
+        with imports_kept_out_of_gc():
+            assert not gc.isenabled()
+            made = [Cycle() for _ in range(1_000)]  # noqa: F841  (alive while frozen)
+        assert gc.isenabled() and gc.get_freeze_count() >= before + 1_000
+        gc.disable()
+        with imports_kept_out_of_gc():
+            pass
+        assert not gc.isenabled()  # a collector that was off stays off
+        gc.enable()
+        with pytest.raises(RuntimeError), imports_kept_out_of_gc():
+            raise RuntimeError("an import failed")
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()  # this test process's objects back in the collector's reach

@@ -5,6 +5,8 @@
   the web-UI supervisor (:mod:`lgrpo_bench.ui.serve`).
 * :func:`group_members` / :func:`clear_group` — the live members of a process group (``/proc``), and SIGTERM then
   SIGKILL to all of them until none is left.
+* :func:`imports_kept_out_of_gc` — heavy imports with the cyclic garbage collector off, then frozen out of its reach
+  (``gc.freeze``): the warm server's preload and a fresh run worker use it.
 
 Standard library only, imports nothing of ours (layer 0). Linux only for the parent-death signal and the group scan;
 elsewhere :func:`signal_when_parent_dies` gives None and the group is still signalled.
@@ -12,14 +14,16 @@ elsewhere :func:`signal_when_parent_dies` gives None and the group is still sign
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["clear_group", "group_members", "kill_quietly", "signal_when_parent_dies"]
+__all__ = ["clear_group", "group_members", "imports_kept_out_of_gc", "kill_quietly", "signal_when_parent_dies"]
 
 _PR_SET_PDEATHSIG = 1
 _POLL_S = 0.1
@@ -91,3 +95,28 @@ def kill_quietly(pid: int, signum: int) -> None:
         os.kill(pid, signum)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+@contextmanager
+def imports_kept_out_of_gc() -> Iterator[None]:
+    """Run the block (heavy imports) with the cyclic garbage collector disabled, then move every object tracked so far
+    into the permanent generation (``gc.freeze()``) and restore the collector's previous state.
+
+    Why: importing torch, transformers, TRL, lm-eval and MLflow creates ~650,000 tracked objects, all alive for the
+    life of the process. While they are being created, the collector's automatic passes walk them again and again
+    (1.5 s of a 7.8 s import here); afterwards every full collection walks them once more — and libraries collect
+    on their own (accelerate's ``free_memory`` when training starts, our evaluation before it generates): 0.3–0.6 s
+    each, per run, on a 2-core EPYC. Frozen, a collection walks only what the run created. This is the standard
+    library's documented recipe for a process that forks workers (disable early, freeze before forking); a child
+    forked afterwards inherits the frozen generation and an enabled collector.
+
+    The cost: garbage made during the block (about 12,000 objects, ~2 % of what it creates) is never freed.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()

@@ -21,6 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", help="the run's folder <runs_dir>/<experiment>/<run_id>")
     parser.add_argument("--step", choices=("all", "eval"), default="all")
     args = parser.parse_args(argv)
+    if args.step == "all":  # started for a run with training to do: import what the warm server imports, as it does
+        from lgrpo_bench.procs import imports_kept_out_of_gc  # (1.5 s less to import, 0.3-0.6 s less per collection)
+
+        with imports_kept_out_of_gc():
+            import lgrpo_bench.runs.preload  # noqa: F401
     return run_worker(args.run_dir, step=args.step)
 
 

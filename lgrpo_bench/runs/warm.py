@@ -17,7 +17,9 @@ child forked from it. The run keeps its isolation:
 
 Fork safety: the server imports and never runs anything (no torch thread pool, no CUDA context, no MLflow writer
 thread; :data:`lgrpo_bench.runs.preload.FORK_PROBLEMS`); thread counts are set by the run itself (its training and
-evaluation choose torch's threads). A run forked warm and the same run in a fresh interpreter give bit-identical
+evaluation choose torch's threads). The server imports with the garbage collector off and freezes what it imported
+(``gc.freeze``, :func:`lgrpo_bench.procs.imports_kept_out_of_gc`): a child starts with the collector on, and its
+collections walk only what the run creates. A run forked warm and the same run in a fresh interpreter give bit-identical
 metrics (``tests/test_warm_workers.py``).
 
 When a fresh interpreter is used instead (:func:`warm_refusal` says why): ``$LGRPO_WARM_WORKERS=0``; another
@@ -215,7 +217,8 @@ def _die_with(pid: int) -> None:
 def server_report(timeout_s: float = 600) -> dict:
     """What a child forked from this process's warm server sees (starting the server if needed): the server's pid,
     :data:`lgrpo_bench.runs.preload.FORK_PROBLEMS`, whether CUDA is initialised, the heavy libraries already imported,
-    and how long the fork took once the server was up. For checks and benchmarks."""
+    whether the garbage collector is on and how many objects the preload left frozen out of its reach, and how long
+    the fork took once the server was up. For checks and benchmarks."""
     context = _forkserver()
     receive, send = context.Pipe(duplex=False)
     started = time.perf_counter()
@@ -232,6 +235,8 @@ def server_report(timeout_s: float = 600) -> dict:
 
 
 def _report_in_child(send, asked_at: float) -> None:
+    import gc
+
     import torch
 
     from lgrpo_bench.runs import preload
@@ -240,5 +245,6 @@ def _report_in_child(send, asked_at: float) -> None:
                "cuda_initialized": torch.cuda.is_initialized(), "threads": threading.active_count(),
                "imported": sorted(name for name in ("torch", "transformers", "trl", "lm_eval", "mlflow")
                                   if name in sys.modules),
+               "gc_enabled": gc.isenabled(), "gc_frozen": gc.get_freeze_count(),
                "fork_latency_s": time.time() - asked_at})
     send.close()
