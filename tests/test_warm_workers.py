@@ -59,8 +59,12 @@ def test_the_warm_server_is_fork_safe_and_has_imported_the_heavy_libraries():
 def test_what_cannot_be_forked_warm(monkeypatch):
     import sys
 
+    from lgrpo_bench.runs import warm
     from lgrpo_bench.runs.warm import warm_refusal
 
+    # as in a process whose warm server has not started yet: a server this test process started earlier kept the
+    # environment of that moment, and an in-process CLI test may have set a variable since (MLFLOW_DISABLE_TELEMETRY)
+    monkeypatch.setattr(warm, "_server_environ", None)
     here = dict(os.environ)
     assert warm_refusal(here) is None
     assert warm_refusal({**here, "CUDA_VISIBLE_DEVICES": "1", "MLFLOW_TRACKING_URI": "x", "LGRPO_X": "y"}) is None
