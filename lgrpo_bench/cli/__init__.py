@@ -7,6 +7,11 @@ written).
 
 The command modules (and Typer) are imported on first use of :data:`app`, so ``lgrpo-bench --version`` reads
 package metadata and nothing else.
+
+A command's process collects cyclic garbage every :data:`GC_THRESHOLDS` [0] allocations, not Python's 700: importing
+MLflow, torch, transformers and lm-eval creates ~650,000 long-lived objects, and at 700 the collector walks the
+growing heap over and over while they are created (``lgrpo-bench eval --model oracle:gold``: 4.3 → 3.7 CPU-s; the
+orchestrator's store opening 1.8 → 1.6 s; measured on a 2-core EPYC). Garbage is still collected, in larger batches.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["app", "main"]
+__all__ = ["GC_THRESHOLDS", "app", "main"]
+
+GC_THRESHOLDS = (10_000, 10, 10)
+"""``gc.set_threshold`` of a command's process (Python's default: 700, 10, 10)."""
 
 
 def _load_app():
@@ -37,7 +45,9 @@ def main() -> None:
         print("\n".join(version_lines()))
         return
     import atexit
+    import gc
 
+    gc.set_threshold(*GC_THRESHOLDS)
     atexit.register(_end_process)  # registered first, so it runs after every other exit handler
     try:
         _load_app()()
