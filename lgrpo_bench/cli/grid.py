@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from lgrpo_bench.cli.common import EXIT_RUN_FAILED, PLAIN_HELP, app, fail_input, make_console, offline_defaults
-from lgrpo_bench.reports import DEFAULT_METRIC
+from lgrpo_bench.reports import DEFAULT_BASELINE, DEFAULT_METRIC
 
 
 MAX_POINTS_HELP = "Refuse grids with more points than this (default 20,000; counted before anything is expanded)"
@@ -35,7 +35,7 @@ def run(
                                         "SLURM array parallelism); default: the grid's executor"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would run and the commands; launch and write nothing"),
     max_points: Optional[int] = typer.Option(None, "--max-points", min=1, help=MAX_POINTS_HELP),
-    baseline: str = typer.Option("grpo", "--baseline", help="Algorithm the results table's Δ compares against"),
+    baseline: str = typer.Option(DEFAULT_BASELINE, "--baseline", help="Algorithm the results table's Δ compares against"),
     metric: str = typer.Option(DEFAULT_METRIC, "--metric", help="Metric of the results table: acc, eval/<benchmark>/<metric> or "
                                "train/<name> (as lgrpo-bench report --metric)"),
     plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
@@ -76,7 +76,7 @@ def run(
         raise typer.Exit(EXIT_RUN_FAILED)
 
 
-def _print_results(expanded, console, baseline: str = "grpo", metric: str = DEFAULT_METRIC) -> None:
+def _print_results(expanded, console, baseline: str = DEFAULT_BASELINE, metric: str = DEFAULT_METRIC) -> None:
     """The report's results table (mean ± std over seeds, Δ vs baseline) for the finished runs of the grid's current points."""
     from lgrpo_bench.reports import print_summary_table
     from lgrpo_bench.reports.grids import selection_of
@@ -139,7 +139,7 @@ def status(
     grid_file: Optional[Path] = typer.Argument(None, help="Grid YAML; without it, every grid in the store"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Store (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)"),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="Only this experiment (without a grid file)"),
-    baseline: str = typer.Option("grpo", "--baseline", help="Algorithm the results table's Δ compares against (with a grid file)"),
+    baseline: str = typer.Option(DEFAULT_BASELINE, "--baseline", help="Algorithm the results table's Δ compares against (with a grid file)"),
     metric: str = typer.Option(DEFAULT_METRIC, "--metric", help="Metric of each run's result column and of the results table "
                                "(with a grid file): acc, eval/<benchmark>/<metric> or train/<name>"),
     every_row: bool = typer.Option(False, "--all", help=ALL_ROWS_HELP),

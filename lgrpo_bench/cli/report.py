@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from lgrpo_bench.cli.common import app, fail_input, make_console
-from lgrpo_bench.reports import DEFAULT_METRIC
+from lgrpo_bench.reports import DEFAULT_BASELINE, DEFAULT_METRIC
 
 
 @app.command()
@@ -22,7 +22,7 @@ def report(
     filter_string: Optional[str] = typer.Option(None, "--filter", help="MLflow search filter, e.g. \"tags.`lgrpo.grid` = 'x'\""),
     formats: str = typer.Option("md", "--format", help="Comma-separated: md, latex, csv, html"),
     out: Path = typer.Option(Path("report"), "--out", help="Output folder"),
-    baseline: str = typer.Option("grpo", "--baseline", help="Algorithm the Δ columns compare against"),
+    baseline: str = typer.Option(DEFAULT_BASELINE, "--baseline", help="Algorithm the Δ columns compare against"),
     metric: str = typer.Option(DEFAULT_METRIC, "--metric", help="Metric of the table, in its unit from the schema: acc (every "
                                "benchmark; or pass@k, mean_length, ...), eval/<benchmark>/<metric> (one benchmark), or "
                                "train/<name> (last logged value, e.g. train/reward_mean); one no run logged is an error "

@@ -22,6 +22,9 @@ DEFAULT_METRIC = "acc"
 """What a table shows unless ``--metric`` says otherwise (:mod:`.metrics` resolves it); here, not in :mod:`.metrics`,
 so that the CLI's option defaults name it without importing the store reader."""
 
+DEFAULT_BASELINE = "grpo"
+"""The algorithm the Δ columns compare against unless ``--baseline`` says otherwise (here for the same reason)."""
+
 if TYPE_CHECKING:
     from lgrpo_bench.reports.loader import (
         ReportData,
@@ -56,6 +59,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DEFAULT_BASELINE",
     "DEFAULT_METRIC",
     "FORMATS",
     "IncomparableRuns",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from lgrpo_bench.reports import DEFAULT_BASELINE, DEFAULT_METRIC
 from lgrpo_bench.reports.loader import ReportInputError, load_runs, open_store
 from lgrpo_bench.reports.power import describe_power
 from lgrpo_bench.reports.table import AVERAGE, build_table
@@ -24,7 +25,7 @@ __all__ = ["grid_power_lines", "plan_power_lines"]
 
 
 def plan_power_lines(
-    tracking: MlflowClient | str | None, model: str, task: str, n_seeds: int, *, baseline: str = "grpo", metric: str = "acc",
+    tracking: MlflowClient | str | None, model: str, task: str, n_seeds: int, *, baseline: str = DEFAULT_BASELINE, metric: str = DEFAULT_METRIC,
 ) -> list[str]:
     """What a grid of ``n_seeds`` seeds on ``model`` and ``task`` could detect, from the store's earlier runs.
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lgrpo_bench.algorithms.presets import HYPERPARAMETERS
-from lgrpo_bench.reports import DEFAULT_METRIC, render
+from lgrpo_bench.reports import DEFAULT_BASELINE, DEFAULT_METRIC, render
 from lgrpo_bench.reports.loader import NO_GRID, ReportData, ReportInputError, RunRecord, Store, load_histories, load_runs, open_store
 from lgrpo_bench.reports.eval_sections import PERFORMANCE_PROFILE, build_eval_sections
 from lgrpo_bench.reports.stats import generated_tokens, learning_curve_mean
@@ -67,7 +67,7 @@ def load_report_table(
     run_ids: Collection[str] | None = None,
     all_versions: bool = False,
     filter_string: str | None = None,
-    baseline: str = "grpo",
+    baseline: str = DEFAULT_BASELINE,
     metric: str = DEFAULT_METRIC,
     split: bool = False,
     statistics: bool = True,
@@ -131,7 +131,7 @@ def generate_report(
     filter_string: str | None = None,
     formats: Sequence[str] = ("md",),
     out_dir: str | Path = "report",
-    baseline: str = "grpo",
+    baseline: str = DEFAULT_BASELINE,
     metric: str = DEFAULT_METRIC,
     split: bool = False,
     plots: bool = True,
@@ -327,7 +327,7 @@ def print_summary_table(
     grid: str | None = None,
     console=None,
     *,
-    baseline: str = "grpo",
+    baseline: str = DEFAULT_BASELINE,
     metric: str = DEFAULT_METRIC,
     statistics: bool = True,
     key_order: Sequence[str] = (),

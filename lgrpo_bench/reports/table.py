@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lgrpo_bench.reports import DEFAULT_BASELINE
 from lgrpo_bench.reports.keys import BaselineMatch, RowKeys, check_replicates, match_baseline, resolve_row_keys, sort_key
 from lgrpo_bench.reports.loader import ReportInputError, RunRecord
 from lgrpo_bench.reports.metrics import TRAIN_SOURCE, MetricChoice, resolve_metric
@@ -329,7 +330,7 @@ def build_table(
     runs: Sequence[RunRecord],
     *,
     metric: str = "acc",
-    baseline: str = "grpo",
+    baseline: str = DEFAULT_BASELINE,
     heldout_curves: Mapping[str, tuple[Sequence[int], Sequence[float]]] | None = None,
     split: bool = False,
     statistics: bool = True,
