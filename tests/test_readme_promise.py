@@ -34,6 +34,12 @@ def test_readme_set_up_is_install_main_command_and_tests():
     assert lines == [VENV, INSTALL, MAIN, TESTS]
 
 
+def test_readme_gives_the_fast_lane():
+    """Issue 23: the whole suite and the developer's fast lane are both in the README."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f'`{TESTS} -m "not e2e"`' in text and f"`{TESTS}` runs all of them" in text
+
+
 def test_the_docs_site_gives_the_same_set_up():
     text = (ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
     block = re.search(r"```bash\n(.*?)```", text.split("## Set-up", 1)[1], re.S).group(1)
