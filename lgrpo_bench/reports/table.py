@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lgrpo_bench.reports import DEFAULT_BASELINE
+from lgrpo_bench.reports import DEFAULT_BASELINE, DEFAULT_METRIC
 from lgrpo_bench.reports.keys import BaselineMatch, RowKeys, check_replicates, match_baseline, resolve_row_keys, sort_key
 from lgrpo_bench.reports.loader import ReportInputError, RunRecord
 from lgrpo_bench.reports.metrics import TRAIN_SOURCE, MetricChoice, resolve_metric
@@ -206,7 +206,7 @@ class ReportTable:
     footnotes: list[tuple[str, str]] = field(default_factory=list)
     """(mark, text) lines that belong under the tables in every format: the meaning of each row mark used, and the
     hardware line when the runs mix hardware (mark ``""``)."""
-    choice: MetricChoice = field(default_factory=lambda: MetricChoice("acc"))
+    choice: MetricChoice = field(default_factory=lambda: MetricChoice(DEFAULT_METRIC))
     """The metric tabulated, its unit and better direction (:mod:`.metrics`)."""
     run_values: dict[str, dict[str, float | None]] = field(default_factory=dict)
     """``{MLflow run id: {value key: the run's value}}``: what each cell's mean ± std is computed from (``--per-seed``)."""
@@ -329,7 +329,7 @@ def _value(run: RunRecord, column: Column, metric: str) -> float | None:
 def build_table(
     runs: Sequence[RunRecord],
     *,
-    metric: str = "acc",
+    metric: str = DEFAULT_METRIC,
     baseline: str = DEFAULT_BASELINE,
     heldout_curves: Mapping[str, tuple[Sequence[int], Sequence[float]]] | None = None,
     split: bool = False,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 
-__all__ = ["FORK_PROBLEMS", "fork_problems", "import_what_runs_use"]
+__all__ = ["FORK_PROBLEMS", "fork_problems"]
 
 
 def _in_the_warm_server() -> bool:
@@ -28,7 +28,7 @@ def _in_the_warm_server() -> bool:
                for frame in traceback.extract_stack())
 
 
-def import_what_runs_use() -> None:
+def _import_what_runs_use() -> None:
     """Import every heavy module a run's training and evaluation use."""
     import mlflow  # noqa: F401
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (a run's first MlflowClient of a SQLite store: 1 s)
@@ -68,12 +68,12 @@ if _in_the_warm_server():
     from lgrpo_bench.procs import imports_kept_out_of_gc
 
     with imports_kept_out_of_gc():
-        import_what_runs_use()
+        _import_what_runs_use()
     # The server exits when the process that started it does. Python's module teardown would then take 2–3 s with
     # torch, TRL and MLflow loaded, holding the orchestrator's stdout pipe open (a caller that reads it waits that
     # long for its end): end at once instead. Its children are gone or die with it; it has nothing to flush.
     atexit.register(os._exit, 0)
 else:
-    import_what_runs_use()
+    _import_what_runs_use()
 
 FORK_PROBLEMS: list[str] = fork_problems()
