@@ -525,6 +525,72 @@ def test_concurrent_experiment_creation_from_two_processes(tmp_path):
     assert [experiment.experiment_id for experiment in experiments] == list(ids)
 
 
+def _clauses(sql: str | None) -> list[str] | None:
+    """A CREATE statement's lines as a sorted list: MLflow's batch migrations write a table's CHECK constraints in an
+    order that varies from one process to the next (PYTHONHASHSEED), so two stores MLflow makes differ in it too."""
+    return None if sql is None else sorted(line.strip().rstrip(",") for line in sql.splitlines())
+
+
+def _store_contents(db_file) -> dict:
+    """Everything a store holds that does not depend on when it was made: its schema, its revision, every table's
+    rows (the Default experiment's times left out), its journal mode and user version."""
+    with sqlite3.connect(db_file) as db:
+        schema_rows = sorted(((kind, name, table, _clauses(sql)) for kind, name, table, sql in db.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_autoindex%'")), key=repr)
+        tables = [name for kind, name, _, _ in schema_rows if kind == "table"]
+        rows = {}
+        for table in tables:
+            columns = [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')]
+            kept = [column for column in columns if column not in ("creation_time", "last_update_time")]
+            rows[table] = sorted(db.execute(f'SELECT {", ".join(kept)} FROM "{table}"').fetchall(), key=repr)
+        pragmas = [db.execute(f"PRAGMA {name}").fetchone() for name in ("journal_mode", "user_version")]
+    return {"schema": schema_rows, "rows": rows, "pragmas": pragmas}
+
+
+def test_a_new_store_begun_from_the_schema_copy_equals_one_mlflow_creates(tmp_path, monkeypatch, caplog):
+    """open_client places a copy of an empty, fully migrated store where none exists (tracking/store.py
+    _place_empty_schema); MLflow then opens it. The result must be the store MLflow makes from nothing — same
+    tables, indexes, revision and rows — and the second new store must skip MLflow's migrations."""
+    import logging
+
+    monkeypatch.setenv("LGRPO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # both stores' Default experiment lives under ./mlruns
+    MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'by_mlflow.db'}").search_experiments()
+    open_client(f"sqlite:///{tmp_path / 'first.db'}")  # builds the copy, then begins a store from it
+    assert (tmp_path / "cache" / "mlflow-schema").is_dir()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mlflow.store.db.utils"):
+        client = open_client(f"sqlite:///{tmp_path / 'second.db'}")
+    assert caplog.records == []  # begun from the copy: MLflow created no table and ran no migration
+    expected = _store_contents(tmp_path / "by_mlflow.db")
+    assert expected["rows"]["alembic_version"] and expected["rows"]["experiments"]
+    for name in ("first.db", "second.db"):
+        assert _store_contents(tmp_path / name) == expected, name
+    experiment = client.get_experiment(client.create_experiment("e"))
+    run = client.create_run(experiment.experiment_id)
+    client.log_metric(run.info.run_id, "m", 1.5, step=3)
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "m")] == [(3, 1.5)]
+    assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_the_schema_copy_never_replaces_a_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("LGRPO_CACHE_DIR", str(tmp_path / "cache"))
+    uri = f"sqlite:///{tmp_path / 'kept.db'}"
+    client = open_client(uri)
+    experiment_id = client.create_experiment("kept")
+    before = (tmp_path / "kept.db").read_bytes()
+    assert open_client(uri).get_experiment(experiment_id).name == "kept"
+    assert (tmp_path / "kept.db").read_bytes() == before
+
+
+def test_without_a_writable_cache_mlflow_creates_the_store_itself(tmp_path, monkeypatch):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("LGRPO_CACHE_DIR", str(blocked))
+    client = open_client(f"sqlite:///{tmp_path / 'plain.db'}")
+    assert [experiment.name for experiment in client.search_experiments()] == ["Default"]
+
+
 def test_duplicate_create_raises_the_error_get_or_create_relies_on(client):
     get_or_create_experiment(client, "dup")
     with pytest.raises(MlflowException) as raised:

@@ -210,6 +210,60 @@ def _sqlite_init_lock(db_file: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _place_empty_schema(db_file: Path) -> None:
+    """Where no store exists at ``db_file`` yet, put a copy of an empty store with MLflow's current schema there.
+
+    Creating a store runs MLflow's ~60 schema migrations one by one: 0.7–1.0 CPU-s on a 2-core EPYC, paid by the first
+    ``lgrpo-bench`` command on every new store (78 times in the test suite). The copy is the file those migrations
+    produce, made once per MLflow version (:func:`_empty_schema_file`); MlflowClient then opens it as it opens any
+    store of the current schema: it checks the schema's revision (a stale copy is refused as loudly as a stale store)
+    and creates the Default experiment, under this store's own artifact root. The copy never replaces a file
+    (``os.link`` fails where one appeared meanwhile); on any error nothing is placed and MLflow creates the store.
+    ``tests/test_tracking.py`` checks that a store begun from the copy equals one MLflow creates from nothing.
+    """
+    if db_file.exists():
+        return
+    try:
+        template = _empty_schema_file()
+        partial = db_file.with_name(f".{db_file.name}.{os.getpid()}.partial")
+        try:
+            import shutil
+
+            shutil.copyfile(template, partial)
+            os.link(partial, db_file)
+        finally:
+            partial.unlink(missing_ok=True)
+    except Exception:  # noqa: BLE001 - a cache, not a requirement: MLflow creates the store itself
+        return
+
+
+def _empty_schema_file() -> Path:
+    """An empty SQLite store with MLflow's current schema and no rows but its revision, built on first use under
+    ``$LGRPO_CACHE_DIR`` (else ``~/.cache/lgrpo-bench``) as ``mlflow-schema/empty-<mlflow version>.db``.
+
+    The one use of a private MLflow function (``mlflow.store.db.utils._initialize_tables``: create the initial tables,
+    then run every migration, as MLflow does on a new store); ``tests/test_tracking.py`` fails when it changes."""
+    import mlflow
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    env = os.environ.get("LGRPO_CACHE_DIR")
+    folder = (Path(env).expanduser() if env else Path.home() / ".cache" / "lgrpo-bench") / "mlflow-schema"
+    template = folder / f"empty-{mlflow.__version__}.db"
+    if template.is_file():
+        return template
+    folder.mkdir(parents=True, exist_ok=True)
+    building = folder / f".{template.name}.{os.getpid()}.building"
+    building.unlink(missing_ok=True)
+    engine = sqlalchemy.create_engine(f"sqlite:///{building}")
+    try:
+        _initialize_tables(engine)
+    finally:
+        engine.dispose()
+    os.replace(building, template)  # concurrent builders write the same file; the last rename wins
+    return template
+
+
 def open_client(uri: str | None = None, *, timeout_s: float = 5.0) -> MlflowClient:
     """An ``MlflowClient`` for ``resolve_tracking_uri(uri)`` with its store ready to use.
 
@@ -227,6 +281,7 @@ def open_client(uri: str | None = None, *, timeout_s: float = 5.0) -> MlflowClie
         return MlflowClient(tracking_uri=resolved)
     with _sqlite_init_lock(db_file):
         # MlflowClient() builds the store, and with it creates/migrates the database: one process at a time
+        _place_empty_schema(db_file)
         try:
             client = MlflowClient(tracking_uri=resolved)
             client.search_experiments(max_results=1)
