@@ -361,10 +361,17 @@ def test_local_grid_finishes_skips_retries_and_resumes(warm_tiny, tmp_path):
                                     stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                     cwd=tmp_path)
     checkpoint = run_dir / "checkpoint-1" / "lgrpo-manifest.json"  # complete once it exists
+    old_results = sorted(path.name for path in run_dir.iterdir() if path.name.startswith(("checkpoint-", "final")))
+    assert old_results, "the finished run left no checkpoint or final model to move aside"
+
+    def moved_aside_then_checkpointed() -> bool:
+        # The run makes the orphaned folder, moves the old results into it one by one, then trains: the old
+        # checkpoint-1 stays in run_dir until it is moved, so wait for every old result to arrive there first.
+        aside = list((tmp_path / "runs" / "grid-test").glob(f"{target}.orphaned-*"))
+        return bool(aside) and all((aside[0] / name).exists() for name in old_results) and checkpoint.exists()
+
     deadline = time.time() + 300
-    # the run first moves the old results (its checkpoints) aside, then the new run checkpoints
-    while not (list((tmp_path / "runs" / "grid-test").glob(f"{target}.orphaned-*")) and checkpoint.exists()) \
-            and orchestrator.poll() is None and time.time() < deadline:
+    while not moved_aside_then_checkpointed() and orchestrator.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert orchestrator.poll() is None, "the grid ended before it could be killed:\n" + orchestrator.stdout.read()
     worker = json.loads((run_dir / "worker.json").read_text())
