@@ -253,14 +253,18 @@ def _empty_schema_file() -> Path:
     if template.is_file():
         return template
     folder.mkdir(parents=True, exist_ok=True)
-    building = folder / f".{template.name}.{os.getpid()}.building"
-    building.unlink(missing_ok=True)
-    engine = sqlalchemy.create_engine(f"sqlite:///{building}")
+    handle, name = tempfile.mkstemp(prefix=f".{template.name}.", suffix=".building", dir=folder)
+    os.close(handle)
+    building = Path(name)
     try:
-        _initialize_tables(engine)
+        engine = sqlalchemy.create_engine(f"sqlite:///{building}")
+        try:
+            _initialize_tables(engine)
+        finally:
+            engine.dispose()
+        os.replace(building, template)  # concurrent builders write the same file; the last rename wins
     finally:
-        engine.dispose()
-    os.replace(building, template)  # concurrent builders write the same file; the last rename wins
+        building.unlink(missing_ok=True)
     return template
 
 
