@@ -42,6 +42,7 @@ from lgrpo_bench.config.grid import ExpandedGrid, GridPoint, LocalExecutorConfig
 from lgrpo_bench.dispatch.executors import Executor, make_executor
 from lgrpo_bench.dispatch.job import RunJob, record_failure
 from lgrpo_bench.dispatch.state import DONE, FAILED, PRUNED, QUEUED, RESUMABLE, RUNNING, RunStatus, grid_status, plan_grid
+from lgrpo_bench.procs import imports_kept_out_of_gc
 from lgrpo_bench.runs.resolve import PreparedRun, prepare_run
 from lgrpo_bench.tracking import record
 from lgrpo_bench.tracking.reader import open_reader
@@ -302,9 +303,12 @@ def run_grid(expanded: ExpandedGrid, *, slots: int | None = None, dry_run: bool 
     planned = set(summary.planned)
     todo = [p for p in expanded.points if p.run_id in planned]
     runs_dir = Path(prepare_run(expanded.points[0].config, rid=expanded.points[0].run_id, write=False).config.tracking.runs_dir)
-    for uri in dict.fromkeys(_location(point)[0] for point in todo):  # a store we cannot write: refused before
-        if uri not in clients:                                            # anything is created
-            clients[uri] = _guard_store(lambda uri=uri: t.open_client(uri), expanded)
+    # The first client imports MLflow's client and SQL store (pandas, SQLAlchemy, alembic: ~300,000 objects kept for
+    # the grid's life): imported with the collector off and frozen, as the warm server imports (0.3-0.4 CPU-s less).
+    with imports_kept_out_of_gc():
+        for uri in dict.fromkeys(_location(point)[0] for point in todo):  # a store we cannot write: refused before
+            if uri not in clients:                                            # anything is created
+                clients[uri] = _guard_store(lambda uri=uri: t.open_client(uri), expanded)
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
