@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 # Collection imports torch, transformers, TRL, MLflow, lm-eval and every test module (~650,000 objects kept for the
 # session): the cyclic collector is off while they are created and they are then frozen out of its reach, as the warm
 # server does with its imports (lgrpo_bench.procs.imports_kept_out_of_gc). Every later collection walks only what the
