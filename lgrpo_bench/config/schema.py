@@ -8,6 +8,8 @@ the declarations in the axis values' modules (``lgrpo_bench.algorithms``, the on
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
@@ -27,6 +29,13 @@ SEED_MAX = 2**32 - 1
 def _seed(default: int, description: str):
     return Field(default, ge=0, le=SEED_MAX, description=f"{description} (0 … 2³² − 1)")
 
+
+
+def default_cache_dir() -> Path:
+    """``$LGRPO_CACHE_DIR`` if set, else ``~/.cache/lgrpo-bench``: built tiny models (where ``tracking.cache_dir`` is
+    unset) and the empty MLflow store new SQLite stores are copied from (``tracking/store.py``)."""
+    env = os.environ.get("LGRPO_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "lgrpo-bench"
 
 class _Strict(BaseModel):
     """Base of every run-config model: unknown keys are errors, and so is a float that is not finite (inf, -inf,

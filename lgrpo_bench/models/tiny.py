@@ -107,6 +107,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
+from lgrpo_bench.config.schema import default_cache_dir
 from lgrpo_bench.models.heldout import (
     GROUP_SIZE,
     greedy_accuracy,
@@ -186,12 +187,6 @@ class TinyBuildResult:
         acc = self.metrics.get("greedy_acc")
         return warm_start_band_check(str(self.metrics.get("preset")), int(self.metrics.get("seed", -1)),
                                      float("nan") if acc is None else float(acc))
-
-
-def default_cache_dir() -> Path:
-    """``$LGRPO_CACHE_DIR`` if set, else ``~/.cache/lgrpo-bench``."""
-    env = os.environ.get("LGRPO_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "lgrpo-bench"
 
 
 def make_tiny_model(preset: str | TinyPreset, tokenizer: PreTrainedTokenizerBase, *, seed: int = 0) -> Qwen2ForCausalLM:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -227,8 +228,6 @@ def _place_empty_schema(db_file: Path) -> None:
         template = _empty_schema_file()
         partial = db_file.with_name(f".{db_file.name}.{os.getpid()}.partial")
         try:
-            import shutil
-
             shutil.copyfile(template, partial)
             os.link(partial, db_file)
         finally:
@@ -247,8 +246,9 @@ def _empty_schema_file() -> Path:
     import sqlalchemy
     from mlflow.store.db.utils import _initialize_tables
 
-    env = os.environ.get("LGRPO_CACHE_DIR")
-    folder = (Path(env).expanduser() if env else Path.home() / ".cache" / "lgrpo-bench") / "mlflow-schema"
+    from lgrpo_bench.config.schema import default_cache_dir
+
+    folder = default_cache_dir() / "mlflow-schema"
     template = folder / f"empty-{mlflow.__version__}.db"
     if template.is_file():
         return template
