@@ -30,6 +30,57 @@ def pytest_collection_finish(session):
     gc.enable()
 
 
+_SESSION_ENVIRON: dict[str, str] = {}
+"""The environment every test starts in (taken at the first test; the shared warm server's socket added once it runs)."""
+
+
+@pytest.fixture(autouse=True)
+def _environment_as_the_session_began():
+    """Each test ends with the environment the session began with. In-process commands set their library defaults
+    (``MLFLOW_LOGGING_LEVEL``, …) and imports add variables of their own (huggingface_hub's ``HF_XET_HIGH_PERFORMANCE``,
+    ``KMP_*``): left behind, they reach every later test's commands, whose import-time environment would then differ
+    from the shared warm server's (and from a test run in another order)."""
+    if not _SESSION_ENVIRON:
+        _SESSION_ENVIRON.update(os.environ)
+    yield
+    if os.environ != _SESSION_ENVIRON:
+        os.environ.clear()
+        os.environ.update(_SESSION_ENVIRON)
+
+
+@pytest.fixture(scope="session")
+def shared_warm_server():
+    """One warm server per test process (:mod:`lgrpo_bench.runs.server`), named in ``$LGRPO_WARM_SERVER`` for every
+    command the tests start: each local grid forks its runs there instead of importing torch, transformers, TRL,
+    lm-eval and MLflow in a server of its own (~5 CPU-s per ``lgrpo-bench run``; 109 grids per test run). Started by
+    the first end-to-end test, stopped with the session (and with this process: ``--exit-with``). A developer's own
+    ``$LGRPO_WARM_SERVER`` is used as it is."""
+    from lgrpo_bench.runs.server import SERVER_ENV
+    from shared_server import start_shared_server
+
+    if os.environ.get(SERVER_ENV):
+        yield os.environ[SERVER_ENV]
+        return
+    if not _SESSION_ENVIRON:
+        _SESSION_ENVIRON.update(os.environ)
+    server = start_shared_server(dict(_SESSION_ENVIRON))
+    os.environ[SERVER_ENV] = _SESSION_ENVIRON[SERVER_ENV] = server.path
+    try:
+        yield server.path
+    finally:
+        os.environ.pop(SERVER_ENV, None)
+        _SESSION_ENVIRON.pop(SERVER_ENV, None)
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _end_to_end_tests_fork_from_the_shared_warm_server(request):
+    """End-to-end tests start the shared warm server (the fast lane, with few grids, never pays its imports); once it
+    runs, every later test's commands use it too."""
+    if request.node.get_closest_marker("e2e"):
+        request.getfixturevalue("shared_warm_server")
+
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Real benchmark copies (never copied into the repo); CI points LGRPO_DATA_DIR here.
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "math"

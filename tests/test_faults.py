@@ -58,7 +58,7 @@ def write_grid(tmp_path: Path, model: str, *, seeds=(0, 1), slots: int = 2, uri:
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "250", **(extra or {})}
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "250", **(extra or {})}
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -66,12 +66,12 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float
                           env=_env(env), cwd=cwd)
 
 
-def start_run(grid: Path, cwd: Path, *, sigint_ignored: bool = False) -> subprocess.Popen:
+def start_run(grid: Path, cwd: Path, *, sigint_ignored: bool = False, env: dict[str, str] | None = None) -> subprocess.Popen:
     """``lgrpo-bench run GRID``; ``sigint_ignored``: as a background job of a script (``cmd &``) starts, with SIGINT
     ignored, which every process it starts inherits."""
     preexec = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     return subprocess.Popen([PY, "-m", "lgrpo_bench.cli", "run", str(grid)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=_env(), cwd=cwd, preexec_fn=preexec)
+                            stderr=subprocess.STDOUT, text=True, env=_env(env), cwd=cwd, preexec_fn=preexec)
 
 
 def client_of(tmp_path: Path):

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from lgrpo_bench.runs.resolve import load_grid
+from shared_server import start_shared_server
 from test_faults import alive, cli, session_of, start_run, wait_until
 
 TIMING_METRICS = {"train/step_s", "train/tokens_per_s", "train/runtime_s", "train/samples_per_s", "train/steps_per_s",
@@ -86,38 +87,56 @@ def _histories(uri: str, experiment: str) -> dict:
             for key in run.data.metrics if key not in TIMING_METRICS}
 
 
+HOW = {"shared": "[forked from the warm server at {server}, shared]", "own": "[forked from the warm server]",
+       "fresh": "[fresh interpreter (warm workers are off for this executor)]"}
+"""The header line of the run's attempt in ``run.log`` (``lgrpo_bench.dispatch.job``) for each way a run starts."""
+
+
 @pytest.mark.slow
-def test_a_warm_run_gives_bit_identical_metrics_to_a_fresh_one(warm_tiny, tmp_path):
-    warm_dir, fresh_dir = tmp_path / "warm", tmp_path / "fresh"
+def test_a_warm_run_gives_bit_identical_metrics_to_a_fresh_one(warm_tiny, shared_warm_server, tmp_path):
+    """The same run forked from the shared warm server, from the grid's own warm server and in a fresh interpreter."""
     results = {}
-    for folder, warm in ((warm_dir, True), (fresh_dir, False)):
+    for how in HOW:
+        folder = tmp_path / how
         folder.mkdir()
-        grid = write_grid(folder, str(warm_tiny.path), name="g", warm=warm, evaluation={"benchmarks": ["arith"], "limit": 24})
-        done = cli("run", str(grid), cwd=folder)
+        grid = write_grid(folder, str(warm_tiny.path), name="g", warm=how != "fresh",
+                          evaluation={"benchmarks": ["arith"], "limit": 24})
+        done = cli("run", str(grid), cwd=folder, env={"LGRPO_WARM_SERVER": "" if how == "own" else shared_warm_server})
         assert done.returncode == 0, done.stdout + done.stderr
         (rid,) = [p.run_id for p in load_grid(grid).points]
         log = (folder / "runs" / "warm" / rid / "run.log").read_text()
-        assert ("[forked from the warm server]" in log) == warm and ("[fresh interpreter (" in log) == (not warm), log[:600]
-        results[warm] = _histories(f"sqlite:///{folder / 'mlflow.db'}", "warm")
-    assert "eval/arith/acc" in results[True] and "train/lambda" in results[True] and "train/loss" in results[True]
-    assert results[True].keys() == results[False].keys()
-    differ = {key: (results[True][key], results[False][key]) for key in results[True] if results[True][key] != results[False][key]}
-    assert differ == {}, differ  # every loss, reward, λ, held-out and eval value equal to the bit
+        assert HOW[how].format(server=shared_warm_server) in log, log[:600]
+        assert sum(header.format(server=shared_warm_server) in log for header in HOW.values()) == 1, log[:600]
+        results[how] = _histories(f"sqlite:///{folder / 'mlflow.db'}", "warm")
+    assert "eval/arith/acc" in results["fresh"] and "train/lambda" in results["fresh"] and "train/loss" in results["fresh"]
+    for how in ("shared", "own"):
+        assert results[how].keys() == results["fresh"].keys()
+        differ = {key: (results[how][key], results["fresh"][key]) for key in results[how]
+                  if results[how][key] != results["fresh"][key]}
+        assert differ == {}, (how, differ)  # every loss, reward, λ, held-out and eval value equal to the bit
 
 
 @pytest.mark.slow
-def test_killing_the_warm_server_kills_its_runs_and_they_resume(warm_tiny, tmp_path):
+@pytest.mark.parametrize("which", ["own", "shared"])
+def test_killing_the_warm_server_kills_its_runs_and_they_resume(warm_tiny, tmp_path, which):
+    """The grid's own server, or a shared one (started here: the session's shared server must live on)."""
     steps = 30
     grid = write_grid(tmp_path, str(warm_tiny.path), name="k", steps=steps)
     (rid,) = [p.run_id for p in load_grid(grid).points]
     folder = tmp_path / "runs" / "warm" / rid
-    orchestrator = start_run(grid, tmp_path)
-    wait_until(lambda: (folder / "checkpoint-1" / "lgrpo-manifest.json").exists() and not (folder / "final").exists(),
-               orchestrator, "a checkpoint")
-    child = json.loads((folder / "worker.json").read_text())["child_pid"]
-    server = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    assert server != orchestrator.pid and session_of(child) == child  # forked by the server, in its own session
-    os.kill(server, signal.SIGKILL)
+    shared = start_shared_server() if which == "shared" else None
+    try:
+        orchestrator = start_run(grid, tmp_path, env={"LGRPO_WARM_SERVER": shared.path if shared else ""})
+        wait_until(lambda: (folder / "checkpoint-1" / "lgrpo-manifest.json").exists() and not (folder / "final").exists(),
+                   orchestrator, "a checkpoint")
+        child = json.loads((folder / "worker.json").read_text())["child_pid"]
+        server = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert server != orchestrator.pid and session_of(child) == child  # forked by the server, in its own session
+        assert server == (shared.process.pid if shared else server)
+        os.kill(server, signal.SIGKILL)
+    finally:
+        if shared:
+            shared.stop()
     deadline = time.time() + 30
     while alive(child) and time.time() < deadline:
         time.sleep(0.05)
@@ -153,5 +172,53 @@ def test_imports_kept_out_of_gc_freezes_what_the_block_made_and_restores_the_col
             raise RuntimeError("an import failed")
         assert gc.isenabled()
     finally:
-        gc.enable()
-        gc.unfreeze()  # this test process's objects back in the collector's reach
+        gc.enable()  # the 1,000 objects stay frozen: gc.unfreeze() would also hand back what collection froze
+
+
+def test_a_shared_server_serves_the_environments_it_imported_in_and_stops_with_its_process(monkeypatch, tmp_path):
+    """:mod:`lgrpo_bench.runs.server`: fork-safe after its imports; serves only runs whose import-time environment is
+    its own (else the grid's own server forks them); gone, it is said and passed over; it stops, removing its socket,
+    when the process ``--exit-with`` names ends."""
+    import subprocess
+    import sys
+
+    from lgrpo_bench.runs import server as shared_server, warm
+    from lgrpo_bench.runs.server import SERVER_ENV
+
+    sleeper = subprocess.Popen(["sleep", "600"])
+    folder = tmp_path.parent / f"s{os.getpid()}"  # short: a socket path has ≤ 107 bytes
+    folder.mkdir(mode=0o700)
+    path = str(folder / "s.sock")
+    # as a shell has it: without what imports in this test process added (torch's TORCHINDUCTOR_CACHE_DIR, …)
+    base = {key: value for key, value in os.environ.items() if key not in ("TORCHINDUCTOR_CACHE_DIR", "HF_XET_HIGH_PERFORMANCE")}
+    process = subprocess.Popen([sys.executable, "-m", "lgrpo_bench.runs.server", path, "--exit-with", str(sleeper.pid)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=base)
+    try:
+        monkeypatch.setenv(SERVER_ENV, path)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        server = shared_server.connect(path)  # waits for the greeting while the server imports
+        assert isinstance(server, shared_server.SharedServer), server
+        assert server.pid == process.pid and server.fork_problems == []
+        here = {**base, "HF_HUB_DISABLE_TELEMETRY": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
+                "TOKENIZERS_PARALLELISM": "false", "MLFLOW_LOGGING_LEVEL": "WARNING"}  # a command's defaults
+        assert warm.shared_server_for(here) is server
+        assert warm.shared_server_for({**here, "MLFLOW_TRACKING_URI": "x", "CUDA_VISIBLE_DEVICES": "1"}) is server
+        assert "sets HF_HOME other than the shared" in warm.shared_server_for({**here, "HF_HOME": "/elsewhere"})
+        assert "sets OMP_NUM_THREADS other than" in warm.shared_server_for({**here, "OMP_NUM_THREADS": "7"})
+        set_by_imports = server.set_by_imports  # torch's TORCHINDUCTOR_CACHE_DIR, lm-eval's HF_XET_HIGH_PERFORMANCE, …
+        assert "TORCHINDUCTOR_CACHE_DIR" in set_by_imports and "TORCHINDUCTOR_CACHE_DIR" not in server.environ
+        unset = {key: value for key, value in here.items() if key not in set_by_imports}
+        assert warm.shared_server_for({**unset, **set_by_imports}) is server  # what the run's own imports would set
+        assert "TORCHINDUCTOR_CACHE_DIR" in warm.shared_server_for({**unset, "TORCHINDUCTOR_CACHE_DIR": "/elsewhere"})
+        assert "does not answer" in shared_server.connect(str(folder / "none.sock"))
+        sleeper.kill()
+        sleeper.wait()
+        assert process.wait(timeout=60) == 0, process.stdout.read()
+        assert not os.path.exists(path)  # its socket went with it
+        with pytest.raises(OSError):
+            server.start(str(tmp_path), step="all", log_path=str(tmp_path / "run.log"), env=here, cwd=None)
+    finally:
+        sleeper.kill()
+        process.kill()

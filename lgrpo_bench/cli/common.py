@@ -192,7 +192,9 @@ def quiet_libraries() -> None:
     root = logging.getLogger()
     if not any(isinstance(handler, _TerminalHandler) for handler in root.handlers):
         root.addHandler(_TerminalHandler(logging.WARNING))
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    from lgrpo_bench.procs import LIBRARY_ENV_DEFAULTS
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", LIBRARY_ENV_DEFAULTS["MLFLOW_LOGGING_LEVEL"])
     if "mlflow" in sys.modules:
         logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"])
     warnings.showwarning = _show_warning
@@ -374,9 +376,10 @@ def offline_defaults() -> None:
 
     MLflow's telemetry also delays every exit by seconds (its exit hook waits on a network call): off unless set.
     """
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from lgrpo_bench.procs import LIBRARY_ENV_DEFAULTS
+
+    for key in ("HF_HUB_DISABLE_TELEMETRY", "MLFLOW_DISABLE_TELEMETRY", "TOKENIZERS_PARALLELISM"):
+        os.environ.setdefault(key, LIBRARY_ENV_DEFAULTS[key])
 
 
 def fail_input(message: str) -> NoReturn:

@@ -110,7 +110,8 @@ class LocalExecutorConfig(_ExecutorBase):
     )
     share_gpus: bool = Field(False, description="Let runs share a GPU (small models); off = each GPU serves one run at a time")
     warm_workers: bool = Field(True, description="Fork each run from a process that has imported torch, TRL, lm-eval and "
-                               "MLflow once (lgrpo_bench.runs.warm); false = a fresh interpreter per run")
+                               "MLflow once (lgrpo_bench.runs.warm): the grid's own, or the shared one $LGRPO_WARM_SERVER "
+                               "names (lgrpo_bench.runs.server); false = a fresh interpreter per run")
     runs_per_gpu: int = Field(2, ge=1, description="With share_gpus: at most this many runs on one GPU")
 
     @field_validator("gpus")

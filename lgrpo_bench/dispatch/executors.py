@@ -120,7 +120,7 @@ class LocalExecutor(Executor):
 
     def _execute(self, job: RunJob, devices: list[str]) -> None:
         try:
-            result = execute_job(job, cuda_devices=devices, cancel=self._cancel)
+            result = execute_job(job, cuda_devices=devices, cancel=self._cancel, shared_warm_server=True)
         except BaseException as error:  # noqa: BLE001 - a job thread must always report
             result = JobResult(job.run_id, False, "train", error=f"{type(error).__name__}: {error}", recorded=False)
         self._results.put((job, devices, result))

@@ -124,20 +124,32 @@ def _stop(process) -> None:
             return
 
 
-def _start(job: RunJob, name: str, argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path):
-    """The process of step ``name``: forked from the warm server when it can be (:mod:`lgrpo_bench.runs.warm`), else a
-    fresh interpreter; either way in its own session, killed when its parent dies, its output appended to the log."""
-    from lgrpo_bench.runs.warm import start_warm, warm_refusal
+def _start(job: RunJob, name: str, argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path, *,
+           shared_warm_server: bool = False):
+    """The process of step ``name``: forked from the warm server when it can be (:mod:`lgrpo_bench.runs.warm`; with
+    ``shared_warm_server``, from the one ``$LGRPO_WARM_SERVER`` names where it can serve the run:
+    :mod:`lgrpo_bench.runs.server`), else a fresh interpreter; either way in its own session, killed when its parent
+    dies, its output appended to the log."""
+    from lgrpo_bench.runs.server import SERVER_ENV
+    from lgrpo_bench.runs.warm import shared_server_for, start_warm, warm_refusal
 
     refusal = "warm workers are off for this executor" if not job.warm else warm_refusal(env, python=job.python,
                                                                                          gpus=job.gpus)
+    shared = shared_server_for(env) if refusal is None and shared_warm_server else None
     with open(log_path, "a", encoding="utf-8") as log:
-        how = "forked from the warm server" if refusal is None else f"fresh interpreter ({refusal})"
+        if refusal is not None:
+            how = f"fresh interpreter ({refusal})"
+        elif shared is None or isinstance(shared, str):
+            named = isinstance(shared, str) and os.environ.get(SERVER_ENV, "").strip()
+            how = "forked from the warm server" + (f"; not the shared one: {shared}" if named else "")
+            shared = None
+        else:
+            how = f"forked from the warm server at {shared.path}, shared"
         log.write(f"\n==> {time.strftime('%Y-%m-%d %H:%M:%S')} {name} on {socket.gethostname()}: {' '.join(argv)} "
                   f"[{how}]\n")
         log.flush()
         if refusal is None:
-            return start_warm(job.run_dir, log_path=log_path, env=env, cwd=cwd)
+            return start_warm(job.run_dir, log_path=log_path, env=env, cwd=cwd, shared=shared)
         return _Fresh(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                        cwd=cwd, start_new_session=True,
                                        preexec_fn=signal_when_parent_dies(signal.SIGKILL)))
@@ -190,9 +202,10 @@ class _Heartbeat:
 
 
 def execute_job(job: RunJob, *, cuda_devices: list[str] | None = None,
-                cancel: threading.Event | None = None) -> JobResult:
+                cancel: threading.Event | None = None, shared_warm_server: bool = False) -> JobResult:
     """Run the steps of ``job`` (see the module docstring). ``cuda_devices``: set ``CUDA_VISIBLE_DEVICES``
-    to these ids (``[]`` = no GPU); None leaves it as the executor set it (Ray, SLURM)."""
+    to these ids (``[]`` = no GPU); None leaves it as the executor set it (Ray, SLURM). ``shared_warm_server``: fork
+    the steps from the server ``$LGRPO_WARM_SERVER`` names where it can serve them (the local executor)."""
     started = time.perf_counter()
     layout = job.layout
     layout.root.mkdir(parents=True, exist_ok=True)
@@ -207,7 +220,7 @@ def execute_job(job: RunJob, *, cuda_devices: list[str] | None = None,
     try:
         steps = job_steps(job)
         for index, (name, argv) in enumerate(steps):
-            process = _start(job, name, argv, env, cwd, log_path)
+            process = _start(job, name, argv, env, cwd, log_path, shared_warm_server=shared_warm_server)
             heartbeat.child(process.pid)
             try:
                 while True:

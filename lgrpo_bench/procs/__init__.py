@@ -23,7 +23,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["clear_group", "group_members", "imports_kept_out_of_gc", "kill_quietly", "signal_when_parent_dies"]
+__all__ = ["LIBRARY_ENV_DEFAULTS", "clear_group", "group_members", "imports_kept_out_of_gc", "kill_quietly",
+           "signal_when_parent_dies"]
+
+LIBRARY_ENV_DEFAULTS = {"HF_HUB_DISABLE_TELEMETRY": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
+                        "TOKENIZERS_PARALLELISM": "false", "MLFLOW_LOGGING_LEVEL": "WARNING"}
+"""What our commands set unless the user did, before the libraries that read them are imported: the hub's and MLflow's
+telemetry off (MLflow's exit hook otherwise waits seconds on a network call), no tokenizer fork warnings, MLflow's
+INFO lines off. The shared warm server (:mod:`lgrpo_bench.runs.server`) sets them too, so that it imports in the
+environment a command has."""
 
 _PR_SET_PDEATHSIG = 1
 _POLL_S = 0.1

@@ -20,7 +20,9 @@ thread; :data:`lgrpo_bench.runs.preload.FORK_PROBLEMS`); thread counts are set b
 evaluation choose torch's threads). The server imports with the garbage collector off and freezes what it imported
 (``gc.freeze``, :func:`lgrpo_bench.procs.imports_kept_out_of_gc`): a child starts with the collector on, and its
 collections walk only what the run creates. A run forked warm and the same run in a fresh interpreter give bit-identical
-metrics (``tests/test_warm_workers.py``).
+metrics (``tests/test_warm_workers.py``). Where ``$LGRPO_WARM_SERVER`` names a running shared server
+(:mod:`lgrpo_bench.runs.server`) that can serve a local grid's run, the run is forked there instead, and this process
+starts no server of its own.
 
 When a fresh interpreter is used instead (:func:`warm_refusal` says why): ``$LGRPO_WARM_WORKERS=0``; another
 interpreter (``executor.python``); a multi-GPU run (``accelerate launch``); the vLLM evaluation process (it must own
@@ -40,8 +42,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["IMPORT_TIME_PREFIXES", "RUN_DIR_ENV", "WARM_ENV", "WarmProcess", "server_report", "start_server", "start_warm",
-           "warm_refusal"]
+from lgrpo_bench.runs.child import RUN_DIR_ENV, ended_within, run_in_child
+
+__all__ = ["IMPORT_TIME_PREFIXES", "RUN_DIR_ENV", "WARM_ENV", "WarmProcess", "server_report", "shared_server_for",
+           "start_server", "start_warm", "warm_refusal"]
 
 WARM_ENV = "LGRPO_WARM_WORKERS"
 """``0`` starts every run in a fresh interpreter (warm workers off)."""
@@ -51,9 +55,6 @@ IMPORT_TIME_PREFIXES = ("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "TOKENIZERS_", "
 """Environment variables libraries read when they are imported (or the interpreter when it starts)."""
 RUNTIME_VARIABLES = frozenset({"MLFLOW_TRACKING_URI", "PYTHONUNBUFFERED", "CUDA_VISIBLE_DEVICES"})
 """Variables under those prefixes that are read when used, not when imported: they may differ per run."""
-
-RUN_DIR_ENV = "LGRPO_RUN_DIR"
-"""Set in every run's process (and inherited by what it starts): its run folder, so a process can be traced to its run."""
 
 _lock = threading.Lock()
 _context = None
@@ -72,7 +73,10 @@ def _forkserver():
 
 
 def start_server() -> None:
-    """Start this process's warm server now (its imports then overlap what the caller does before its first run)."""
+    """Start this process's warm server now (its imports then overlap what the caller does before its first run);
+    nothing when the shared server ``$LGRPO_WARM_SERVER`` names can fork this process's runs."""
+    if not isinstance(shared_server_for(os.environ), str):
+        return
     _forkserver()
     from multiprocessing import forkserver
 
@@ -87,12 +91,33 @@ def warm_refusal(env: Mapping[str, str], *, python: str | None = None, gpus: int
         return f"it runs on another interpreter ({python})"
     if gpus > 1:
         return "a multi-GPU run starts with accelerate launch"
-    server = _server_environ if _server_environ is not None else dict(os.environ)
-    differ = sorted(key for key in set(env) | set(server) if key.startswith(IMPORT_TIME_PREFIXES)
-                    and key not in RUNTIME_VARIABLES and env.get(key) != server.get(key))
+    differ = _import_time_differences(env, _server_environ if _server_environ is not None else dict(os.environ))
     if differ:
         return f"its environment sets {', '.join(differ[:4])} other than the warm server's"
     return None
+
+
+def _import_time_differences(env: Mapping[str, str], server: Mapping[str, str]) -> list[str]:
+    """The variables libraries read at import time whose values differ between ``env`` and a server's environment."""
+    return sorted(key for key in set(env) | set(server) if key.startswith(IMPORT_TIME_PREFIXES)
+                  and key not in RUNTIME_VARIABLES and env.get(key) != server.get(key))
+
+
+def shared_server_for(env: Mapping[str, str]):
+    """The running server ``$LGRPO_WARM_SERVER`` names (:mod:`lgrpo_bench.runs.server`) when it can fork a run with
+    environment ``env`` (same interpreter, same package, same import-time variables), else why not (a str)."""
+    from lgrpo_bench.runs import server
+
+    shared = server.connect(os.environ.get(server.SERVER_ENV, "").strip())
+    if isinstance(shared, str):
+        return shared
+    # a variable the server's imports set themselves (when it was unset) may be in the run's environment at that value:
+    # the run's own imports would have set it so (torch sets TORCHINDUCTOR_CACHE_DIR once a process imports it)
+    differ = [key for key in _import_time_differences(env, shared.environ)
+              if not (key in shared.set_by_imports and env.get(key) == shared.set_by_imports[key])]
+    if differ:
+        return f"the run's environment sets {', '.join(differ[:4])} other than the shared warm server's"
+    return shared
 
 
 class WarmProcess:
@@ -119,7 +144,7 @@ class WarmProcess:
         status pipe closes while it exits, a moment before the kernel shows it ended: wait for that (≤ 5 s)."""
         if code == 255 and self.server_pid is not None:
             if self._server_died is None:
-                self._server_died = _ended_within(self.server_pid, 5.0)
+                self._server_died = ended_within(self.server_pid, 5.0)
             if self._server_died:
                 return -signal.SIGKILL
         return code
@@ -132,86 +157,25 @@ def _parent_of(pid: int) -> int | None:
         return None
 
 
-def _ended_within(pid: int, seconds: float | None) -> bool:
-    """Whether process ``pid`` has ended (exited, zombie or reaped) or ends within ``seconds`` (None: wait until it
-    does); through its pidfd (Linux ≥ 5.3), else polling every 50 ms."""
-    import select
-
-    try:
-        handle = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    except (OSError, AttributeError):
-        deadline = None if seconds is None else time.monotonic() + seconds
-        while _alive(pid) and (deadline is None or time.monotonic() < deadline):
-            time.sleep(0.05)
-        return not _alive(pid)
-    try:
-        return bool(select.select([handle], [], [], seconds)[0])
-    finally:
-        os.close(handle)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 def start_warm(run_dir: str | Path, *, log_path: str | Path, env: Mapping[str, str], cwd: str | None,
-               step: str = "all") -> WarmProcess:
-    """Fork the worker of the run in ``run_dir`` from the warm server (see the module docstring)."""
+               step: str = "all", shared=None):
+    """Fork the worker of the run in ``run_dir`` from the warm server (see the module docstring): from ``shared`` (a
+    :class:`lgrpo_bench.runs.server.SharedServer`) when given, else from this process's own server. When the shared
+    server no longer answers, the log says so and the run is forked from this process's own server."""
+    if shared is not None:
+        try:
+            return shared.start(run_dir, step=step, log_path=log_path, env=env, cwd=cwd)
+        except OSError as error:
+            from lgrpo_bench.runs import server
+
+            server.forget(shared.path, f"the warm server at {shared.path} stopped answering ({error})")
+            with open(log_path, "a", encoding="utf-8") as log:
+                log.write(f"the warm server at {shared.path} did not answer ({error}): forked from this process's own\n")
     context = _forkserver()
-    process = context.Process(target=_run_in_child, name=f"run-{Path(run_dir).name}",
+    process = context.Process(target=run_in_child, name=f"run-{Path(run_dir).name}",
                               args=(str(run_dir), step, str(log_path), dict(env), cwd, os.getpid()))
     process.start()
     return WarmProcess(process)
-
-
-def _run_in_child(run_dir: str, step: str, log_path: str, env: dict[str, str], cwd: str | None, starter_pid: int) -> None:
-    """The forked child: become the run's process, then what ``python -m lgrpo_bench.runs`` does."""
-    os.setsid()
-    from lgrpo_bench.procs import signal_when_parent_dies
-
-    ask_kernel = signal_when_parent_dies(signal.SIGKILL)
-    if ask_kernel is not None:
-        ask_kernel()
-    if os.getppid() == 1:  # the server died between the fork and the request
-        os._exit(1)
-    _die_with(starter_pid)
-    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
-    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
-    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
-    os.environ.clear()
-    os.environ.update(env)
-    os.environ[RUN_DIR_ENV] = run_dir
-    if cwd:
-        os.chdir(cwd)
-    from lgrpo_bench.runs import preload
-
-    for problem in preload.FORK_PROBLEMS:
-        print(f"warning: forked from a warm server that is not fork-safe: {problem}", flush=True)
-    from lgrpo_bench.runs.__main__ import run_worker
-
-    code = run_worker(run_dir, step=step)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    sys.exit(code)
-
-
-def _die_with(pid: int) -> None:
-    """SIGKILL this process as soon as process ``pid`` has ended (a daemon thread waiting on it: :func:`_ended_within`)."""
-
-    def wait() -> None:
-        _ended_within(pid, None)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=wait, name=f"die-with-{pid}", daemon=True).start()
 
 
 def server_report(timeout_s: float = 600) -> dict:
