@@ -67,10 +67,12 @@ __all__ = [
 
 LOG = logging.getLogger("lgrpo_bench.store")
 
-KNOWN_SCHEMA_REVISIONS: frozenset[str] = frozenset({"dc11669786a5"})
+KNOWN_SCHEMA_REVISIONS: frozenset[str] = frozenset({"dc11669786a5", "f4a9b2c7d1e6"})
 """Alembic revisions of MLflow's SQL schema whose tables :class:`SqliteReader` reads directly (``dc11669786a5``:
-MLflow 3.17, which added ``experiments.workspace``). Another revision (an MLflow upgrade migrated the file) is read
-through MLflow's client until the queries are checked against it and the revision is added here."""
+MLflow 3.17, which added ``experiments.workspace``; ``f4a9b2c7d1e6``: MLflow 3.18, whose three migrations add the
+skill registry's tables, extend the ``issues`` table and re-key the MCP tables: none of the tables read here changes).
+Another revision (an MLflow upgrade migrated the file) is read through MLflow's client until the queries are checked
+against it and the revision is added here; ``pyproject.toml`` keeps MLflow below the first release not checked."""
 STORE_WAIT_ENV = "LGRPO_STORE_WAIT_S"
 """How long a read waits for a store locked by another process before it fails (seconds; default 60)."""
 DEFAULT_STORE_WAIT_S = 60.0
