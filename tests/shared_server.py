@@ -27,13 +27,14 @@ class SharedServerProcess:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start_shared_server(env: dict[str, str] | None = None) -> SharedServerProcess:
-    """Start a server (in environment ``env``, default this process's) that stops when this process ends; returns once
-    its socket is bound (it may still be importing: a command that connects meanwhile waits for its greeting)."""
+def start_shared_server(env: dict[str, str] | None = None, *, exit_with: int | None = None) -> SharedServerProcess:
+    """Start a server (in environment ``env``, default this process's) that stops when process ``exit_with`` (default
+    this one) ends; returns once its socket is bound (it may still be importing: a command that connects meanwhile waits
+    for its greeting)."""
     folder = Path(tempfile.mkdtemp(prefix="lgrpo-warm-"))  # private (0700) and short: a socket path has ≤ 107 bytes
     path = str(folder / "server.sock")
     with open(folder / "server.log", "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "lgrpo_bench.runs.server", path, "--exit-with", str(os.getpid())],
+        process = subprocess.Popen([sys.executable, "-m", "lgrpo_bench.runs.server", path, "--exit-with", str(exit_with or os.getpid())],
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 60
     while not os.path.exists(path) and process.poll() is None and time.monotonic() < deadline:

@@ -180,29 +180,22 @@ def test_a_shared_server_serves_the_environments_it_imported_in_and_stops_with_i
     its own (else the grid's own server forks them); gone, it is said and passed over; it stops, removing its socket,
     when the process ``--exit-with`` names ends."""
     import subprocess
-    import sys
 
+    from lgrpo_bench.procs import LIBRARY_ENV_DEFAULTS
     from lgrpo_bench.runs import server as shared_server, warm
     from lgrpo_bench.runs.server import SERVER_ENV
 
     sleeper = subprocess.Popen(["sleep", "600"])
-    folder = tmp_path.parent / f"s{os.getpid()}"  # short: a socket path has ≤ 107 bytes
-    folder.mkdir(mode=0o700)
-    path = str(folder / "s.sock")
     # as a shell has it: without what imports in this test process added (torch's TORCHINDUCTOR_CACHE_DIR, …)
     base = {key: value for key, value in os.environ.items() if key not in ("TORCHINDUCTOR_CACHE_DIR", "HF_XET_HIGH_PERFORMANCE")}
-    process = subprocess.Popen([sys.executable, "-m", "lgrpo_bench.runs.server", path, "--exit-with", str(sleeper.pid)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=base)
+    started = start_shared_server(base, exit_with=sleeper.pid)
+    path, process = started.path, started.process
     try:
         monkeypatch.setenv(SERVER_ENV, path)
-        deadline = time.monotonic() + 60
-        while not os.path.exists(path) and time.monotonic() < deadline:
-            time.sleep(0.02)
         server = shared_server.connect(path)  # waits for the greeting while the server imports
         assert isinstance(server, shared_server.SharedServer), server
         assert server.pid == process.pid and server.fork_problems == []
-        here = {**base, "HF_HUB_DISABLE_TELEMETRY": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-                "TOKENIZERS_PARALLELISM": "false", "MLFLOW_LOGGING_LEVEL": "WARNING"}  # a command's defaults
+        here = {**base, **LIBRARY_ENV_DEFAULTS}  # a command's environment
         assert warm.shared_server_for(here) is server
         assert warm.shared_server_for({**here, "MLFLOW_TRACKING_URI": "x", "CUDA_VISIBLE_DEVICES": "1"}) is server
         assert "sets HF_HOME other than the shared" in warm.shared_server_for({**here, "HF_HOME": "/elsewhere"})
@@ -212,13 +205,14 @@ def test_a_shared_server_serves_the_environments_it_imported_in_and_stops_with_i
         unset = {key: value for key, value in here.items() if key not in set_by_imports}
         assert warm.shared_server_for({**unset, **set_by_imports}) is server  # what the run's own imports would set
         assert "TORCHINDUCTOR_CACHE_DIR" in warm.shared_server_for({**unset, "TORCHINDUCTOR_CACHE_DIR": "/elsewhere"})
-        assert "does not answer" in shared_server.connect(str(folder / "none.sock"))
+        assert "does not answer" in shared_server.connect(str(started.folder / "none.sock"))
         sleeper.kill()
         sleeper.wait()
-        assert process.wait(timeout=60) == 0, process.stdout.read()
+        assert process.wait(timeout=60) == 0, (started.folder / "server.log").read_text()
         assert not os.path.exists(path)  # its socket went with it
         with pytest.raises(OSError):
             server.start(str(tmp_path), step="all", log_path=str(tmp_path / "run.log"), env=here, cwd=None)
     finally:
         sleeper.kill()
         process.kill()
+        started.stop()
