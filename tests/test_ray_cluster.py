@@ -165,5 +165,11 @@ def test_ray_cluster_grid_with_address_auto_survives_a_dead_worker_node(ray_clus
         assert loss_steps(tmp_path, final[rid]) == list(range(1, STEPS + 1))
         assert len(resumed_from(tmp_path / "runs" / EXPERIMENT / rid)) == 1
     assert set(states(grid).values()) == {"done"}
+    # the cluster was begun by `ray start` in this test's environment, without what the orchestrator sets (MLflow's
+    # telemetry switch): each Ray worker's warm server imports in its first job's environment, so every attempt forks
+    for rid in rids:
+        headers = [line for line in (tmp_path / "runs" / EXPERIMENT / rid / "run.log").read_text().splitlines()
+                   if line.startswith("==> ")]
+        assert headers and all(line.endswith("[forked from the warm server]") for line in headers), headers
     log(f"Ray test: resumed {victims} from {[resumed_from(tmp_path / 'runs' / EXPERIMENT / rid) for rid in victims]}; "
         f"whole test {time.monotonic() - started:.0f} s")

@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -63,10 +66,12 @@ def test_what_cannot_be_forked_warm(monkeypatch):
     from lgrpo_bench.runs import warm
     from lgrpo_bench.runs.warm import warm_refusal
 
-    # as in a process whose warm server has not started yet: a server this test process started earlier kept the
-    # environment of that moment, and an in-process CLI test may have set a variable since (MLFLOW_DISABLE_TELEMETRY)
+    # as in a process whose warm server has not started yet: it will import in the first run's environment
     monkeypatch.setattr(warm, "_server_environ", None)
     here = dict(os.environ)
+    assert warm_refusal(here) is None and warm_refusal({**here, "HF_HOME": "/elsewhere"}) is None
+    # once it has started (here: in this process's environment), runs must share the variables read at import time
+    monkeypatch.setattr(warm, "_server_environ", here)
     assert warm_refusal(here) is None
     assert warm_refusal({**here, "CUDA_VISIBLE_DEVICES": "1", "MLFLOW_TRACKING_URI": "x", "LGRPO_X": "y"}) is None
     assert "HF_HOME" in warm_refusal({**here, "HF_HOME": "/elsewhere"})
@@ -76,6 +81,37 @@ def test_what_cannot_be_forked_warm(monkeypatch):
     assert "accelerate launch" in warm_refusal(here, gpus=2)
     monkeypatch.setenv("LGRPO_WARM_WORKERS", "0")
     assert warm_refusal(dict(os.environ)) == "$LGRPO_WARM_WORKERS=0"
+
+
+def test_the_warm_server_imports_in_the_first_runs_environment_and_this_process_keeps_its_own():
+    """A Ray worker begun by ``ray start`` lacks what the orchestrator's environment has (MLflow's telemetry switch,
+    the user's ``HF_HOME``): its warm server starts in the first run's variables read at import time, the rest and
+    this process's own environment stay as they were, and a later run with other such variables is refused."""
+    code = textwrap.dedent("""
+        import json, os, pathlib
+        from lgrpo_bench.runs import warm
+        warm.PRELOAD_MODULE = "json"  # the start, not the heavy imports, is under test
+        os.environ.pop("HF_HOME", None)
+        os.environ["MLFLOW_LOGGING_LEVEL"] = "INFO"
+        os.environ["LGRPO_ONLY_HERE"] = "1"
+        run_env = {**os.environ, "HF_HOME": "/tmp/hf-of-the-run", "MLFLOW_LOGGING_LEVEL": "WARNING", "LGRPO_ONLY_HERE": "2"}
+        del run_env["LGRPO_ONLY_HERE"]
+        warm._forkserver(run_env)
+        me = os.getpid()
+        children = pathlib.Path(f"/proc/{me}/task/{me}/children").read_text().split()
+        servers = [pid for pid in children if b"forkserver" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()]
+        server_env = dict(item.split("=", 1) for item in pathlib.Path(f"/proc/{servers[0]}/environ").read_text().split("\\0")
+                          if "=" in item)
+        keys = ("HF_HOME", "MLFLOW_LOGGING_LEVEL", "LGRPO_ONLY_HERE")
+        print(json.dumps({"server": {k: server_env.get(k) for k in keys}, "here": {k: os.environ.get(k) for k in keys},
+                          "same": warm.warm_refusal(run_env), "other": warm.warm_refusal({**run_env, "HF_HOME": "/x"})}))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["server"] == {"HF_HOME": "/tmp/hf-of-the-run", "MLFLOW_LOGGING_LEVEL": "WARNING", "LGRPO_ONLY_HERE": "1"}
+    assert seen["here"] == {"HF_HOME": None, "MLFLOW_LOGGING_LEVEL": "INFO", "LGRPO_ONLY_HERE": "1"}
+    assert seen["same"] is None and "HF_HOME" in seen["other"], seen
 
 
 def _histories(uri: str, experiment: str) -> dict:

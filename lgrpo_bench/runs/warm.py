@@ -27,19 +27,22 @@ starts no server of its own.
 When a fresh interpreter is used instead (:func:`warm_refusal` says why): ``$LGRPO_WARM_WORKERS=0``; another
 interpreter (``executor.python``); a multi-GPU run (``accelerate launch``); the vLLM evaluation process (it must own
 the GPU's memory, :mod:`lgrpo_bench.runs.lifecycle`); an environment whose import-time variables (``HF_*``,
-``TORCH*``, ``OMP_*``, … :data:`IMPORT_TIME_PREFIXES`) differ from the server's, since the libraries read those when
-they are imported. SLURM runs one run per job, so its jobs start fresh.
+``TORCH*``, ``OMP_*``, … :data:`IMPORT_TIME_PREFIXES`) differ from those the server imported in, since the libraries
+read them when they are imported. The server imports in the first run's (a Ray worker's server: the first job's, so a
+cluster begun by ``ray start`` in another environment still forks its runs), or in the orchestrator's own when it
+starts the server ahead of its runs. SLURM runs one run per job, so its jobs start fresh.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from lgrpo_bench.runs.child import RUN_DIR_ENV, ended_within, run_in_child
@@ -61,15 +64,54 @@ _context = None
 _server_environ: dict[str, str] | None = None
 
 
-def _forkserver():
-    """This process's forkserver context, its preload set on first use (the server starts on the first run)."""
+def _forkserver(env: Mapping[str, str] | None = None):
+    """This process's forkserver context; the first call starts the server. It imports in the import-time variables
+    of ``env`` (the first run's environment; default: this process's), so a process whose own environment differs —
+    a Ray worker that ``ray start`` began, without the variables a command sets (``procs.LIBRARY_ENV_DEFAULTS``) or the
+    user's ``HF_HOME`` — still forks its runs; later runs must share those variables (:func:`warm_refusal`)."""
     global _context, _server_environ
     with _lock:
         if _context is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload([PRELOAD_MODULE])
-            _context, _server_environ = context, dict(os.environ)
+            environ = dict(os.environ) if env is None else _with_import_time_variables_of(env)
+            with _process_environment(environ):  # the server process inherits it at its start
+                from multiprocessing import forkserver
+
+                forkserver.ensure_running()
+            _context, _server_environ = context, environ
     return _context
+
+
+def _read_at_import(key: str) -> bool:
+    return key.startswith(IMPORT_TIME_PREFIXES) and key not in RUNTIME_VARIABLES
+
+
+def _with_import_time_variables_of(env: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with the variables read at import time taken from ``env`` instead."""
+    return {**{k: v for k, v in os.environ.items() if not _read_at_import(k)},
+            **{k: v for k, v in env.items() if _read_at_import(k)}}
+
+
+@contextlib.contextmanager
+def _process_environment(environ: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` is ``environ`` inside the block (what a process started there inherits), as before after it.
+    Only the keys that differ change, for the moment the server takes to start."""
+    before = dict(os.environ)
+    changed = {k for k in set(before) | set(environ) if before.get(k) != environ.get(k)}
+    for key in changed:
+        if key in environ:
+            os.environ[key] = environ[key]
+        else:
+            del os.environ[key]
+    try:
+        yield
+    finally:
+        for key in changed:
+            if key in before:
+                os.environ[key] = before[key]
+            else:
+                os.environ.pop(key, None)
 
 
 def start_server() -> None:
@@ -78,9 +120,6 @@ def start_server() -> None:
     if not isinstance(shared_server_for(os.environ), str):
         return
     _forkserver()
-    from multiprocessing import forkserver
-
-    forkserver.ensure_running()
 
 
 def warm_refusal(env: Mapping[str, str], *, python: str | None = None, gpus: int = 0) -> str | None:
@@ -91,7 +130,9 @@ def warm_refusal(env: Mapping[str, str], *, python: str | None = None, gpus: int
         return f"it runs on another interpreter ({python})"
     if gpus > 1:
         return "a multi-GPU run starts with accelerate launch"
-    differ = _import_time_differences(env, _server_environ if _server_environ is not None else dict(os.environ))
+    if _server_environ is None:  # no server yet: it will import in this run's environment (_forkserver)
+        return None
+    differ = _import_time_differences(env, _server_environ)
     if differ:
         return f"its environment sets {', '.join(differ[:4])} other than the warm server's"
     return None
@@ -171,7 +212,7 @@ def start_warm(run_dir: str | Path, *, log_path: str | Path, env: Mapping[str, s
             server.forget(shared.path, f"the warm server at {shared.path} stopped answering ({error})")
             with open(log_path, "a", encoding="utf-8") as log:
                 log.write(f"the warm server at {shared.path} did not answer ({error}): forked from this process's own\n")
-    context = _forkserver()
+    context = _forkserver(env)
     process = context.Process(target=run_in_child, name=f"run-{Path(run_dir).name}",
                               args=(str(run_dir), step, str(log_path), dict(env), cwd, os.getpid()))
     process.start()
