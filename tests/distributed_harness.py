@@ -3,7 +3,10 @@
     from distributed_harness import run_in_processes
     results = run_in_processes(worker, 2, payload)     # worker(rank, world_size, payload) in each process
 
-Each process is a fresh interpreter (``spawn``), joins one gloo process group over TCP on 127.0.0.1, has the
+Each process is forked from this test process's warm server (:func:`lgrpo_bench.runs.warm.forkserver_context`: torch,
+transformers and TRL imported once, not once per process; ``tests/test_distributed.py``, 3 launches of 2 processes,
+took 66-68 CPU-s with fresh interpreters and 16-25 forked, on the 2-core dev VM), joins one gloo process group over
+TCP on 127.0.0.1, has the
 environment ``accelerate`` reads for a multi-process CPU launch (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT), so
 an ``Accelerator`` (and TRL's trainers) built inside it sees P processes and uses the existing group; torch runs one
 thread per process. ``worker`` must be importable (a module-level function); its return value must be picklable
@@ -13,7 +16,6 @@ hangs (a collective one rank skipped) fails the call after ``timeout_s``.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import pickle
 import socket
@@ -50,7 +52,9 @@ def _entry(rank: int, world_size: int, port: int, worker: Callable, args: tuple,
 
 def run_in_processes(worker: Callable[..., Any], world_size: int, *args: Any, timeout_s: float = 600) -> list[Any]:
     """``[worker(rank, world_size, *args) for rank in range(world_size)]``, each in its own process of one group."""
-    context = multiprocessing.get_context("spawn")
+    from lgrpo_bench.runs.warm import forkserver_context
+
+    context = forkserver_context()
     port = free_port()
     with tempfile.TemporaryDirectory() as folder:
         outs = [str(Path(folder) / f"rank{rank}.pkl") for rank in range(world_size)]

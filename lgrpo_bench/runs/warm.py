@@ -47,8 +47,8 @@ from pathlib import Path
 
 from lgrpo_bench.runs.child import RUN_DIR_ENV, ended_within, run_in_child
 
-__all__ = ["IMPORT_TIME_PREFIXES", "RUN_DIR_ENV", "WARM_ENV", "WarmProcess", "server_report", "shared_server_for",
-           "start_server", "start_warm", "warm_refusal"]
+__all__ = ["IMPORT_TIME_PREFIXES", "RUN_DIR_ENV", "WARM_ENV", "WarmProcess", "forkserver_context", "server_report",
+           "shared_server_for", "start_server", "start_warm", "warm_refusal"]
 
 WARM_ENV = "LGRPO_WARM_WORKERS"
 """``0`` starts every run in a fresh interpreter (warm workers off)."""
@@ -81,6 +81,14 @@ def _forkserver(env: Mapping[str, str] | None = None):
                 forkserver.ensure_running()
             _context, _server_environ = context, environ
     return _context
+
+
+def forkserver_context():
+    """This process's warm server as a :mod:`multiprocessing` context, the server started on first use (in this
+    process's environment): ``Process(target=f, args=...)`` runs ``f`` (importable, its arguments picklable) in a child
+    forked from it, with torch, transformers, TRL, lm-eval and MLflow already imported. What :func:`start_warm` uses;
+    for other processes of ours that would otherwise each import them (the tests' 2-process gloo launches)."""
+    return _forkserver()
 
 
 def _read_at_import(key: str) -> bool:
