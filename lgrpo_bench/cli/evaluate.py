@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -110,6 +111,10 @@ def eval_command(
     problems = eval_problems(eval_config)
     if problems:
         fail_input("\n".join(f"{'--benchmarks' if p.key == 'eval.benchmarks' else p.key}: {p.message}" for p in problems))
+    if eval_config.backend == "vllm" and importlib.util.find_spec("vllm") is None:  # said before torch is imported
+        from lgrpo_bench.evaluation.backends import VLLM_INSTALL_HINT
+
+        fail_input(VLLM_INSTALL_HINT)
 
     from lgrpo_bench.evaluation import (
         BackendUnavailable,
