@@ -115,6 +115,14 @@ def eval_command(
         from lgrpo_bench.evaluation.backends import VLLM_INSTALL_HINT
 
         fail_input(VLLM_INSTALL_HINT)
+    if run_config is not None or not no_log:  # a store that cannot open, too
+        from lgrpo_bench.tracking.location import StoreProblem, check_store_scheme, resolve_tracking_uri
+
+        try:
+            check_store_scheme(resolve_tracking_uri(tracking_uri or (run_config.tracking.uri if run_config else None)))
+        except StoreProblem as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
 
     from lgrpo_bench.evaluation import (
         BackendUnavailable,
