@@ -113,7 +113,12 @@ def mlflow_trial_runs(tmp_path: Path, study: str):
 
 
 @pytest.mark.slow
-def test_four_trials_two_in_parallel_complete_with_linked_mlflow_runs(warm_tiny, tmp_path):
+def test_four_trials_two_in_parallel_complete_with_linked_mlflow_runs(warm_tiny, tmp_path, monkeypatch):
+    from lgrpo_bench.runs import warm
+
+    # as when this test process's own warm server began in another test's environment: the shared one, which can
+    # serve the trials, is asked first
+    monkeypatch.setattr(warm, "_server_environ", {**os.environ, "HF_HOME": str(tmp_path / "elsewhere")})
     path = write_sweep(tmp_path, warm_tiny.path)
     result = RUNNER.invoke(app, ["sweep", str(path)])
     assert result.exit_code == 0, result.output
@@ -128,6 +133,7 @@ def test_four_trials_two_in_parallel_complete_with_linked_mlflow_runs(warm_tiny,
     assert sorted(int(run.data.tags["lgrpo.trial"]) for run in trials) == [0, 1, 2, 3]
     assert all(run.data.tags["mlflow.parentRunId"] == parent.info.run_id for run in trials)
     assert parent.data.tags["lgrpo.state"] == "done"
+    assert attempt_headers(tmp_path, 4) and all(line.endswith(", shared]") for line in attempt_headers(tmp_path, 4))
     # each trial's value is the mean of the last 2 logged train/reward_mean values of its run
     by_number = {int(run.data.tags["lgrpo.trial"]): run for run in trials}
     for trial in complete:
@@ -159,8 +165,12 @@ def test_four_trials_two_in_parallel_complete_with_linked_mlflow_runs(warm_tiny,
 
 
 @pytest.mark.slow
-def test_pruner_stops_a_trial_that_looks_bad(warm_tiny, tmp_path):
+def test_pruner_stops_a_trial_that_looks_bad(warm_tiny, tmp_path, monkeypatch):
+    from lgrpo_bench.procs import LIBRARY_ENV_DEFAULTS
     from lgrpo_bench.sweeps import open_study, run_sweep
+
+    for key in LIBRARY_ENV_DEFAULTS:  # a sweep run from Python, where no command set them
+        monkeypatch.delenv(key, raising=False)
 
     path = write_sweep(
         tmp_path, warm_tiny.path, n_trials=2, parallel=1,
@@ -182,6 +192,15 @@ def test_pruner_stops_a_trial_that_looks_bad(warm_tiny, tmp_path):
     assert pruned_run.data.tags["lgrpo.state"] == "pruned"
     steps = sorted(m.step for m in client.get_metric_history(pruned_run.info.run_id, "train/loss"))
     assert steps == [1], steps  # stopped promptly: no step after the one that was pruned
+    # every run's environment has the defaults a command sets, as the tests' shared warm server's has: forked there
+    assert all(line.endswith(", shared]") for line in attempt_headers(tmp_path, 2))
+
+
+def attempt_headers(folder: Path, count: int) -> list[str]:
+    """The header line of every attempt in the run logs under ``folder`` (how its process started), ``count`` of them."""
+    headers = [line for log in folder.glob("**/run.log") for line in log.read_text().splitlines() if line.startswith("==> ")]
+    assert len(headers) == count, headers
+    return headers
 
 
 @pytest.mark.slow

@@ -38,7 +38,7 @@ from lgrpo_bench.dispatch.state import HEARTBEAT_S, process_start_ticks, store_e
 from lgrpo_bench.runs.lifecycle import describe_exit
 from lgrpo_bench.runs.warm import RUN_DIR_ENV
 from lgrpo_bench.tracking.record import PARENT_RUN_ENV, RunLayout
-from lgrpo_bench.procs import signal_when_parent_dies
+from lgrpo_bench.procs import LIBRARY_ENV_DEFAULTS, signal_when_parent_dies
 
 __all__ = ["JobResult", "RunJob", "execute_job", "job_steps", "record_failure"]
 
@@ -133,9 +133,11 @@ def _start(job: RunJob, name: str, argv: list[str], env: dict[str, str], cwd: st
     from lgrpo_bench.runs.server import SERVER_ENV
     from lgrpo_bench.runs.warm import shared_server_for, start_warm, warm_refusal
 
-    refusal = "warm workers are off for this executor" if not job.warm else warm_refusal(env, python=job.python,
-                                                                                         gpus=job.gpus)
+    refusal = ("warm workers are off for this executor" if not job.warm
+               else warm_refusal(env, python=job.python, gpus=job.gpus, own_server=False))
     shared = shared_server_for(env) if refusal is None and shared_warm_server else None
+    if refusal is None and (shared is None or isinstance(shared, str)):  # this process's own server, then
+        refusal = warm_refusal(env, python=job.python, gpus=job.gpus)
     with open(log_path, "a", encoding="utf-8") as log:
         if refusal is not None:
             how = f"fresh interpreter ({refusal})"
@@ -209,7 +211,9 @@ def execute_job(job: RunJob, *, cuda_devices: list[str] | None = None,
     started = time.perf_counter()
     layout = job.layout
     layout.root.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **job.env, "PYTHONUNBUFFERED": "1", RUN_DIR_ENV: str(layout.root)}
+    # the library defaults a command sets (lgrpo_bench.procs), also where no command ran: a grid or sweep run from
+    # Python imports in the environment of one run from the command line, and of the warm servers that fork it
+    env = {**LIBRARY_ENV_DEFAULTS, **os.environ, **job.env, "PYTHONUNBUFFERED": "1", RUN_DIR_ENV: str(layout.root)}
     if job.parent_run_id:
         env[PARENT_RUN_ENV] = job.parent_run_id
     if cuda_devices is not None:

@@ -30,8 +30,9 @@ LIBRARY_ENV_DEFAULTS = {"HF_HUB_DISABLE_TELEMETRY": "1", "MLFLOW_DISABLE_TELEMET
                         "TOKENIZERS_PARALLELISM": "false", "MLFLOW_LOGGING_LEVEL": "WARNING"}
 """What our commands set unless the user did, before the libraries that read them are imported: the hub's and MLflow's
 telemetry off (MLflow's exit hook otherwise waits seconds on a network call), no tokenizer fork warnings, MLflow's
-INFO lines off. The shared warm server (:mod:`lgrpo_bench.runs.server`) sets them too, so that it imports in the
-environment a command has."""
+INFO lines off. Every run's environment has them too (:func:`lgrpo_bench.dispatch.job.execute_job`: a grid or sweep
+started from Python, not a command, included), and the warm servers import with them (:mod:`lgrpo_bench.runs.server`,
+:mod:`lgrpo_bench.runs.warm`), so that a run and the server that forks it agree."""
 
 _PR_SET_PDEATHSIG = 1
 _POLL_S = 0.1

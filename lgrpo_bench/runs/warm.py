@@ -45,6 +45,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from lgrpo_bench.procs import LIBRARY_ENV_DEFAULTS
 from lgrpo_bench.runs.child import RUN_DIR_ENV, ended_within, run_in_child
 
 __all__ = ["IMPORT_TIME_PREFIXES", "RUN_DIR_ENV", "WARM_ENV", "WarmProcess", "forkserver_context", "server_report",
@@ -66,7 +67,8 @@ _server_environ: dict[str, str] | None = None
 
 def _forkserver(env: Mapping[str, str] | None = None):
     """This process's forkserver context; the first call starts the server. It imports in the import-time variables
-    of ``env`` (the first run's environment; default: this process's), so a process whose own environment differs —
+    of ``env`` (the first run's environment; default: this process's with the library defaults a command sets,
+    ``procs.LIBRARY_ENV_DEFAULTS``, as every run's has them), so a process whose own environment differs —
     a Ray worker that ``ray start`` began, without the variables a command sets (``procs.LIBRARY_ENV_DEFAULTS``) or the
     user's ``HF_HOME`` — still forks its runs; later runs must share those variables (:func:`warm_refusal`)."""
     global _context, _server_environ
@@ -74,7 +76,7 @@ def _forkserver(env: Mapping[str, str] | None = None):
         if _context is None:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload([PRELOAD_MODULE])
-            environ = dict(os.environ) if env is None else _with_import_time_variables_of(env)
+            environ = _with_import_time_variables_of({**LIBRARY_ENV_DEFAULTS, **os.environ} if env is None else env)
             with _process_environment(environ):  # the server process inherits it at its start
                 from multiprocessing import forkserver
 
@@ -130,15 +132,18 @@ def start_server() -> None:
     _forkserver()
 
 
-def warm_refusal(env: Mapping[str, str], *, python: str | None = None, gpus: int = 0) -> str | None:
-    """Why a run with environment ``env`` cannot be forked from this process's warm server (None when it can)."""
+def warm_refusal(env: Mapping[str, str], *, python: str | None = None, gpus: int = 0,
+                 own_server: bool = True) -> str | None:
+    """Why a run with environment ``env`` cannot be forked from this process's warm server (None when it can);
+    ``own_server=False``: only what refuses every warm server (the shared one too), not a difference from this
+    process's own server's import-time variables."""
     if os.environ.get(WARM_ENV, "1").strip() == "0":
         return f"${WARM_ENV}=0"
     if python and os.path.realpath(python) != os.path.realpath(sys.executable):
         return f"it runs on another interpreter ({python})"
     if gpus > 1:
         return "a multi-GPU run starts with accelerate launch"
-    if _server_environ is None:  # no server yet: it will import in this run's environment (_forkserver)
+    if _server_environ is None or not own_server:  # no server yet: it will import in this run's environment
         return None
     differ = _import_time_differences(env, _server_environ)
     if differ:
