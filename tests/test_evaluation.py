@@ -199,6 +199,23 @@ def test_cli_json_output(data_dir, tmp_path):
     assert set(metrics) == {"gsm8k", "arith"} and metrics["gsm8k"]["acc"] == 1.0 and metrics["arith"]["n"] == 5
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "code", "message"),
+    [(["--model", "tiny-s", "--benchmarks", "arith", "--backend", "vllm"], {}, 2, 'pip install -e ".[vllm]"'),
+     (["--model", "oracle:gold", "--benchmarks", "arith"], {"MLFLOW_TRACKING_URI": "file:{tmp}/mlruns"}, 1, "file store")],
+    ids=["missing-vllm", "file-store"],
+)
+def test_eval_refuses_what_cannot_run_before_importing_torch(tmp_path, args, env, code, message):
+    """A missing vLLM and a file-store URI are said before torch, transformers and lm-eval load (0.4 s, not ~5 s):
+    here ``import torch`` fails, so a check placed after the heavy imports ends in a traceback instead."""
+    block_torch = "import sys; sys.modules['torch'] = None; from lgrpo_bench.cli import main; main()"
+    result = subprocess.run([sys.executable, "-c", block_torch, "eval", *args], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path,
+                            env={**os.environ, **{k: v.replace("{tmp}", str(tmp_path)) for k, v in env.items()}})
+    assert result.returncode == code and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "mlruns").exists()
+
+
 @pytest.mark.e2e  # the command line
 @pytest.mark.parametrize(
     ("args", "message"),

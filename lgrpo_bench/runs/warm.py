@@ -68,9 +68,9 @@ _server_environ: dict[str, str] | None = None
 def _forkserver(env: Mapping[str, str] | None = None):
     """This process's forkserver context; the first call starts the server. It imports in the import-time variables
     of ``env`` (the first run's environment; default: this process's with the library defaults a command sets,
-    ``procs.LIBRARY_ENV_DEFAULTS``, as every run's has them), so a process whose own environment differs —
-    a Ray worker that ``ray start`` began, without the variables a command sets (``procs.LIBRARY_ENV_DEFAULTS``) or the
-    user's ``HF_HOME`` — still forks its runs; later runs must share those variables (:func:`warm_refusal`)."""
+    ``procs.LIBRARY_ENV_DEFAULTS``, as every run's has them), so a process whose own environment differs — a Ray
+    worker that ``ray start`` began, without those defaults or the user's ``HF_HOME`` — still forks its runs; later
+    runs must share those variables (:func:`warm_refusal`)."""
     global _context, _server_environ
     with _lock:
         if _context is None:
